@@ -1,0 +1,135 @@
+"""The exception tree of ftpexport: every failure a user can meet is one of these.
+
+    FtpexportError                 what went wrong, where, and what to do (``str(err)``)
+    ├── ConfigError                bad options or rule files: exit code 2, nothing is sent
+    │   ├── RuleError              one rule file: names the file, the field and the reason
+    │   └── SecretError            a secret reference that cannot be resolved
+    ├── RecordError                one broken inbox record: names the folder and the reason
+    │   └── NamingError            a template that renders a name that is not allowed
+    └── TransportError             talking to a server failed: names the destination and path
+        ├── TransientError         worth retrying: refused/reset connections, timeouts, 4xx replies
+        └── PermanentError         retrying will not help until someone changes something
+            ├── AuthenticationError   login refused
+            ├── HostKeyError          SFTP host key unknown or changed
+            ├── TLSError              certificate or protocol version refused
+            └── RemoteExistsError     the final name exists and ``if_exists: fail``
+
+Messages never contain secrets: build them from names and paths, never from credentials.
+This module imports nothing of ours.
+"""
+
+from __future__ import annotations
+
+
+class FtpexportError(Exception):
+    """Base of every error ftpexport reports to a user (one line, no traceback)."""
+
+    #: process exit code when this error ends a command
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message} ({self.hint})"
+        return self.message
+
+
+class ConfigError(FtpexportError):
+    """Options or rule files are wrong: nothing can be sent until they are fixed."""
+
+    exit_code = 2
+
+
+class RuleError(ConfigError):
+    """One problem in one rule file, located by file and field."""
+
+    def __init__(self, file: str, field: str | None, reason: str, *, hint: str | None = None) -> None:
+        self.file = file
+        self.field = field
+        self.reason = reason
+        where = f"{file}: {field}" if field else file
+        super().__init__(f"{where}: {reason}", hint=hint)
+
+
+class SecretError(ConfigError):
+    """A secret reference that cannot be resolved (for example an unset environment variable)."""
+
+
+class RecordError(FtpexportError):
+    """A broken inbox record; the other records go on."""
+
+    def __init__(self, path: str, reason: str, *, hint: str | None = None) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}", hint=hint)
+
+
+class NamingError(RecordError):
+    """A template rendered a name that cannot be used on a server."""
+
+
+class TransportError(FtpexportError):
+    """A server conversation failed. ``retriable`` says whether trying again may help."""
+
+    retriable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        destination: str | None = None,
+        path: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.destination = destination
+        self.path = path
+        self.detail = message
+        super().__init__(message, hint=hint)
+
+    def located(self, *, destination: str | None = None, path: str | None = None) -> TransportError:
+        """Fill in the destination and remote path if they are not known yet; returns self."""
+        if self.destination is None:
+            self.destination = destination
+        if self.path is None:
+            self.path = path
+        return self
+
+    def __str__(self) -> str:
+        where = []
+        if self.destination:
+            where.append(f"destination {self.destination}")
+        if self.path:
+            where.append(f"remote path {self.path}")
+        prefix = f"{', '.join(where)}: " if where else ""
+        text = f"{prefix}{self.detail}"
+        return f"{text} ({self.hint})" if self.hint else text
+
+
+class TransientError(TransportError):
+    """A failure that may go away by itself: try again later."""
+
+    retriable = True
+
+
+class PermanentError(TransportError):
+    """A failure that needs a change on one side (credentials, permissions, configuration)."""
+
+
+class AuthenticationError(PermanentError):
+    """The server refused the user name and password or key."""
+
+
+class HostKeyError(PermanentError):
+    """The SFTP server's host key is not the pinned one."""
+
+
+class TLSError(PermanentError):
+    """The TLS handshake failed: untrusted certificate, wrong host name or old protocol."""
+
+
+class RemoteExistsError(PermanentError):
+    """The final remote name exists already and the rule says ``if_exists: fail``."""

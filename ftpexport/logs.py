@@ -1,0 +1,72 @@
+"""Logging setup: text or one JSON object a line, structured fields, secrets scrubbed last."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from .secret import redact
+
+#: attributes every LogRecord has; anything else was passed with ``extra=`` and is a field
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+
+
+def fields_of(record: logging.LogRecord) -> dict[str, Any]:
+    """The structured fields of a log record (what was passed with ``extra=``)."""
+    return {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    return datetime.fromtimestamp(record.created).astimezone().isoformat(timespec="milliseconds")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, logger, message and the structured fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        document: dict[str, Any] = {
+            "time": _timestamp(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            **fields_of(record),
+        }
+        if record.exc_info and record.exc_info[1] is not None:
+            document["error"] = str(record.exc_info[1])
+        return redact(json.dumps(document, default=str, ensure_ascii=False))
+
+
+class TextFormatter(logging.Formatter):
+    """``time level message key=value ...`` for people."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        extras = " ".join(f"{k}={v}" for k, v in fields_of(record).items())
+        line = f"{_timestamp(record)} {record.levelname:<7} {record.getMessage()}"
+        if extras:
+            line = f"{line} {extras}"
+        if record.exc_info and record.exc_info[1] is not None:
+            line = f"{line} error={record.exc_info[1]}"
+        return redact(line)
+
+
+def setup_logging(
+    *, level: int = logging.WARNING, fmt: str = "text", file: Path | None = None, stream: TextIO | None = None
+) -> None:
+    """Send ftpexport's logs to ``file`` (or stderr) as text or JSON."""
+    handler: logging.Handler = (
+        logging.FileHandler(file, encoding="utf-8") if file else logging.StreamHandler(stream or sys.stderr)
+    )
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    logger = logging.getLogger("ftpexport")
+    for old in list(logger.handlers):
+        logger.removeHandler(old)
+        old.close()
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+    # paramiko logs its own chatter at INFO; only its warnings matter to an operator.
+    logging.getLogger("paramiko").setLevel(logging.WARNING)

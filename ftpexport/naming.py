@@ -1,0 +1,110 @@
+"""Remote names from Jinja templates: compiled when rules load, rendered sandboxed, then validated.
+
+A rendered file name must be a single, plain path component; a rendered directory may hold
+``/`` between components. Neither can be empty, absolute, contain ``..``, a backslash, NUL or
+control characters, or have a component longer than 255 bytes, so no record field can make an
+upload leave the destination folder.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError
+from jinja2.sandbox import SandboxedEnvironment
+
+from .errors import NamingError
+
+MAX_COMPONENT_BYTES = 255
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]+")
+
+Kind = Literal["file", "dir"]
+
+
+def safe_name(value: Any) -> str:
+    """Jinja filter: turn any value into a harmless file name component (``A/12`` -> ``A_12``)."""
+    text = _UNSAFE_CHARS.sub("_", str(value)).strip()
+    text = re.sub(r"\.{2,}", ".", text).lstrip(".")
+    return text[:100] or "_"
+
+
+def _environment() -> SandboxedEnvironment:
+    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+    env.filters["safe_name"] = safe_name
+    return env
+
+
+_ENV = _environment()
+
+
+class NameTemplate:
+    """A compiled name template; ``str()`` gives its source text."""
+
+    def __init__(self, source: str, kind: Kind = "file") -> None:
+        if not isinstance(source, str) or not source.strip():
+            raise ValueError("the template is empty")
+        try:
+            self._template = _ENV.from_string(source)
+        except TemplateSyntaxError as exc:
+            raise ValueError(f"template syntax error: {exc.message} (line {exc.lineno})") from exc
+        self.source = source
+        self.kind: Kind = kind
+
+    def __str__(self) -> str:
+        return self.source
+
+    def __repr__(self) -> str:
+        return f"NameTemplate({self.source!r}, kind={self.kind!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NameTemplate) and (self.source, self.kind) == (other.source, other.kind)
+
+    def __hash__(self) -> int:
+        return hash((self.source, self.kind))
+
+    def render(self, context: Mapping[str, Any], *, record: str, origin: str) -> str:
+        """Render and validate; ``record`` (its folder) and ``origin`` (rule file: field) locate errors."""
+        try:
+            rendered = self._template.render(context)
+        except TemplateError as exc:
+            raise NamingError(
+                record,
+                f"{origin}: template {self.source!r} failed: {exc.message or type(exc).__name__}",
+                hint="fix the template, or give the record the field it needs",
+            ) from exc
+        problem = name_problem(rendered, self.kind)
+        if problem:
+            raise NamingError(
+                record,
+                f"{origin}: template {self.source!r} rendered {rendered!r}, which {problem}",
+                hint="fix the record, or use the safe_name filter in the template: {{ field | safe_name }}",
+            )
+        return rendered
+
+
+def name_problem(name: str, kind: Kind) -> str | None:
+    """Why ``name`` cannot be used as a remote file (or directory) name, or None if it can."""
+    if not name or not name.strip():
+        return "is empty"
+    if _CONTROL.search(name):
+        return "contains NUL or control characters"
+    if "\\" in name:
+        return "contains a backslash"
+    if name.startswith("/"):
+        return "is an absolute path"
+    if ".." in name:
+        return "contains '..'"
+    components = name.split("/")
+    if kind == "file" and len(components) > 1:
+        return "contains a path separator '/' where a plain file name is needed"
+    for component in components:
+        if component in ("", ".", ".."):
+            return "has an empty, '.' or '..' path component"
+        if component != component.strip():
+            return "starts or ends with white space"
+        if len(component.encode()) > MAX_COMPONENT_BYTES:
+            return f"is longer than {MAX_COMPONENT_BYTES} bytes"
+    return None

@@ -1,0 +1,195 @@
+"""Packaging: a record's images renamed, plus a JSON metadata file, as one zip or as loose files.
+
+The zip is deterministic (same record, same bytes: fixed order, timestamps and attributes) and
+images are stored, not deflated, because JPEG and PNG are compressed already. Images are copied
+in blocks, never loaded whole into memory.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from .errors import NamingError
+from .naming import NameTemplate
+from .record import Record
+
+_COPY_BLOCK = 1024 * 1024
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class PackageNames:
+    """Every name a record's package uses, rendered and validated."""
+
+    images: tuple[str, ...]
+    archive: str | None
+    metadata: str | None
+    done_marker: str | None
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One file to upload: its remote name, its size and how to read it."""
+
+    name: str
+    size: int
+    opener: Callable[[], BinaryIO]
+
+    def open(self) -> BinaryIO:
+        return self.opener()
+
+
+@dataclass(frozen=True)
+class Package:
+    """The files to upload for one record, in upload order; the done marker goes last."""
+
+    files: tuple[Artifact, ...]
+    done_marker: Artifact | None
+    #: the names inside the archive (zip format), for previews
+    archive_listing: tuple[str, ...] = ()
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files) + (self.done_marker.size if self.done_marker else 0)
+
+
+def template_context(record: Record) -> dict[str, Any]:
+    """What templates see: every field of vehicle.json as written (dates as strings)."""
+    return dict(record.fields)
+
+
+def render_names(
+    record: Record,
+    *,
+    fmt: str,
+    archive_name: NameTemplate,
+    image_name: NameTemplate,
+    metadata_name: NameTemplate | None,
+    done_marker: NameTemplate | None,
+    origin: str,
+) -> PackageNames:
+    """Render the package's names; ``origin`` is the rule file, for messages."""
+    where = str(record.folder)
+    context = template_context(record)
+    images = []
+    for image in record.images:
+        image_context = {
+            **context,
+            "n": image.n,
+            "ext": image.ext,
+            "filename": image.path.name,
+            "stem": image.path.stem,
+        }
+        images.append(image_name.render(image_context, record=where, origin=f"{origin}: package.image_name"))
+    metadata = (
+        metadata_name.render(context, record=where, origin=f"{origin}: package.metadata.name")
+        if metadata_name
+        else None
+    )
+    archive = (
+        archive_name.render(context, record=where, origin=f"{origin}: package.archive_name") if fmt == "zip" else None
+    )
+    marker = done_marker.render(context, record=where, origin=f"{origin}: package.done_marker") if done_marker else None
+    _refuse_duplicates(where, origin, images, metadata, archive, marker)
+    return PackageNames(images=tuple(images), archive=archive, metadata=metadata, done_marker=marker)
+
+
+def _refuse_duplicates(where: str, origin: str, images: list[str], *others: str | None) -> None:
+    seen: set[str] = set()
+    for name in images:
+        if name in seen:
+            raise NamingError(
+                where,
+                f"{origin}: package.image_name gives two images the same name {name!r}",
+                hint="use n (the image's position) in the template, e.g. {{ vin }}_{{ n }}.{{ ext }}",
+            )
+        seen.add(name)
+    for name in others:
+        if name is not None and name in seen:
+            raise NamingError(where, f"{origin}: two files of the package are both named {name!r}")
+        if name is not None:
+            seen.add(name)
+
+
+def metadata_document(record: Record, fields: list[str], image_names: tuple[str, ...]) -> bytes:
+    """The metadata JSON: the listed fields (``user.name`` nests under ``user``) and the file names."""
+    document: dict[str, Any] = {}
+    for path in fields:
+        value: Any = record.fields
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        target = document
+        *parents, leaf = path.split(".")
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[leaf] = value
+    document["files"] = list(image_names)
+    return (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+
+def _zip_timestamp(record: Record) -> tuple[int, int, int, int, int, int]:
+    stamp: datetime | None = record.data.processed_at
+    if stamp is None or stamp.year < 1980:
+        return _ZIP_EPOCH
+    return (stamp.year, stamp.month, stamp.day, stamp.hour, stamp.minute, stamp.second - stamp.second % 2)
+
+
+def _zip_entry(name: str, size: int, when: tuple[int, int, int, int, int, int]) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=when)
+    info.compress_type = zipfile.ZIP_STORED
+    info.create_system = 3  # unix, so the permissions below are read the same everywhere
+    info.external_attr = 0o100644 << 16
+    info.file_size = size
+    return info
+
+
+def write_zip(record: Record, names: PackageNames, metadata: bytes | None, target: Path) -> None:
+    """Write the archive to ``target``: images in record order, then the metadata file."""
+    when = _zip_timestamp(record)
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for image, name in zip(record.images, names.images, strict=True):
+            with image.path.open("rb") as source, archive.open(_zip_entry(name, image.size, when), "w") as dest:
+                shutil.copyfileobj(source, dest, _COPY_BLOCK)
+        if metadata is not None and names.metadata is not None:
+            with archive.open(_zip_entry(names.metadata, len(metadata), when), "w") as dest:
+                dest.write(metadata)
+
+
+def _bytes_artifact(name: str, content: bytes) -> Artifact:
+    return Artifact(name=name, size=len(content), opener=lambda: io.BytesIO(content))
+
+
+def _file_artifact(name: str, path: Path) -> Artifact:
+    return Artifact(name=name, size=path.stat().st_size, opener=lambda: path.open("rb"))
+
+
+def build_package(
+    record: Record,
+    names: PackageNames,
+    metadata_fields: list[str] | None,
+    workdir: Path,
+) -> Package:
+    """The files to upload; a zip is written into ``workdir`` (the caller removes it)."""
+    metadata = metadata_document(record, metadata_fields, names.images) if metadata_fields is not None else None
+    marker = _bytes_artifact(names.done_marker, b"") if names.done_marker else None
+    if names.archive is not None:
+        archive_path = workdir / names.archive
+        write_zip(record, names, metadata, archive_path)
+        listing = (*names.images, *([names.metadata] if metadata is not None and names.metadata else []))
+        return Package(
+            files=(_file_artifact(names.archive, archive_path),),
+            done_marker=marker,
+            archive_listing=tuple(listing),
+        )
+    files = [_file_artifact(name, image.path) for image, name in zip(record.images, names.images, strict=True)]
+    if metadata is not None and names.metadata is not None:
+        files.append(_bytes_artifact(names.metadata, metadata))
+    return Package(files=tuple(files), done_marker=marker)

@@ -1,0 +1,227 @@
+"""A processed vehicle record: load and validate ``vehicle.json`` and the images of its folder."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import RecordError
+
+RECORD_FILE = "vehicle.json"
+#: a vehicle.json larger than this is refused before it is parsed
+MAX_RECORD_BYTES = 1024 * 1024
+MAX_IMAGES = 500
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".heic", ".avif"})
+
+_VIN = re.compile(r"^[A-HJ-NPR-Z0-9]{17}$")
+_HASH_CHUNK = 1024 * 1024
+
+
+def _check_vin(value: str) -> str:
+    if not _VIN.match(value):
+        raise ValueError("a VIN is 17 characters of A-Z and 0-9 without I, O and Q")
+    return value
+
+
+def _check_aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.utcoffset() is None:
+        raise ValueError("the date needs a UTC offset, e.g. 2026-11-20T14:03:00+01:00")
+    return value
+
+
+class User(BaseModel):
+    """The platform user who uploaded the vehicle."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(min_length=1)
+    name: str | None = None
+    email: str | None = None
+
+
+class VehicleData(BaseModel):
+    """The validated content of ``vehicle.json``; unknown top-level fields are kept."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(min_length=1, max_length=200)
+    client_id: str = Field(min_length=1, max_length=200)
+    vin: Annotated[str, AfterValidator(_check_vin)]
+    event: str | None = None
+    user: User | None = None
+    stock_number: str | None = None
+    make: str | None = None
+    model: str | None = None
+    year: int | None = None
+    processed_at: Annotated[datetime | None, AfterValidator(_check_aware)] = None
+    images: list[Annotated[str, Field(min_length=1)]] | None = Field(default=None, max_length=MAX_IMAGES)
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Image:
+    """One image of a record, in delivery order."""
+
+    path: Path
+    #: 1-based position in the record
+    n: int
+    #: extension without the dot, lower case
+    ext: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Record:
+    """A complete, validated inbox record."""
+
+    folder: Path
+    data: VehicleData
+    #: the parsed JSON as written, for templates (dates stay strings, unknown fields included)
+    fields: dict[str, Any]
+    images: tuple[Image, ...]
+    #: sha256 over vehicle.json and the image bytes: a new hash means "vehicle updated"
+    content_hash: str
+
+    @property
+    def id(self) -> str:
+        return self.data.id
+
+    @property
+    def client_id(self) -> str:
+        return self.data.client_id
+
+    @property
+    def user_id(self) -> str | None:
+        return self.data.user.id if self.data.user else None
+
+
+def natural_key(name: str) -> list[int | str]:
+    """Sort key that puts ``2.jpg`` before ``10.jpg``."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def is_complete(folder: Path) -> bool:
+    """Whether the record's ``vehicle.json`` exists (it is written last)."""
+    return (folder / RECORD_FILE).is_file()
+
+
+def iter_record_folders(inbox: Path) -> Iterator[Path]:
+    """The sub-folders of ``inbox`` in name order (hidden ones excluded); complete or not."""
+    try:
+        entries = sorted(os.scandir(inbox), key=lambda e: natural_key(e.name))
+    except FileNotFoundError as exc:
+        raise RecordError(str(inbox), "the inbox folder does not exist") from exc
+    for entry in entries:
+        if not entry.name.startswith(".") and entry.is_dir(follow_symlinks=False):
+            yield Path(entry.path)
+
+
+def load_record(folder: Path) -> Record:
+    """Read and validate the record in ``folder``; raises ``RecordError`` naming what is wrong."""
+    where = str(folder)
+    root = folder.resolve()
+    json_path = _inside(root, folder / RECORD_FILE, where, RECORD_FILE)
+    try:
+        size = json_path.stat().st_size
+    except FileNotFoundError as exc:
+        raise RecordError(where, f"{RECORD_FILE} is missing: the record is not complete yet") from exc
+    if size > MAX_RECORD_BYTES:
+        raise RecordError(where, f"{RECORD_FILE} is {size} bytes, more than the {MAX_RECORD_BYTES} allowed")
+    raw_bytes = json_path.read_bytes()
+    try:
+        fields = json.loads(raw_bytes)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RecordError(where, f"{RECORD_FILE} is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise RecordError(where, f"{RECORD_FILE} is nested too deeply") from exc
+    if not isinstance(fields, dict):
+        raise RecordError(where, f"{RECORD_FILE} must hold a JSON object")
+    try:
+        data = VehicleData.model_validate(fields)
+    except ValidationError as exc:
+        raise RecordError(where, f"{RECORD_FILE}: {_describe(exc)}") from exc
+    images = _find_images(root, folder, data.images)
+    return Record(
+        folder=folder,
+        data=data,
+        fields=fields,
+        images=images,
+        content_hash=_content_hash(raw_bytes, images),
+    )
+
+
+def _describe(exc: ValidationError) -> str:
+    """Pydantic's errors as ``field: reason`` pairs, without echoing input values."""
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False):
+        field = ".".join(str(p) for p in error["loc"]) or "(top level)"
+        message = error["msg"].removeprefix("Value error, ")
+        parts.append(f"{field}: {message}")
+    return "; ".join(parts)
+
+
+def _inside(root: Path, path: Path, where: str, name: str) -> Path:
+    """``path`` resolved, refused if it (or a symlink on the way) points outside ``root``."""
+    resolved = path.resolve()
+    if not resolved.is_relative_to(root):
+        raise RecordError(
+            where,
+            f"{name} resolves outside the record folder (to {resolved})",
+            hint="records may only deliver their own files; replace the link with the file itself",
+        )
+    return resolved
+
+
+def _find_images(root: Path, folder: Path, listed: list[str] | None) -> tuple[Image, ...]:
+    where = str(folder)
+    if listed is None:
+        names = sorted(
+            (
+                entry.name
+                for entry in os.scandir(folder)
+                if Path(entry.name).suffix.lower() in IMAGE_SUFFIXES and not entry.name.startswith(".")
+            ),
+            key=natural_key,
+        )
+        if len(names) > MAX_IMAGES:
+            raise RecordError(where, f"{len(names)} images, more than the {MAX_IMAGES} allowed")
+    else:
+        names = listed
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise RecordError(where, f"images lists {', '.join(duplicates)} more than once")
+    images = []
+    for n, name in enumerate(names, start=1):
+        if "\x00" in name or Path(name).is_absolute():
+            raise RecordError(where, f"image name {name!r} is not a file name inside the record")
+        path = _inside(root, folder / name, where, f"image {name}")
+        if not path.is_file():
+            raise RecordError(where, f"image {name} is listed in {RECORD_FILE} but is missing")
+        ext = Path(name).suffix.lower().lstrip(".")
+        if not ext:
+            raise RecordError(where, f"image {name} has no extension")
+        images.append(Image(path=path, n=n, ext=ext, size=path.stat().st_size))
+    if not images:
+        raise RecordError(where, "the record has no images", hint=f"add image files or list them in {RECORD_FILE}")
+    return tuple(images)
+
+
+def _content_hash(record_json: bytes, images: tuple[Image, ...]) -> str:
+    digest = hashlib.sha256()
+    digest.update(len(record_json).to_bytes(8, "big"))
+    digest.update(record_json)
+    for image in images:
+        digest.update(image.size.to_bytes(8, "big"))
+        with image.path.open("rb") as stream:
+            while chunk := stream.read(_HASH_CHUNK):
+                digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,202 @@
+"""The transport interface: a connection to one server that can write files atomically.
+
+A transport knows nothing of rules, records or the ledger. It is given an ``Endpoint`` (where and
+how to connect) and remote paths. Paths are POSIX strings; a relative path is relative to the
+directory the server puts us in after login, an absolute one starts at the server's root.
+
+Each backend turns its library's exceptions into ours (``errors.TransientError`` and friends)
+in one ``map_errors()`` context manager, so callers only ever see ftpexport errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import posixpath
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO, Literal
+
+from pydantic import SecretStr
+
+from ..errors import PermanentError, RemoteExistsError, TransientError
+
+log = logging.getLogger(__name__)
+
+Scheme = Literal["ftp", "ftps", "ftps+implicit", "sftp"]
+IfExists = Literal["overwrite", "skip", "fail"]
+
+#: the longest file name most servers accept, in bytes
+MAX_NAME_BYTES = 255
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and how to connect. Secrets are ``SecretStr``; the repr shows none of them."""
+
+    scheme: Scheme
+    host: str
+    port: int
+    username: str
+    password: SecretStr | None = None
+    #: seconds for connect, login and each transfer step
+    timeout: float = 30.0
+    #: a human name for messages, e.g. ``acme-motors/dms``
+    label: str = ""
+    # FTP / FTPS
+    ca_file: Path | None = None
+    passive: bool = True
+    # SFTP: the server key must match one of ``host_keys`` (OpenSSH public key lines,
+    # "ssh-ed25519 AAAA...") or an entry of ``known_hosts``; one of the two is required.
+    host_keys: tuple[str, ...] = ()
+    known_hosts: Path | None = None
+    key_file: Path | None = None
+    private_key: SecretStr | None = None
+    key_passphrase: SecretStr | None = field(default=None)
+
+    @property
+    def display(self) -> str:
+        """``label`` if set, else ``scheme://user@host:port``; never a secret."""
+        return self.label or f"{self.scheme}://{self.username}@{self.host}:{self.port}"
+
+
+class Transport(ABC):
+    """One open connection to one server. Use as a context manager: ``with transport: ...``."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+
+    def __enter__(self) -> Transport:
+        self.connect()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.endpoint.display})"
+
+    @abstractmethod
+    def connect(self) -> None:
+        """Connect, secure the channel, verify the server and log in."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Log out and close; never raises."""
+
+    @abstractmethod
+    def makedirs(self, path: str) -> None:
+        """Create directory ``path`` and its missing parents; existing ones are fine."""
+
+    @abstractmethod
+    def size(self, path: str) -> int | None:
+        """The size in bytes of file ``path``, or None when there is no such file."""
+
+    @abstractmethod
+    def put(self, stream: BinaryIO, path: str, callback: Callable[[int], None] | None = None) -> int:
+        """Write ``stream`` to file ``path`` (replacing it); return the bytes sent.
+
+        ``callback`` is called with the size of each block sent.
+        """
+
+    @abstractmethod
+    def rename(self, source: str, target: str) -> None:
+        """Rename ``source`` to ``target``, replacing ``target`` if it exists."""
+
+    @abstractmethod
+    def remove(self, path: str) -> None:
+        """Delete file ``path``; a missing file is not an error."""
+
+    @property
+    def server_fingerprint(self) -> str | None:
+        """The server's key fingerprint (SFTP, ``SHA256:...``) once connected; None otherwise."""
+        return None
+
+
+@dataclass(frozen=True)
+class Upload:
+    """What one upload did: the final remote path, the bytes sent, and whether it was skipped."""
+
+    path: str
+    size: int
+    skipped: bool = False
+
+
+def temporary_name(name: str) -> str:
+    """The hidden name a file is uploaded under before it is renamed to ``name``.
+
+    It is the same for every attempt, so a retry overwrites what a failed one left behind.
+    """
+    candidate = f".{name}.part"
+    if len(candidate.encode()) <= MAX_NAME_BYTES:
+        return candidate
+    digest = hashlib.sha256(name.encode()).hexdigest()[:20]
+    return f".ftpexport-{digest}.part"
+
+
+def upload_file(
+    transport: Transport,
+    open_source: Callable[[], BinaryIO],
+    size: int,
+    remote_dir: str,
+    name: str,
+    *,
+    atomic: bool = True,
+    if_exists: IfExists = "overwrite",
+    callback: Callable[[int], None] | None = None,
+) -> Upload:
+    """Upload one file to ``remote_dir/name``: temporary name, size check, rename.
+
+    The directory must exist. With ``atomic=False`` the file is written under its final name
+    (for servers that cannot rename); the size is still checked.
+    """
+    final = posixpath.join(remote_dir, name) if remote_dir else name
+    if if_exists != "overwrite":
+        existing = transport.size(final)
+        if existing is not None:
+            if if_exists == "skip":
+                log.info("remote file exists, skipped", extra={"remote_path": final})
+                return Upload(final, 0, skipped=True)
+            raise RemoteExistsError(
+                "the file exists already and the rule says if_exists: fail",
+                destination=transport.endpoint.display,
+                path=final,
+                hint="remove it on the server, or set upload.if_exists to overwrite or skip",
+            )
+    target = posixpath.join(remote_dir, temporary_name(name)) if atomic else final
+    with open_source() as stream:
+        sent = transport.put(stream, target, callback)
+    _check_size(transport, target, expected=size, sent=sent)
+    if atomic:
+        transport.rename(target, final)
+    return Upload(final, sent)
+
+
+def _check_size(transport: Transport, path: str, *, expected: int, sent: int) -> None:
+    """Refuse to publish a file whose remote size is not the local size."""
+    if sent != expected:
+        raise PermanentError(
+            f"sent {sent} bytes but the source has {expected}: the local file changed during upload",
+            destination=transport.endpoint.display,
+            path=path,
+        )
+    remote = transport.size(path)
+    if remote is None:
+        # Some servers do not answer SIZE; the transfer itself completed without error.
+        log.debug("server did not report a size; trusting the completed transfer", extra={"remote_path": path})
+        return
+    if remote != expected:
+        transport.remove(path)
+        raise TransientError(
+            f"the server has {remote} bytes after upload, expected {expected}; the partial file was removed",
+            destination=transport.endpoint.display,
+            path=path,
+        )
