@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from .errors import FtpexportError, RecordError, TransportError
 from .ledger import Ledger
@@ -446,3 +446,41 @@ class Exporter:
     def _finish(self, outcome: Outcome) -> Outcome:
         self._on_outcome(outcome)
         return outcome
+
+
+def preview_record(folder: Path, ruleset: RuleSet) -> dict[str, Any]:
+    """What exporting ``folder`` would send where, without any network; raises ``RecordError``."""
+    record = load_record(folder)
+    plan = plan_record(record, ruleset, routes_for(ruleset, record))
+    with tempfile.TemporaryDirectory(prefix="ftpexport-preview-") as tmp:
+        package = make_package(plan, Path(tmp))
+    destinations = []
+    for route, remote_dir in plan.routes:
+        destination = route.destination
+        files = [posixpath.join(remote_dir, f.name) if remote_dir else f.name for f in package.files]
+        if package.done_marker is not None:
+            files.append(
+                posixpath.join(remote_dir, package.done_marker.name) if remote_dir else package.done_marker.name
+            )
+        destinations.append(
+            {
+                "destination": route.key,
+                "level": "user" if route.user_id else "client",
+                "url": f"{destination.scheme}://{destination.username}@{destination.host}:{destination.port}",
+                "remote_dir": remote_dir,
+                "files": files,
+            }
+        )
+    return {
+        "record": str(folder),
+        "id": record.id,
+        "client_id": record.client_id,
+        "user_id": record.user_id,
+        "content_hash": record.content_hash,
+        "rule_file": plan.source,
+        "format": plan.rules.package.format,
+        "files": [{"name": f.name, "bytes": f.size} for f in package.files],
+        "archive_listing": list(package.archive_listing),
+        "sources": [image.path.name for image in record.images],
+        "destinations": destinations,
+    }

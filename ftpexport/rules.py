@@ -403,6 +403,20 @@ def load_rules(directory: Path) -> RuleSet:
     return ruleset
 
 
+def rule_warnings(rules: ClientRules) -> list[str]:
+    """Risks a valid rule file accepts on purpose, worth telling the operator about."""
+    destinations = [(None, d) for d in rules.destinations]
+    destinations += [(user_id, d) for user_id, user in rules.users.items() for d in user.destinations]
+    warnings = []
+    for user_id, d in destinations:
+        name = f"destination {d.name}{f' (user {user_id})' if user_id else ''}"
+        if d.scheme == "ftp":
+            warnings.append(f"{name} uses plain FTP: password and photos cross the network unencrypted")
+        files = [d.ca_file] if isinstance(d, FTPDestination) else [d.key_file, d.known_hosts]
+        warnings += [f"{name}: file {path} does not exist (yet)" for path in files if path and not path.exists()]
+    return warnings
+
+
 @dataclass(frozen=True)
 class Route:
     """One destination that one record goes to."""

@@ -1,0 +1,5 @@
+"""python -m ftpexport"""
+
+from .cli import main
+
+main()

@@ -1,0 +1,161 @@
+"""What people see: a progress line on a terminal, plain lines elsewhere, and summary tables."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from typing import Any, TextIO
+
+from .ledger import Delivery
+from .pipeline import Outcome, Summary
+
+
+def human_bytes(n: float) -> str:
+    """``1536`` -> ``1.5 KB``."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+class Progress:
+    """Live progress: one redrawn line on a terminal, one line per outcome otherwise."""
+
+    def __init__(self, stream: TextIO, *, live: bool, quiet: bool = False) -> None:
+        self.stream = stream
+        self.live = live
+        self.quiet = quiet
+        self._lock = threading.Lock()
+        self._started = time.monotonic()
+        self._bytes = 0
+        self._counts: dict[str, int] = defaultdict(int)
+        self._last_draw = 0.0
+
+    def outcome(self, outcome: Outcome) -> None:
+        with self._lock:
+            self._counts[outcome.result] += 1
+            if self.quiet:
+                return
+            if outcome.result == "failed":
+                self._print(f"FAILED  {outcome.destination}  {outcome.record_id}: {outcome.error}")
+            elif not self.live and outcome.result != "unchanged":
+                paths = ", ".join(outcome.remote_paths)
+                self._print(f"{outcome.result:<9} {outcome.destination}  {outcome.record_id} -> {paths}")
+            self._draw(force=True)
+
+    def sent(self, n: int) -> None:
+        with self._lock:
+            self._bytes += n
+            self._draw()
+
+    def close(self) -> None:
+        with self._lock:
+            if self.live and not self.quiet:
+                self._draw(force=True)
+                self.stream.write("\n")
+                self.stream.flush()
+
+    def _print(self, line: str) -> None:
+        if self.live:
+            self.stream.write("\r\x1b[2K")
+        self.stream.write(line + "\n")
+
+    def _draw(self, force: bool = False) -> None:
+        if not self.live or self.quiet:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_draw < 0.2:
+            return
+        self._last_draw = now
+        elapsed = max(now - self._started, 1e-6)
+        done = sum(self._counts.values())
+        line = (
+            f"{done} deliveries: {self._counts['delivered']} delivered, {self._counts['unchanged']} unchanged, "
+            f"{self._counts['failed']} failed | {human_bytes(self._bytes)} at {human_bytes(self._bytes / elapsed)}/s"
+        )
+        self.stream.write("\r\x1b[2K" + line)
+        self.stream.flush()
+
+
+def table(rows: list[list[str]], headers: list[str]) -> str:
+    """A plain text table with aligned columns."""
+    widths = [max(len(str(x)) for x in column) for column in zip(headers, *rows, strict=False)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def summary_by_client(summary: Summary) -> dict[str, dict[str, Any]]:
+    """``{client: {delivered, skipped, unchanged, failed, bytes, first_error}}``."""
+    clients: dict[str, dict[str, Any]] = {}
+    for o in summary.outcomes:
+        entry = clients.setdefault(
+            o.client_id,
+            {"delivered": 0, "skipped": 0, "unchanged": 0, "failed": 0, "bytes": 0, "first_error": None},
+        )
+        entry[o.result] += 1
+        entry["bytes"] += o.bytes if o.result == "delivered" else 0
+        if o.result == "failed" and entry["first_error"] is None:
+            entry["first_error"] = f"{o.destination}: {o.error}"
+    return clients
+
+
+def summary_text(summary: Summary, elapsed: float) -> str:
+    """The end-of-run report."""
+    by_client = summary_by_client(summary)
+    rows = [
+        [client, str(c["delivered"]), str(c["unchanged"] + c["skipped"]), str(c["failed"]), human_bytes(c["bytes"])]
+        for client, c in sorted(by_client.items())
+    ]
+    parts = []
+    if rows:
+        parts.append(table(rows, ["client", "delivered", "unchanged", "failed", "sent"]))
+    for client, c in sorted(by_client.items()):
+        if c["first_error"]:
+            parts.append(f"{client}: first error: {c['first_error']}")
+    for error in summary.record_errors:
+        parts.append(f"record refused: {error}")
+    if summary.incomplete:
+        parts.append(f"{len(summary.incomplete)} record folder(s) without vehicle.json yet, left for later")
+    sent = sum(c["bytes"] for c in by_client.values())
+    parts.append(
+        f"{summary.count('delivered')} delivered, {summary.count('unchanged') + summary.count('skipped')} unchanged, "
+        f"{summary.count('failed')} failed, {len(summary.record_errors)} refused records; "
+        f"{human_bytes(sent)} in {elapsed:.1f} s"
+    )
+    return "\n".join(parts)
+
+
+def summary_json(summary: Summary, elapsed: float) -> dict[str, Any]:
+    """The end-of-run report as a JSON-ready dict."""
+    return {
+        "ok": summary.ok,
+        "elapsed_seconds": round(elapsed, 3),
+        "delivered": summary.count("delivered"),
+        "skipped": summary.count("skipped"),
+        "unchanged": summary.count("unchanged"),
+        "failed": summary.count("failed"),
+        "clients": summary_by_client(summary),
+        "deliveries": [o.__dict__ | {"remote_paths": list(o.remote_paths)} for o in summary.outcomes],
+        "record_errors": [{"path": e.path, "reason": str(e)} for e in summary.record_errors],
+        "incomplete": [str(p) for p in summary.incomplete],
+    }
+
+
+def status_text(counts: dict[str, dict[str, int]], failed: list[Delivery]) -> str:
+    """``ftpexport status`` for people."""
+    if not counts:
+        return "the ledger is empty: nothing was exported yet"
+    rows = [
+        [client, str(c.get("delivered", 0)), str(c.get("pending", 0)), str(c.get("failed", 0))]
+        for client, c in sorted(counts.items())
+    ]
+    parts = [table(rows, ["client", "delivered", "pending", "failed"])]
+    if failed:
+        parts.append("")
+        parts.append("failed deliveries:")
+        parts += [f"  {d.destination}  {d.record_id}  ({d.attempts} attempts): {d.last_error}" for d in failed]
+    return "\n".join(parts)

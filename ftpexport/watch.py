@@ -1,0 +1,164 @@
+"""The inbox watcher: a startup scan, then watchdog events, debounced, handed to the pipeline.
+
+The watchdog handler only queues folder paths; one loop takes them, waits until the record's
+``vehicle.json`` has stopped changing, and exports the ready ones in batches. A periodic rescan
+catches whatever the events missed. Rule files are reloaded when they change on disk; a broken
+file keeps the last good version of that client's rules.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from .errors import ConfigError
+from .pipeline import Summary
+from .record import RECORD_FILE, iter_record_folders
+from .rules import RuleSet, load_rules
+
+log = logging.getLogger(__name__)
+
+
+class _Enqueue(FileSystemEventHandler):
+    """Queues the record folder of every event that touches a ``vehicle.json``."""
+
+    def __init__(self, inbox: Path, pending: queue.Queue[Path]) -> None:
+        self.inbox = inbox
+        self.pending = pending
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        for raw in (event.src_path, getattr(event, "dest_path", "")):
+            path = Path(os.fsdecode(raw)) if raw else None
+            if path is None:
+                continue
+            if path.name == RECORD_FILE and path.parent.parent == self.inbox:
+                self.pending.put(path.parent)
+            elif event.is_directory and path.parent == self.inbox:
+                self.pending.put(path)
+
+
+def _signature(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
+class RulesReloader:
+    """Keeps a RuleSet fresh: reloads when a rule file changes; a broken file keeps the last good rules."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._stamp = self._fingerprint()
+        self.ruleset = load_rules(directory)
+
+    def _fingerprint(self) -> tuple[tuple[str, int, int], ...]:
+        try:
+            entries = sorted(os.scandir(self.directory), key=lambda e: e.name)
+        except OSError:
+            return ()
+        return tuple((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries if e.is_file())
+
+    def current(self) -> RuleSet:
+        stamp = self._fingerprint()
+        if stamp == self._stamp:
+            return self.ruleset
+        self._stamp = stamp
+        try:
+            fresh = load_rules(self.directory)
+        except ConfigError as exc:
+            log.error("rules folder unreadable, keeping the last good rules: %s", exc)
+            return self.ruleset
+        for client_id, errors in fresh.errors.items():
+            if client_id in self.ruleset.clients:
+                fresh.clients[client_id] = self.ruleset.clients[client_id]
+                fresh.sources[client_id] = self.ruleset.sources[client_id]
+            for error in errors:
+                log.error("rule file refused, keeping the last good version: %s", error)
+        log.info("rules reloaded", extra={"clients": len(fresh.clients)})
+        self.ruleset = fresh
+        return fresh
+
+
+class InboxWatcher:
+    """Runs until ``stop`` is set: exports records as they become complete."""
+
+    def __init__(
+        self,
+        inbox: Path,
+        export: Callable[[list[Path]], Summary],
+        *,
+        stop: threading.Event,
+        settle: float = 1.0,
+        rescan_every: float = 60.0,
+    ) -> None:
+        self.inbox = inbox.resolve()
+        self.export = export
+        self.stop = stop
+        self.settle = settle
+        self.rescan_every = rescan_every
+        self._pending: queue.Queue[Path] = queue.Queue()
+        self._watching: dict[Path, tuple[tuple[int, int] | None, float]] = {}
+
+    def run(self) -> None:
+        """Scan, then follow events until stopped."""
+        observer = Observer()
+        observer.schedule(_Enqueue(self.inbox, self._pending), str(self.inbox), recursive=True)
+        observer.start()
+        try:
+            self._rescan()
+            next_rescan = time.monotonic() + self.rescan_every
+            while not self.stop.is_set():
+                self._drain(timeout=min(self.settle, 0.5))
+                ready = self._ready()
+                if ready:
+                    self.export(ready)
+                if time.monotonic() >= next_rescan:
+                    self._rescan()
+                    next_rescan = time.monotonic() + self.rescan_every
+        finally:
+            observer.stop()
+            observer.join(timeout=10)
+
+    def _rescan(self) -> None:
+        for folder in iter_record_folders(self.inbox):
+            if (folder / RECORD_FILE).is_file():
+                self._pending.put(folder)
+
+    def _drain(self, timeout: float) -> None:
+        try:
+            folder = self._pending.get(timeout=timeout)
+        except queue.Empty:
+            return
+        while True:
+            signature = _signature(folder / RECORD_FILE)
+            if signature is not None:
+                previous = self._watching.get(folder)
+                if previous is None or previous[0] != signature:
+                    self._watching[folder] = (signature, time.monotonic())
+            try:
+                folder = self._pending.get_nowait()
+            except queue.Empty:
+                return
+
+    def _ready(self) -> list[Path]:
+        """Folders whose vehicle.json has not changed for ``settle`` seconds."""
+        now = time.monotonic()
+        ready = []
+        for folder, (signature, since) in list(self._watching.items()):
+            current = _signature(folder / RECORD_FILE)
+            if current != signature:
+                self._watching[folder] = (current, now)
+            elif now - since >= self.settle:
+                ready.append(folder)
+                del self._watching[folder]
+        return sorted(ready)
