@@ -37,6 +37,8 @@ class App:
     log_file: Path | None = None
 
     def start_logging(self, default: int = logging.WARNING) -> None:
+        if self.log_file is not None:
+            default = min(default, logging.INFO)  # a log file is the audit trail: every delivery
         level = {0: default, 1: min(default, logging.INFO)}.get(self.verbose, logging.DEBUG)
         if self.quiet:
             level = logging.ERROR
@@ -154,7 +156,8 @@ def run(app: App, inbox: Path, rules_dir: Path, state: Path, jobs: int, retries:
 
     Exit status: 0 all delivered, 1 some record failed, 2 usage or configuration error.
     """
-    app.start_logging()
+    # The progress display and the summary tell about failures; stderr logs only the unexpected.
+    app.start_logging(default=logging.ERROR)
     ruleset = app.rules(rules_dir)
     folders = _inbox_folders(inbox)
     progress = Progress(sys.stderr, live=sys.stderr.isatty(), quiet=app.quiet or as_json)

@@ -39,7 +39,7 @@ class Progress:
             if self.quiet:
                 return
             if outcome.result == "failed":
-                self._print(f"FAILED  {outcome.destination}  {outcome.record_id}: {outcome.error}")
+                self._print(f"FAILED    {outcome.destination}  {outcome.record_id}: {outcome.error}")
             elif not self.live and outcome.result != "unchanged":
                 paths = ", ".join(outcome.remote_paths)
                 self._print(f"{outcome.result:<9} {outcome.destination}  {outcome.record_id} -> {paths}")
@@ -157,5 +157,5 @@ def status_text(counts: dict[str, dict[str, int]], failed: list[Delivery]) -> st
     if failed:
         parts.append("")
         parts.append("failed deliveries:")
-        parts += [f"  {d.destination}  {d.record_id}  ({d.attempts} attempts): {d.last_error}" for d in failed]
+        parts += [f"  {d.destination}  {d.record_id}  (attempts: {d.attempts}): {d.last_error}" for d in failed]
     return "\n".join(parts)

@@ -99,13 +99,14 @@ class TransportError(FtpexportError):
         return self
 
     def __str__(self) -> str:
-        where = []
         if self.destination:
-            where.append(f"destination {self.destination}")
-        if self.path:
-            where.append(f"remote path {self.path}")
-        prefix = f"{', '.join(where)}: " if where else ""
-        text = f"{prefix}{self.detail}"
+            return f"destination {self.destination}: {self.reason}"
+        return self.reason
+
+    @property
+    def reason(self) -> str:
+        """The message without the destination, for places that show the destination already."""
+        text = f"remote path {self.path}: {self.detail}" if self.path else self.detail
         return f"{text} ({self.hint})" if self.hint else text
 
 

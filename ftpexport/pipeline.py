@@ -194,6 +194,8 @@ def send(
 
 def _describe(exc: BaseException) -> str:
     """A one-line message for any failure of a delivery."""
+    if isinstance(exc, TransportError):
+        return exc.reason  # the destination is recorded beside the message
     if isinstance(exc, FtpexportError):
         return str(exc)
     if isinstance(exc, OSError):
@@ -278,7 +280,7 @@ class Exporter:
                 record = load_record(folder)
                 plan = plan_record(record, self.ruleset, routes_for(self.ruleset, record))
             except RecordError as exc:
-                log.error("record refused: %s", exc, extra={"record_path": str(folder)})
+                log.warning("record refused: %s", exc, extra={"record_path": str(folder)})
                 summary.record_errors.append(exc)
                 continue
             pending = []

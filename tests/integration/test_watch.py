@@ -1,0 +1,164 @@
+"""The watch daemon: picks up complete records once, exports them, stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from servers import RunningServer
+
+from ftpexport.ledger import Ledger
+from ftpexport.pipeline import Exporter, Options, Summary
+from ftpexport.rules import load_rules
+from ftpexport.watch import InboxWatcher
+
+pytestmark = pytest.mark.integration
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+DEADLINE = 20.0
+
+
+def _eventually(condition: Callable[[], bool], what: str) -> None:
+    """Poll ``condition`` until it holds; fail after DEADLINE seconds."""
+    deadline = time.monotonic() + DEADLINE
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ftp_server: RunningServer) -> Path:
+    monkeypatch.setenv("WATCH_FTP_PASSWORD", ftp_server.password)
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "acme-motors.yaml").write_text(
+        f"""
+client_id: acme-motors
+destinations:
+  - name: dms
+    url: {ftp_server.url("dms")}
+    password: ${{WATCH_FTP_PASSWORD}}
+    allow_plain_ftp: true
+"""
+    )
+    return folder
+
+
+@pytest.fixture
+def watcher(tmp_path: Path, rules: Path) -> Iterator[tuple[Path, Ledger, list[Summary]]]:
+    """An InboxWatcher running in a thread on an empty inbox; stopped with an event."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    batches: list[Summary] = []
+    stop = threading.Event()
+
+    def export(folders: list[Path]) -> Summary:
+        summary = Exporter(load_rules(rules), ledger, Options(jobs=2, retries=0)).export(folders)
+        batches.append(summary)
+        return summary
+
+    thread = threading.Thread(
+        target=InboxWatcher(inbox, export, stop=stop, settle=0.3, rescan_every=3600).run, name="watcher"
+    )
+    thread.start()
+    try:
+        yield inbox, ledger, batches
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        ledger.close()
+        assert not thread.is_alive()
+
+
+def test_a_record_written_slowly_is_exported_once_complete(
+    watcher: tuple[Path, Ledger, list[Summary]], ftp_server: RunningServer
+) -> None:
+    inbox, ledger, batches = watcher
+    record = inbox / "veh-000124"
+    record.mkdir()
+    for image in sorted((SAMPLES / "veh-000124").glob("*.jpg")):
+        shutil.copy(image, record / image.name)
+    text = (SAMPLES / "veh-000124" / "vehicle.json").read_text()
+    # vehicle.json written in two steps, the second before the settle time is over
+    with (record / "vehicle.json").open("w") as stream:
+        stream.write(text[: len(text) // 2])
+        stream.flush()
+        time.sleep(0.1)  # a slow writer, not a wait for readiness
+        stream.write(text[len(text) // 2 :])
+
+    _eventually(lambda: bool(ledger.deliveries(status="delivered")), "the delivery")
+    delivery = ledger.deliveries(status="delivered")[0]
+    assert delivery.remote_paths == ("dms/WVWZZZAUZLW000124.zip",)
+    assert delivery.attempts == 1
+    assert (ftp_server.root / "dms/WVWZZZAUZLW000124.zip").stat().st_size == delivery.bytes
+    assert all(not s.record_errors for s in batches), "a half-written vehicle.json was picked up"
+    assert sum(s.count("delivered") for s in batches) == 1
+
+
+def test_records_present_at_startup_and_updates_are_exported(
+    tmp_path: Path, rules: Path, ftp_server: RunningServer
+) -> None:
+    inbox = tmp_path / "inbox"
+    shutil.copytree(SAMPLES / "veh-000124", inbox / "veh-000124")
+    with Ledger(tmp_path / "ledger.sqlite3") as ledger:
+        stop = threading.Event()
+
+        def export(folders: list[Path]) -> Summary:
+            return Exporter(load_rules(rules), ledger, Options(retries=0)).export(folders)
+
+        thread = threading.Thread(target=InboxWatcher(inbox, export, stop=stop, settle=0.2).run)
+        thread.start()
+        try:
+            _eventually(lambda: len(ledger.deliveries(status="delivered")) == 1, "the startup scan's delivery")
+            # a vehicle updated: new images, vehicle.json rewritten last
+            (inbox / "veh-000124" / "2.jpg").write_bytes(b"new image bytes")
+            data = json.loads((inbox / "veh-000124" / "vehicle.json").read_text())
+            (inbox / "veh-000124" / "vehicle.json").write_text(json.dumps({**data, "stock_number": "A1241"}))
+            _eventually(lambda: len(ledger.deliveries(status="delivered")) == 2, "the update's delivery")
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+    assert b"new image bytes" in (ftp_server.root / "dms/WVWZZZAUZLW000124.zip").read_bytes()
+
+
+def test_watch_command_stops_on_sigterm_with_exit_0(tmp_path: Path, rules: Path, ftp_server: RunningServer) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    state = tmp_path / "ledger.sqlite3"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ftpexport", "--log-format", "json", "watch", str(inbox), "--rules", str(rules),
+         "--state", str(state), "--settle", "0.2"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stderr or []), daemon=True)
+    reader.start()
+    try:
+        _eventually(lambda: any('"watching"' in line for line in lines), "the daemon to start")
+        shutil.copytree(SAMPLES / "veh-000124", inbox / "veh-000124")
+        _eventually(lambda: (ftp_server.root / "dms/WVWZZZAUZLW000124.zip").exists(), "the export")
+        _eventually(lambda: any('"delivered"' in line for line in lines), "the delivery log line")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=DEADLINE) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        reader.join(timeout=5)
+    events = [json.loads(line) for line in lines if line.startswith("{")]
+    delivered = [e for e in events if e["message"] == "delivered"]
+    assert len(delivered) == 1 and delivered[0]["correlation_id"] and delivered[0]["bytes"] > 0
+    assert events[-1]["message"] == "stopped"
