@@ -1,0 +1,304 @@
+"""FTP, explicit FTPS (AUTH TLS) and implicit FTPS transports, built on ftplib.
+
+FTPS verifies the server certificate and host name (system CAs, or ``Endpoint.ca_file``), requires
+TLS 1.2 or later, protects the data channel (``PROT P``) and resumes the control channel's TLS
+session on every data connection, which servers such as vsftpd (``require_ssl_reuse=YES``) demand.
+"""
+
+from __future__ import annotations
+
+import ftplib
+import logging
+import posixpath
+import socket
+import ssl
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import BinaryIO
+
+from ..errors import (
+    AuthenticationError,
+    PermanentError,
+    TLSError,
+    TransientError,
+    TransportError,
+)
+from .base import Endpoint, Transport
+
+log = logging.getLogger(__name__)
+
+#: bytes read from the source and sent per ``storbinary`` block
+BLOCK_SIZE = 256 * 1024
+
+TLS_HINT = "set ca_file to the CA that signed the server certificate"
+
+# Replies that mean "this command is not implemented" (RFC 959): the server cannot tell us a size.
+_NOT_IMPLEMENTED = ("500", "502", "504")
+
+
+class _FTPS(ftplib.FTP_TLS):
+    """FTP_TLS that resumes the control channel's TLS session on the data channel.
+
+    vsftpd (``require_ssl_reuse=YES``) and others refuse a data connection that does not resume
+    the session of the control connection, so a third party cannot hijack the data port.
+    """
+
+    def ntransfercmd(self, cmd: str, rest: int | str | None = None) -> tuple[socket.socket, int | None]:
+        # Skip FTP_TLS.ntransfercmd: it wraps the data socket without the session.
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)  # noqa: S321 (TLS is added below)
+        if self._prot_p:
+            session = self.sock.session if isinstance(self.sock, ssl.SSLSocket) else None
+            conn = self.context.wrap_socket(conn, server_hostname=self.host, session=session)
+        return conn, size
+
+
+class _ImplicitFTPS(_FTPS):
+    """FTPS where the control connection speaks TLS from the first byte (usually port 990)."""
+
+    def connect(
+        self,
+        host: str = "",
+        port: int = 0,
+        timeout: float = -999,
+        source_address: tuple[str, int] | None = None,
+    ) -> str:
+        if host:
+            self.host = host
+        if port > 0:
+            self.port = port
+        if timeout != -999:
+            self.timeout = timeout
+        if source_address is not None:
+            self.source_address = source_address
+        address = (self.host, self.port)
+        sock = socket.create_connection(address, self.timeout, source_address=self.source_address)
+        try:
+            self.sock = self.context.wrap_socket(sock, server_hostname=self.host)
+        except BaseException:
+            sock.close()
+            raise
+        self.af = self.sock.family
+        self.file = self.sock.makefile("r", encoding=self.encoding)
+        self.welcome = self.getresp()
+        return self.welcome
+
+
+def tls_context(endpoint: Endpoint) -> ssl.SSLContext:
+    """A client TLS context: TLS 1.2+, certificate and host name verified, ``ca_file`` if set."""
+    try:
+        context = ssl.create_default_context(cafile=str(endpoint.ca_file) if endpoint.ca_file else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise TLSError(
+            f"cannot load ca_file {endpoint.ca_file}: {exc.strerror or exc}",
+            destination=endpoint.display,
+            hint="ca_file must be a PEM file holding the CA certificate that signed the server certificate",
+        ) from exc
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def _secret(endpoint: Endpoint) -> str:
+    return endpoint.password.get_secret_value() if endpoint.password else ""
+
+
+def _reply_code(exc: ftplib.Error) -> str:
+    return str(exc)[:3]
+
+
+@contextmanager
+def map_errors(endpoint: Endpoint, path: str | None = None, *, login: bool = False) -> Iterator[None]:
+    """Turn ftplib, socket and ssl errors into ftpexport errors naming the destination and path."""
+    where = {"destination": endpoint.display, "path": path}
+    try:
+        yield
+    except TransportError as exc:
+        exc.located(**where)
+        raise
+    except ftplib.error_temp as exc:
+        # 4xx: "try again later" (421 too many users / shutting down, 425/426 data connection, 450/451)
+        raise TransientError(f"the server answered {str(exc).strip()}", **where) from exc
+    except ftplib.error_perm as exc:
+        reply = str(exc).strip()
+        if login and _reply_code(exc) == "530":
+            raise AuthenticationError(
+                f"login refused: {reply}",
+                **where,
+                hint="check the user name and password",
+            ) from exc
+        raise PermanentError(f"the server refused: {reply}", **where) from exc
+    except (ftplib.error_reply, ftplib.error_proto) as exc:
+        # An unexpected or garbled reply: usually a connection cut half way through a reply.
+        raise TransientError(f"unexpected reply from the server: {str(exc).strip()}", **where) from exc
+    except ssl.SSLCertVerificationError as exc:
+        raise TLSError(
+            f"the server certificate is not trusted: {exc.verify_message or exc.reason}",
+            **where,
+            hint=f"{TLS_HINT}, and use the host name the certificate was issued for",
+        ) from exc
+    except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as exc:
+        raise TransientError("the server closed the TLS connection", **where) from exc
+    except ssl.SSLError as exc:
+        raise TLSError(
+            f"TLS failed: {exc.reason or exc}",
+            **where,
+            hint="the server must offer TLS 1.2+ on this port; check the scheme: ftps or ftps+implicit",
+        ) from exc
+    except TimeoutError as exc:
+        raise TransientError(f"timed out after {endpoint.timeout:g} s", **where) from exc
+    except ConnectionRefusedError as exc:
+        raise TransientError("connection refused: is the server running on this port?", **where) from exc
+    except socket.gaierror as exc:
+        raise TransientError(f"cannot resolve host {endpoint.host}: {exc.strerror}", **where) from exc
+    except EOFError as exc:
+        raise TransientError("the server closed the connection", **where) from exc
+    except OSError as exc:
+        raise TransientError(f"network error: {exc.strerror or exc}", **where) from exc
+
+
+class FTPTransport(Transport):
+    """A connection to an FTP or FTPS server (passive, binary)."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        super().__init__(endpoint)
+        self._ftp: ftplib.FTP | None = None
+        # directories known to exist on this connection, so a batch does not re-create them
+        self._dirs: set[str] = set()
+
+    @property
+    def ftp(self) -> ftplib.FTP:
+        if self._ftp is None:
+            raise TransientError("not connected", destination=self.endpoint.display)
+        return self._ftp
+
+    def connect(self) -> None:
+        """Connect, secure the control and data channels (FTPS) and log in."""
+        endpoint = self.endpoint
+        if endpoint.scheme == "ftp":
+            # Plain FTP is an explicit opt-in of the rule file (allow_plain_ftp), checked when rules load.
+            ftp: ftplib.FTP = ftplib.FTP(timeout=endpoint.timeout)  # noqa: S321
+        elif endpoint.scheme == "ftps":
+            ftp = _FTPS(context=tls_context(endpoint), timeout=endpoint.timeout)
+        elif endpoint.scheme == "ftps+implicit":
+            ftp = _ImplicitFTPS(context=tls_context(endpoint), timeout=endpoint.timeout)
+        else:
+            raise PermanentError(f"FTPTransport cannot speak {endpoint.scheme}", destination=endpoint.display)
+        self._dirs.clear()
+        try:
+            with map_errors(endpoint):
+                ftp.connect(endpoint.host, endpoint.port)
+                if endpoint.scheme == "ftps":
+                    self._auth_tls(ftp)
+            with map_errors(endpoint, login=True):
+                # The only place the password is revealed: straight into the login call.
+                ftp.login(endpoint.username, _secret(endpoint))
+            with map_errors(endpoint):
+                if isinstance(ftp, ftplib.FTP_TLS):
+                    ftp.prot_p()
+                ftp.set_pasv(endpoint.passive)
+                ftp.voidcmd("TYPE I")
+        except BaseException:
+            ftp.close()
+            raise
+        self._ftp = ftp
+        log.debug("connected", extra={"destination": endpoint.display})
+
+    def _auth_tls(self, ftp: ftplib.FTP_TLS) -> None:
+        try:
+            ftp.auth()
+        except ftplib.error_perm as exc:
+            raise TLSError(
+                f"the server does not support explicit FTPS (AUTH TLS): {str(exc).strip()}",
+                destination=self.endpoint.display,
+                hint="use ftps+implicit:// for implicit FTPS (often port 990)",
+            ) from exc
+
+    def close(self) -> None:
+        """Send QUIT and close; never raises."""
+        ftp, self._ftp = self._ftp, None
+        if ftp is None:
+            return
+        try:
+            ftp.quit()
+        except Exception as exc:  # the connection may be dead already; closing is all we want
+            log.debug("QUIT failed: %r", exc)
+        finally:
+            ftp.close()
+
+    def makedirs(self, path: str) -> None:
+        """Create ``path`` and its missing parents, one MKD per missing component."""
+        ftp = self.ftp
+        prefix = "/" if path.startswith("/") else ""
+        for part in (p for p in path.split("/") if p and p != "."):
+            prefix = posixpath.join(prefix, part)
+            if prefix in self._dirs:
+                continue
+            with map_errors(self.endpoint, prefix):
+                try:
+                    ftp.mkd(prefix)
+                except ftplib.error_perm:
+                    # Usually "exists already"; servers word it differently, so check it is a directory.
+                    if not self._is_dir(prefix):
+                        raise
+            self._dirs.add(prefix)
+
+    def _is_dir(self, path: str) -> bool:
+        ftp = self.ftp
+        here = ftp.pwd()
+        try:
+            ftp.cwd(path)
+        except ftplib.error_perm:
+            return False
+        ftp.cwd(here)
+        return True
+
+    def size(self, path: str) -> int | None:
+        """SIZE in binary mode; None for a missing file (550) or a server without SIZE."""
+        with map_errors(self.endpoint, path):
+            try:
+                return self.ftp.size(path)
+            except ftplib.error_perm as exc:
+                if _reply_code(exc) == "550":
+                    return None
+                if _reply_code(exc) in _NOT_IMPLEMENTED:
+                    log.debug("server does not implement SIZE", extra={"remote_path": path})
+                    return None
+                raise
+
+    def put(self, stream: BinaryIO, path: str, callback: Callable[[int], None] | None = None) -> int:
+        """STOR ``stream`` to ``path`` in 256 KiB blocks; return the bytes sent."""
+        sent = 0
+
+        def on_block(block: bytes) -> None:
+            nonlocal sent
+            sent += len(block)
+            if callback is not None:
+                callback(len(block))
+
+        with map_errors(self.endpoint, path):
+            self.ftp.storbinary(f"STOR {path}", stream, blocksize=BLOCK_SIZE, callback=on_block)
+        return sent
+
+    def rename(self, source: str, target: str) -> None:
+        """RNFR/RNTO; if the server will not replace ``target``, delete it and rename again."""
+        with map_errors(self.endpoint, target):
+            try:
+                self.ftp.rename(source, target)
+            except ftplib.error_perm:
+                # Some servers (IIS, some embedded ones) refuse to overwrite on rename.
+                if self.size(target) is None:
+                    raise
+                log.debug(
+                    "server refused to replace on rename; deleting the target first", extra={"remote_path": target}
+                )
+                self.ftp.delete(target)
+                self.ftp.rename(source, target)
+
+    def remove(self, path: str) -> None:
+        """DELE ``path``; a missing file is fine."""
+        with map_errors(self.endpoint, path):
+            try:
+                self.ftp.delete(path)
+            except ftplib.error_perm as exc:
+                if _reply_code(exc) == "550" and self.size(path) is None:
+                    return
+                raise

@@ -1,0 +1,629 @@
+"""Real FTP, FTPS, implicit FTPS, SFTP (OpenSSH) and vsftpd servers on 127.0.0.1 for the tests.
+
+Every server listens on 127.0.0.1 only, on a port the OS picked, with a random password; a server
+is ready when a client can connect and read its greeting (no fixed sleeps). ``tests/conftest.py``
+turns these into fixtures; a test sees a ``RunningServer``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import ipaddress
+import os
+import posixpath
+import secrets
+import shutil
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from pydantic import SecretStr
+
+from ftpexport.transport import Endpoint
+
+HOST = "127.0.0.1"
+SSHD = "/usr/sbin/sshd"
+VSFTPD = "/usr/sbin/vsftpd"
+READY_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    """A server a test can talk to, and the local folder its login directory maps to."""
+
+    scheme: str  # "ftp" | "ftps" | "ftps+implicit" | "sftp"
+    host: str
+    port: int
+    username: str
+    password: str = field(repr=False)
+    #: the local folder the login directory maps to: uploaded files appear here
+    root: Path
+    ca_file: Path | None = None
+    host_key: str | None = None
+    client_key_file: Path | None = None
+    #: the absolute remote path of the login directory (SFTP); "" when paths are relative (FTP)
+    home: str = ""
+    #: the system user owning ``root`` (OpenSSH, vsftpd); None when the server runs in-process
+    system_user: str | None = None
+
+    def endpoint(self, **overrides: Any) -> Endpoint:
+        """A ready Endpoint for this server: password, ca_file / host key filled in, timeout 10 s."""
+        values: dict[str, Any] = {
+            "scheme": self.scheme,
+            "host": self.host,
+            "port": self.port,
+            "username": self.username,
+            "password": SecretStr(self.password),
+            "timeout": 10.0,
+            "ca_file": self.ca_file,
+            "host_keys": (self.host_key,) if self.host_key else (),
+        }
+        values.update(overrides)
+        return Endpoint(**values)
+
+    def remote_path(self, rel: str = "") -> str:
+        """The path to hand to a transport for ``root / rel``."""
+        rel = rel.strip("/")
+        if self.home:
+            return posixpath.join(self.home, rel) if rel else self.home
+        return rel
+
+    def url(self, rel: str = "") -> str:
+        """A URL for rule files: FTP paths are relative to the login directory, SFTP paths absolute."""
+        rel = rel.strip("/")
+        path = self.remote_path(rel)
+        if self.home:
+            # self.home is absolute, so the URL path is too: sftp://user@host:port/abs/home/rel
+            return f"{self.scheme}://{self.username}@{self.host}:{self.port}{path}"
+        return f"{self.scheme}://{self.username}@{self.host}:{self.port}/{path}"
+
+    def make_file(self, rel: str, data: bytes = b"") -> Path:
+        """Create ``root / rel`` (and its parents) as if the server's user had uploaded it."""
+        path = self.root / rel
+        self.make_dir(str(Path(rel).parent))
+        path.write_bytes(data)
+        self._own(path)
+        return path
+
+    def make_dir(self, rel: str) -> Path:
+        """Create directory ``root / rel`` and its parents, owned by the server's user."""
+        path = self.root
+        for part in Path(rel).parts:
+            path = path / part
+            if not path.exists():
+                path.mkdir()
+                self._own(path)
+        return path
+
+    def _own(self, path: Path) -> None:
+        # A real server's user must be able to replace and delete what a test prepared.
+        if self.system_user:
+            shutil.chown(path, self.system_user, self.system_user)
+
+    def clear_root(self) -> None:
+        """Delete everything under ``root`` (the folder itself stays, owner and mode unchanged)."""
+        for child in self.root.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+
+
+# --- readiness
+
+
+def free_port() -> int:
+    """A port that was free a moment ago (for servers that cannot bind port 0 themselves)."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_greeting(
+    port: int,
+    expected: bytes,
+    *,
+    tls: ssl.SSLContext | None = None,
+    alive: Callable[[], bool] = lambda: True,
+    timeout: float = READY_TIMEOUT,
+) -> None:
+    """Connect until the server greets with ``expected`` (e.g. ``b"220"``), within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError(f"server on port {port} exited before it was ready")
+        try:
+            with socket.create_connection((HOST, port), timeout=1.0) as raw:
+                sock = tls.wrap_socket(raw, server_hostname=HOST) if tls else raw
+                with sock:
+                    greeting = sock.recv(64)
+                    if greeting.startswith(expected):
+                        return
+                    last = RuntimeError(f"unexpected greeting {greeting!r}")
+        except OSError as exc:
+            last = exc
+        # Poll again soon; the server is usually up after one or two rounds.
+        threading.Event().wait(0.02)
+    raise RuntimeError(f"server on port {port} not ready after {timeout:g} s: {last!r}")
+
+
+# --- TLS material
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    """A CA and a server certificate for 127.0.0.1 signed by it (PEM files)."""
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+
+
+def make_tls_files(folder: Path) -> TLSFiles:
+    """Generate a CA and a server certificate for IP 127.0.0.1 (and ``localhost``) in ``folder``."""
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ftpexport test CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(HOST)), x509.DNSName("localhost")]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    files = TLSFiles(folder / "ca.pem", folder / "server.pem", folder / "server.key")
+    files.ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    files.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    files.key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    # vsftpd runs its TLS as root, but keep the key private anyway.
+    files.key_file.chmod(0o600)
+    return files
+
+
+def client_tls_context(ca_file: Path) -> ssl.SSLContext:
+    """A client context trusting only the test CA (for readiness probes)."""
+    return ssl.create_default_context(cafile=str(ca_file))
+
+
+# --- pyftpdlib
+
+
+def _pyftpdlib_handler(
+    scheme: str, username: str, password: str, root: Path, tls: TLSFiles | None, overrides: dict[str, Any]
+) -> type:
+    """A handler class for one server; options live on this subclass, never on pyftpdlib's classes."""
+    from pyftpdlib.authorizers import DummyAuthorizer
+    from pyftpdlib.handlers import FTPHandler
+
+    authorizer = DummyAuthorizer()
+    authorizer.add_user(username, password, str(root), perm="elradfmwMT")
+    attributes: dict[str, Any] = {
+        "authorizer": authorizer,
+        "banner": f"ftpexport test {scheme} server",
+        # pyftpdlib waits 3 s before answering a wrong password; tests need not.
+        "auth_failed_timeout": 0.1,
+    }
+    if scheme == "ftp":
+        return type("TestFTPHandler", (FTPHandler,), attributes | overrides)
+
+    from OpenSSL import SSL
+    from pyftpdlib.handlers import TLS_FTPHandler
+
+    assert tls is not None
+    context = SSL.Context(SSL.TLS_SERVER_METHOD)
+    context.set_min_proto_version(SSL.TLS1_2_VERSION)
+    context.use_certificate_chain_file(str(tls.cert_file))
+    context.use_privatekey_file(str(tls.key_file))
+    attributes.update(ssl_context=context, tls_control_required=True, tls_data_required=True)
+    attributes.update(overrides)
+    if scheme == "ftps":
+        return type("TestFTPSHandler", (TLS_FTPHandler,), attributes)
+    return type("TestImplicitFTPSHandler", (ImplicitTLSHandlerMixin, TLS_FTPHandler), attributes)
+
+
+class ImplicitTLSHandlerMixin:
+    """Makes pyftpdlib's TLS_FTPHandler implicit: TLS handshake first, then the 220 banner.
+
+    ``TLS_FTPHandler`` only secures the connection on AUTH TLS (``secure_connection``); here we
+    secure it as soon as the client is accepted and greet once the handshake completes.
+    """
+
+    _greeted = False
+
+    def handle(self) -> None:
+        self.secure_connection(self.ssl_context)  # type: ignore[attr-defined]
+
+    def handle_ssl_established(self) -> None:
+        if not self._greeted:
+            self._greeted = True
+            super().handle()  # type: ignore[misc]  # FTPHandler.handle: on_connect + 220 banner
+
+
+class PyftpdlibServer:
+    """A pyftpdlib server with its own IOLoop, served by one thread until ``stop()``."""
+
+    def __init__(self, scheme: str, workdir: Path, handler_attributes: dict[str, Any] | None = None) -> None:
+        from pyftpdlib.ioloop import IOLoop
+        from pyftpdlib.servers import FTPServer
+
+        self.scheme = scheme
+        self.root = workdir / "root"
+        self.root.mkdir()
+        self.tls = make_tls_files(workdir) if scheme != "ftp" else None
+        self.username = f"user-{secrets.token_hex(4)}"
+        self.password = secrets.token_urlsafe(16)
+        handler = _pyftpdlib_handler(
+            scheme, self.username, self.password, self.root, self.tls, handler_attributes or {}
+        )
+        # Own IOLoop: pyftpdlib's default one is a process-wide singleton shared by every server.
+        self._server = FTPServer((HOST, 0), handler, ioloop=IOLoop())
+        self.port: int = self._server.address[1]
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name=f"test-{scheme}-server-{self.port}", daemon=True)
+
+    def _serve(self) -> None:
+        try:
+            # Poll in short rounds so that stop() is noticed quickly (serve_forever cannot be interrupted).
+            while not self._stopping.is_set():
+                self._server.ioloop.loop(timeout=0.05, blocking=False)
+        finally:
+            self._server.close_all()
+
+    def start(self) -> RunningServer:
+        """Serve in a thread; return once a client can read the banner."""
+        self._thread.start()
+        tls = client_tls_context(self.tls.ca_file) if self.scheme == "ftps+implicit" and self.tls else None
+        wait_for_greeting(self.port, b"220", tls=tls, alive=self._thread.is_alive)
+        return RunningServer(
+            scheme=self.scheme,
+            host=HOST,
+            port=self.port,
+            username=self.username,
+            password=self.password,
+            root=self.root,
+            ca_file=self.tls.ca_file if self.tls else None,
+        )
+
+    def stop(self) -> None:
+        """Stop serving, close every connection and join the thread."""
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        else:
+            self._server.close_all()
+
+
+@contextlib.contextmanager
+def pyftpdlib_server(scheme: str, **handler_attributes: Any) -> Iterator[RunningServer]:
+    """A running pyftpdlib server for ``ftp``, ``ftps`` or ``ftps+implicit``, stopped on exit.
+
+    ``handler_attributes`` are set on this server's handler subclass (e.g. to make it misbehave).
+    """
+    with tempfile.TemporaryDirectory(prefix=f"ftpexport-{scheme.replace('+', '-')}-") as tmp:
+        server = PyftpdlibServer(scheme, Path(tmp), handler_attributes)
+        try:
+            yield server.start()
+        finally:
+            server.stop()
+
+
+# --- system users (OpenSSH, vsftpd)
+
+
+@contextlib.contextmanager
+def system_user(home: Path) -> Iterator[tuple[str, str]]:
+    """A temporary local user with a random password and ``home`` (created, owned by the user)."""
+    username = f"ftpx{secrets.token_hex(4)}"
+    password = secrets.token_urlsafe(16)
+    subprocess.run(
+        ["useradd", "--no-create-home", "--home-dir", str(home), "--shell", "/bin/sh", "--user-group", username],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        subprocess.run(["chpasswd"], input=f"{username}:{password}", text=True, check=True, capture_output=True)
+        home.mkdir(parents=True, exist_ok=True)
+        shutil.chown(home, username, username)
+        home.chmod(0o755)
+        yield username, password
+    finally:
+        _delete_user(username)
+
+
+def _delete_user(username: str) -> None:
+    # userdel refuses while a process of the user lives (an sshd session closing): retry briefly.
+    deadline = time.monotonic() + 10
+    while True:
+        result = subprocess.run(["userdel", username], capture_output=True, text=True)
+        if result.returncode == 0 or time.monotonic() > deadline:
+            break
+        threading.Event().wait(0.1)
+    if result.returncode != 0:
+        subprocess.run(["userdel", "--force", username], capture_output=True)
+
+
+def _world_traversable_tempdir(prefix: str) -> Path:
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    # mkdtemp makes it 0700; the temporary user must reach its home inside it.
+    path.chmod(0o755)
+    return path
+
+
+def _child_pids(pid: int) -> list[int]:
+    """The direct children of process ``pid`` (Linux /proc)."""
+    children = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # "pid (comm) state ppid ...": comm may hold spaces, so split after its closing parenthesis.
+            if int(stat_file.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                children.append(int(stat_file.parent.name))
+    return children
+
+
+def _stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the daemon, its process group and the children serving connections, then wait for it."""
+    if process.poll() is None:
+        # sshd and vsftpd move each connection's process to a session of its own: end those by pid,
+        # so a connection a test left open does not keep the temporary user busy.
+        for child in _child_pids(process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, 15)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, 15)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, 9)
+            process.wait(timeout=10)
+
+
+def _start_daemon(
+    argv: list[str],
+    configure: Callable[[int], None],
+    greeting: bytes,
+    log_file: Path,
+    attempts: int = 5,
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start a daemon on a free port, retrying with another port if it cannot bind."""
+    errors = []
+    for _ in range(attempts):
+        port = free_port()
+        configure(port)
+        with log_file.open("ab") as log:
+            # A session of its own, so stopping it also ends the children serving connections.
+            process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for_greeting(port, greeting, alive=lambda p=process: p.poll() is None)
+        except RuntimeError as exc:
+            _stop_process(process)
+            errors.append(str(exc))
+            continue
+        return process, port
+    log_text = log_file.read_text(errors="replace")[-2000:]
+    raise RuntimeError(f"{argv[0]} did not start: {errors}\n{log_text}")
+
+
+# --- OpenSSH
+
+
+def _ssh_keygen(path: Path, comment: str) -> str:
+    """Generate an ed25519 key pair without passphrase; return the public key line."""
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+        check=True,
+        capture_output=True,
+    )
+    return path.with_name(path.name + ".pub").read_text().strip()
+
+
+@contextlib.contextmanager
+def openssh_server() -> Iterator[RunningServer]:
+    """OpenSSH's sshd as root with its own config, host key and temporary user; SFTP only."""
+    base = _world_traversable_tempdir("ftpexport-sshd-")
+    try:
+        etc = base / "etc"
+        etc.mkdir()
+        etc.chmod(0o755)
+        home = base / "home"
+        host_key_line = _ssh_keygen(etc / "host_ed25519", "ftpexport-test-host")
+        host_key = " ".join(host_key_line.split()[:2])
+        client_key = etc / "client_ed25519"
+        client_pub = _ssh_keygen(client_key, "ftpexport-test-client")
+        authorized_keys = etc / "authorized_keys"
+        authorized_keys.write_text(client_pub + "\n")
+        # sshd reads authorized_keys as the user; the key itself only matters to the test (root).
+        authorized_keys.chmod(0o644)
+        Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+        config = etc / "sshd_config"
+        with system_user(home) as (username, password):
+
+            def configure(port: int) -> None:
+                config.write_text(
+                    "\n".join(
+                        [
+                            f"ListenAddress {HOST}",
+                            f"Port {port}",
+                            f"HostKey {etc / 'host_ed25519'}",
+                            f"PidFile {etc / 'sshd.pid'}",
+                            f"AuthorizedKeysFile {authorized_keys}",
+                            f"AllowUsers {username}",
+                            "PasswordAuthentication yes",
+                            "PubkeyAuthentication yes",
+                            "KbdInteractiveAuthentication no",
+                            "PermitRootLogin no",
+                            "UsePAM no",
+                            "StrictModes no",
+                            "UseDNS no",
+                            "PrintMotd no",
+                            "X11Forwarding no",
+                            "AllowTcpForwarding no",
+                            "Subsystem sftp internal-sftp",
+                            "LogLevel VERBOSE",
+                            "",
+                        ]
+                    )
+                )
+
+            process, port = _start_daemon(
+                [SSHD, "-D", "-e", "-f", str(config)], configure, b"SSH-2.0-", etc / "sshd.log"
+            )
+            try:
+                yield RunningServer(
+                    scheme="sftp",
+                    host=HOST,
+                    port=port,
+                    username=username,
+                    password=password,
+                    root=home,
+                    host_key=host_key,
+                    client_key_file=client_key,
+                    home=str(home),
+                    system_user=username,
+                )
+            finally:
+                _stop_process(process)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+# --- vsftpd
+
+
+@contextlib.contextmanager
+def vsftpd_ftps_server() -> Iterator[RunningServer]:
+    """vsftpd with explicit FTPS, TLS 1.2+, forced TLS and TLS session reuse on the data channel."""
+    base = _world_traversable_tempdir("ftpexport-vsftpd-")
+    try:
+        etc = base / "etc"
+        etc.mkdir()
+        tls = make_tls_files(etc)
+        home = base / "home"
+        # vsftpd refuses to run without its secure_chroot_dir, even when nobody is chrooted.
+        empty = base / "empty"
+        empty.mkdir()
+        config = etc / "vsftpd.conf"
+        with system_user(home) as (username, password):
+            user_list = etc / "users"
+            user_list.write_text(username + "\n")
+
+            def configure(port: int) -> None:
+                config.write_text(
+                    "\n".join(
+                        [
+                            "listen=YES",
+                            "listen_ipv6=NO",
+                            f"listen_address={HOST}",
+                            f"listen_port={port}",
+                            "background=NO",
+                            "anonymous_enable=NO",
+                            "local_enable=YES",
+                            "write_enable=YES",
+                            "local_umask=022",
+                            "chroot_local_user=NO",
+                            "userlist_enable=YES",
+                            "userlist_deny=NO",
+                            f"userlist_file={user_list}",
+                            "check_shell=NO",
+                            "pam_service_name=vsftpd",
+                            "seccomp_sandbox=NO",
+                            f"secure_chroot_dir={empty}",
+                            "pasv_enable=YES",
+                            f"pasv_address={HOST}",
+                            "pasv_addr_resolve=NO",
+                            "port_enable=NO",
+                            "connect_from_port_20=NO",
+                            "ssl_enable=YES",
+                            f"rsa_cert_file={tls.cert_file}",
+                            f"rsa_private_key_file={tls.key_file}",
+                            # Debian's vsftpd 3.0.3 has no ssl_tlsv1_2 option: ssl_tlsv1=NO drops TLS 1.0
+                            # and the client refuses anything below 1.2 anyway.
+                            "ssl_tlsv1=NO",
+                            "ssl_sslv2=NO",
+                            "ssl_sslv3=NO",
+                            "require_ssl_reuse=YES",
+                            "force_local_data_ssl=YES",
+                            "force_local_logins_ssl=YES",
+                            "allow_anon_ssl=NO",
+                            "ssl_ciphers=HIGH",
+                            f"vsftpd_log_file={etc / 'vsftpd.log'}",
+                            "xferlog_enable=YES",
+                            "log_ftp_protocol=YES",
+                            "",
+                        ]
+                    )
+                )
+
+            process, port = _start_daemon([VSFTPD, str(config)], configure, b"220", etc / "stdout.log")
+            try:
+                yield RunningServer(
+                    scheme="ftps",
+                    host=HOST,
+                    port=port,
+                    username=username,
+                    password=password,
+                    root=home,
+                    ca_file=tls.ca_file,
+                    system_user=username,
+                )
+            finally:
+                _stop_process(process)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
