@@ -99,6 +99,9 @@ class _DestinationBase(_Model):
             raise ValueError(f"the URL has an invalid port: {exc}") from exc
         if parts.query or parts.fragment:
             raise ValueError("the URL cannot have a query (?...) or fragment (#...)")
+        decoded = unquote(parts.path) + unquote(parts.username)
+        if any(ord(c) < 32 or ord(c) == 127 for c in decoded):
+            raise ValueError("the URL's user or path holds control characters (such as %0d%0a)")
         return value
 
     @property
@@ -205,7 +208,10 @@ class SFTPDestination(_DestinationBase):
 
 def _destination_kind(value: Any) -> str | None:
     url = value.get("url") if isinstance(value, dict) else getattr(value, "url", None)
-    if not isinstance(url, str) or "://" not in url:
+    if not isinstance(url, str):
+        # a missing or non-text url: the FTP model reports it as "url: Field required" and the like
+        return "ftp" if isinstance(value, dict) else None
+    if "://" not in url:
         return None
     scheme = url.split("://", 1)[0].lower()
     if scheme == "sftp":
@@ -237,8 +243,15 @@ class MetadataSpec(_Model):
     @classmethod
     def _field_paths(cls, value: list[str]) -> list[str]:
         for path in value:
-            if not _FIELD_PATH.match(path):
+            if not _FIELD_PATH.fullmatch(path):
                 raise ValueError(f"{path!r} is not a field path like vin or user.name")
+        for path in value:
+            if value.count(path) > 1:
+                raise ValueError(f"{path!r} is listed twice")
+            # "vin" and "vin.x" (or "user" and "user.name") cannot both be written to one JSON document
+            parents = [p for p in value if path.startswith(p + ".")]
+            if parents:
+                raise ValueError(f"{path!r} is inside {parents[0]!r}, which is listed too: keep one of them")
         return value
 
 
@@ -264,6 +277,12 @@ class UserRules(_Model):
 
     destinations: list[Destination] = Field(min_length=1)
 
+    @field_validator("destinations")
+    @classmethod
+    def _names_unique(cls, value: list[Any]) -> list[Any]:
+        _unique_names(value)
+        return value
+
 
 class ClientRules(_Model):
     """One client's rule file."""
@@ -274,22 +293,28 @@ class ClientRules(_Model):
     upload: UploadSpec = Field(default_factory=UploadSpec)
     users: dict[str, UserRules] = Field(default_factory=dict)
 
+    @field_validator("destinations")
+    @classmethod
+    def _names_unique(cls, value: list[Any]) -> list[Any]:
+        _unique_names(value)
+        return value
+
     @model_validator(mode="after")
-    def _names_unique_and_someone_served(self) -> ClientRules:
-        _unique_names(self.destinations, "destinations")
-        for user_id, user in self.users.items():
-            _unique_names(user.destinations, f"users.{user_id}.destinations")
+    def _someone_served(self) -> ClientRules:
         if not self.destinations and not self.users:
             raise ValueError("no destinations: give at least one client-level or user-level destination")
         return self
 
 
-def _unique_names(destinations: list[Any], where: str) -> None:
-    seen: set[str] = set()
-    for destination in destinations:
+def _unique_names(destinations: list[Any]) -> None:
+    """Refuse two destinations of one list with the same name (the name keys the ledger)."""
+    seen: dict[str, int] = {}
+    for index, destination in enumerate(destinations):
         if destination.name in seen:
-            raise ValueError(f"{where}: the name {destination.name!r} is used twice")
-        seen.add(destination.name)
+            raise ValueError(
+                f"the name {destination.name!r} is used twice, by [{seen[destination.name]}] and [{index}]"
+            )
+        seen[destination.name] = index
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -313,6 +338,13 @@ def _format_loc(loc: tuple[int | str, ...]) -> str:
             continue  # the union tag pydantic adds after a destination's index
         parts.append(f"[{item}]" if isinstance(item, int) else ("." if parts else "") + item)
     return "".join(parts)
+
+
+def _field(error: Any) -> str | None:
+    field = _format_loc(error["loc"])
+    if error["type"] == "unsupported_url_scheme":
+        field += ".url"  # the tagged union reports the scheme at the destination itself
+    return field or None
 
 
 def _reason(error: Any) -> str:
@@ -349,13 +381,15 @@ def read_rule_file(path: Path) -> ClientRules | list[RuleError]:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         return [RuleError(file, None, f"not valid YAML: {where}{problem}")]
+    if document is None:
+        return [RuleError(file, None, "the file is empty: it must hold a mapping with client_id, destinations, ...")]
     if not isinstance(document, dict):
         return [RuleError(file, None, "the file must hold a mapping with client_id, destinations, ...")]
     try:
         rules = ClientRules.model_validate(document, context={"base_dir": path.parent})
     except ValidationError as exc:
         return [
-            RuleError(file, _format_loc(error["loc"]) or None, _reason(error))
+            RuleError(file, _field(error), _reason(error))
             for error in exc.errors(include_url=False, include_input=False)
         ]
     if path.stem != rules.client_id:

@@ -156,7 +156,9 @@ class InboxWatcher:
         ready = []
         for folder, (signature, since) in list(self._watching.items()):
             current = _signature(folder / RECORD_FILE)
-            if current != signature:
+            if current is None:
+                del self._watching[folder]  # vehicle.json went away: nothing to export
+            elif current != signature:
                 self._watching[folder] = (current, now)
             elif now - since >= self.settle:
                 ready.append(folder)

@@ -131,3 +131,13 @@ def test_environment_variables_mirror_the_options(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["client_id"] == "bravo-cars"
+
+
+def test_check_refuses_control_characters_smuggled_into_a_url(tmp_path: Path) -> None:
+    # %0d%0a in an FTP path would otherwise end the STOR command and start another one.
+    (tmp_path / "acme.yaml").write_text(
+        "client_id: acme\ndestinations:\n  - {name: d, url: 'ftps://u@h/in%0d%0aDELE%20x', password: '${P}'}\n"
+    )
+    result = _run("check", tmp_path)
+    assert result.exit_code == 2
+    assert "destinations[0].url: the URL's user or path holds control characters" in result.stdout
