@@ -96,19 +96,26 @@ class Ledger:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"{path}: cannot open the ledger: {exc}", hint="check --state") from exc
+        try:
             self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
+            # the version first: a ledger of a newer ftpexport is left exactly as it is
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise ConfigError(
                     f"{path}: the ledger was written by a newer ftpexport (schema {version})",
                     hint="upgrade ftpexport, or use another --state file",
                 )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
             self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except sqlite3.Error as exc:
-            raise ConfigError(f"{path}: cannot open the ledger: {exc}", hint="check --state") from exc
+        except BaseException as exc:
+            self._db.close()  # a refused ledger must not stay open (and locked) behind the error
+            if isinstance(exc, sqlite3.Error):
+                raise ConfigError(f"{path}: cannot open the ledger: {exc}", hint="check --state") from exc
+            raise
         self._lock = threading.Lock()
 
     def close(self) -> None:

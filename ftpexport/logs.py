@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +19,23 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"m
 def fields_of(record: logging.LogRecord) -> dict[str, Any]:
     """The structured fields of a log record (what was passed with ``extra=``)."""
     return {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
+
+
+def _scrub(value: Any) -> Any:
+    """``value`` with known secrets masked in every string, before it is serialized: once in JSON
+    (or a repr), a secret holding a quote, a backslash or a control character is escaped and
+    ``redact`` on the finished line would no longer find it."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {_scrub(str(k)): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_scrub(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # NaN and Infinity are not JSON
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return redact(str(value))
 
 
 def _timestamp(record: logging.LogRecord) -> str:
@@ -37,15 +55,15 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info and record.exc_info[1] is not None:
             document["error"] = str(record.exc_info[1])
-        return redact(json.dumps(document, default=str, ensure_ascii=False))
+        return redact(json.dumps(_scrub(document), ensure_ascii=False))
 
 
 class TextFormatter(logging.Formatter):
     """``time level message key=value ...`` for people."""
 
     def format(self, record: logging.LogRecord) -> str:
-        extras = " ".join(f"{k}={v}" for k, v in fields_of(record).items())
-        line = f"{_timestamp(record)} {record.levelname:<7} {record.getMessage()}"
+        extras = " ".join(f"{k}={_scrub(v)}" for k, v in fields_of(record).items())
+        line = f"{_timestamp(record)} {record.levelname:<7} {redact(record.getMessage())}"
         if extras:
             line = f"{line} {extras}"
         if record.exc_info and record.exc_info[1] is not None:

@@ -12,12 +12,16 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError
+from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from .errors import NamingError
 
 MAX_COMPONENT_BYTES = 255
+#: the longest ``safe_name`` result, in characters, leaving room for the rest of a name
+SAFE_NAME_CHARS = 100
+#: how much of a rendered name an error message quotes
+_QUOTE = 80
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]+")
 
@@ -26,15 +30,28 @@ Kind = Literal["file", "dir"]
 
 def safe_name(value: Any) -> str:
     """Jinja filter: turn any value into a harmless file name component (``A/12`` -> ``A_12``)."""
-    text = _UNSAFE_CHARS.sub("_", str(value)).strip()
-    text = re.sub(r"\.{2,}", ".", text).lstrip(".")
-    return text[:100] or "_"
+    # lone surrogates (possible in JSON text) cannot be encoded: they become "?", then "_"
+    text = str(value).encode("utf-8", "replace").decode("utf-8")
+    text = _UNSAFE_CHARS.sub("_", text)
+    text = re.sub(r"\.{2,}", ".", text)[:SAFE_NAME_CHARS]
+    while len(text.encode("utf-8")) > MAX_COMPONENT_BYTES:
+        text = text[:-1]
+    # cut last, so that neither the cut nor a removed leading dot leaves white space at an end
+    text = re.sub(r"^[\s.]+", "", text).rstrip()
+    return text or "_"
 
 
 def _environment() -> SandboxedEnvironment:
     env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
     env.filters["safe_name"] = safe_name
+    # names are made of record fields: Jinja's globals (range, lipsum, cycler, ...) only render
+    # object reprs such as "<function generate_lorem_ipsum at 0x7f...>" into them
+    env.globals.clear()
     return env
+
+
+def _shorten(text: str) -> str:
+    return repr(text) if len(text) <= _QUOTE else repr(text[:_QUOTE]) + f"... ({len(text)} characters)"
 
 
 _ENV = _environment()
@@ -47,8 +64,11 @@ class NameTemplate:
         if not isinstance(source, str) or not source.strip():
             raise ValueError("the template is empty")
         try:
-            self._template = _ENV.from_string(source)
-        except TemplateSyntaxError as exc:
+            tree = _ENV.parse(source)
+            if any(node.name == "self" for node in tree.find_all(nodes.Name)):
+                raise ValueError("the template uses 'self', Jinja's template object: names are made of record fields")
+            self._template = _ENV.from_string(tree)
+        except TemplateSyntaxError as exc:  # also an unknown filter (TemplateAssertionError), found when compiling
             raise ValueError(f"template syntax error: {exc.message} (line {exc.lineno})") from exc
         self.source = source
         self.kind: Kind = kind
@@ -75,11 +95,17 @@ class NameTemplate:
                 f"{origin}: template {self.source!r} failed: {exc.message or type(exc).__name__}",
                 hint="fix the template, or give the record the field it needs",
             ) from exc
+        except Exception as exc:  # a filter meeting a value it cannot take: '%02d' | format("x"), x / 0
+            raise NamingError(
+                record,
+                f"{origin}: template {self.source!r} failed: {type(exc).__name__}: {_shorten(str(exc))}",
+                hint="fix the template, or the record field it uses",
+            ) from exc
         problem = name_problem(rendered, self.kind)
         if problem:
             raise NamingError(
                 record,
-                f"{origin}: template {self.source!r} rendered {rendered!r}, which {problem}",
+                f"{origin}: template {self.source!r} rendered {_shorten(rendered)}, which {problem}",
                 hint="fix the record, or use the safe_name filter in the template: {{ field | safe_name }}",
             )
         return rendered
@@ -100,11 +126,15 @@ def name_problem(name: str, kind: Kind) -> str | None:
     components = name.split("/")
     if kind == "file" and len(components) > 1:
         return "contains a path separator '/' where a plain file name is needed"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode text (it holds a lone surrogate)"
     for component in components:
         if component in ("", ".", ".."):
             return "has an empty, '.' or '..' path component"
         if component != component.strip():
             return "starts or ends with white space"
-        if len(component.encode()) > MAX_COMPONENT_BYTES:
+        if len(component.encode("utf-8")) > MAX_COMPONENT_BYTES:
             return f"is longer than {MAX_COMPONENT_BYTES} bytes"
     return None

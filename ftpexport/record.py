@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -22,12 +23,16 @@ MAX_RECORD_BYTES = 1024 * 1024
 MAX_IMAGES = 500
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".heic", ".avif"})
 
-_VIN = re.compile(r"^[A-HJ-NPR-Z0-9]{17}$")
+_VIN = re.compile(r"[A-HJ-NPR-Z0-9]{17}")
+#: listed image names longer than this are refused before any file system call
+MAX_IMAGE_NAME = 1024
+#: how much of a name from the input an error message quotes
+_QUOTE = 80
 _HASH_CHUNK = 1024 * 1024
 
 
 def _check_vin(value: str) -> str:
-    if not _VIN.match(value):
+    if not _VIN.fullmatch(value):  # fullmatch: "$" would accept a trailing newline
         raise ValueError("a VIN is 17 characters of A-Z and 0-9 without I, O and Q")
     return value
 
@@ -63,7 +68,9 @@ class VehicleData(BaseModel):
     model: str | None = None
     year: int | None = None
     processed_at: Annotated[datetime | None, AfterValidator(_check_aware)] = None
-    images: list[Annotated[str, Field(min_length=1)]] | None = Field(default=None, max_length=MAX_IMAGES)
+    images: list[Annotated[str, Field(min_length=1, max_length=MAX_IMAGE_NAME)]] | None = Field(
+        default=None, max_length=MAX_IMAGES
+    )
     extra: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -128,12 +135,29 @@ def iter_record_folders(inbox: Path) -> Iterator[Path]:
 def load_record(folder: Path) -> Record:
     """Read and validate the record in ``folder``; raises ``RecordError`` naming what is wrong."""
     where = str(folder)
+    try:
+        return _load_record(folder)
+    except RecursionError:
+        raise
+    except RuntimeError as exc:  # Path.resolve() of Python < 3.13 on a symlink loop
+        raise RecordError(where, "a symbolic link of the record points back to itself (a symlink loop)") from exc
+    except OSError as exc:  # unreadable files, names the OS refuses, symlink loops on Python >= 3.13
+        if exc.errno == errno.ELOOP:
+            raise RecordError(where, "a symbolic link of the record points back to itself (a symlink loop)") from exc
+        what = _quote(Path(exc.filename).name) if isinstance(exc.filename, str) else "a file of the record"
+        raise RecordError(where, f"cannot read {what}: {exc.strerror or type(exc).__name__}") from exc
+
+
+def _load_record(folder: Path) -> Record:
+    where = str(folder)
     root = folder.resolve()
     json_path = _inside(root, folder / RECORD_FILE, where, RECORD_FILE)
     try:
         size = json_path.stat().st_size
     except FileNotFoundError as exc:
         raise RecordError(where, f"{RECORD_FILE} is missing: the record is not complete yet") from exc
+    if not json_path.is_file():
+        raise RecordError(where, f"{RECORD_FILE} is not a regular file")
     if size > MAX_RECORD_BYTES:
         raise RecordError(where, f"{RECORD_FILE} is {size} bytes, more than the {MAX_RECORD_BYTES} allowed")
     raw_bytes = json_path.read_bytes()
@@ -145,6 +169,12 @@ def load_record(folder: Path) -> Record:
         raise RecordError(where, f"{RECORD_FILE} is nested too deeply") from exc
     if not isinstance(fields, dict):
         raise RecordError(where, f"{RECORD_FILE} must hold a JSON object")
+    try:
+        # JSON may escape lone surrogates (\ud800): such text cannot become a name or UTF-8 metadata
+        json.dumps(fields, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        reason = f"{RECORD_FILE} holds text that is not valid Unicode (a lone surrogate escape)"
+        raise RecordError(where, reason) from exc
     try:
         data = VehicleData.model_validate(fields)
     except ValidationError as exc:
@@ -167,6 +197,11 @@ def _describe(exc: ValidationError) -> str:
         message = error["msg"].removeprefix("Value error, ")
         parts.append(f"{field}: {message}")
     return "; ".join(parts)
+
+
+def _quote(name: str) -> str:
+    """``name`` for a message: repr'd and cut short, so an error never echoes large input."""
+    return repr(name) if len(name) <= _QUOTE else repr(name[:_QUOTE]) + f"... ({len(name)} characters)"
 
 
 def _inside(root: Path, path: Path, where: str, name: str) -> Path:
@@ -198,17 +233,17 @@ def _find_images(root: Path, folder: Path, listed: list[str] | None) -> tuple[Im
         names = listed
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise RecordError(where, f"images lists {', '.join(duplicates)} more than once")
+            raise RecordError(where, f"images lists {', '.join(map(_quote, duplicates))} more than once")
     images = []
     for n, name in enumerate(names, start=1):
         if "\x00" in name or Path(name).is_absolute():
-            raise RecordError(where, f"image name {name!r} is not a file name inside the record")
-        path = _inside(root, folder / name, where, f"image {name}")
+            raise RecordError(where, f"image name {_quote(name)} is not a file name inside the record")
+        path = _inside(root, folder / name, where, f"image {_quote(name)}")
         if not path.is_file():
-            raise RecordError(where, f"image {name} is listed in {RECORD_FILE} but is missing")
+            raise RecordError(where, f"image {_quote(name)} is listed in {RECORD_FILE} but is missing")
         ext = Path(name).suffix.lower().lstrip(".")
         if not ext:
-            raise RecordError(where, f"image {name} has no extension")
+            raise RecordError(where, f"image {_quote(name)} has no extension")
         images.append(Image(path=path, n=n, ext=ext, size=path.stat().st_size))
     if not images:
         raise RecordError(where, "the record has no images", hint=f"add image files or list them in {RECORD_FILE}")

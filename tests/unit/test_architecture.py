@@ -1,0 +1,209 @@
+"""The architecture of STYLE.md, checked: no import cycles, dependencies that point one way.
+
+    cli -> {watch, pipeline} -> {rules, naming, package, transport, ledger} -> {record, errors}
+
+Imports are read from the source with ``ast``; each module is also imported alone in a fresh
+interpreter, which fails on a cycle that only bites when a module is the first one imported.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from unit_helpers import ROOT
+
+PACKAGE = ROOT / "ftpexport"
+
+
+@dataclass(frozen=True)
+class Import:
+    target: str  # a module of ours ("ftpexport.record") or a third-party top-level name ("click")
+    lazy: bool  # inside a function: runs when called, not when the module is imported
+    line: int
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES: dict[str, Path] = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _resolve(module: str, path: Path, node: ast.ImportFrom) -> list[str]:
+    if node.level == 0:
+        base = node.module or ""
+    else:
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        for _ in range(node.level - 1):
+            package = package.rpartition(".")[0]
+        base = f"{package}.{node.module}" if node.module else package
+    if not base.startswith("ftpexport"):
+        return [base.split(".")[0]]
+    # "from . import x" imports the submodule x when there is one
+    return [f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base for alias in node.names]
+
+
+def imports_of(module: str) -> list[Import]:
+    path = MODULES[module]
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found: list[Import] = []
+
+    def visit(node: ast.AST, lazy: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            inner = lazy or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
+            if isinstance(child, ast.Import):
+                found.extend(
+                    Import(
+                        alias.name.split(".")[0] if not alias.name.startswith("ftpexport") else alias.name,
+                        inner,
+                        child.lineno,
+                    )
+                    for alias in child.names
+                )
+            elif isinstance(child, ast.ImportFrom):
+                found.extend(Import(target, inner, child.lineno) for target in _resolve(module, path, child))
+            visit(child, inner)
+
+    visit(tree, False)
+    return found
+
+
+def ours(module: str, *, lazy: bool = True) -> set[str]:
+    """The modules of ours that ``module`` imports (without its lazy imports if ``lazy`` is False)."""
+    return {i.target for i in imports_of(module) if i.target.startswith("ftpexport") and (lazy or not i.lazy)} - {
+        module
+    }
+
+
+def test_the_package_is_where_we_think() -> None:
+    assert {"ftpexport.errors", "ftpexport.record", "ftpexport.cli", "ftpexport.transport.base"} <= set(MODULES)
+    # the import reader understands every form used in the package
+    assert ours("ftpexport.record") == {"ftpexport.errors"}
+    assert "ftpexport.pipeline" in ours("ftpexport.cli")
+    assert "ftpexport.transport.base" in ours("ftpexport.transport.ftp")
+
+
+def test_every_module_imports_alone_in_a_fresh_interpreter() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    running = {
+        module: subprocess.Popen(
+            [sys.executable, "-c", f"import {module}"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for module in MODULES
+        if not module.endswith("__main__")  # importing it runs the command line
+    }
+    failures = {}
+    for module, process in running.items():
+        _, stderr = process.communicate(timeout=60)
+        if process.returncode != 0:
+            failures[module] = stderr.strip().splitlines()[-1:]
+    assert failures == {}
+
+
+def test_module_level_imports_have_no_cycle() -> None:
+    graph = {module: ours(module, lazy=False) for module in MODULES}
+    state: dict[str, str] = {}
+    cycles: list[list[str]] = []
+
+    def walk(module: str, stack: list[str]) -> None:
+        state[module] = "active"
+        for target in sorted(graph.get(module, ())):
+            if state.get(target) == "active":
+                cycles.append([*stack[stack.index(target) :], target])
+            elif target not in state:
+                walk(target, [*stack, target])
+        state[module] = "done"
+
+    for module in MODULES:
+        if module not in state:
+            walk(module, [module])
+    assert cycles == []
+
+
+def test_errors_imports_nothing_of_ours() -> None:
+    assert ours("ftpexport.errors") == set()
+
+
+def test_record_imports_only_errors() -> None:
+    assert ours("ftpexport.record") == {"ftpexport.errors"}
+
+
+FORBIDDEN_FOR_TRANSPORT = {
+    "ftpexport.rules",
+    "ftpexport.record",
+    "ftpexport.package",
+    "ftpexport.ledger",
+    "ftpexport.pipeline",
+    "ftpexport.cli",
+    "ftpexport.watch",
+    "ftpexport.naming",
+    "ftpexport.display",
+    "ftpexport.demo",
+}
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if m.startswith("ftpexport.transport")])
+def test_a_transport_knows_nothing_of_rules_records_or_the_ledger(module: str) -> None:
+    assert ours(module) & FORBIDDEN_FOR_TRANSPORT == set()
+
+
+def test_cli_is_the_only_module_that_imports_click() -> None:
+    users = sorted(module for module in MODULES if any(i.target == "click" for i in imports_of(module)))
+
+    assert users == ["ftpexport.cli"]
+
+
+# the direction of STYLE.md as layers: a module may import its own layer or a lower one
+LAYERS: dict[str, int] = {
+    "ftpexport": 0,
+    "ftpexport.errors": 0,
+    "ftpexport.record": 1,
+    "ftpexport.secret": 1,
+    "ftpexport.logs": 1,
+    "ftpexport.naming": 2,
+    "ftpexport.rules": 2,
+    "ftpexport.package": 2,
+    "ftpexport.ledger": 2,
+    "ftpexport.transport": 2,
+    "ftpexport.pipeline": 3,
+    "ftpexport.watch": 4,
+    "ftpexport.display": 4,
+    "ftpexport.demo": 4,
+    "ftpexport.cli": 5,
+    "ftpexport.__main__": 6,
+}
+
+
+def layer(module: str) -> int:
+    while module not in LAYERS:
+        module = module.rpartition(".")[0]
+    return LAYERS[module]
+
+
+def test_every_module_has_a_layer() -> None:
+    unknown = [m for m in MODULES if m not in LAYERS and not m.startswith("ftpexport.transport.")]
+    assert unknown == [], "place new modules in LAYERS"
+
+
+def test_dependencies_point_one_way() -> None:
+    upward = [
+        f"{module} imports {target} (line {i.line})"
+        for module in MODULES
+        for i in imports_of(module)
+        if (target := i.target).startswith("ftpexport") and layer(target) > layer(module)
+    ]
+    assert upward == []

@@ -1,0 +1,269 @@
+"""ledger.py: delivery states, attempts, supersession, counts, persistence and schema versions."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from ftpexport.errors import ConfigError
+from ftpexport.ledger import SCHEMA_VERSION, Delivery, Ledger
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    with Ledger(tmp_path / "state" / "ledger.sqlite") as opened:
+        yield opened
+
+
+def open_delivery(
+    ledger: Ledger, record_id: str = "veh-1", content_hash: str = "h1", destination: str = "acme/dms"
+) -> Delivery:
+    return ledger.open_delivery(
+        record_id=record_id,
+        content_hash=content_hash,
+        client_id=destination.split("/")[0],
+        destination=destination,
+        record_path=f"/inbox/{record_id}",
+    )
+
+
+def aware(stamp: str | None) -> datetime:
+    assert stamp is not None
+    parsed = datetime.fromisoformat(stamp)
+    assert parsed.utcoffset() is not None, f"{stamp} has no UTC offset"
+    return parsed
+
+
+def test_open_delivery_creates_a_pending_row(ledger: Ledger) -> None:
+    delivery = open_delivery(ledger)
+
+    assert delivery.status == "pending"
+    assert (delivery.record_id, delivery.content_hash, delivery.client_id, delivery.destination) == (
+        "veh-1",
+        "h1",
+        "acme",
+        "acme/dms",
+    )
+    assert delivery.record_path == "/inbox/veh-1"
+    assert (delivery.attempts, delivery.last_error, delivery.remote_paths, delivery.bytes) == (0, None, (), 0)
+    assert delivery.delivered_at is None
+    assert abs(aware(delivery.created_at) - datetime.now().astimezone()) < timedelta(minutes=1)
+
+
+def test_open_delivery_twice_returns_the_same_row(ledger: Ledger) -> None:
+    first = open_delivery(ledger)
+    again = ledger.open_delivery(
+        record_id="veh-1", content_hash="h1", client_id="acme", destination="acme/dms", record_path="/moved/veh-1"
+    )
+
+    assert again.id == first.id
+    assert again.record_path == "/moved/veh-1"
+    assert len(ledger.deliveries()) == 1
+
+
+def test_a_successful_attempt_delivers_with_paths_bytes_and_time(ledger: Ledger) -> None:
+    delivery = open_delivery(ledger)
+
+    attempt = ledger.start_attempt(delivery.id, "corr-1")
+    ledger.succeed(delivery.id, attempt, ["photos/V.zip", "photos/V.done"], 12345)
+
+    done = ledger.find("veh-1", "h1", "acme/dms")
+    assert done is not None
+    assert done.status == "delivered"
+    assert done.remote_paths == ("photos/V.zip", "photos/V.done")
+    assert done.bytes == 12345
+    assert done.attempts == 1
+    assert done.correlation_id == "corr-1"
+    assert done.last_error is None
+    assert aware(done.delivered_at) >= aware(done.created_at)
+    assert done.as_dict()["remote_paths"] == ["photos/V.zip", "photos/V.done"]
+
+
+def test_a_failed_attempt_that_is_not_final_stays_pending(ledger: Ledger) -> None:
+    delivery = open_delivery(ledger)
+
+    attempt = ledger.start_attempt(delivery.id, "corr-1")
+    ledger.fail(delivery.id, attempt, "destination acme/dms: connection refused", final=False, sent=10)
+
+    row = ledger.find("veh-1", "h1", "acme/dms")
+    assert row is not None
+    assert (row.status, row.attempts, row.last_error) == ("pending", 1, "destination acme/dms: connection refused")
+    assert row.delivered_at is None
+
+
+def test_a_final_failure_parks_the_delivery_as_failed_with_its_last_error(ledger: Ledger) -> None:
+    delivery = open_delivery(ledger)
+    for n, final in enumerate((False, False, True), start=1):
+        attempt = ledger.start_attempt(delivery.id, f"corr-{n}")
+        ledger.fail(delivery.id, attempt, f"error {n}", final=final)
+
+    row = ledger.find("veh-1", "h1", "acme/dms")
+    assert row is not None
+    assert (row.status, row.attempts, row.last_error, row.correlation_id) == ("failed", 3, "error 3", "corr-3")
+    assert [d.id for d in ledger.deliveries(status="failed")] == [delivery.id]
+    assert ledger.deliveries(status="pending") == []
+
+
+def test_a_retry_after_failure_can_deliver(ledger: Ledger) -> None:
+    delivery = open_delivery(ledger)
+    ledger.fail(delivery.id, ledger.start_attempt(delivery.id, "c1"), "boom", final=True)
+
+    ledger.succeed(delivery.id, ledger.start_attempt(delivery.id, "c2"), ["V.zip"], 3)
+
+    row = ledger.find("veh-1", "h1", "acme/dms")
+    assert row is not None
+    assert (row.status, row.attempts, row.last_error) == ("delivered", 2, None)
+
+
+def test_attempts_history_is_kept_oldest_first(ledger: Ledger) -> None:
+    delivery = open_delivery(ledger)
+    first = ledger.start_attempt(delivery.id, "c1")
+    ledger.fail(delivery.id, first, "421 too many connections", final=False, sent=100)
+    second = ledger.start_attempt(delivery.id, "c2")
+    ledger.succeed(delivery.id, second, ["V.zip"], 2048)
+
+    history = ledger.attempts(delivery.id)
+
+    assert [(a["id"], a["correlation_id"], a["result"], a["error"], a["bytes"]) for a in history] == [
+        (first, "c1", "failed", "421 too many connections", 100),
+        (second, "c2", "delivered", None, 2048),
+    ]
+    for attempt in history:
+        assert aware(attempt["finished_at"]) >= aware(attempt["started_at"])
+    assert ledger.attempts(delivery.id + 99) == []
+
+
+def test_a_new_content_hash_supersedes_the_old_undelivered_row(ledger: Ledger) -> None:
+    old = open_delivery(ledger, content_hash="h1")
+    ledger.fail(old.id, ledger.start_attempt(old.id, "c1"), "boom", final=True)
+    other_destination = open_delivery(ledger, content_hash="h1", destination="acme/tls")
+
+    new = open_delivery(ledger, content_hash="h2")
+
+    assert new.status == "pending"
+    assert new.id != old.id
+    superseded = ledger.find("veh-1", "h1", "acme/dms")
+    assert superseded is not None
+    assert superseded.status == "superseded"
+    assert superseded.last_error == "boom"  # history kept
+    # the other destination's row is its own business
+    untouched = ledger.find("veh-1", "h1", "acme/tls")
+    assert untouched is not None
+    assert untouched.status == "pending"
+    assert untouched.id == other_destination.id
+
+
+def test_a_new_content_hash_leaves_a_delivered_row_delivered(ledger: Ledger) -> None:
+    old = open_delivery(ledger, content_hash="h1")
+    ledger.succeed(old.id, ledger.start_attempt(old.id, "c1"), ["V.zip"], 1)
+
+    open_delivery(ledger, content_hash="h2")
+
+    row = ledger.find("veh-1", "h1", "acme/dms")
+    assert row is not None
+    assert row.status == "delivered"
+    assert {d.content_hash: d.status for d in ledger.deliveries()} == {"h1": "delivered", "h2": "pending"}
+
+
+def test_find_knows_only_the_exact_version_and_destination(ledger: Ledger) -> None:
+    open_delivery(ledger)
+
+    assert ledger.find("veh-1", "h1", "acme/dms") is not None
+    assert ledger.find("veh-1", "h2", "acme/dms") is None
+    assert ledger.find("veh-1", "h1", "acme/tls") is None
+    assert ledger.find("veh-2", "h1", "acme/dms") is None
+
+
+def test_counts_per_client_and_status(ledger: Ledger) -> None:
+    delivered = open_delivery(ledger, "veh-1", destination="acme/dms")
+    ledger.succeed(delivered.id, ledger.start_attempt(delivered.id, "c"), ["x"], 1)
+    open_delivery(ledger, "veh-1", destination="acme/tls")
+    open_delivery(ledger, "veh-2", destination="acme/dms")
+    failed = open_delivery(ledger, "veh-3", destination="bravo/dms")
+    ledger.fail(failed.id, ledger.start_attempt(failed.id, "c"), "no", final=True)
+
+    assert ledger.counts() == {"acme": {"delivered": 1, "pending": 2}, "bravo": {"failed": 1}}
+
+
+def test_deliveries_filter_and_limit(ledger: Ledger) -> None:
+    for n in range(5):
+        open_delivery(ledger, f"veh-{n}", destination="acme/dms" if n % 2 else "bravo/dms")
+
+    assert len(ledger.deliveries()) == 5
+    assert sorted(d.record_id for d in ledger.deliveries(client_id="acme")) == ["veh-1", "veh-3"]
+    assert len(ledger.deliveries(limit=2)) == 2
+    assert ledger.deliveries(status="delivered") == []
+
+
+def test_reopening_the_file_keeps_everything(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    with Ledger(path) as ledger:
+        delivery = open_delivery(ledger)
+        attempt = ledger.start_attempt(delivery.id, "c1")
+        ledger.succeed(delivery.id, attempt, ["photos/V.zip"], 99)
+        failed = open_delivery(ledger, "veh-2")
+        ledger.fail(failed.id, ledger.start_attempt(failed.id, "c2"), "550 denied", final=True)
+        before = [d.as_dict() for d in ledger.deliveries()]
+
+    with Ledger(path) as reopened:
+        assert [d.as_dict() for d in reopened.deliveries()] == before
+        assert [a["result"] for a in reopened.attempts(delivery.id)] == ["delivered"]
+        again = open_delivery(reopened)
+        assert (again.id, again.status) == (delivery.id, "delivered")
+
+
+def test_the_ledger_file_records_its_schema_version(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    Ledger(path).close()
+
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_a_ledger_from_a_newer_schema_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE future (x)")
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.commit()
+    db.close()
+    before = path.read_bytes()
+
+    with pytest.raises(ConfigError) as caught:
+        Ledger(path)
+
+    assert caught.value.exit_code == 2
+    assert f"{path}: the ledger was written by a newer ftpexport (schema {SCHEMA_VERSION + 1})" in str(caught.value)
+    assert "upgrade ftpexport" in str(caught.value)
+    # the file was left alone, and not left open
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ledger.sqlite"]
+
+
+def test_a_file_that_is_not_a_ledger_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"this is not a SQLite database, " * 100)
+
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: cannot open the ledger")):
+        Ledger(path)
+
+
+def test_a_ledger_path_under_a_file_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+
+    with pytest.raises(ConfigError, match="cannot open the ledger"):
+        Ledger(tmp_path / "file" / "ledger.sqlite")
+
+
+def test_the_ledger_is_created_with_its_folder(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "ledger.sqlite"
+
+    with Ledger(path) as ledger:
+        open_delivery(ledger)
+
+    assert path.is_file()

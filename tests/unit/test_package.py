@@ -1,0 +1,318 @@
+"""package.py: names, the zip (order, bytes, determinism, streaming), loose files and metadata."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tracemalloc
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from unit_helpers import RULES, SAMPLES, VIN, MakeRecord, vehicle
+
+from ftpexport.errors import NamingError
+from ftpexport.naming import NameTemplate
+from ftpexport.package import (
+    Package,
+    PackageNames,
+    build_package,
+    metadata_document,
+    render_names,
+    template_context,
+    write_zip,
+)
+from ftpexport.record import Record, load_record
+from ftpexport.rules import PackageSpec, load_rule_file
+
+ACME = RULES / "acme-motors.yaml"
+BRAVO = RULES / "bravo-cars.yaml"
+
+
+def spec_of(rule_file: Path) -> PackageSpec:
+    return load_rule_file(rule_file).package
+
+
+def names_for(record: Record, spec: PackageSpec, origin: str = "rules/x.yaml") -> PackageNames:
+    return render_names(
+        record,
+        fmt=spec.format,
+        archive_name=spec.archive_name,
+        image_name=spec.image_name,
+        metadata_name=spec.metadata.name if spec.metadata else None,
+        done_marker=spec.done_marker,
+        origin=origin,
+    )
+
+
+def package_for(record: Record, spec: PackageSpec, workdir: Path) -> tuple[PackageNames, Package]:
+    names = names_for(record, spec)
+    workdir.mkdir(parents=True, exist_ok=True)
+    return names, build_package(record, names, spec.metadata.fields if spec.metadata else None, workdir)
+
+
+def spec(**package: Any) -> PackageSpec:
+    return PackageSpec.model_validate(package)
+
+
+# --- zip
+
+
+def test_zip_holds_the_images_in_record_order_under_their_rendered_names(tmp_path: Path) -> None:
+    record = load_record(SAMPLES / "veh-000123")
+
+    names, package = package_for(record, spec_of(ACME), tmp_path)
+
+    assert names.images == ("wvwzzz1jzxw000001_01.jpg", "wvwzzz1jzxw000001_02.jpg", "wvwzzz1jzxw000001_03.png")
+    assert names.archive == "WVWZZZ1JZXW000001.zip"
+    assert names.metadata == "WVWZZZ1JZXW000001.json"
+    assert names.done_marker is None
+    assert package.done_marker is None
+    (artifact,) = package.files
+    assert artifact.name == "WVWZZZ1JZXW000001.zip"
+    archive_path = tmp_path / "WVWZZZ1JZXW000001.zip"
+    assert artifact.size == archive_path.stat().st_size
+    assert package.total_bytes == artifact.size
+    with artifact.open() as stream:
+        assert stream.read() == archive_path.read_bytes()
+    with zipfile.ZipFile(archive_path) as archive:
+        assert archive.testzip() is None
+        assert archive.namelist() == [*names.images, "WVWZZZ1JZXW000001.json"]
+        assert list(package.archive_listing) == archive.namelist()
+        for image, name in zip(record.images, names.images, strict=True):
+            assert archive.read(name) == image.path.read_bytes()
+        assert {info.compress_type for info in archive.infolist()} == {zipfile.ZIP_STORED}
+        assert {info.date_time for info in archive.infolist()} == {(2026, 11, 20, 14, 3, 0)}
+        assert {info.external_attr >> 16 for info in archive.infolist()} == {0o100644}
+
+
+def test_zip_metadata_holds_the_rule_fields_with_user_name_nested(tmp_path: Path) -> None:
+    record = load_record(SAMPLES / "veh-000123")
+
+    names, _ = package_for(record, spec_of(ACME), tmp_path)
+
+    with zipfile.ZipFile(tmp_path / "WVWZZZ1JZXW000001.zip") as archive:
+        raw = archive.read("WVWZZZ1JZXW000001.json")
+    assert json.loads(raw) == {
+        "id": "veh-000123",
+        "vin": "WVWZZZ1JZXW000001",
+        "stock_number": "A1234",
+        "make": "Volkswagen",
+        "model": "Golf",
+        "year": 2021,
+        "user": {"name": "Jeanne Dupont"},
+        "processed_at": "2026-11-20T14:03:00+01:00",
+        "extra": {"dealer_code": "ACM01"},
+        "files": list(names.images),
+    }
+    assert "email" not in raw.decode()  # only the listed fields leave the platform
+
+
+def test_metadata_keeps_the_listed_order_and_gives_null_for_missing_fields(make_record: MakeRecord) -> None:
+    fields = vehicle()
+    del fields["user"]
+    record = load_record(make_record(fields=fields))
+
+    raw = metadata_document(record, ["vin", "colour", "user.name", "extra.dealer_code", "extra.missing"], ("a.jpg",))
+
+    assert raw.endswith(b"\n")
+    document = json.loads(raw)
+    assert document == {
+        "vin": VIN,
+        "colour": None,
+        "user": {"name": None},
+        "extra": {"dealer_code": "ACM01", "missing": None},
+        "files": ["a.jpg"],
+    }
+    assert list(document) == ["vin", "colour", "user", "extra", "files"]
+
+
+def test_metadata_is_utf8_without_escapes() -> None:
+    record = load_record(SAMPLES / "veh-000124")
+
+    raw = metadata_document(record, ["user.name"], ())
+
+    assert "Marc Lefèvre".encode() in raw
+
+
+def test_a_zip_without_metadata_holds_only_the_images(tmp_path: Path) -> None:
+    record = load_record(SAMPLES / "veh-000123")
+
+    _, package = package_for(record, spec(metadata=None), tmp_path)
+
+    with zipfile.ZipFile(tmp_path / package.files[0].name) as archive:
+        assert archive.namelist() == [f"{VIN.lower()}_0{n}.{ext}" for n, ext in ((1, "jpg"), (2, "jpg"), (3, "png"))]
+    assert package.archive_listing == tuple(archive.namelist())
+
+
+def test_the_zip_is_deterministic(tmp_path: Path) -> None:
+    one = Path(shutil.copytree(SAMPLES / "veh-000123", tmp_path / "one" / "veh-000123"))
+    two = Path(shutil.copytree(SAMPLES / "veh-000123", tmp_path / "elsewhere" / "other-name"))
+    os.utime(two / "01.jpg", (1_000_000_000, 1_000_000_000))
+    os.utime(two / "vehicle.json", (2_000_000_000, 2_000_000_000))
+    (two / "02.jpg").chmod(0o600)
+
+    built = []
+    for n, folder in enumerate((one, one, two)):
+        _, package = package_for(load_record(folder), spec_of(ACME), tmp_path / f"work{n}")
+        with package.files[0].open() as stream:
+            built.append(stream.read())
+
+    assert len(built[0]) > 10_000
+    assert built[0] == built[1] == built[2]
+
+
+def test_a_record_without_date_gets_the_zip_epoch(make_record: MakeRecord, tmp_path: Path) -> None:
+    fields = vehicle()
+    del fields["processed_at"]
+    record = load_record(make_record(fields=fields))
+
+    _, package = package_for(record, spec(), tmp_path / "work")
+
+    with zipfile.ZipFile(tmp_path / "work" / package.files[0].name) as archive:
+        assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+
+
+def test_write_zip_streams_images_instead_of_reading_them_whole(make_record: MakeRecord, tmp_path: Path) -> None:
+    size = 50 * 1024 * 1024
+    folder = make_record(images={}, fields=vehicle(images=["big.jpg"]))
+    with (folder / "big.jpg").open("wb") as sparse:
+        sparse.truncate(size)
+    record = load_record(folder)
+    names = PackageNames(images=("big.jpg",), archive="big.zip", metadata=None, done_marker=None)
+    target = tmp_path / "big.zip"
+
+    tracemalloc.start()
+    try:
+        write_zip(record, names, None, target)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert peak < size // 10, f"peak memory {peak} bytes for a {size}-byte image"
+    with zipfile.ZipFile(target) as archive:
+        (info,) = archive.infolist()
+        assert (info.filename, info.file_size, info.compress_size) == ("big.jpg", size, size)
+        with archive.open(info) as stream:
+            assert stream.read(1024 * 1024) == bytes(1024 * 1024)
+
+
+# --- loose files
+
+
+def test_files_format_gives_loose_artifacts_in_order_with_metadata_last(tmp_path: Path) -> None:
+    record = load_record(SAMPLES / "veh-000201")
+
+    names, package = package_for(record, spec_of(BRAVO), tmp_path)
+
+    stem = "VF3MCYHZRKS000201"
+    assert names.archive is None
+    assert [f.name for f in package.files] == [
+        f"{stem}-1.jpg",
+        f"{stem}-2.jpg",
+        f"{stem}-3.png",
+        f"{stem}-4.jpg",
+        f"{stem}.json",
+    ]
+    for image, artifact in zip(record.images, package.files, strict=False):
+        with artifact.open() as stream:
+            assert stream.read() == image.path.read_bytes()
+        assert artifact.size == image.size
+    with package.files[-1].open() as stream:
+        metadata = json.loads(stream.read())
+    assert metadata["files"] == [f.name for f in package.files[:-1]]
+    assert metadata["extra"] == {"branch": "Lyon"}
+    assert metadata["user"] == {"name": "Sam Okafor"}
+    # the done marker is separate, empty, and not among the files
+    assert package.done_marker is not None
+    assert package.done_marker.name == f"{stem}.done"
+    assert package.done_marker.size == 0
+    assert package.done_marker.open().read() == b""
+    assert package.done_marker.name not in [f.name for f in package.files]
+    assert package.archive_listing == ()
+    assert package.total_bytes == sum(f.size for f in package.files)
+    assert list(tmp_path.iterdir()) == []  # loose files need no work files
+
+
+def test_artifacts_can_be_opened_more_than_once(tmp_path: Path) -> None:
+    _, package = package_for(load_record(SAMPLES / "veh-000201"), spec_of(BRAVO), tmp_path)
+
+    for artifact in (package.files[0], package.files[-1]):
+        with artifact.open() as first, artifact.open() as second:
+            assert first.read() == second.read()
+
+
+# --- names
+
+
+def test_image_templates_see_position_extension_and_file_name() -> None:
+    record = load_record(SAMPLES / "veh-000201")
+
+    names = names_for(record, spec(image_name="{{ n }}-{{ stem }}-{{ filename }}.{{ ext }}"))
+
+    assert names.images == (
+        "1-front-front.jpg.jpg",
+        "2-side-side.jpg.jpg",
+        "3-rear-rear.png.png",
+        "4-interior-interior.jpg.jpg",
+    )
+
+
+def test_duplicate_image_names_are_a_naming_error() -> None:
+    record = load_record(SAMPLES / "veh-000123")
+
+    with pytest.raises(NamingError) as caught:
+        names_for(record, spec(image_name="{{ vin }}.jpg"), origin="rules/acme-motors.yaml")
+
+    assert caught.value.path == str(record.folder)
+    assert caught.value.reason == (
+        "rules/acme-motors.yaml: package.image_name gives two images the same name 'WVWZZZ1JZXW000001.jpg'"
+    )
+    assert "{{ vin }}_{{ n }}" in str(caught.value)
+
+
+def test_a_metadata_name_equal_to_an_image_name_is_a_naming_error() -> None:
+    record = load_record(SAMPLES / "veh-000123")
+    same = spec(image_name="{{ n }}.{{ ext }}", metadata={"name": "1.jpg"}, format="files")
+
+    with pytest.raises(NamingError, match=re.escape("two files of the package are both named '1.jpg'")):
+        names_for(record, same)
+
+
+def test_a_bad_rendered_name_names_the_rule_file_and_field(make_record: MakeRecord) -> None:
+    record = load_record(make_record(fields=vehicle(stock_number="A/12")))
+
+    with pytest.raises(NamingError) as caught:
+        names_for(record, spec(archive_name="{{ stock_number }}.zip"), origin="rules/acme.yaml")
+    assert "rules/acme.yaml: package.archive_name: template '{{ stock_number }}.zip' rendered 'A/12.zip'" in str(
+        caught.value
+    )
+
+    names = names_for(record, spec(archive_name="{{ stock_number | safe_name }}_{{ vin }}.zip"))
+    assert names.archive == f"A_12_{VIN}.zip"
+
+
+def test_the_done_marker_is_rendered_and_checked_too(make_record: MakeRecord) -> None:
+    record = load_record(make_record(fields=vehicle(make="../x")))
+
+    with pytest.raises(NamingError, match=re.escape("package.done_marker: template")):
+        names_for(record, spec(done_marker="{{ make }}.done"))
+
+
+def test_template_context_is_a_copy_of_the_record_fields() -> None:
+    record = load_record(SAMPLES / "veh-000123")
+
+    context = template_context(record)
+    context["vin"] = "changed"
+
+    assert record.fields["vin"] == VIN
+
+
+def test_name_templates_from_rules_are_compiled_objects() -> None:
+    package = spec_of(ACME)
+
+    assert isinstance(package.image_name, NameTemplate)
+    assert package.image_name.kind == "file"

@@ -1,0 +1,397 @@
+"""record.py: loading a vehicle.json and its images, ordering, hashing, and every broken kind."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from unit_helpers import SAMPLES, VIN, MakeRecord, vehicle
+
+from ftpexport.errors import RecordError
+from ftpexport.record import MAX_RECORD_BYTES, is_complete, iter_record_folders, load_record, natural_key
+
+# --- valid records
+
+
+def test_sample_record_loads_with_its_fields_and_images_in_listed_order() -> None:
+    record = load_record(SAMPLES / "veh-000123")
+
+    assert record.id == "veh-000123"
+    assert record.client_id == "acme-motors"
+    assert record.user_id == "u-42"
+    assert record.data.vin == "WVWZZZ1JZXW000001"
+    assert [image.path.name for image in record.images] == ["01.jpg", "02.jpg", "03.png"]
+    assert [image.n for image in record.images] == [1, 2, 3]
+    assert [image.ext for image in record.images] == ["jpg", "jpg", "png"]
+    assert [image.size for image in record.images] == [
+        (SAMPLES / "veh-000123" / name).stat().st_size for name in ("01.jpg", "02.jpg", "03.png")
+    ]
+    # templates see the JSON as written: dates stay strings
+    assert record.fields["processed_at"] == "2026-11-20T14:03:00+01:00"
+    assert record.data.processed_at is not None
+    assert record.data.processed_at.utcoffset() is not None
+
+
+def test_every_sample_loads() -> None:
+    loaded = {folder.name: load_record(folder) for folder in iter_record_folders(SAMPLES)}
+
+    assert sorted(loaded) == ["veh-000123", "veh-000124", "veh-000201"]
+    assert [i.path.name for i in loaded["veh-000201"].images] == ["front.jpg", "side.jpg", "rear.png", "interior.jpg"]
+
+
+def test_listed_order_wins_over_name_order(make_record: MakeRecord) -> None:
+    folder = make_record(
+        images={"a.jpg": b"a", "b.jpg": b"b", "c.png": b"c"},
+        fields=vehicle(images=["c.png", "a.jpg", "b.jpg"]),
+    )
+
+    record = load_record(folder)
+
+    assert [(i.path.name, i.n, i.ext) for i in record.images] == [
+        ("c.png", 1, "png"),
+        ("a.jpg", 2, "jpg"),
+        ("b.jpg", 3, "jpg"),
+    ]
+
+
+def test_without_images_list_the_folder_images_come_in_natural_order() -> None:
+    record = load_record(SAMPLES / "veh-000124")
+
+    assert [image.path.name for image in record.images] == ["1.jpg", "2.jpg", "10.jpg"]
+    assert [image.n for image in record.images] == [1, 2, 3]
+
+
+def test_natural_order_skips_other_files_and_lowers_the_extension(make_record: MakeRecord) -> None:
+    fields = vehicle()
+    del fields["images"]
+    folder = make_record(
+        images={"10.JPG": b"10", "2.Png": b"2", "1.jpeg": b"1", "notes.txt": b"x", ".hidden.jpg": b"h"},
+        fields=fields,
+    )
+
+    record = load_record(folder)
+
+    assert [(i.path.name, i.n, i.ext) for i in record.images] == [
+        ("1.jpeg", 1, "jpeg"),
+        ("2.Png", 2, "png"),
+        ("10.JPG", 3, "jpg"),
+    ]
+
+
+def test_natural_key_orders_numbers_by_value() -> None:
+    assert sorted(["10.jpg", "2.jpg", "1.jpg", "img10.jpg", "img9.jpg"], key=natural_key) == [
+        "1.jpg",
+        "2.jpg",
+        "10.jpg",
+        "img9.jpg",
+        "img10.jpg",
+    ]
+
+
+def test_unknown_top_level_fields_are_kept(make_record: MakeRecord) -> None:
+    record = load_record(make_record(fields=vehicle(color="blue", options={"roof": "sun"})))
+
+    assert record.fields["color"] == "blue"
+    assert record.fields["options"] == {"roof": "sun"}
+
+
+def test_a_symlink_to_an_image_inside_the_folder_is_accepted(make_record: MakeRecord) -> None:
+    folder = make_record(images={"real.jpg": b"pixels"}, fields=vehicle(images=["link.jpg"]))
+    (folder / "link.jpg").symlink_to("real.jpg")
+
+    record = load_record(folder)
+
+    assert [(i.path.name, i.size) for i in record.images] == [("real.jpg", 6)]
+
+
+# --- completeness
+
+
+def test_a_folder_without_vehicle_json_is_not_complete(make_record: MakeRecord) -> None:
+    folder = make_record(write_json=False)
+
+    assert is_complete(folder) is False
+    with pytest.raises(RecordError) as caught:
+        load_record(folder)
+    assert caught.value.path == str(folder)
+    assert "vehicle.json is missing" in caught.value.reason
+
+
+def test_a_folder_with_vehicle_json_is_complete(make_record: MakeRecord) -> None:
+    assert is_complete(make_record()) is True
+
+
+def test_iter_record_folders_lists_subfolders_in_natural_order_without_hidden_ones(tmp_path: Path) -> None:
+    for name in ("r10", "r2", ".tmp", "r1"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "file.txt").write_text("x")
+
+    assert [p.name for p in iter_record_folders(tmp_path)] == ["r1", "r2", "r10"]
+
+
+def test_iter_record_folders_of_a_missing_inbox_is_a_record_error(tmp_path: Path) -> None:
+    with pytest.raises(RecordError, match="the inbox folder does not exist"):
+        list(iter_record_folders(tmp_path / "nope"))
+
+
+# --- content hash
+
+
+def _copy_sample(tmp_path: Path, name: str = "veh-000123", target: str = "copy") -> Path:
+    return Path(shutil.copytree(SAMPLES / name, tmp_path / target))
+
+
+def test_content_hash_is_stable_across_loads_and_folders(tmp_path: Path) -> None:
+    first = load_record(SAMPLES / "veh-000123").content_hash
+    again = load_record(SAMPLES / "veh-000123").content_hash
+    elsewhere = load_record(_copy_sample(tmp_path)).content_hash
+
+    assert len(first) == 64
+    assert int(first, 16) >= 0  # hexadecimal
+    assert first == again == elsewhere
+
+
+def test_content_hash_changes_when_one_image_byte_changes(tmp_path: Path) -> None:
+    folder = _copy_sample(tmp_path)
+    before = load_record(folder).content_hash
+    image = folder / "02.jpg"
+    data = bytearray(image.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    image.write_bytes(bytes(data))
+
+    assert load_record(folder).content_hash != before
+
+
+def test_content_hash_changes_when_vehicle_json_changes(tmp_path: Path) -> None:
+    folder = _copy_sample(tmp_path)
+    before = load_record(folder).content_hash
+    document = json.loads((folder / "vehicle.json").read_text())
+    document["stock_number"] = "A1235"
+    (folder / "vehicle.json").write_text(json.dumps(document))
+
+    assert load_record(folder).content_hash != before
+
+
+def test_content_hash_changes_when_the_image_order_changes(make_record: MakeRecord) -> None:
+    images = {"a.jpg": b"aaaa", "b.jpg": b"bbbb"}
+    one = load_record(make_record("one", images=images, fields=vehicle(images=["a.jpg", "b.jpg"])))
+    two = load_record(make_record("two", images=images, fields=vehicle(images=["b.jpg", "a.jpg"])))
+
+    assert one.content_hash != two.content_hash
+
+
+# --- broken records: a RecordError naming the folder and the reason
+
+Setup = Callable[[MakeRecord, Path], Path]
+
+
+def _without(key: str) -> Setup:
+    def setup(make: MakeRecord, tmp: Path) -> Path:
+        fields = vehicle()
+        del fields[key]
+        return make(fields=fields)
+
+    return setup
+
+
+def _fields(**overrides: object) -> Setup:
+    return lambda make, tmp: make(fields=vehicle(**overrides))
+
+
+def _raw(content: bytes) -> Setup:
+    return lambda make, tmp: make(raw=content)
+
+
+def _image_link_outside(make: MakeRecord, tmp: Path) -> Path:
+    (tmp / "outside.jpg").write_bytes(b"not yours")
+    folder = make(images={"01.jpg": b"x"}, fields=vehicle(images=["01.jpg", "02.jpg"]))
+    (folder / "02.jpg").symlink_to(tmp / "outside.jpg")
+    return folder
+
+
+def _unlisted_image_link_outside(make: MakeRecord, tmp: Path) -> Path:
+    (tmp / "outside.jpg").write_bytes(b"not yours")
+    fields = vehicle()
+    del fields["images"]
+    folder = make(images={"1.jpg": b"x"}, fields=fields)
+    (folder / "2.jpg").symlink_to(tmp / "outside.jpg")
+    return folder
+
+
+def _json_link_outside(make: MakeRecord, tmp: Path) -> Path:
+    (tmp / "elsewhere.json").write_text(json.dumps(vehicle()))
+    folder = make(write_json=False)
+    (folder / "vehicle.json").symlink_to(tmp / "elsewhere.json")
+    return folder
+
+
+def _listed_parent_name(make: MakeRecord, tmp: Path) -> Path:
+    (tmp / "x.jpg").write_bytes(b"outside")
+    return make(fields=vehicle(images=["01.jpg", "../x.jpg"]))
+
+
+def _too_big(make: MakeRecord, tmp: Path) -> Path:
+    document = json.dumps(vehicle(padding="x" * MAX_RECORD_BYTES)).encode()
+    return make(raw=document)
+
+
+def _image_symlink_loop(make: MakeRecord, tmp: Path) -> Path:
+    folder = make(images={"01.jpg": b"x"})
+    (folder / "02.jpg").symlink_to("02.jpg")
+    return folder
+
+
+def _json_symlink_loop(make: MakeRecord, tmp: Path) -> Path:
+    folder = make(write_json=False)
+    (folder / "vehicle.json").symlink_to("vehicle.json")
+    return folder
+
+
+def _json_is_a_folder(make: MakeRecord, tmp: Path) -> Path:
+    folder = make(write_json=False)
+    (folder / "vehicle.json").mkdir()
+    return folder
+
+
+def _no_images_at_all(make: MakeRecord, tmp: Path) -> Path:
+    fields = vehicle()
+    del fields["images"]
+    return make(images={"notes.txt": b"no photo here"}, fields=fields)
+
+
+BROKEN: dict[str, tuple[Setup, str]] = {
+    "invalid JSON": (_raw(b'{"id": "veh-1", '), "vehicle.json is not valid JSON"),
+    "not UTF-8": (_raw(b'{"id": "\xff"}'), "vehicle.json is not valid JSON"),
+    "JSON array": (_raw(b"[1, 2, 3]"), "vehicle.json must hold a JSON object"),
+    "JSON string": (_raw(b'"veh-1"'), "vehicle.json must hold a JSON object"),
+    "missing vin": (_without("vin"), "vin: Field required"),
+    "missing client_id": (_without("client_id"), "client_id: Field required"),
+    "missing id": (_without("id"), "id: Field required"),
+    "VIN with I": (_fields(vin="WVWZZZ1JZXW00000I"), "vin: a VIN is 17 characters"),
+    "VIN with O": (_fields(vin="WVWZZZ1JZXW00000O"), "vin: a VIN is 17 characters"),
+    "VIN with Q": (_fields(vin="QVWZZZ1JZXW000001"), "vin: a VIN is 17 characters"),
+    "VIN of 16": (_fields(vin=VIN[:16]), "vin: a VIN is 17 characters"),
+    "VIN of 18": (_fields(vin=VIN + "1"), "vin: a VIN is 17 characters"),
+    "VIN lower case": (_fields(vin=VIN.lower()), "vin: a VIN is 17 characters"),
+    "VIN with a newline": (_fields(vin=VIN + "\n"), "vin: a VIN is 17 characters"),
+    "VIN not a string": (_fields(vin=12345678901234567), "vin:"),
+    "listed image missing": (
+        _fields(images=["01.jpg", "03.jpg"]),
+        "image '03.jpg' is listed in vehicle.json but is missing",
+    ),
+    "listed image twice": (_fields(images=["01.jpg", "01.jpg"]), "images lists '01.jpg' more than once"),
+    "absolute image name": (_fields(images=["/etc/hostname"]), "is not a file name inside the record"),
+    "image without extension": (
+        lambda make, tmp: make(images={"photo": b"x"}, fields=vehicle(images=["photo"])),
+        "image 'photo' has no extension",
+    ),
+    "image symlink outside": (_image_link_outside, "image '02.jpg' resolves outside the record folder"),
+    "unlisted image symlink outside": (
+        _unlisted_image_link_outside,
+        "image '2.jpg' resolves outside the record folder",
+    ),
+    "vehicle.json symlink outside": (_json_link_outside, "vehicle.json resolves outside the record folder"),
+    "listed ../x.jpg": (_listed_parent_name, "image '../x.jpg' resolves outside the record folder"),
+    "vehicle.json over 1 MiB": (_too_big, f"more than the {MAX_RECORD_BYTES} allowed"),
+    "100000 nested lists": (
+        _raw(b'{"id": "veh-1", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
+        "vehicle.json is nested too deeply",
+    ),
+    "date without UTC offset": (
+        _fields(processed_at="2026-11-20T14:03:00"),
+        "processed_at: the date needs a UTC offset",
+    ),
+    "date that is not a date": (_fields(processed_at="yesterday"), "processed_at:"),
+    "no images at all": (_no_images_at_all, "the record has no images"),
+    "empty images list": (_fields(images=[]), "the record has no images"),
+    "images not a list": (_fields(images="01.jpg"), "images: Input should be a valid list"),
+    "user without id": (_fields(user={"name": "Jeanne"}), "user.id: Field required"),
+    "lone surrogate": (_raw(b'{"id": "veh-1", "stock_number": "\\ud800"}'), "not valid Unicode"),
+    # Python 3.13's Path.resolve() no longer raises on a loop: the image then is not a file
+    "image symlink loop": (
+        _image_symlink_loop,
+        "symlink loop" if sys.version_info < (3, 13) else "image '02.jpg' is listed in vehicle.json but is missing",
+    ),
+    "vehicle.json symlink loop": (_json_symlink_loop, "symlink loop"),
+    "vehicle.json is a folder": (_json_is_a_folder, "vehicle.json is not a regular file"),
+}
+
+
+@pytest.mark.parametrize("setup, reason", list(BROKEN.values()), ids=list(BROKEN))
+def test_a_broken_record_names_the_folder_and_the_reason(
+    make_record: MakeRecord, tmp_path: Path, setup: Setup, reason: str
+) -> None:
+    folder = setup(make_record, tmp_path)
+
+    with pytest.raises(RecordError) as caught:
+        load_record(folder)
+
+    error = caught.value
+    assert error.path == str(folder)
+    assert str(error).startswith(f"{folder}: ")
+    assert reason in error.reason, error.reason
+    assert len(str(error)) < 600, "the message must stay one readable line"
+
+
+def test_a_record_error_does_not_echo_large_invalid_json(make_record: MakeRecord) -> None:
+    marker = "PAYLOAD-MARKER"
+    folder = make_record(raw=('{"id": "' + marker * 20_000).encode())
+
+    with pytest.raises(RecordError) as caught:
+        load_record(folder)
+
+    assert "not valid JSON" in caught.value.reason
+    assert marker not in str(caught.value)
+    assert len(str(caught.value)) < 300
+
+
+@pytest.mark.parametrize("field", ["vin", "id", "client_id", "processed_at", "year"])
+def test_a_validation_error_does_not_echo_the_field_value(make_record: MakeRecord, field: str) -> None:
+    marker = "ECHO" * 50_000
+    folder = make_record(fields=vehicle(**{field: marker}))
+
+    with pytest.raises(RecordError) as caught:
+        load_record(folder)
+
+    assert f"{field}:" in caught.value.reason
+    assert "ECHOECHO" not in str(caught.value)
+    assert len(str(caught.value)) < 400
+
+
+def test_a_long_listed_image_name_is_cut_short_in_the_message(make_record: MakeRecord) -> None:
+    name = "sub/" * 250 + ".jpg"  # long, but under the limit: reaches the file system check
+    folder = make_record(fields=vehicle(images=[name]))
+
+    with pytest.raises(RecordError) as caught:
+        load_record(folder)
+
+    assert "is listed in vehicle.json but is missing" in caught.value.reason
+    assert "(1004 characters)" in caught.value.reason
+    assert len(str(caught.value)) < 400
+
+
+def test_an_image_name_the_file_system_refuses_is_a_record_error(make_record: MakeRecord) -> None:
+    name = "n" * 300 + ".jpg"  # one component longer than 255 bytes: the OS says ENAMETOOLONG
+    folder = make_record(fields=vehicle(images=[name]))
+
+    with pytest.raises(RecordError) as caught:
+        load_record(folder)
+
+    assert caught.value.path == str(folder)
+    assert "File name too long" in caught.value.reason
+    assert "(304 characters)" in caught.value.reason
+    assert len(str(caught.value)) < 400
+
+
+def test_an_image_name_longer_than_the_os_allows_is_a_record_error(make_record: MakeRecord) -> None:
+    folder = make_record(fields=vehicle(images=["A" * 5000 + ".jpg"]))
+
+    with pytest.raises(RecordError) as caught:
+        load_record(folder)
+
+    assert "images.0" in caught.value.reason
+    assert "AAAAAAAAAA" not in str(caught.value)
