@@ -8,6 +8,7 @@ destinations; transient failures are retried with exponential backoff and jitter
 
 from __future__ import annotations
 
+import itertools
 import logging
 import posixpath
 import random
@@ -192,6 +193,10 @@ def send(
     return paths, sent, skipped
 
 
+def _ms_since(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)
+
+
 def _describe(exc: BaseException) -> str:
     """A one-line message for any failure of a delivery."""
     if isinstance(exc, TransportError):
@@ -348,6 +353,15 @@ class Exporter:
             "record_id": record.id,
             "record_path": str(record.folder),
         }
+
+        def finish(result: Result, **details: Any) -> Outcome:
+            outcome = Outcome(
+                record.id, str(record.folder), record.client_id, route.key, result,
+                correlation_id=correlation_id, **details,
+            )  # fmt: skip
+            self._on_outcome(outcome)
+            return outcome
+
         delivery = self.ledger.open_delivery(
             record_id=record.id,
             content_hash=record.content_hash,
@@ -355,26 +369,14 @@ class Exporter:
             destination=route.key,
             record_path=str(record.folder),
         )
-        attempt = 0
         try:
-            while True:
-                attempt += 1
+            for attempt in itertools.count(1):
                 if self._stop.is_set():
-                    return self._finish(
-                        Outcome(
-                            record.id,
-                            str(record.folder),
-                            record.client_id,
-                            route.key,
-                            "failed",
-                            error="stopped before the upload started; still pending",
-                            correlation_id=correlation_id,
-                        )
-                    )
+                    return finish("failed", error="stopped before the upload started; still pending")
                 attempt_id = self.ledger.start_attempt(delivery.id, correlation_id)
                 started = time.monotonic()
                 try:
-                    package = packages.get(plan)
+                    package = packages.get(plan)  # built before taking one of the destination's slots
                     endpoint = endpoint_for(route, plan.source)
                     with self._limit(route):
                         paths, sent, skipped = send(
@@ -385,7 +387,7 @@ class Exporter:
                             if_exists=plan.rules.upload.if_exists,
                             callback=self._on_bytes,
                         )
-                except (FtpexportError, OSError, Exception) as exc:
+                except Exception as exc:  # any failure belongs to this delivery only
                     message = redact(_describe(exc))
                     retriable = isinstance(exc, TransportError) and exc.retriable
                     if not isinstance(exc, FtpexportError | OSError):
@@ -394,60 +396,25 @@ class Exporter:
                     self.ledger.fail(delivery.id, attempt_id, message, final=final)
                     log.warning(
                         "delivery attempt failed",
-                        extra={
-                            **fields,
-                            "attempt": attempt,
-                            "error": message,
-                            "retriable": retriable,
-                            "duration_ms": round((time.monotonic() - started) * 1000),
-                        },
-                    )
+                        extra={**fields, "attempt": attempt, "error": message, "retriable": retriable,
+                               "duration_ms": _ms_since(started)},
+                    )  # fmt: skip
                     if final:
-                        return self._finish(
-                            Outcome(
-                                record.id,
-                                str(record.folder),
-                                record.client_id,
-                                route.key,
-                                "failed",
-                                error=message,
-                                correlation_id=correlation_id,
-                                attempts=attempt,
-                            )
-                        )
+                        return finish("failed", error=message, attempts=attempt)
                     self._stop.wait(self.options.backoff * 2 ** (attempt - 1) * random.uniform(0.5, 1.5))  # noqa: S311
                     continue
                 self.ledger.succeed(delivery.id, attempt_id, paths, sent)
                 log.info(
-                    "delivered" if not skipped else "already on the server, skipped",
-                    extra={
-                        **fields,
-                        "attempt": attempt,
-                        "host": route.destination.host,
-                        "remote_paths": paths,
-                        "bytes": sent,
-                        "duration_ms": round((time.monotonic() - started) * 1000),
-                    },
+                    "already on the server, skipped" if skipped else "delivered",
+                    extra={**fields, "attempt": attempt, "host": route.destination.host, "remote_paths": paths,
+                           "bytes": sent, "duration_ms": _ms_since(started)},
+                )  # fmt: skip
+                return finish(
+                    "skipped" if skipped else "delivered", remote_paths=tuple(paths), bytes=sent, attempts=attempt
                 )
-                return self._finish(
-                    Outcome(
-                        record.id,
-                        str(record.folder),
-                        record.client_id,
-                        route.key,
-                        "skipped" if skipped else "delivered",
-                        remote_paths=tuple(paths),
-                        bytes=sent,
-                        correlation_id=correlation_id,
-                        attempts=attempt,
-                    )
-                )
+            raise AssertionError("unreachable: itertools.count never ends")
         finally:
             packages.release(plan)
-
-    def _finish(self, outcome: Outcome) -> Outcome:
-        self._on_outcome(outcome)
-        return outcome
 
 
 def preview_record(folder: Path, ruleset: RuleSet) -> dict[str, Any]:

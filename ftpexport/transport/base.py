@@ -121,6 +121,16 @@ class Transport(ABC):
         return None
 
 
+def path_prefixes(path: str) -> list[str]:
+    """Each directory from the top down to ``path``: ``a/b`` -> ``["a", "a/b"]``; ``/a`` -> ``["/a"]``."""
+    prefix = "/" if path.startswith("/") else ""
+    prefixes = []
+    for part in (p for p in path.split("/") if p and p != "."):
+        prefix = posixpath.join(prefix, part)
+        prefixes.append(prefix)
+    return prefixes
+
+
 @dataclass(frozen=True)
 class Upload:
     """What one upload did: the final remote path, the bytes sent, and whether it was skipped."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ftplib
 import logging
-import posixpath
 import socket
 import ssl
 from collections.abc import Callable, Iterator
@@ -23,7 +22,7 @@ from ..errors import (
     TransientError,
     TransportError,
 )
-from .base import Endpoint, Transport
+from .base import Endpoint, Transport, path_prefixes
 
 log = logging.getLogger(__name__)
 
@@ -227,9 +226,7 @@ class FTPTransport(Transport):
     def makedirs(self, path: str) -> None:
         """Create ``path`` and its missing parents, one MKD per missing component."""
         ftp = self.ftp
-        prefix = "/" if path.startswith("/") else ""
-        for part in (p for p in path.split("/") if p and p != "."):
-            prefix = posixpath.join(prefix, part)
+        for prefix in path_prefixes(path):
             if prefix in self._dirs:
                 continue
             with map_errors(self.endpoint, prefix):

@@ -12,7 +12,6 @@ import errno
 import hashlib
 import io
 import logging
-import posixpath
 import socket
 import stat
 from collections.abc import Callable, Iterator
@@ -31,7 +30,7 @@ from ..errors import (
     TransientError,
     TransportError,
 )
-from .base import Endpoint, Transport
+from .base import Endpoint, Transport, path_prefixes
 
 log = logging.getLogger(__name__)
 
@@ -343,9 +342,7 @@ class SFTPTransport(Transport):
     def makedirs(self, path: str) -> None:
         """Create ``path`` and its missing parents."""
         sftp = self.sftp
-        prefix = "/" if path.startswith("/") else ""
-        for part in (p for p in path.split("/") if p and p != "."):
-            prefix = posixpath.join(prefix, part)
+        for prefix in path_prefixes(path):
             if prefix in self._dirs:
                 continue
             with map_errors(self.endpoint, prefix):
