@@ -306,12 +306,14 @@ def status(app: App, state: Path, as_json: bool, client: str | None, only_failed
         counts = ledger.counts()
         if client:
             counts = {k: v for k, v in counts.items() if k == client}
-        failed = ledger.deliveries(status="failed", client_id=client, limit=limit)
-        listed = failed if only_failed else ledger.deliveries(client_id=client, limit=limit)
+        # text lists the failed deliveries; JSON lists the newest ones, or only the failed with --failed
+        listed = ledger.deliveries(
+            status="failed" if only_failed or not as_json else None, client_id=client, limit=limit
+        )
     if as_json:
         click.echo(json.dumps({"clients": counts, "deliveries": [d.as_dict() for d in listed]}, indent=2))
         return
-    click.echo(status_text(counts, failed))
+    click.echo(status_text(counts, listed))
 
 
 @cli.command()

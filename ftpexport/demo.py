@@ -19,7 +19,7 @@ from .display import human_bytes, summary_text
 from .errors import ConfigError
 from .ledger import Ledger
 from .pipeline import Exporter, Options, Summary
-from .record import RECORD_FILE, iter_record_folders
+from .record import RECORD_FILE, is_complete, iter_record_folders
 from .rules import load_rules
 
 PASSWORD_VARIABLE = "FTPEXPORT_DEMO_PASSWORD"  # noqa: S105 - the name of a variable, not a password
@@ -134,11 +134,12 @@ def run_demo(out: TextIO, samples: Path | None = None) -> Summary:
                     rule = text.format(user=USER, port=port, variable=PASSWORD_VARIABLE)
                     (rules_dir / f"{client}.yaml").write_text(rule, encoding="utf-8")
                 out.write(f"FTP server on 127.0.0.1:{port}, serving {server_root}\n")
-                records = [f for f in iter_record_folders(samples) if (f / RECORD_FILE).is_file()]
+                records = [f for f in iter_record_folders(samples) if is_complete(f)]
                 out.write(f"exporting {len(records)} sample records from {samples}\n")
                 for folder in records:
                     data = json.loads((folder / RECORD_FILE).read_text(encoding="utf-8"))
-                    out.write(f"  {folder.name}: client {data['client_id']}, user {data['user']['id']}\n")
+                    user = (data.get("user") or {}).get("id", "-")
+                    out.write(f"  {folder.name}: client {data.get('client_id')}, user {user}\n")
                 with Ledger(base / "ledger.sqlite3") as ledger:
                     exporter = Exporter(load_rules(rules_dir), ledger, Options(jobs=4, retries=0))
                     started = time.monotonic()

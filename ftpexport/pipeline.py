@@ -146,7 +146,7 @@ def plan_record(record: Record, ruleset: RuleSet, routes: list[Route]) -> Plan:
             record=str(record.folder),
             origin=f"{source}: destination {route.destination.name}: remote_dir",
         )
-        planned.append((route, posixpath.join(base, sub) if base else sub))
+        planned.append((route, posixpath.join(base, sub)))
     return Plan(record=record, rules=rules, source=source, names=names, routes=tuple(planned))
 
 
@@ -426,11 +426,8 @@ def preview_record(folder: Path, ruleset: RuleSet) -> dict[str, Any]:
     destinations = []
     for route, remote_dir in plan.routes:
         destination = route.destination
-        files = [posixpath.join(remote_dir, f.name) if remote_dir else f.name for f in package.files]
-        if package.done_marker is not None:
-            files.append(
-                posixpath.join(remote_dir, package.done_marker.name) if remote_dir else package.done_marker.name
-            )
+        marker = [package.done_marker] if package.done_marker is not None else []
+        files = [posixpath.join(remote_dir, f.name) for f in (*package.files, *marker)]
         destinations.append(
             {
                 "destination": route.key,

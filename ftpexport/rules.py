@@ -12,6 +12,7 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -230,6 +231,22 @@ Destination = Annotated[
     ),
 ]
 
+
+def _unique_names(destinations: list[Any]) -> list[Any]:
+    """Refuse two destinations of one list with the same name (the name keys the ledger)."""
+    seen: dict[str, int] = {}
+    for index, destination in enumerate(destinations):
+        if destination.name in seen:
+            raise ValueError(
+                f"the name {destination.name!r} is used twice, by [{seen[destination.name]}] and [{index}]"
+            )
+        seen[destination.name] = index
+    return destinations
+
+
+#: a list of destinations whose names are unique (the name keys the ledger)
+Destinations = Annotated[list[Destination], AfterValidator(_unique_names)]
+
 DEFAULT_METADATA_FIELDS = ("id", "vin", "stock_number", "make", "model", "year", "user.name", "processed_at")
 
 
@@ -275,46 +292,23 @@ class UploadSpec(_Model):
 class UserRules(_Model):
     """A user's own destinations: they replace the client's for that user's vehicles."""
 
-    destinations: list[Destination] = Field(min_length=1)
-
-    @field_validator("destinations")
-    @classmethod
-    def _names_unique(cls, value: list[Any]) -> list[Any]:
-        _unique_names(value)
-        return value
+    destinations: Destinations = Field(min_length=1)
 
 
 class ClientRules(_Model):
     """One client's rule file."""
 
     client_id: str = Field(pattern=_NAME)
-    destinations: list[Destination] = Field(default_factory=list)
+    destinations: Destinations = Field(default_factory=list)
     package: PackageSpec = Field(default_factory=PackageSpec)
     upload: UploadSpec = Field(default_factory=UploadSpec)
     users: dict[str, UserRules] = Field(default_factory=dict)
-
-    @field_validator("destinations")
-    @classmethod
-    def _names_unique(cls, value: list[Any]) -> list[Any]:
-        _unique_names(value)
-        return value
 
     @model_validator(mode="after")
     def _someone_served(self) -> ClientRules:
         if not self.destinations and not self.users:
             raise ValueError("no destinations: give at least one client-level or user-level destination")
         return self
-
-
-def _unique_names(destinations: list[Any]) -> None:
-    """Refuse two destinations of one list with the same name (the name keys the ledger)."""
-    seen: dict[str, int] = {}
-    for index, destination in enumerate(destinations):
-        if destination.name in seen:
-            raise ValueError(
-                f"the name {destination.name!r} is used twice, by [{seen[destination.name]}] and [{index}]"
-            )
-        seen[destination.name] = index
 
 
 class _StrictLoader(yaml.SafeLoader):

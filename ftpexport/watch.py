@@ -21,7 +21,7 @@ from watchdog.observers import Observer
 
 from .errors import ConfigError
 from .pipeline import Summary
-from .record import RECORD_FILE, iter_record_folders
+from .record import RECORD_FILE, is_complete, iter_record_folders
 from .rules import RuleSet, load_rules
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ class InboxWatcher:
 
     def _rescan(self) -> None:
         for folder in iter_record_folders(self.inbox):
-            if (folder / RECORD_FILE).is_file():
+            if is_complete(folder):
                 self._pending.put(folder)
 
     def _drain(self, timeout: float) -> None:

@@ -168,7 +168,7 @@ def upload_file(
     The directory must exist. With ``atomic=False`` the file is written under its final name
     (for servers that cannot rename); the size is still checked.
     """
-    final = posixpath.join(remote_dir, name) if remote_dir else name
+    final = posixpath.join(remote_dir, name)
     if if_exists != "overwrite":
         existing = transport.size(final)
         if existing is not None:
