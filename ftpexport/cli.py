@@ -8,6 +8,8 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,13 +17,14 @@ from typing import Any
 import click
 
 from . import __version__
-from .display import Progress, human_bytes, status_text, summary_json, summary_text
+from .display import Progress, human_bytes, probe_text, status_text, summary_json, summary_text
 from .errors import ConfigError, FtpexportError
 from .ledger import Ledger
+from .lock import exclusive
 from .logs import setup_logging
-from .pipeline import Exporter, Options, Summary, preview_record
+from .pipeline import Exporter, Options, Outcome, endpoint_for, preview_record
 from .record import iter_record_folders
-from .rules import RuleSet, load_rules, rule_warnings
+from .rules import RuleSet, client_routes, load_rules, rule_warnings
 from .secret import redact
 
 DEFAULT_STATE = Path(".ftpexport") / "ledger.sqlite3"
@@ -106,11 +109,12 @@ def _jobs_option(f: Any) -> Any:
 def _retries_option(f: Any) -> Any:
     return click.option(
         "--retries",
-        type=click.IntRange(0, 100),
-        default=2,
+        type=click.IntRange(0, 1000),
+        default=3,
         show_default=True,
         envvar="FTPEXPORT_RETRIES",
-        help="Extra attempts after a transient failure (connection lost, timeout, 4xx reply).",
+        help="Extra attempts after a transient failure (connection lost, timeout, 4xx reply) before a delivery "
+        "is parked as failed; a rule file's upload.retries wins. [env: FTPEXPORT_RETRIES]",
     )(f)
 
 
@@ -143,18 +147,105 @@ def _inbox_folders(inbox: Path) -> list[Path]:
     return list(iter_record_folders(inbox))
 
 
+def _timing_options(f: Any) -> Any:
+    f = click.option(
+        "--grace",
+        type=click.FloatRange(0),
+        default=30.0,
+        show_default=True,
+        envvar="FTPEXPORT_GRACE",
+        help="On SIGTERM/SIGINT, seconds running uploads get to finish before they are cut (they stay pending).",
+    )(f)
+    f = click.option(
+        "--pause",
+        type=click.FloatRange(0.1),
+        default=30.0,
+        show_default=True,
+        envvar="FTPEXPORT_PAUSE",
+        help="Seconds a destination is paused after 3 failures in a row (doubled each time, up to 10 min).",
+    )(f)
+    return click.option(
+        "--backoff",
+        type=click.FloatRange(0.01),
+        default=2.0,
+        show_default=True,
+        envvar="FTPEXPORT_BACKOFF",
+        help="First retry delay in seconds; doubled at each retry, with jitter, up to 5 min.",
+    )(f)
+
+
+class _Stopper:
+    """SIGTERM/SIGINT: the first stops new work and gives running uploads ``grace`` seconds, a second cuts them."""
+
+    def __init__(self, exporter: Exporter, grace: float, log: logging.Logger) -> None:
+        self.exporter = exporter
+        self.grace = grace
+        self.log = log
+        self.event = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._handle)
+        signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        grace = 0.0 if self.event.is_set() else self.grace
+        self.log.warning(
+            f"stopping: no new uploads; running ones get {grace:g} s, then stay pending",
+            extra={"signal": signal.Signals(signum).name},
+        )
+        self.event.set()
+        # not in the handler itself: stopping waits, and the handler runs in the main thread
+        thread = threading.Thread(target=self.exporter.stop, args=(grace,), name="ftpexport-stop", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def join(self) -> None:
+        for thread in self._threads:
+            thread.join()
+
+
+def _options(jobs: int, retries: int, backoff: float, pause: float, state: Path) -> Options:
+    return Options(jobs=jobs, retries=retries, backoff=backoff, pause=pause, spool_dir=state.parent / "spool")
+
+
+@contextmanager
+def _exclusive_ledger(state: Path) -> Iterator[Ledger]:
+    """The ledger, for this process alone; attempts a killed process left open are closed."""
+    with exclusive(state), Ledger(state) as ledger:
+        interrupted = ledger.close_interrupted()
+        if interrupted:
+            logging.getLogger("ftpexport").warning(
+                "the last run was interrupted; its deliveries are resumed", extra={"attempts": interrupted}
+            )
+        yield ledger
+
+
 @cli.command()
 @click.argument("inbox", type=click.Path(path_type=Path))
 @_rules_option
 @_state_option
 @_jobs_option
 @_retries_option
+@_timing_options
 @_json_option
 @click.pass_obj
-def run(app: App, inbox: Path, rules_dir: Path, state: Path, jobs: int, retries: int, as_json: bool) -> None:
+def run(
+    app: App,
+    inbox: Path,
+    rules_dir: Path,
+    state: Path,
+    jobs: int,
+    retries: int,
+    backoff: float,
+    pause: float,
+    grace: float,
+    as_json: bool,
+) -> None:
     """Export every pending record of INBOX once, then print a summary.
 
-    Exit status: 0 all delivered, 1 some record failed, 2 usage or configuration error.
+    Failed deliveries of earlier runs are left alone until `ftpexport retry` requeues them.
+    Exit status: 0 all delivered, 1 some delivery failed or is still pending, 2 usage or configuration error.
     """
     # The progress display and the summary tell about failures; stderr logs only the unexpected.
     app.start_logging(default=logging.ERROR)
@@ -162,15 +253,20 @@ def run(app: App, inbox: Path, rules_dir: Path, state: Path, jobs: int, retries:
     folders = _inbox_folders(inbox)
     progress = Progress(sys.stderr, live=sys.stderr.isatty(), quiet=app.quiet or as_json)
     started = time.monotonic()
-    with Ledger(state) as ledger:
-        exporter = Exporter(
+    with (
+        _exclusive_ledger(state) as ledger,
+        Exporter(
             ruleset,
             ledger,
-            Options(jobs=jobs, retries=retries, spool_dir=state.parent / "spool"),
+            _options(jobs, retries, backoff, pause, state),
             on_outcome=progress.outcome,
             on_bytes=progress.sent,
-        )
+        ) as exporter,
+    ):
+        stopper = _Stopper(exporter, grace, logging.getLogger("ftpexport"))
+        stopper.install()
         summary = exporter.export(folders)
+        stopper.join()
     progress.close()
     elapsed = time.monotonic() - started
     if as_json:
@@ -186,13 +282,28 @@ def run(app: App, inbox: Path, rules_dir: Path, state: Path, jobs: int, retries:
 @_state_option
 @_jobs_option
 @_retries_option
+@_timing_options
 @click.option("--settle", type=float, default=1.0, show_default=True, help="Seconds vehicle.json must stay unchanged.")
 @click.option("--rescan", type=float, default=60.0, show_default=True, help="Seconds between full inbox rescans.")
 @click.pass_obj
 def watch(
-    app: App, inbox: Path, rules_dir: Path, state: Path, jobs: int, retries: int, settle: float, rescan: float
+    app: App,
+    inbox: Path,
+    rules_dir: Path,
+    state: Path,
+    jobs: int,
+    retries: int,
+    backoff: float,
+    pause: float,
+    grace: float,
+    settle: float,
+    rescan: float,
 ) -> None:
-    """Export records as they arrive in INBOX, until SIGTERM or SIGINT."""
+    """Export records as they arrive in INBOX, until SIGTERM or SIGINT.
+
+    On start, the deliveries the ledger has pending (an earlier run stopped or was killed) are
+    resumed. Rule files are reloaded when they change; a broken one keeps its last good version.
+    """
     from .watch import InboxWatcher, RulesReloader
 
     app.start_logging(default=logging.INFO)
@@ -202,33 +313,122 @@ def watch(
     for errors in reloader.ruleset.errors.values():
         for error in errors:
             log.error("rule file refused: %s", error)
-    stop = threading.Event()
 
-    def request_stop(signum: int, _frame: object) -> None:
-        log.info("stopping: finishing the uploads in flight", extra={"signal": signal.Signals(signum).name})
-        stop.set()
+    def report(outcome: Outcome) -> None:
+        if outcome.result == "deferred":
+            return  # logged by the pipeline
+        log.info(
+            "record %s", outcome.result,
+            extra={"record_id": outcome.record_id, "destination": outcome.destination, "result": outcome.result,
+                   "correlation_id": outcome.correlation_id, "error": outcome.error},
+        )  # fmt: skip
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    options = Options(jobs=jobs, retries=retries, spool_dir=state.parent / "spool")
-    with Ledger(state) as ledger:
+    with (
+        _exclusive_ledger(state) as ledger,
+        Exporter(
+            reloader.ruleset, ledger, _options(jobs, retries, backoff, pause, state), on_outcome=report
+        ) as exporter,
+    ):
+        stopper = _Stopper(exporter, grace, log)
+        stopper.install()
+        watcher: InboxWatcher | None = None
 
-        def export(folders: list[Path]) -> Summary:
-            summary = Exporter(reloader.current(), ledger, options, stop=stop).export(folders)
-            log.info(
-                "batch done",
-                extra={
-                    "delivered": summary.count("delivered"),
-                    "unchanged": summary.count("unchanged"),
-                    "failed": summary.count("failed"),
-                    "refused": len(summary.record_errors),
-                },
-            )
-            return summary
+        def housekeeping() -> list[Path]:
+            ruleset = reloader.current()
+            if ruleset is not exporter.ruleset:
+                exporter.ruleset = ruleset
+                if watcher is not None:
+                    watcher.forget()  # records refused under the old rules get another chance
+            exporter.housekeeping()
+            return exporter.pending_folders()
 
         log.info("watching", extra={"inbox": str(inbox), "rules": str(rules_dir), "state": str(state)})
-        InboxWatcher(inbox, export, stop=stop, settle=settle, rescan_every=rescan).run()
+        watcher = InboxWatcher(
+            inbox,
+            exporter.submit,
+            stop=stopper.event,
+            settle=settle,
+            rescan_every=rescan,
+            housekeeping=housekeeping,
+        )
+        watcher.run()
+        stopper.join()
     log.info("stopped")
+
+
+@cli.command()
+@_state_option
+@click.option("--client", help="Only this client's failed deliveries.")
+@click.option("--destination", help="Only this destination (e.g. acme-motors/dms).")
+@click.option("--record", "record_id", help="Only this record id.")
+@click.option("--all", "everything", is_flag=True, help="Every failed delivery.")
+@_json_option
+@click.pass_obj
+def retry(
+    app: App,
+    state: Path,
+    client: str | None,
+    destination: str | None,
+    record_id: str | None,
+    everything: bool,
+    as_json: bool,
+) -> None:
+    """Requeue failed deliveries: the next run, or the running watch daemon, tries them again.
+
+    Each requeued delivery gets a fresh attempt budget; its earlier attempts stay in the ledger.
+    """
+    app.start_logging()
+    if not (client or destination or record_id or everything):
+        raise ConfigError(
+            "say which failed deliveries to requeue", hint="--client C, --destination D, --record ID or --all"
+        )
+    if not state.exists():
+        raise ConfigError(f"{state}: no ledger here yet", hint="run an export first, or pass --state")
+    with Ledger(state) as ledger:
+        requeued = ledger.requeue(client_id=client, destination=destination, record_id=record_id)
+    if as_json:
+        click.echo(json.dumps({"requeued": [d.as_dict() for d in requeued]}, indent=2))
+        return
+    for d in requeued:
+        click.echo(f"requeued  {d.destination}  {d.record_id}  (was: {d.last_error})")
+    click.echo(f"{len(requeued)} failed deliveries requeued" + ("; run or watch will send them" if requeued else ""))
+
+
+@cli.command("test-connection")
+@click.argument("client")
+@_rules_option
+@click.option("--user", "user_id", help="Test this user's own destinations instead of the client's.")
+@click.option("--destination", "only", help="Only the destination of this name.")
+@_json_option
+@click.pass_obj
+def test_connection(
+    app: App, client: str, rules_dir: Path, user_id: str | None, only: str | None, as_json: bool
+) -> None:
+    """Connect to CLIENT's destinations; write, rename and delete a probe file; report each step.
+
+    For SFTP the server key fingerprint is shown, to check it with the server's operator and pin it.
+    Exit status 0 when every destination passed, 1 otherwise.
+    """
+    from .probe import probe
+
+    app.start_logging()
+    ruleset = app.rules(rules_dir)
+    routes = client_routes(ruleset, client, user_id)
+    if only is not None:
+        routes = [r for r in routes if r.destination.name == only]
+        if not routes:
+            raise ConfigError(f"{ruleset.source(client)}: no destination named {only!r}")
+    reports = []
+    for route in routes:
+        destination = route.destination
+        url = f"{destination.scheme}://{destination.username}@{destination.host}:{destination.port}"
+        reports.append(probe(endpoint_for(route, ruleset.source(client)), destination.base_path, url=url))
+    if as_json:
+        document = {"client": client, "user": user_id, "destinations": [r.as_dict() for r in reports]}
+        click.echo(redact(json.dumps(document, indent=2)))
+    else:
+        click.echo(redact(probe_text(reports)))
+    sys.exit(0 if all(r.ok for r in reports) else 1)
 
 
 @cli.command()

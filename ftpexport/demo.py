@@ -140,8 +140,10 @@ def run_demo(out: TextIO, samples: Path | None = None) -> Summary:
                     data = json.loads((folder / RECORD_FILE).read_text(encoding="utf-8"))
                     user = (data.get("user") or {}).get("id", "-")
                     out.write(f"  {folder.name}: client {data.get('client_id')}, user {user}\n")
-                with Ledger(base / "ledger.sqlite3") as ledger:
-                    exporter = Exporter(load_rules(rules_dir), ledger, Options(jobs=4, retries=0))
+                with (
+                    Ledger(base / "ledger.sqlite3") as ledger,
+                    Exporter(load_rules(rules_dir), ledger, Options(jobs=4, retries=0)) as exporter,
+                ):
                     started = time.monotonic()
                     summary = exporter.export(records)
                     out.write("\n" + summary_text(summary, time.monotonic() - started) + "\n")

@@ -38,8 +38,9 @@ class Progress:
             self._counts[outcome.result] += 1
             if self.quiet:
                 return
-            if outcome.result == "failed":
-                self._print(f"FAILED    {outcome.destination}  {outcome.record_id}: {outcome.error}")
+            if outcome.result in ("failed", "parked", "deferred"):
+                label = {"failed": "FAILED", "parked": "PARKED", "deferred": "DEFERRED"}[outcome.result]
+                self._print(f"{label:<9} {outcome.destination}  {outcome.record_id}: {outcome.error}")
             elif not self.live and outcome.result != "unchanged":
                 paths = ", ".join(outcome.remote_paths)
                 self._print(f"{outcome.result:<9} {outcome.destination}  {outcome.record_id} -> {paths}")
@@ -73,7 +74,8 @@ class Progress:
         done = sum(self._counts.values())
         line = (
             f"{done} deliveries: {self._counts['delivered']} delivered, {self._counts['unchanged']} unchanged, "
-            f"{self._counts['failed']} failed | {human_bytes(self._bytes)} at {human_bytes(self._bytes / elapsed)}/s"
+            f"{self._counts['failed']} failed, {self._counts['deferred']} deferred | "
+            f"{human_bytes(self._bytes)} at {human_bytes(self._bytes / elapsed)}/s"
         )
         self.stream.write("\r\x1b[2K" + line)
         self.stream.flush()
@@ -89,16 +91,17 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
 
 
 def summary_by_client(summary: Summary) -> dict[str, dict[str, Any]]:
-    """``{client: {delivered, skipped, unchanged, failed, bytes, first_error}}``."""
+    """``{client: {delivered, skipped, unchanged, failed, parked, deferred, bytes, first_error}}``."""
     clients: dict[str, dict[str, Any]] = {}
     for o in summary.outcomes:
         entry = clients.setdefault(
             o.client_id,
-            {"delivered": 0, "skipped": 0, "unchanged": 0, "failed": 0, "bytes": 0, "first_error": None},
-        )
+            {"delivered": 0, "skipped": 0, "unchanged": 0, "failed": 0, "parked": 0, "deferred": 0, "bytes": 0,
+             "first_error": None},
+        )  # fmt: skip
         entry[o.result] += 1
         entry["bytes"] += o.bytes if o.result == "delivered" else 0
-        if o.result == "failed" and entry["first_error"] is None:
+        if o.result in ("failed", "deferred") and entry["first_error"] is None:
             entry["first_error"] = f"{o.destination}: {o.error}"
     return clients
 
@@ -107,12 +110,13 @@ def summary_text(summary: Summary, elapsed: float) -> str:
     """The end-of-run report."""
     by_client = summary_by_client(summary)
     rows = [
-        [client, str(c["delivered"]), str(c["unchanged"] + c["skipped"]), str(c["failed"]), human_bytes(c["bytes"])]
+        [client, str(c["delivered"]), str(c["unchanged"] + c["skipped"]), str(c["failed"]), str(c["deferred"]),
+         str(c["parked"]), human_bytes(c["bytes"])]
         for client, c in sorted(by_client.items())
-    ]
+    ]  # fmt: skip
     parts = []
     if rows:
-        parts.append(table(rows, ["client", "delivered", "unchanged", "failed", "sent"]))
+        parts.append(table(rows, ["client", "delivered", "unchanged", "failed", "deferred", "parked", "sent"]))
     for client, c in sorted(by_client.items()):
         if c["first_error"]:
             parts.append(f"{client}: first error: {c['first_error']}")
@@ -120,10 +124,15 @@ def summary_text(summary: Summary, elapsed: float) -> str:
         parts.append(f"record refused: {error}")
     if summary.incomplete:
         parts.append(f"{len(summary.incomplete)} record folder(s) without vehicle.json yet, left for later")
+    if summary.count("deferred"):
+        parts.append(f"{summary.count('deferred')} deliveries deferred: still pending, the next run tries them again")
+    if summary.count("parked") or summary.count("failed"):
+        parts.append("failed deliveries are parked: fix the cause, then `ftpexport retry --client C` requeues them")
     sent = sum(c["bytes"] for c in by_client.values())
     parts.append(
         f"{summary.count('delivered')} delivered, {summary.count('unchanged') + summary.count('skipped')} unchanged, "
-        f"{summary.count('failed')} failed, {len(summary.record_errors)} refused records; "
+        f"{summary.count('failed')} failed, {summary.count('deferred')} deferred, "
+        f"{summary.count('parked')} parked earlier, {len(summary.record_errors)} refused records; "
         f"{human_bytes(sent)} in {elapsed:.1f} s"
     )
     return "\n".join(parts)
@@ -138,6 +147,8 @@ def summary_json(summary: Summary, elapsed: float) -> dict[str, Any]:
         "skipped": summary.count("skipped"),
         "unchanged": summary.count("unchanged"),
         "failed": summary.count("failed"),
+        "deferred": summary.count("deferred"),
+        "parked": summary.count("parked"),
         "clients": summary_by_client(summary),
         "deliveries": [o.__dict__ | {"remote_paths": list(o.remote_paths)} for o in summary.outcomes],
         "record_errors": [{"path": e.path, "reason": str(e)} for e in summary.record_errors],
@@ -158,4 +169,23 @@ def status_text(counts: dict[str, dict[str, int]], failed: list[Delivery]) -> st
         parts.append("")
         parts.append("failed deliveries:")
         parts += [f"  {d.destination}  {d.record_id}  (attempts: {d.attempts}): {d.last_error}" for d in failed]
+    return "\n".join(parts)
+
+
+def probe_text(reports: list[Any]) -> str:
+    """``ftpexport test-connection`` for people: each destination, each step, and the server key."""
+    parts = []
+    for report in reports:
+        parts.append(
+            f"{report.destination}  {report.url}  folder {report.remote_dir}: {'OK' if report.ok else 'FAILED'}"
+        )
+        for step in report.steps:
+            mark = "ok  " if step.ok else "FAIL"
+            parts.append(f"  {mark} {step.name:<20} {step.ms:>6} ms" + (f"  {step.detail}" if step.detail else ""))
+        if report.fingerprint:
+            parts.append(f"  server key fingerprint: {report.fingerprint}")
+            if report.host_key:
+                parts.append(
+                    f'  to pin it, after checking it with the server\'s operator: host_key: "{report.host_key}"'
+                )
     return "\n".join(parts)

@@ -1,9 +1,14 @@
 """The ledger: a SQLite file of deliveries and attempts; the only module that speaks SQL.
 
 A delivery is one (record id, content hash, destination). It is ``pending`` until every file is
-on the server, then ``delivered``; ``failed`` keeps the last error; ``superseded`` marks an
-undelivered version of a record that a newer version replaced. Every attempt is kept, so the
-ledger answers "what was sent to whom, when".
+on the server, then ``delivered``; ``failed`` keeps the last error and is parked until someone
+requeues it (``ftpexport retry``); ``superseded`` marks an undelivered version of a record that a
+newer version replaced. Every attempt is kept, so the ledger answers "what was sent to whom, when".
+
+The ``files`` table is the crash journal of a delivery: a file is marked ``renaming`` before its
+temporary name is renamed to the final one and ``published`` after. A process killed between the
+two leaves ``renaming``; the next attempt resolves it from the server (temporary file still there
+or not) instead of sending the file a second time.
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ from typing import Any, Literal
 from .errors import ConfigError
 
 Status = Literal["pending", "delivered", "failed", "superseded"]
+FileState = Literal["renaming", "published"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
     id             INTEGER PRIMARY KEY,
@@ -55,6 +61,13 @@ CREATE TABLE IF NOT EXISTS attempts (
     bytes          INTEGER
 );
 CREATE INDEX IF NOT EXISTS attempts_by_delivery ON attempts (delivery_id);
+CREATE TABLE IF NOT EXISTS files (
+    delivery_id    INTEGER NOT NULL REFERENCES deliveries (id),
+    remote_path    TEXT NOT NULL,
+    state          TEXT NOT NULL CHECK (state IN ('renaming', 'published')),
+    updated_at     TEXT NOT NULL,
+    PRIMARY KEY (delivery_id, remote_path)
+);
 """
 
 
@@ -244,6 +257,93 @@ class Ledger:
         for row in rows:
             result.setdefault(row["client_id"], {})[row["status"]] = row["n"]
         return result
+
+    def get(self, delivery_id: int) -> Delivery:
+        """One delivery by id."""
+        with self._lock:
+            row = self._db.execute("SELECT * FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+        if row is None:
+            raise KeyError(delivery_id)
+        return _delivery(row)
+
+    def mark_file(self, delivery_id: int, remote_path: str, state: FileState) -> None:
+        """Journal one file of a delivery: ``renaming`` before the rename, ``published`` after it."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO files (delivery_id, remote_path, state, updated_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (delivery_id, remote_path) DO UPDATE SET state = excluded.state,"
+                " updated_at = excluded.updated_at",
+                (delivery_id, remote_path, state, now()),
+            )
+
+    def file_states(self, delivery_id: int) -> dict[str, FileState]:
+        """``{remote_path: state}`` of the files an earlier attempt of this delivery got to rename."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT remote_path, state FROM files WHERE delivery_id = ?", (delivery_id,)
+            ).fetchall()
+        return {row["remote_path"]: row["state"] for row in rows}
+
+    def close_interrupted(self) -> int:
+        """Mark attempts that never finished (the process was killed) as interrupted; returns how many.
+
+        Call it only while holding the ledger's lock file: then no attempt can be running.
+        """
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE attempts SET finished_at = ?, result = 'interrupted',"
+                " error = 'the process stopped during this attempt' WHERE finished_at IS NULL",
+                (now(),),
+            )
+        return cursor.rowcount
+
+    def defer(self, delivery_id: int, reason: str) -> None:
+        """Leave a delivery pending without an attempt, saying why it was not tried."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE deliveries SET last_error = ?, updated_at = ? WHERE id = ? AND status = 'pending'",
+                (reason, now(), delivery_id),
+            )
+
+    def requeue(
+        self, *, client_id: str | None = None, destination: str | None = None, record_id: str | None = None
+    ) -> list[Delivery]:
+        """Put failed deliveries back to pending with a fresh attempt budget; returns them.
+
+        The attempt history stays in the ``attempts`` table.
+        """
+        where = "status = 'failed'"
+        params: list[Any] = []
+        for column, value in (("client_id", client_id), ("destination", destination), ("record_id", record_id)):
+            if value is not None:
+                where += f" AND {column} = ?"
+                params.append(value)
+        with self._transaction() as db:
+            rows = db.execute(f"SELECT * FROM deliveries WHERE {where} ORDER BY id", params).fetchall()  # noqa: S608
+            db.execute(
+                f"UPDATE deliveries SET status = 'pending', attempts = 0, updated_at = ? WHERE {where}",  # noqa: S608
+                [now(), *params],
+            )
+        return [_delivery(row) for row in rows]
+
+    def pending_record_paths(self) -> list[str]:
+        """The record folders of pending deliveries, oldest first (what a restart must resume)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT record_path, MIN(id) AS first FROM deliveries WHERE status = 'pending'"
+                " GROUP BY record_path ORDER BY first"
+            ).fetchall()
+        return [row["record_path"] for row in rows]
+
+    def give_up_on_missing(self, record_path: str, reason: str) -> int:
+        """Park the pending deliveries of a record folder that no longer exists; returns how many."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE deliveries SET status = 'failed', last_error = ?, updated_at = ?"
+                " WHERE record_path = ? AND status = 'pending'",
+                (reason, now(), record_path),
+            )
+        return cursor.rowcount
 
     def attempts(self, delivery_id: int) -> list[dict[str, Any]]:
         """The attempts of one delivery, oldest first."""

@@ -1,39 +1,46 @@
 """The export pipeline: record -> routes -> names -> package -> upload -> ledger.
 
-Work is one task per (record, destination) on a pool of ``jobs`` threads, so one slow or dead
-destination never holds up another. Each destination also has its own limit of simultaneous
-connections (``max_connections``). A record's package is built once and shared by its
-destinations; transient failures are retried with exponential backoff and jitter.
+Each (record, destination) is one job of the dispatcher (``dispatch.py``): one lane per
+destination with its own limit of simultaneous connections, a shared pool of ``jobs`` workers,
+backoff between attempts, and a breaker that pauses a destination that keeps failing. So one
+slow or dead destination never holds up another. Connections are pooled per destination and
+reused from record to record. A record's package is built once and shared by its destinations.
+
+Every delivery is in the ledger before its first attempt, and every file of it is journalled
+around its rename, so a process killed at any moment resumes without losing or repeating work.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import posixpath
-import random
 import shutil
 import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import FtpexportError, RecordError, TransportError
+from .dispatch import Dispatcher, Job, Policy, Result
+from .errors import ConfigError, FtpexportError, PermanentError, RecordError, TransientError, TransportError
 from .ledger import Ledger
-from .package import Package, PackageNames, build_package, render_names, template_context
+from .package import Artifact, Package, PackageNames, build_package, render_names, template_context
 from .record import Record, is_complete, load_record
 from .rules import ClientRules, Route, RuleSet, SFTPDestination, routes_for
 from .secret import redact
-from .transport import Endpoint, open_transport, upload_file
+from .transport import Endpoint, Transport, upload_file
+from .transport.base import resume_rename
+from .transport.pool import ConnectionPool
 
 log = logging.getLogger(__name__)
 
-Result = Literal["delivered", "skipped", "unchanged", "failed"]
+#: delivered / skipped (if_exists: skip) / unchanged (delivered earlier) / failed (parked now) /
+#: parked (failed earlier, waiting for ``ftpexport retry``) / deferred (not finished, still pending)
+OutcomeResult = Literal["delivered", "skipped", "unchanged", "failed", "parked", "deferred"]
 
 
 @dataclass(frozen=True)
@@ -41,12 +48,29 @@ class Options:
     """How hard the pipeline works and how patiently it retries."""
 
     jobs: int = 4
-    #: extra attempts after a transient failure, within one run
-    retries: int = 2
-    #: first retry delay in seconds; doubled each time, with jitter
-    backoff: float = 1.0
+    #: extra attempts after a transient failure before a delivery is parked as failed
+    #: (a rule file's ``upload.retries`` wins)
+    retries: int = 3
+    #: first retry delay in seconds; doubled each time, with jitter, up to ``max_backoff``
+    backoff: float = 2.0
+    max_backoff: float = 300.0
+    #: consecutive failures of a destination that pause it, for ``pause`` seconds (doubled up to ``max_pause``)
+    breaker_threshold: int = 3
+    pause: float = 30.0
+    max_pause: float = 600.0
+    #: seconds an unused connection is kept open for the next record
+    idle_timeout: float = 30.0
     #: where archives are built; a temporary folder when None
     spool_dir: Path | None = None
+
+    def policy(self) -> Policy:
+        return Policy(
+            backoff=self.backoff,
+            max_backoff=self.max_backoff,
+            breaker_threshold=self.breaker_threshold,
+            breaker_pause=self.pause,
+            max_pause=max(self.max_pause, self.pause),
+        )
 
 
 @dataclass(frozen=True)
@@ -57,7 +81,7 @@ class Outcome:
     record_path: str
     client_id: str
     destination: str
-    result: Result
+    result: OutcomeResult
     remote_paths: tuple[str, ...] = ()
     bytes: int = 0
     error: str | None = None
@@ -76,10 +100,13 @@ class Summary:
     @property
     def ok(self) -> bool:
         """True when every record found was delivered (or already was) everywhere."""
-        return not self.record_errors and all(o.result != "failed" for o in self.outcomes)
+        return not self.record_errors and all(o.result in _DONE for o in self.outcomes)
 
-    def count(self, result: Result) -> int:
+    def count(self, result: OutcomeResult) -> int:
         return sum(1 for o in self.outcomes if o.result == result)
+
+
+_DONE = ("delivered", "skipped", "unchanged")
 
 
 @dataclass(frozen=True)
@@ -156,43 +183,6 @@ def make_package(plan: Plan, workdir: Path) -> Package:
     return build_package(plan.record, plan.names, metadata.fields if metadata else None, workdir)
 
 
-def send(
-    package: Package,
-    endpoint: Endpoint,
-    remote_dir: str,
-    *,
-    atomic: bool,
-    if_exists: Literal["overwrite", "skip", "fail"],
-    callback: Callable[[int], None] | None = None,
-) -> tuple[list[str], int, bool]:
-    """Upload a package over one connection; returns (remote paths, bytes sent, all skipped)."""
-    paths: list[str] = []
-    sent = 0
-    skipped = True
-    with open_transport(endpoint) as transport:
-        if remote_dir:
-            transport.makedirs(remote_dir)
-        for artifact in package.files:
-            upload = upload_file(
-                transport,
-                artifact.open,
-                artifact.size,
-                remote_dir,
-                artifact.name,
-                atomic=atomic,
-                if_exists=if_exists,
-                callback=callback,
-            )
-            paths.append(upload.path)
-            sent += upload.size
-            skipped = skipped and upload.skipped
-        if package.done_marker is not None and not skipped:
-            marker = package.done_marker
-            upload = upload_file(transport, marker.open, marker.size, remote_dir, marker.name, atomic=atomic)
-            paths.append(upload.path)
-    return paths, sent, skipped
-
-
 def _ms_since(started: float) -> int:
     return round((time.monotonic() - started) * 1000)
 
@@ -209,51 +199,99 @@ def _describe(exc: BaseException) -> str:
 
 
 class _SharedPackages:
-    """Builds each record's package once, for all its destinations, and removes it after the last."""
+    """Builds a record's package once for all its destinations, and deletes it when no job needs it.
+
+    The files stay while a job of the record is running or has not had its first attempt; a retry
+    long after (a destination that was down) builds them again: the zip is deterministic.
+    """
 
     def __init__(self, spool: Path) -> None:
         self._spool = spool
         self._lock = threading.Lock()
-        self._entries: dict[int, tuple[threading.Lock, list[Package | FtpexportError | None], int]] = {}
+        self._entries: dict[int, _PackageEntry] = {}
 
-    def expect(self, plan: Plan, users: int) -> None:
+    def expect(self, plan: Plan, jobs: int) -> None:
         with self._lock:
-            self._entries[id(plan)] = (threading.Lock(), [None], users)
+            self._entries[id(plan)] = _PackageEntry(waiting_first=jobs, unfinished=jobs)
 
     def get(self, plan: Plan) -> Package:
         with self._lock:
-            build_lock, slot, _ = self._entries[id(plan)]
-        with build_lock:
-            if slot[0] is None:
+            entry = self._entries[id(plan)]
+            entry.active += 1
+        with entry.build_lock:
+            if entry.value is None:
                 workdir = self._workdir(plan)
                 try:
                     workdir.mkdir(parents=True, exist_ok=True)
-                    slot[0] = make_package(plan, workdir)
+                    entry.value = make_package(plan, workdir)
                 except OSError as exc:
-                    slot[0] = RecordError(str(plan.record.folder), f"cannot build the package: {exc}")
+                    entry.value = RecordError(str(plan.record.folder), f"cannot build the package: {exc}")
                 except FtpexportError as exc:
-                    slot[0] = exc
-            value = slot[0]
+                    entry.value = exc
+            value = entry.value
         if isinstance(value, FtpexportError):
             raise value
-        assert value is not None
         return value
 
-    def release(self, plan: Plan) -> None:
+    def put(self, plan: Plan, *, attempted: bool, first: bool, finished: bool) -> None:
+        """A job is done with the package: after an attempt (``attempted``), its first one, or for good."""
         with self._lock:
-            build_lock, slot, users = self._entries[id(plan)]
-            if users > 1:
-                self._entries[id(plan)] = (build_lock, slot, users - 1)
-                return
-            del self._entries[id(plan)]
-        shutil.rmtree(self._workdir(plan), ignore_errors=True)
+            entry = self._entries[id(plan)]
+            entry.active -= attempted
+            entry.waiting_first -= first
+            entry.unfinished -= finished
+            drop_files = entry.active == 0 and entry.waiting_first <= 0
+            if drop_files and not isinstance(entry.value, FtpexportError):
+                entry.value = None  # built again if a retry needs it
+            if entry.unfinished <= 0:
+                del self._entries[id(plan)]
+        if drop_files:
+            shutil.rmtree(self._workdir(plan), ignore_errors=True)
 
     def _workdir(self, plan: Plan) -> Path:
         return self._spool / f"{id(plan):x}"
 
 
+@dataclass
+class _PackageEntry:
+    waiting_first: int
+    unfinished: int
+    active: int = 0
+    value: Package | FtpexportError | None = None
+    build_lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass
+class _Delivery:
+    """The payload of one job: one version of one record for one destination."""
+
+    plan: Plan
+    route: Route
+    remote_dir: str
+    delivery_id: int
+    summary: Summary | None
+    correlation_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    attempted: bool = False
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        record = self.plan.record
+        return {
+            "correlation_id": self.correlation_id,
+            "client": record.client_id,
+            "destination": self.route.key,
+            "record_id": record.id,
+            "record_path": str(record.folder),
+        }
+
+
 class Exporter:
-    """Exports records to their destinations and keeps the ledger."""
+    """Exports records to their destinations and keeps the ledger.
+
+    ``export(folders)`` sends a batch and returns its summary (``ftpexport run``); ``submit`` queues
+    records and returns at once (``ftpexport watch``). ``close`` stops: no new attempt, running
+    uploads get ``grace`` seconds, then their connections are cut and they stay pending.
+    """
 
     def __init__(
         self,
@@ -263,19 +301,36 @@ class Exporter:
         *,
         on_outcome: Callable[[Outcome], None] | None = None,
         on_bytes: Callable[[int], None] | None = None,
-        stop: threading.Event | None = None,
     ) -> None:
         self.ruleset = ruleset
         self.ledger = ledger
         self.options = options or Options()
         self._on_outcome = on_outcome or (lambda outcome: None)
         self._on_bytes = on_bytes
-        self._stop = stop or threading.Event()
-        self._limits: dict[str, threading.BoundedSemaphore] = {}
-        self._limits_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._pools: dict[str, ConnectionPool] = {}
+        self._pools_lock = threading.Lock()
+        self._summary_lock = threading.Lock()
+        #: record folders with a job queued or running, and how many
+        self._active_paths: Counter[str] = Counter()
+        spool_root = self.options.spool_dir
+        if spool_root is not None:
+            spool_root.mkdir(parents=True, exist_ok=True)
+        self._spool = Path(tempfile.mkdtemp(prefix="ftpexport-", dir=spool_root))
+        self._packages = _SharedPackages(self._spool)
+        self._dispatcher = Dispatcher(self._attempt, self._abandon, workers=self.options.jobs,
+                                      policy=self.options.policy())  # fmt: skip
+
+    def __enter__(self) -> Exporter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- feeding
 
     def prepare(self, folders: Iterable[Path], summary: Summary) -> list[tuple[Plan, list[tuple[Route, str]]]]:
-        """Load and plan records; returns what still needs sending, fills in errors and unchanged."""
+        """Load and plan records; returns what still needs sending, fills in errors, unchanged and parked."""
         work = []
         for folder in folders:
             if not is_complete(folder):
@@ -290,17 +345,14 @@ class Exporter:
                 continue
             pending = []
             for route, remote_dir in plan.routes:
-                done = self.ledger.find(record.id, record.content_hash, route.key)
-                if done is not None and done.status == "delivered":
+                known = self.ledger.find(record.id, record.content_hash, route.key)
+                if known is not None and known.status in ("delivered", "failed"):
+                    result: OutcomeResult = "unchanged" if known.status == "delivered" else "parked"
                     outcome = Outcome(
-                        record.id,
-                        str(folder),
-                        record.client_id,
-                        route.key,
-                        "unchanged",
-                        remote_paths=done.remote_paths,
-                        bytes=done.bytes,
-                    )
+                        record.id, str(folder), record.client_id, route.key, result,
+                        remote_paths=known.remote_paths, bytes=known.bytes, error=known.last_error,
+                        attempts=known.attempts,
+                    )  # fmt: skip
                     summary.outcomes.append(outcome)
                     self._on_outcome(outcome)
                 else:
@@ -309,112 +361,256 @@ class Exporter:
                 work.append((plan, pending))
         return work
 
+    def submit(self, folders: Iterable[Path], summary: Summary | None = None) -> Summary:
+        """Queue every complete record of ``folders`` that is not delivered yet; returns at once.
+
+        The deliveries are in the ledger (pending) when this returns. Outcomes of queued jobs go to
+        ``summary`` when given, and always to ``on_outcome``.
+        """
+        prepared = Summary()
+        for plan, pending in self.prepare(folders, prepared):
+            jobs = []
+            for route, remote_dir in pending:
+                ident = (plan.record.id, plan.record.content_hash, route.key)
+                if self._dispatcher.busy(ident):
+                    continue  # queued or running already (a rescan found it again)
+                delivery = self.ledger.open_delivery(
+                    record_id=plan.record.id,
+                    content_hash=plan.record.content_hash,
+                    client_id=plan.record.client_id,
+                    destination=route.key,
+                    record_path=str(plan.record.folder),
+                )
+                payload = _Delivery(plan, route, remote_dir, delivery.id, summary)
+                jobs.append(Job(route.key, ident, route.destination.max_connections, payload))
+            if not jobs:
+                continue
+            self._packages.expect(plan, len(jobs))
+            with self._summary_lock:
+                self._active_paths[str(plan.record.folder)] += len(jobs)
+            for job in jobs:
+                if not self._dispatcher.submit(job):
+                    self._abandon(job, "not tried: ftpexport was stopping")
+        if summary is not None:
+            with self._summary_lock:
+                summary.outcomes += prepared.outcomes
+                summary.record_errors += prepared.record_errors
+                summary.incomplete += prepared.incomplete
+        return prepared
+
     def export(self, folders: Iterable[Path]) -> Summary:
-        """Send every complete record of ``folders`` that the ledger has not delivered yet."""
+        """Send every complete record of ``folders`` that the ledger has not delivered yet; wait for it.
+
+        Returns when every job ran, or waits only for destinations paused by the breaker: those
+        deliveries stay pending (``deferred``) for the next run.
+        """
         summary = Summary()
-        work = self.prepare(folders, summary)
-        if not work:
-            return summary
-        spool_root = self.options.spool_dir
-        if spool_root is not None:
-            spool_root.mkdir(parents=True, exist_ok=True)
-        spool = Path(tempfile.mkdtemp(prefix="ftpexport-", dir=spool_root))
-        packages = _SharedPackages(spool)
-        results_lock = threading.Lock()
-        try:
-            with ThreadPoolExecutor(max_workers=max(1, self.options.jobs), thread_name_prefix="ftpexport") as pool:
-                futures = []
-                for plan, pending in work:
-                    packages.expect(plan, len(pending))
-                    for route, remote_dir in pending:
-                        futures.append(pool.submit(self._deliver, plan, route, remote_dir, packages))
-                for future in futures:
-                    outcome = future.result()
-                    with results_lock:
-                        summary.outcomes.append(outcome)
-        finally:
-            shutil.rmtree(spool, ignore_errors=True)
+        self.submit(folders, summary)
+        self._dispatcher.drain()
         return summary
 
-    def _limit(self, route: Route) -> threading.BoundedSemaphore:
-        with self._limits_lock:
-            if route.key not in self._limits:
-                self._limits[route.key] = threading.BoundedSemaphore(route.destination.max_connections)
-            return self._limits[route.key]
+    def pending_folders(self) -> list[Path]:
+        """Record folders with pending deliveries that no job is handling (a restart, ``ftpexport retry``)."""
+        folders = []
+        with self._summary_lock:
+            active = set(self._active_paths)
+        for raw in self.ledger.pending_record_paths():
+            if raw in active:
+                continue
+            folder = Path(raw)
+            if not (folder / "vehicle.json").is_file():
+                count = self.ledger.give_up_on_missing(raw, f"the record folder is gone: {raw}")
+                log.error("pending deliveries parked: the record folder is gone",
+                          extra={"record_path": raw, "deliveries": count})  # fmt: skip
+                continue
+            folders.append(folder)
+        return folders
 
-    def _deliver(self, plan: Plan, route: Route, remote_dir: str, packages: _SharedPackages) -> Outcome:
-        """Deliver one record to one destination, with retries; never raises."""
-        record = plan.record
-        correlation_id = uuid.uuid4().hex[:16]
-        fields = {
-            "correlation_id": correlation_id,
-            "client": record.client_id,
-            "destination": route.key,
-            "record_id": record.id,
-            "record_path": str(record.folder),
-        }
+    def housekeeping(self) -> None:
+        """Close connections idle for longer than ``idle_timeout``."""
+        with self._pools_lock:
+            pools = list(self._pools.values())
+        for pool in pools:
+            pool.reap()
 
-        def finish(result: Result, **details: Any) -> Outcome:
-            outcome = Outcome(
-                record.id, str(record.folder), record.client_id, route.key, result,
-                correlation_id=correlation_id, **details,
-            )  # fmt: skip
-            self._on_outcome(outcome)
-            return outcome
+    def paused(self) -> dict[str, tuple[float, str | None]]:
+        """Destinations paused by the breaker: ``{destination: (seconds left, last error)}``."""
+        return self._dispatcher.paused()
 
-        delivery = self.ledger.open_delivery(
-            record_id=record.id,
-            content_hash=record.content_hash,
-            client_id=record.client_id,
-            destination=route.key,
-            record_path=str(record.folder),
-        )
+    def stop(self, grace: float | None = None) -> None:
+        """Start nothing new; running uploads get ``grace`` seconds (None: all they need), then their
+        connections are cut. Whatever did not finish stays pending in the ledger."""
+        self._stopping.set()
+        self._dispatcher.stop()
+        if not self._dispatcher.wait_idle(grace):
+            log.warning("cutting the uploads still running; they stay pending", extra={"grace_seconds": grace})
+            with self._pools_lock:
+                pools = list(self._pools.values())
+            for pool in pools:
+                pool.abort_active()
+
+    def close(self, grace: float | None = None) -> None:
+        """``stop(grace)``, then end the workers, close every connection and remove the spool."""
+        self.stop(grace)
+        self._dispatcher.close()
+        with self._pools_lock:
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.close()
+        shutil.rmtree(self._spool, ignore_errors=True)
+
+    # --- one attempt
+
+    def _pool(self, route: Route, source: str) -> ConnectionPool:
+        endpoint = endpoint_for(route, source)
+        with self._pools_lock:
+            pool = self._pools.get(route.key)
+            if pool is not None and pool.endpoint == endpoint:
+                return pool
+            stale = pool
+            pool = ConnectionPool(
+                endpoint, size=route.destination.max_connections, idle_timeout=self.options.idle_timeout
+            )
+            self._pools[route.key] = pool
+        if stale is not None:
+            stale.close()  # the rule file changed: new settings, new connections
+        return pool
+
+    def _attempt(self, job: Job) -> Result:
+        """One attempt of one delivery; never raises."""
+        d: _Delivery = job.payload
+        first = not d.attempted
+        d.attempted = True
+        fields = d.fields
+        attempt_id = self.ledger.start_attempt(d.delivery_id, d.correlation_id)
+        started = time.monotonic()
+        phase = "package"
         try:
-            for attempt in itertools.count(1):
-                if self._stop.is_set():
-                    return finish("failed", error="stopped before the upload started; still pending")
-                attempt_id = self.ledger.start_attempt(delivery.id, correlation_id)
-                started = time.monotonic()
-                try:
-                    package = packages.get(plan)  # built before taking one of the destination's slots
-                    endpoint = endpoint_for(route, plan.source)
-                    with self._limit(route):
-                        paths, sent, skipped = send(
-                            package,
-                            endpoint,
-                            remote_dir,
-                            atomic=plan.rules.upload.atomic,
-                            if_exists=plan.rules.upload.if_exists,
-                            callback=self._on_bytes,
-                        )
-                except Exception as exc:  # any failure belongs to this delivery only
-                    message = redact(_describe(exc))
-                    retriable = isinstance(exc, TransportError) and exc.retriable
-                    if not isinstance(exc, FtpexportError | OSError):
-                        log.exception("unexpected error, please report it", extra=fields)
-                    final = not retriable or attempt > self.options.retries or self._stop.is_set()
-                    self.ledger.fail(delivery.id, attempt_id, message, final=final)
-                    log.warning(
-                        "delivery attempt failed",
-                        extra={**fields, "attempt": attempt, "error": message, "retriable": retriable,
-                               "duration_ms": _ms_since(started)},
-                    )  # fmt: skip
-                    if final:
-                        return finish("failed", error=message, attempts=attempt)
-                    self._stop.wait(self.options.backoff * 2 ** (attempt - 1) * random.uniform(0.5, 1.5))  # noqa: S311
-                    continue
-                self.ledger.succeed(delivery.id, attempt_id, paths, sent)
-                log.info(
-                    "already on the server, skipped" if skipped else "delivered",
-                    extra={**fields, "attempt": attempt, "host": route.destination.host, "remote_paths": paths,
-                           "bytes": sent, "duration_ms": _ms_since(started)},
-                )  # fmt: skip
-                return finish(
-                    "skipped" if skipped else "delivered", remote_paths=tuple(paths), bytes=sent, attempts=attempt
-                )
-            raise AssertionError("unreachable: itertools.count never ends")
-        finally:
-            packages.release(plan)
+            package = self._packages.get(d.plan)
+            phase = "connect"
+            pool = self._pool(d.route, d.plan.source)
+            transport = pool.acquire()
+            phase = "transfer"
+            try:
+                paths, size, skipped = self._send(d, package, transport)
+            except BaseException:
+                pool.release(transport, reuse=False)
+                raise
+            pool.release(transport, reuse=True)
+        except Exception as exc:  # any failure belongs to this delivery only
+            message = redact(_describe(exc))
+            stopped = self._stopping.is_set()
+            retriable = isinstance(exc, TransientError)
+            limit = d.plan.rules.upload.retries
+            limit = self.options.retries if limit is None else limit
+            attempts = self.ledger.get(d.delivery_id).attempts
+            final = not stopped and (not retriable or attempts > limit)
+            if stopped:
+                message = f"stopped during the attempt: {message}"
+            self.ledger.fail(d.delivery_id, attempt_id, message, final=final)
+            if not isinstance(exc, FtpexportError | OSError):
+                log.error("unexpected error, please report it", exc_info=exc, extra=fields)
+            log.warning(
+                "delivery attempt failed",
+                extra={**fields, "attempt": attempts, "error": message, "retriable": retriable and not final,
+                       "phase": phase, "duration_ms": _ms_since(started)},
+            )  # fmt: skip
+            verdict = "deferred" if stopped else "failed" if final else "retry"
+            self._packages.put(d.plan, attempted=True, first=first, finished=verdict != "retry")
+            if verdict != "retry":
+                self._finish(d, "deferred" if stopped else "failed", error=message, attempts=attempts)
+            connect_level = phase == "connect" and isinstance(exc, PermanentError | ConfigError)
+            return Result(
+                verdict,
+                destination_fault=isinstance(exc, TransientError) or connect_level,
+                pause_long=connect_level,
+                error=message,
+            )
+        self.ledger.succeed(d.delivery_id, attempt_id, paths, size)
+        attempts = self.ledger.get(d.delivery_id).attempts
+        log.info(
+            "already on the server, skipped" if skipped else "delivered",
+            extra={**fields, "attempt": attempts, "host": d.route.destination.host, "remote_paths": paths,
+                   "bytes": size, "duration_ms": _ms_since(started)},
+        )  # fmt: skip
+        self._packages.put(d.plan, attempted=True, first=first, finished=True)
+        self._finish(d, "skipped" if skipped else "delivered", remote_paths=tuple(paths), bytes=size,
+                     attempts=attempts)  # fmt: skip
+        return Result("done")
+
+    def _abandon(self, job: Job, reason: str) -> None:
+        """A job that will not run now: its delivery stays pending for the next run or restart."""
+        d: _Delivery = job.payload
+        self.ledger.defer(d.delivery_id, reason)
+        self._packages.put(d.plan, attempted=False, first=not d.attempted, finished=True)
+        log.warning("delivery deferred", extra={**d.fields, "reason": reason})
+        self._finish(d, "deferred", error=reason, attempts=self.ledger.get(d.delivery_id).attempts)
+
+    def _finish(self, d: _Delivery, result: OutcomeResult, **details: Any) -> None:
+        record = d.plan.record
+        outcome = Outcome(
+            record.id, str(record.folder), record.client_id, d.route.key, result,
+            correlation_id=d.correlation_id, **details,
+        )  # fmt: skip
+        with self._summary_lock:
+            if d.summary is not None:
+                d.summary.outcomes.append(outcome)
+            path = str(record.folder)
+            self._active_paths[path] -= 1
+            if self._active_paths[path] <= 0:
+                del self._active_paths[path]
+        self._on_outcome(outcome)
+
+    def _send(self, d: _Delivery, package: Package, transport: Transport) -> tuple[list[str], int, bool]:
+        """Upload a package over one connection; returns (remote paths, bytes, all skipped).
+
+        Files that an interrupted attempt of this delivery published already are not sent again.
+        """
+        upload = d.plan.rules.upload
+        journal = self.ledger.file_states(d.delivery_id)
+        if d.remote_dir:
+            transport.makedirs(d.remote_dir)
+        paths: list[str] = []
+        size = 0
+        skipped = True
+        artifacts: list[tuple[Artifact, str]] = [(a, upload.if_exists) for a in package.files]
+        for artifact, if_exists in artifacts + ([(package.done_marker, "overwrite")] if package.done_marker else []):
+            if artifact is package.done_marker and skipped:
+                break  # nothing new arrived: no new done marker either
+            final = posixpath.join(d.remote_dir, artifact.name)
+            if self._published_before(transport, journal.get(final), d.remote_dir, artifact, atomic=upload.atomic):
+                paths.append(final)
+                size += artifact.size
+                skipped = False
+                continue
+            result = upload_file(
+                transport,
+                artifact.open,
+                artifact.size,
+                d.remote_dir,
+                artifact.name,
+                atomic=upload.atomic,
+                if_exists=if_exists,  # type: ignore[arg-type]
+                callback=self._on_bytes,
+                before_rename=lambda path: self.ledger.mark_file(d.delivery_id, path, "renaming"),
+            )
+            if not result.skipped:
+                self.ledger.mark_file(d.delivery_id, final, "published")
+            paths.append(result.path)
+            size += result.size
+            skipped = skipped and result.skipped
+        return paths, size, skipped
+
+    @staticmethod
+    def _published_before(
+        transport: Transport, state: str | None, remote_dir: str, artifact: Artifact, *, atomic: bool
+    ) -> bool:
+        if state == "published":
+            return True
+        if state == "renaming":
+            # killed between the journal entry and the end of the rename: the server knows which
+            return not atomic or resume_rename(transport, remote_dir, artifact.name, artifact.size)
+        return False
 
 
 def preview_record(folder: Path, ruleset: RuleSet) -> dict[str, Any]:

@@ -287,6 +287,9 @@ class UploadSpec(_Model):
 
     atomic: bool = True
     if_exists: Literal["overwrite", "skip", "fail"] = "overwrite"
+    #: extra attempts after a transient failure before a delivery is parked as failed;
+    #: None: the global setting (``--retries``)
+    retries: int | None = Field(default=None, ge=0, le=1000)
 
 
 class UserRules(_Model):
@@ -488,3 +491,24 @@ def routes_for(ruleset: RuleSet, record: Record) -> list[Route]:
             hint=f"add destinations to {ruleset.source(client_id)}",
         )
     return [Route(rules, d) for d in rules.destinations]
+
+
+def client_routes(ruleset: RuleSet, client_id: str, user_id: str | None = None) -> list[Route]:
+    """The destinations of a client, or of one of its users; raises ``ConfigError`` naming what is missing."""
+    rules = ruleset.clients.get(client_id)
+    if rules is None:
+        if client_id in ruleset.errors:
+            raise ConfigError(
+                f"the rule file of client {client_id!r} has errors", hint=f"run: ftpexport check {ruleset.directory}"
+            )
+        raise ConfigError(f"no rule file for client {client_id!r} in {ruleset.directory}")
+    if user_id is None:
+        if not rules.destinations:
+            raise ConfigError(f"{ruleset.source(client_id)}: client {client_id!r} has no client-level destination")
+        return [Route(rules, d) for d in rules.destinations]
+    if user_id not in rules.users:
+        raise ConfigError(
+            f"{ruleset.source(client_id)}: user {user_id!r} has no destination of their own",
+            hint="their records go to the client's destinations; test those without --user",
+        )
+    return [Route(rules, d, user_id) for d in rules.users[user_id].destinations]

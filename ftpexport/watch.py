@@ -13,14 +13,13 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from .errors import ConfigError
-from .pipeline import Summary
 from .record import RECORD_FILE, is_complete, iter_record_folders
 from .rules import RuleSet, load_rules
 
@@ -90,24 +89,40 @@ class RulesReloader:
 
 
 class InboxWatcher:
-    """Runs until ``stop`` is set: exports records as they become complete."""
+    """Runs until ``stop`` is set: hands records to ``export`` as they become complete.
+
+    ``export`` should return quickly (``Exporter.submit``). ``housekeeping`` runs every
+    ``housekeeping_every`` seconds, first at startup; the folders it returns (the ledger's pending
+    records, after a restart or ``ftpexport retry``) are taken like new ones.
+    """
 
     def __init__(
         self,
         inbox: Path,
-        export: Callable[[list[Path]], Summary],
+        export: Callable[[list[Path]], object],
         *,
         stop: threading.Event,
         settle: float = 1.0,
         rescan_every: float = 60.0,
+        housekeeping: Callable[[], Iterable[Path]] | None = None,
+        housekeeping_every: float = 5.0,
     ) -> None:
         self.inbox = inbox.resolve()
         self.export = export
         self.stop = stop
         self.settle = settle
         self.rescan_every = rescan_every
+        self.housekeeping = housekeeping
+        self.housekeeping_every = housekeeping_every
         self._pending: queue.Queue[Path] = queue.Queue()
         self._watching: dict[Path, tuple[tuple[int, int] | None, float]] = {}
+        # vehicle.json signature of each folder handed to export: a rescan skips unchanged records
+        self._handed: dict[Path, tuple[int, int] | None] = {}
+        self._rescan_now = False
+
+    def forget(self) -> None:
+        """Take every record again at the next rescan, which comes at once (e.g. the rules changed)."""
+        self._rescan_now = True
 
     def run(self) -> None:
         """Scan, then follow events until stopped."""
@@ -117,12 +132,21 @@ class InboxWatcher:
         try:
             self._rescan()
             next_rescan = time.monotonic() + self.rescan_every
+            next_housekeeping = time.monotonic()
             while not self.stop.is_set():
+                if self.housekeeping is not None and time.monotonic() >= next_housekeeping:
+                    for folder in self.housekeeping():
+                        self._handed.pop(folder, None)
+                        self._pending.put(folder)
+                    next_housekeeping = time.monotonic() + self.housekeeping_every
                 self._drain(timeout=min(self.settle, 0.5))
                 ready = self._ready()
                 if ready:
                     self.export(ready)
-                if time.monotonic() >= next_rescan:
+                if self._rescan_now or time.monotonic() >= next_rescan:
+                    if self._rescan_now:
+                        self._handed.clear()
+                        self._rescan_now = False
                     self._rescan()
                     next_rescan = time.monotonic() + self.rescan_every
         finally:
@@ -130,9 +154,18 @@ class InboxWatcher:
             observer.join(timeout=10)
 
     def _rescan(self) -> None:
+        """Queue the complete records that changed since they were handed over (or never were)."""
+        present = set()
         for folder in iter_record_folders(self.inbox):
-            if is_complete(folder):
+            if not is_complete(folder):
+                continue
+            present.add(folder)
+            signature = _signature(folder / RECORD_FILE)
+            if folder not in self._handed or self._handed[folder] != signature:
                 self._pending.put(folder)
+        for gone in set(self._handed) - present:
+            if gone.is_relative_to(self.inbox):
+                del self._handed[gone]
 
     def _drain(self, timeout: float) -> None:
         try:
@@ -162,5 +195,6 @@ class InboxWatcher:
                 self._watching[folder] = (current, now)
             elif now - since >= self.settle:
                 ready.append(folder)
+                self._handed[folder] = current
                 del self._watching[folder]
         return sorted(ready)

@@ -68,6 +68,9 @@ class Transport(ABC):
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
+        #: directories known to exist, so a batch does not re-create them; valid for one job only
+        #: (a DMS may delete a folder after ingesting it), see ``forget_directories``
+        self._dirs: set[str] = set()
 
     def __enter__(self) -> Transport:
         self.connect()
@@ -114,6 +117,18 @@ class Transport(ABC):
     @abstractmethod
     def remove(self, path: str) -> None:
         """Delete file ``path``; a missing file is not an error."""
+
+    @abstractmethod
+    def alive(self) -> bool:
+        """True when the connection still answers; checked before a pooled connection is reused."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Cut the connection from another thread, so that a blocked transfer fails now; never raises."""
+
+    def forget_directories(self) -> None:
+        """Forget which directories exist: called when a pooled connection starts a new job."""
+        self._dirs.clear()
 
     @property
     def server_fingerprint(self) -> str | None:
@@ -162,11 +177,14 @@ def upload_file(
     atomic: bool = True,
     if_exists: IfExists = "overwrite",
     callback: Callable[[int], None] | None = None,
+    before_rename: Callable[[str], None] | None = None,
 ) -> Upload:
     """Upload one file to ``remote_dir/name``: temporary name, size check, rename.
 
     The directory must exist. With ``atomic=False`` the file is written under its final name
-    (for servers that cannot rename); the size is still checked.
+    (for servers that cannot rename); the size is still checked. ``before_rename(final path)`` is
+    called once the temporary file is complete, just before it takes its final name: the caller
+    journals there that the rename may have happened (see ``resume_rename``).
     """
     final = posixpath.join(remote_dir, name)
     if if_exists != "overwrite":
@@ -185,9 +203,31 @@ def upload_file(
     with open_source() as stream:
         sent = transport.put(stream, target, callback)
     _check_size(transport, target, expected=size, sent=sent)
+    if before_rename is not None:
+        before_rename(final)
     if atomic:
         transport.rename(target, final)
     return Upload(final, sent)
+
+
+def resume_rename(transport: Transport, remote_dir: str, name: str, size: int) -> bool:
+    """Finish the rename of an attempt that stopped between "renaming" and "published".
+
+    The temporary file exists only until the rename, so: still there with the full size, rename
+    it now; gone, the rename happened (the DMS may have taken the file since). Returns False only
+    when the temporary file is there but incomplete, and the file must be sent again.
+    """
+    final = posixpath.join(remote_dir, name)
+    temporary = posixpath.join(remote_dir, temporary_name(name))
+    remote = transport.size(temporary)
+    if remote is None:
+        log.info("the interrupted rename had happened; not sending again", extra={"remote_path": final})
+        return True
+    if remote != size:
+        return False
+    log.info("finishing an interrupted rename", extra={"remote_path": final})
+    transport.rename(temporary, final)
+    return True
 
 
 def _check_size(transport: Transport, path: str, *, expected: int, sent: int) -> None:

@@ -7,6 +7,7 @@ session on every data connection, which servers such as vsftpd (``require_ssl_re
 
 from __future__ import annotations
 
+import contextlib
 import ftplib
 import logging
 import socket
@@ -34,8 +35,39 @@ TLS_HINT = "set ca_file to the CA that signed the server certificate"
 # Replies that mean "this command is not implemented" (RFC 959): the server cannot tell us a size.
 _NOT_IMPLEMENTED = ("500", "502", "504")
 
+# 452 insufficient storage, 552 exceeded storage allocation
+_OUT_OF_SPACE = ("452", "552")
+_SPACE_HINT = "free disk space or raise the quota on the server; the delivery is retried, then parked as failed"
 
-class _FTPS(ftplib.FTP_TLS):
+# What the usual replies mean (RFC 959), added to the server's own text, which is often terse.
+_MEANINGS = {
+    "421": "the server is closing the connection: too many connections, or shutting down",
+    "425": "cannot open the data connection",
+    "426": "the data connection was closed during the transfer",
+    "450": "the file is busy or unavailable",
+    "451": "the server failed while processing the request",
+    "530": "not logged in",
+    "550": "no such file or folder, or permission denied",
+    "553": "the file name is not allowed",
+}
+
+
+class _DataSocketMixin:
+    """Remembers the open data connection, so that ``abort()`` can cut a transfer from another thread."""
+
+    data_sock: socket.socket | None = None
+
+    def ntransfercmd(self, cmd: str, rest: int | str | None = None) -> tuple[socket.socket, int | None]:
+        conn, size = super().ntransfercmd(cmd, rest)  # type: ignore[misc]
+        self.data_sock = conn
+        return conn, size
+
+
+class _FTP(_DataSocketMixin, ftplib.FTP):
+    """Plain FTP."""
+
+
+class _FTPS(_DataSocketMixin, ftplib.FTP_TLS):
     """FTP_TLS that resumes the control channel's TLS session on the data channel.
 
     vsftpd (``require_ssl_reuse=YES``) and others refuse a data connection that does not resume
@@ -48,6 +80,7 @@ class _FTPS(ftplib.FTP_TLS):
         if self._prot_p:
             session = self.sock.session if isinstance(self.sock, ssl.SSLSocket) else None
             conn = self.context.wrap_socket(conn, server_hostname=self.host, session=session)
+        self.data_sock = conn
         return conn, size
 
 
@@ -115,16 +148,25 @@ def map_errors(endpoint: Endpoint, path: str | None = None, *, login: bool = Fal
         raise
     except ftplib.error_temp as exc:
         # 4xx: "try again later" (421 too many users / shutting down, 425/426 data connection, 450/451)
-        raise TransientError(f"the server answered {str(exc).strip()}", **where) from exc
+        reply = str(exc).strip()
+        meaning = _MEANINGS.get(_reply_code(exc))
+        if _reply_code(exc) in _OUT_OF_SPACE:
+            raise TransientError(f"the server is out of space: {reply}", **where, hint=_SPACE_HINT) from exc
+        raise TransientError(f"the server answered {reply}" + (f" ({meaning})" if meaning else ""), **where) from exc
     except ftplib.error_perm as exc:
         reply = str(exc).strip()
-        if login and _reply_code(exc) == "530":
+        code = _reply_code(exc)
+        if login and code in ("530", "532"):
             raise AuthenticationError(
                 f"login refused: {reply}",
                 **where,
                 hint="check the user name and password",
             ) from exc
-        raise PermanentError(f"the server refused: {reply}", **where) from exc
+        if code in _OUT_OF_SPACE:
+            # 552 "exceeded storage allocation": space can be freed, so it is retried like a 4xx.
+            raise TransientError(f"the server is out of space: {reply}", **where, hint=_SPACE_HINT) from exc
+        meaning = _MEANINGS.get(code)
+        raise PermanentError(f"the server refused: {reply}" + (f" ({meaning})" if meaning else ""), **where) from exc
     except (ftplib.error_reply, ftplib.error_proto) as exc:
         # An unexpected or garbled reply: usually a connection cut half way through a reply.
         raise TransientError(f"unexpected reply from the server: {str(exc).strip()}", **where) from exc
@@ -160,8 +202,6 @@ class FTPTransport(Transport):
     def __init__(self, endpoint: Endpoint) -> None:
         super().__init__(endpoint)
         self._ftp: ftplib.FTP | None = None
-        # directories known to exist on this connection, so a batch does not re-create them
-        self._dirs: set[str] = set()
 
     @property
     def ftp(self) -> ftplib.FTP:
@@ -174,7 +214,7 @@ class FTPTransport(Transport):
         endpoint = self.endpoint
         if endpoint.scheme == "ftp":
             # Plain FTP is an explicit opt-in of the rule file (allow_plain_ftp), checked when rules load.
-            ftp: ftplib.FTP = ftplib.FTP(timeout=endpoint.timeout)  # noqa: S321
+            ftp: ftplib.FTP = _FTP(timeout=endpoint.timeout)
         elif endpoint.scheme == "ftps":
             ftp = _FTPS(context=tls_context(endpoint), timeout=endpoint.timeout)
         elif endpoint.scheme == "ftps+implicit":
@@ -222,6 +262,28 @@ class FTPTransport(Transport):
             log.debug("QUIT failed: %r", exc)
         finally:
             ftp.close()
+
+    def alive(self) -> bool:
+        """NOOP answered with 2xx."""
+        if self._ftp is None:
+            return False
+        try:
+            self._ftp.voidcmd("NOOP")
+        except (ftplib.Error, OSError, EOFError) as exc:
+            log.debug("pooled connection is dead: %r", exc, extra={"destination": self.endpoint.display})
+            return False
+        return True
+
+    def abort(self) -> None:
+        """Shut down the data and control sockets; the blocked call fails with an OSError."""
+        ftp = self._ftp
+        if ftp is None:
+            return
+        for sock in (getattr(ftp, "data_sock", None), ftp.sock):
+            if sock is None:
+                continue
+            with contextlib.suppress(OSError):  # closed already
+                sock.shutdown(socket.SHUT_RDWR)
 
     def makedirs(self, path: str) -> None:
         """Create ``path`` and its missing parents, one MKD per missing component."""

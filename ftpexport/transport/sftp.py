@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import errno
 import hashlib
 import io
@@ -108,7 +109,7 @@ def _close_transport(transport: paramiko.Transport) -> None:
 
 
 @contextmanager
-def map_errors(endpoint: Endpoint, path: str | None = None) -> Iterator[None]:
+def map_errors(endpoint: Endpoint, path: str | None = None, *, writing: bool = False) -> Iterator[None]:
     """Turn paramiko, SFTP and socket errors into ftpexport errors naming the destination and path."""
     where = {"destination": endpoint.display, "path": path}
     try:
@@ -143,6 +144,14 @@ def map_errors(endpoint: Endpoint, path: str | None = None) -> Iterator[None]:
             raise PermanentError(f"no such file or directory: {text}", **where) from exc
         if exc.errno in (errno.EACCES, errno.EPERM):
             raise PermanentError(f"permission denied: {text}", **where) from exc
+        if exc.errno is None and writing:
+            # OpenSSH reports ENOSPC and EDQUOT as a bare SSH_FX_FAILURE ("Failure").
+            raise TransientError(
+                f"the server could not write the file: {text}",
+                **where,
+                hint="usually the disk is full or a quota is exceeded on the server; the delivery is retried, "
+                "then parked as failed",
+            ) from exc
         if exc.errno is None:
             raise PermanentError(f"the server refused: {text}", **where) from exc
         raise TransientError(f"network error: {text}", **where) from exc
@@ -156,8 +165,8 @@ class SFTPTransport(Transport):
         self._transport: paramiko.Transport | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self._fingerprint: str | None = None
-        # directories known to exist on this connection
-        self._dirs: set[str] = set()
+        #: the server's public key as a ``host_key`` line, known after the handshake
+        self.server_key_line: str | None = None
 
     @property
     def sftp(self) -> paramiko.SFTPClient:
@@ -225,6 +234,7 @@ class SFTPTransport(Transport):
             sock.close()
             raise
         self._fingerprint = fingerprint(key)
+        self.server_key_line = public_key_line(key)
         return transport, key
 
     def _pinned_keys(self) -> set[tuple[str, bytes]]:
@@ -337,6 +347,25 @@ class SFTPTransport(Transport):
         if transport is not None:
             _close_transport(transport)
 
+    def alive(self) -> bool:
+        """The SSH connection is up and the SFTP session answers a request."""
+        if self._sftp is None or self._transport is None or not self._transport.is_active():
+            return False
+        try:
+            self._sftp.normalize(".")
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            log.debug("pooled connection is dead: %r", exc, extra={"destination": self.endpoint.display})
+            return False
+        return True
+
+    def abort(self) -> None:
+        """Close the SSH socket; a blocked read or write fails at once."""
+        transport = self._transport
+        if transport is None:
+            return
+        with contextlib.suppress(OSError, AttributeError):  # closed already
+            transport.sock.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
+
     # --- file operations
 
     def makedirs(self, path: str) -> None:
@@ -383,7 +412,7 @@ class SFTPTransport(Transport):
     def put(self, stream: BinaryIO, path: str, callback: Callable[[int], None] | None = None) -> int:
         """Write ``stream`` to ``path`` with pipelined writes; return the bytes sent."""
         sent = 0
-        with map_errors(self.endpoint, path), self.sftp.open(path, "wb") as remote:
+        with map_errors(self.endpoint, path, writing=True), self.sftp.open(path, "wb") as remote:
             # Pipelining does not wait for each write's reply; errors surface at the latest on close.
             remote.set_pipelined(True)
             while chunk := stream.read(CHUNK_SIZE):

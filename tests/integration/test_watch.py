@@ -55,36 +55,35 @@ destinations:
 
 
 @pytest.fixture
-def watcher(tmp_path: Path, rules: Path) -> Iterator[tuple[Path, Ledger, list[Summary]]]:
-    """An InboxWatcher running in a thread on an empty inbox; stopped with an event."""
+def watcher(tmp_path: Path, rules: Path) -> Iterator[tuple[Path, Ledger, Summary]]:
+    """An InboxWatcher running in a thread on an empty inbox, feeding one Exporter; stopped with an event."""
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     ledger = Ledger(tmp_path / "ledger.sqlite3")
-    batches: list[Summary] = []
+    summary = Summary()
     stop = threading.Event()
-
-    def export(folders: list[Path]) -> Summary:
-        summary = Exporter(load_rules(rules), ledger, Options(jobs=2, retries=0)).export(folders)
-        batches.append(summary)
-        return summary
-
+    exporter = Exporter(load_rules(rules), ledger, Options(jobs=2, retries=0))
     thread = threading.Thread(
-        target=InboxWatcher(inbox, export, stop=stop, settle=0.3, rescan_every=3600).run, name="watcher"
+        target=InboxWatcher(
+            inbox, lambda folders: exporter.submit(folders, summary), stop=stop, settle=0.3, rescan_every=3600
+        ).run,
+        name="watcher",
     )
     thread.start()
     try:
-        yield inbox, ledger, batches
+        yield inbox, ledger, summary
     finally:
         stop.set()
         thread.join(timeout=10)
+        exporter.close()
         ledger.close()
         assert not thread.is_alive()
 
 
 def test_a_record_written_slowly_is_exported_once_complete(
-    watcher: tuple[Path, Ledger, list[Summary]], ftp_server: RunningServer
+    watcher: tuple[Path, Ledger, Summary], ftp_server: RunningServer
 ) -> None:
-    inbox, ledger, batches = watcher
+    inbox, ledger, summary = watcher
     record = inbox / "veh-000124"
     record.mkdir()
     for image in sorted((SAMPLES / "veh-000124").glob("*.jpg")):
@@ -102,8 +101,8 @@ def test_a_record_written_slowly_is_exported_once_complete(
     assert delivery.remote_paths == ("dms/WVWZZZAUZLW000124.zip",)
     assert delivery.attempts == 1
     assert (ftp_server.root / "dms/WVWZZZAUZLW000124.zip").stat().st_size == delivery.bytes
-    assert all(not s.record_errors for s in batches), "a half-written vehicle.json was picked up"
-    assert sum(s.count("delivered") for s in batches) == 1
+    assert not summary.record_errors, "a half-written vehicle.json was picked up"
+    assert summary.count("delivered") == 1
 
 
 def test_records_present_at_startup_and_updates_are_exported(
@@ -111,13 +110,12 @@ def test_records_present_at_startup_and_updates_are_exported(
 ) -> None:
     inbox = tmp_path / "inbox"
     shutil.copytree(SAMPLES / "veh-000124", inbox / "veh-000124")
-    with Ledger(tmp_path / "ledger.sqlite3") as ledger:
+    with (
+        Ledger(tmp_path / "ledger.sqlite3") as ledger,
+        Exporter(load_rules(rules), ledger, Options(retries=0)) as exporter,
+    ):
         stop = threading.Event()
-
-        def export(folders: list[Path]) -> Summary:
-            return Exporter(load_rules(rules), ledger, Options(retries=0)).export(folders)
-
-        thread = threading.Thread(target=InboxWatcher(inbox, export, stop=stop, settle=0.2).run)
+        thread = threading.Thread(target=InboxWatcher(inbox, exporter.submit, stop=stop, settle=0.2).run)
         thread.start()
         try:
             _eventually(lambda: len(ledger.deliveries(status="delivered")) == 1, "the startup scan's delivery")

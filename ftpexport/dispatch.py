@@ -1,0 +1,328 @@
+"""Scheduling: one lane per destination, a shared pool of workers, backoff and a circuit breaker.
+
+Each destination (lane) has its queue of jobs and a limit of jobs running at once (its
+``max_connections``). ``workers`` threads take jobs round-robin over the lanes that can run one,
+so a destination with a thousand queued records does not starve the others.
+
+A failed job that may succeed later waits in its lane until its backoff delay is over; no worker
+sleeps meanwhile. A lane whose jobs keep failing for reasons of the destination (connection
+refused, timeouts, login refused) is paused: the breaker opens for ``breaker_pause`` seconds,
+doubled at each new trip up to ``max_pause``; then one job probes the destination, and closes
+the breaker when it succeeds. A paused lane takes no worker at all.
+
+This module knows nothing of records or servers: a job is run by the ``handler`` given to the
+Dispatcher, which answers with a ``Result``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+log = logging.getLogger(__name__)
+
+Verdict = Literal["done", "retry", "failed", "deferred"]
+
+
+@dataclass
+class Job:
+    """One unit of work for one lane."""
+
+    lane: str
+    #: jobs with the same ident are not queued twice
+    ident: Hashable
+    #: how many jobs of this lane may run at once
+    limit: int
+    payload: Any = None
+    #: attempts started by this dispatcher
+    tries: int = 0
+    not_before: float = 0.0
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one run of a job came to."""
+
+    verdict: Verdict
+    #: the failure says something about the destination, not only this job (counts for the breaker)
+    destination_fault: bool = False
+    #: a failure that will not go away soon (login refused): open the breaker for ``max_pause`` at once
+    pause_long: bool = False
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Backoff and breaker settings."""
+
+    #: first retry delay in seconds, doubled at each try, with +-50 % jitter
+    backoff: float = 1.0
+    max_backoff: float = 300.0
+    #: consecutive destination failures that open the breaker
+    breaker_threshold: int = 3
+    breaker_pause: float = 30.0
+    max_pause: float = 600.0
+
+    def delay(self, tries: int) -> float:
+        """The wait before try ``tries + 1``."""
+        return min(self.backoff * 2 ** (tries - 1), self.max_backoff) * random.uniform(0.5, 1.5)  # noqa: S311
+
+
+@dataclass
+class _Lane:
+    key: str
+    limit: int = 1
+    ready: deque[Job] = field(default_factory=deque)
+    delayed: list[tuple[float, int, Job]] = field(default_factory=list)
+    active: int = 0
+    failures: int = 0
+    trips: int = 0
+    paused_until: float = 0.0
+    last_error: str | None = None
+
+    def queued(self) -> int:
+        return len(self.ready) + len(self.delayed)
+
+    def capacity(self) -> int:
+        # after a pause, a single job probes the destination
+        return 1 if self.trips else self.limit
+
+    def take(self, now: float) -> Job | None:
+        if self.delayed and self.delayed[0][0] <= now:
+            return heapq.heappop(self.delayed)[2]
+        if self.ready:
+            return self.ready.popleft()
+        return None
+
+    def wake_at(self, now: float) -> float | None:
+        """When this lane may have a runnable job, if it has work at all."""
+        if not self.queued():
+            return None
+        if self.paused_until > now:
+            return self.paused_until
+        if self.ready:
+            return now
+        return self.delayed[0][0]
+
+    def drain_jobs(self) -> list[Job]:
+        jobs = list(self.ready) + [entry[2] for entry in self.delayed]
+        self.ready.clear()
+        self.delayed.clear()
+        return jobs
+
+
+class Dispatcher:
+    """Runs jobs on ``workers`` threads, lane by lane, until ``close``."""
+
+    def __init__(
+        self,
+        handler: Callable[[Job], Result],
+        abandon: Callable[[Job, str], None],
+        *,
+        workers: int,
+        policy: Policy | None = None,
+    ) -> None:
+        self._handler = handler
+        self._abandon = abandon
+        self.policy = policy or Policy()
+        self._cond = threading.Condition()
+        self._lanes: dict[str, _Lane] = {}
+        self._idents: set[Hashable] = set()
+        self._inflight = 0
+        self._rr = 0
+        self._seq = itertools.count()
+        self._stopping = False
+        self._closing = False
+        self._threads = [
+            threading.Thread(target=self._work, name=f"ftpexport-worker-{i}", daemon=True)
+            for i in range(max(1, workers))
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    # --- feeding
+
+    def submit(self, job: Job) -> bool:
+        """Queue a job; False when a job with the same ident is queued or running, or after ``stop``."""
+        with self._cond:
+            if self._stopping or job.ident in self._idents:
+                return False
+            lane = self._lanes.get(job.lane)
+            if lane is None:
+                lane = self._lanes[job.lane] = _Lane(job.lane)
+            lane.limit = job.limit  # the latest rules win
+            self._idents.add(job.ident)
+            lane.ready.append(job)
+            self._cond.notify()
+        return True
+
+    def busy(self, ident: Hashable) -> bool:
+        """True while a job with this ident is queued or running."""
+        with self._cond:
+            return ident in self._idents
+
+    def paused(self) -> dict[str, tuple[float, str | None]]:
+        """``{lane: (seconds until it resumes, last error)}`` of the paused lanes."""
+        now = time.monotonic()
+        with self._cond:
+            return {k: (v.paused_until - now, v.last_error) for k, v in self._lanes.items() if v.paused_until > now}
+
+    # --- waiting
+
+    def drain(self) -> None:
+        """Wait until every job ran, except those of paused lanes: those are abandoned (batch runs).
+
+        A run ends when nothing can make progress without waiting for a destination's pause to end,
+        so its duration is bounded by timeouts and pauses, not by the jobs queued behind a dead server.
+        """
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                if self._inflight == 0:
+                    wakes = [lane.wake_at(now) for lane in self._lanes.values()]
+                    if not any(wake is not None and lane.paused_until <= now
+                               for wake, lane in zip(wakes, self._lanes.values(), strict=True)):  # fmt: skip
+                        break
+                self._cond.wait(timeout=self._wait_time(now))
+            leftovers = []
+            for lane in self._lanes.values():
+                reason = (
+                    f"not tried: the destination is paused for {lane.paused_until - now:.0f} s after repeated "
+                    f"failures (last: {lane.last_error})"
+                )
+                leftovers += [(job, reason) for job in lane.drain_jobs()]
+            for job, _ in leftovers:
+                self._idents.discard(job.ident)
+        for job, reason in leftovers:
+            self._abandon(job, reason)
+
+    def stop(self) -> None:
+        """Take no new job; queued jobs are abandoned; running jobs go on (see ``wait_idle``)."""
+        with self._cond:
+            self._stopping = True
+            leftovers = [job for lane in self._lanes.values() for job in lane.drain_jobs()]
+            for job in leftovers:
+                self._idents.discard(job.ident)
+            self._cond.notify_all()
+        for job in leftovers:
+            self._abandon(job, "not tried: ftpexport was stopping")
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no job is running; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._inflight:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(timeout=remaining)
+        return True
+
+    def close(self) -> None:
+        """Stop, wait for the running jobs, and end the worker threads."""
+        self.stop()
+        self.wait_idle()
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join()
+
+    # --- workers
+
+    def _work(self) -> None:
+        while True:
+            job = self._next()
+            if job is None:
+                return
+            try:
+                result = self._handler(job)
+            except Exception as exc:  # a bug in the handler must not kill the worker
+                log.exception("unexpected error in a delivery, please report it")
+                result = Result("failed", error=f"unexpected error {type(exc).__name__}: {exc}")
+            self._finish(job, result)
+
+    def _next(self) -> Job | None:
+        with self._cond:
+            while True:
+                if self._closing:
+                    return None
+                now = time.monotonic()
+                if not self._stopping:
+                    job = self._pick(now)
+                    if job is not None:
+                        return job
+                self._cond.wait(timeout=self._wait_time(now))
+
+    def _pick(self, now: float) -> Job | None:
+        lanes = list(self._lanes.values())
+        for i in range(len(lanes)):
+            lane = lanes[(self._rr + i) % len(lanes)]
+            if lane.active >= lane.capacity() or lane.paused_until > now:
+                continue
+            job = lane.take(now)
+            if job is None:
+                continue
+            self._rr = (self._rr + i + 1) % len(lanes)
+            lane.active += 1
+            self._inflight += 1
+            job.tries += 1
+            return job
+        return None
+
+    def _wait_time(self, now: float) -> float:
+        wakes = [w for w in (lane.wake_at(now) for lane in self._lanes.values()) if w is not None and w > now]
+        return max(0.01, min([*wakes, now + 1.0]) - now)
+
+    def _finish(self, job: Job, result: Result) -> None:
+        abandoned = False
+        with self._cond:
+            lane = self._lanes[job.lane]
+            lane.active -= 1
+            self._inflight -= 1
+            now = time.monotonic()
+            if result.verdict == "retry" and self._stopping:
+                abandoned = True
+                self._idents.discard(job.ident)
+            elif result.verdict == "retry":
+                job.not_before = now + self.policy.delay(job.tries)
+                heapq.heappush(lane.delayed, (job.not_before, next(self._seq), job))
+            else:
+                self._idents.discard(job.ident)
+            self._breaker(lane, result, now)
+            self._cond.notify_all()
+        if abandoned:
+            self._abandon(job, "stopped before it could be tried again")
+
+    def _breaker(self, lane: _Lane, result: Result, now: float) -> None:
+        if result.verdict == "done":
+            if lane.trips:
+                log.info("destination answers again; resuming", extra={"destination": lane.key})
+            lane.failures = lane.trips = 0
+            return
+        if not result.destination_fault:
+            return
+        lane.failures += 1
+        lane.last_error = result.error
+        if lane.failures < self.policy.breaker_threshold and not lane.trips and not result.pause_long:
+            return
+        lane.trips += 1
+        lane.failures = 0
+        if result.pause_long:
+            pause = self.policy.max_pause
+        else:
+            pause = min(self.policy.breaker_pause * 2 ** (lane.trips - 1), self.policy.max_pause)
+        lane.paused_until = max(lane.paused_until, now + pause)
+        log.warning(
+            "destination paused after repeated failures",
+            extra={"destination": lane.key, "pause_seconds": round(pause, 1), "queued": lane.queued(),
+                   "error": result.error},
+        )  # fmt: skip

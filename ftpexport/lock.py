@@ -1,0 +1,46 @@
+"""One exporting process per ledger: an exclusive lock file beside the SQLite file.
+
+Two processes sending from the same ledger would upload the same records twice. ``run`` and
+``watch`` hold the lock for their whole life; the kernel releases it when the process dies, even
+on ``kill -9``, so a crash never leaves a stale lock behind.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import ConfigError
+
+
+def lock_path(state: Path) -> Path:
+    """The lock file of a ledger file."""
+    return state.with_name(state.name + ".lock")
+
+
+@contextmanager
+def exclusive(state: Path) -> Iterator[None]:
+    """Hold the ledger's lock file; raises ``ConfigError`` when another process holds it."""
+    path = lock_path(state)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot create the lock file: {exc.strerror}", hint="check --state") from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise ConfigError(
+                f"{state}: another ftpexport process (pid {holder}) is exporting with this ledger",
+                hint="wait for it to finish, stop it, or use another --state",
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock

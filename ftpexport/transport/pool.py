@@ -1,0 +1,98 @@
+"""Open connections to one destination, kept between jobs and checked before they are reused."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from . import open_transport
+from .base import Endpoint, Transport
+
+log = logging.getLogger(__name__)
+
+
+class ConnectionPool:
+    """Up to ``size`` idle connections to one endpoint; a dead one is replaced by a new connection.
+
+    ``acquire`` hands out a connected transport, ``release`` takes it back (or closes it when the
+    job failed: a connection in an unknown state is never reused). Idle connections are closed
+    after ``idle_timeout`` seconds by ``reap``, before most servers drop them on their side.
+    """
+
+    def __init__(self, endpoint: Endpoint, *, size: int, idle_timeout: float = 60.0) -> None:
+        self.endpoint = endpoint
+        self.size = size
+        self.idle_timeout = idle_timeout
+        self._lock = threading.Lock()
+        self._idle: list[tuple[Transport, float]] = []
+        self._active: set[Transport] = set()
+        self._closed = False
+        #: connections opened and reused so far (for logs and tests)
+        self.opened = 0
+        self.reused = 0
+
+    def acquire(self) -> Transport:
+        """A connected transport: an idle one that still answers, else a new connection."""
+        while True:
+            with self._lock:
+                if not self._idle:
+                    break
+                transport, _ = self._idle.pop()
+            if transport.alive():
+                transport.forget_directories()
+                with self._lock:
+                    self._active.add(transport)
+                    self.reused += 1
+                return transport
+            log.debug("the server dropped an idle connection; opening a new one",
+                      extra={"destination": self.endpoint.display})  # fmt: skip
+            transport.close()
+        transport = open_transport(self.endpoint)
+        with self._lock:
+            self._active.add(transport)
+        try:
+            transport.connect()
+        except BaseException:
+            with self._lock:
+                self._active.discard(transport)
+            transport.close()
+            raise
+        with self._lock:
+            self.opened += 1
+        return transport
+
+    def release(self, transport: Transport, *, reuse: bool) -> None:
+        """Give a transport back: kept for the next job if ``reuse`` and there is room, else closed."""
+        with self._lock:
+            self._active.discard(transport)
+            keep = reuse and not self._closed and len(self._idle) < self.size
+            if keep:
+                self._idle.append((transport, time.monotonic()))
+        if not keep:
+            transport.close()
+
+    def reap(self) -> int:
+        """Close the connections idle for longer than ``idle_timeout``; returns how many."""
+        limit = time.monotonic() - self.idle_timeout
+        with self._lock:
+            old = [t for t, since in self._idle if since < limit]
+            self._idle = [(t, since) for t, since in self._idle if since >= limit]
+        for transport in old:
+            transport.close()
+        return len(old)
+
+    def abort_active(self) -> None:
+        """Cut the connections in use, so that blocked transfers fail now (shutdown after the grace time)."""
+        with self._lock:
+            active = list(self._active)
+        for transport in active:
+            transport.abort()
+
+    def close(self) -> None:
+        """Close the idle connections; connections in use are closed when released."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for transport, _ in idle:
+            transport.close()
