@@ -195,8 +195,8 @@ class Dispatcher:
             leftovers = []
             for lane in self._lanes.values():
                 reason = (
-                    f"not tried: the destination is paused for {lane.paused_until - now:.0f} s after repeated "
-                    f"failures (last: {lane.last_error})"
+                    f"not tried again in this run: the destination is paused for {lane.paused_until - now:.0f} s "
+                    f"after repeated failures (last: {lane.last_error}); still pending, the next run tries again"
                 )
                 leftovers += [(job, reason) for job in lane.drain_jobs()]
             for job, _ in leftovers:
@@ -310,8 +310,10 @@ class Dispatcher:
             return
         if not result.destination_fault:
             return
-        lane.failures += 1
         lane.last_error = result.error
+        if lane.paused_until > now:
+            return  # a job that was running when the breaker opened: the pause holds already
+        lane.failures += 1
         if lane.failures < self.policy.breaker_threshold and not lane.trips and not result.pause_long:
             return
         lane.trips += 1

@@ -267,3 +267,97 @@ def test_the_ledger_is_created_with_its_folder(tmp_path: Path) -> None:
         open_delivery(ledger)
 
     assert path.is_file()
+
+
+# --- the crash journal, interrupted attempts, requeue and resumption (schema 2)
+
+
+def test_the_file_journal_goes_from_renaming_to_published_per_file(ledger: Ledger) -> None:
+    delivery = open_delivery(ledger)
+    other = open_delivery(ledger, destination="acme/other")
+    ledger.mark_file(delivery.id, "out/A.zip", "renaming")
+    ledger.mark_file(delivery.id, "out/A.json", "renaming")
+    ledger.mark_file(delivery.id, "out/A.zip", "published")
+
+    assert ledger.file_states(delivery.id) == {"out/A.zip": "published", "out/A.json": "renaming"}
+    assert ledger.file_states(other.id) == {}
+
+
+def test_close_interrupted_marks_only_unfinished_attempts(ledger: Ledger) -> None:
+    delivery = open_delivery(ledger)
+    finished = ledger.start_attempt(delivery.id, "c1")
+    ledger.fail(delivery.id, finished, "timed out", final=False)
+    ledger.start_attempt(delivery.id, "c2")  # the process dies here
+
+    assert ledger.close_interrupted() == 1
+    attempts = ledger.attempts(delivery.id)
+    assert [a["result"] for a in attempts] == ["failed", "interrupted"]
+    assert attempts[1]["finished_at"] is not None
+    assert ledger.close_interrupted() == 0
+    assert ledger.get(delivery.id).status == "pending"
+
+
+def test_requeue_puts_failed_deliveries_back_with_a_fresh_budget(ledger: Ledger) -> None:
+    failed = [open_delivery(ledger, record_id=f"veh-{i}", destination=d) for i, d in
+              enumerate(["acme/dms", "acme/ftp", "bravo/dms"])]  # fmt: skip
+    for delivery in failed:
+        attempt = ledger.start_attempt(delivery.id, "c")
+        ledger.fail(delivery.id, attempt, "login refused", final=True)
+    pending = open_delivery(ledger, record_id="veh-9")
+
+    assert ledger.requeue(client_id="nobody") == []
+    requeued = ledger.requeue(client_id="acme", destination="acme/ftp")
+    assert [d.id for d in requeued] == [failed[1].id]
+    assert requeued[0].last_error == "login refused"  # what it was, for the operator
+    again = ledger.get(failed[1].id)
+    assert (again.status, again.attempts) == ("pending", 0)
+    assert len(ledger.attempts(failed[1].id)) == 1  # the history stays
+    assert [d.id for d in ledger.requeue()] == [failed[0].id, failed[2].id]
+    assert ledger.get(pending.id).status == "pending"
+
+
+def test_pending_record_paths_are_unique_oldest_first(ledger: Ledger) -> None:
+    open_delivery(ledger, record_id="veh-2")
+    open_delivery(ledger, record_id="veh-1")
+    open_delivery(ledger, record_id="veh-2", destination="acme/other")
+    done = open_delivery(ledger, record_id="veh-3")
+    ledger.succeed(done.id, ledger.start_attempt(done.id, "c"), ["x"], 1)
+
+    assert ledger.pending_record_paths() == ["/inbox/veh-2", "/inbox/veh-1"]
+
+
+def test_a_record_folder_that_is_gone_parks_its_pending_deliveries(ledger: Ledger) -> None:
+    gone = open_delivery(ledger, record_id="veh-1")
+    kept = open_delivery(ledger, record_id="veh-2")
+
+    assert ledger.give_up_on_missing("/inbox/veh-1", "the record folder is gone: /inbox/veh-1") == 1
+    assert (ledger.get(gone.id).status, ledger.get(gone.id).last_error) == (
+        "failed", "the record folder is gone: /inbox/veh-1"
+    )  # fmt: skip
+    assert ledger.get(kept.id).status == "pending"
+
+
+def test_defer_keeps_a_delivery_pending_with_the_reason(ledger: Ledger) -> None:
+    delivery = open_delivery(ledger)
+    ledger.defer(delivery.id, "not tried: ftpexport was stopping")
+    again = ledger.get(delivery.id)
+    assert (again.status, again.last_error, again.attempts) == ("pending", "not tried: ftpexport was stopping", 0)
+
+
+def test_a_schema_1_ledger_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    with Ledger(path) as ledger:
+        delivery = open_delivery(ledger)
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE files")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+
+    with Ledger(path) as ledger:
+        assert ledger.get(delivery.id).status == "pending"
+        ledger.mark_file(delivery.id, "A.zip", "published")
+        assert ledger.file_states(delivery.id) == {"A.zip": "published"}
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    db.close()
