@@ -276,6 +276,11 @@ class Ledger:
                 (delivery_id, remote_path, state, now()),
             )
 
+    def forget_file(self, delivery_id: int, remote_path: str) -> None:
+        """Drop a journal entry: the server answered that the rename did not happen."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM files WHERE delivery_id = ? AND remote_path = ?", (delivery_id, remote_path))
+
     def file_states(self, delivery_id: int) -> dict[str, FileState]:
         """``{remote_path: state}`` of the files an earlier attempt of this delivery got to rename."""
         with self._lock:

@@ -574,6 +574,12 @@ class Exporter:
         size = 0
         skipped = True
         artifacts: list[tuple[Artifact, str]] = [(a, upload.if_exists) for a in package.files]
+        journalled: list[str] = []  # the file of this iteration, once journalled as "renaming"
+
+        def before_rename(path: str) -> None:
+            self.ledger.mark_file(d.delivery_id, path, "renaming")
+            journalled.append(path)
+
         for artifact, if_exists in artifacts + ([(package.done_marker, "overwrite")] if package.done_marker else []):
             if artifact is package.done_marker and skipped:
                 break  # nothing new arrived: no new done marker either
@@ -583,17 +589,24 @@ class Exporter:
                 size += artifact.size
                 skipped = False
                 continue
-            result = upload_file(
-                transport,
-                artifact.open,
-                artifact.size,
-                d.remote_dir,
-                artifact.name,
-                atomic=upload.atomic,
-                if_exists=if_exists,  # type: ignore[arg-type]
-                callback=self._on_bytes,
-                before_rename=lambda path: self.ledger.mark_file(d.delivery_id, path, "renaming"),
-            )
+            journalled.clear()
+            try:
+                result = upload_file(
+                    transport,
+                    artifact.open,
+                    artifact.size,
+                    d.remote_dir,
+                    artifact.name,
+                    atomic=upload.atomic,
+                    if_exists=if_exists,  # type: ignore[arg-type]
+                    callback=self._on_bytes,
+                    before_rename=before_rename,
+                )
+            except TransportError as exc:
+                if journalled and not exc.retriable:
+                    # the server answered that it did not rename: the journal must not claim it may have
+                    self.ledger.forget_file(d.delivery_id, journalled[0])
+                raise
             if not result.skipped:
                 self.ledger.mark_file(d.delivery_id, final, "published")
             paths.append(result.path)

@@ -22,7 +22,7 @@ from typing import BinaryIO, Literal
 
 from pydantic import SecretStr
 
-from ..errors import PermanentError, RemoteExistsError, TransientError
+from ..errors import PermanentError, RemoteExistsError, TransientError, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -206,8 +206,20 @@ def upload_file(
     if before_rename is not None:
         before_rename(final)
     if atomic:
-        transport.rename(target, final)
+        try:
+            transport.rename(target, final)
+        except TransportError as exc:
+            if not exc.retriable:
+                _remove_quietly(transport, target)  # a refused rename: leave no hidden file behind
+            raise
     return Upload(final, sent)
+
+
+def _remove_quietly(transport: Transport, path: str) -> None:
+    try:
+        transport.remove(path)
+    except TransportError as exc:
+        log.debug("could not remove %s: %s", path, exc.reason)
 
 
 def resume_rename(transport: Transport, remote_dir: str, name: str, size: int) -> bool:
