@@ -184,9 +184,17 @@ class _Stopper:
         self.event = threading.Event()
         self._threads: list[threading.Thread] = []
 
-    def install(self) -> None:
-        signal.signal(signal.SIGTERM, self._handle)
-        signal.signal(signal.SIGINT, self._handle)
+    def __enter__(self) -> _Stopper:
+        self._previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self.join()
 
     def _handle(self, signum: int, _frame: object) -> None:
         grace = 0.0 if self.event.is_set() else self.grace
@@ -262,11 +270,9 @@ def run(
             on_outcome=progress.outcome,
             on_bytes=progress.sent,
         ) as exporter,
+        _Stopper(exporter, grace, logging.getLogger("ftpexport")),
     ):
-        stopper = _Stopper(exporter, grace, logging.getLogger("ftpexport"))
-        stopper.install()
         summary = exporter.export(folders)
-        stopper.join()
     progress.close()
     elapsed = time.monotonic() - started
     if as_json:
@@ -328,9 +334,8 @@ def watch(
         Exporter(
             reloader.ruleset, ledger, _options(jobs, retries, backoff, pause, state), on_outcome=report
         ) as exporter,
+        _Stopper(exporter, grace, log) as stopper,
     ):
-        stopper = _Stopper(exporter, grace, log)
-        stopper.install()
         watcher: InboxWatcher | None = None
 
         def housekeeping() -> list[Path]:
@@ -352,7 +357,6 @@ def watch(
             housekeeping=housekeeping,
         )
         watcher.run()
-        stopper.join()
     log.info("stopped")
 
 
