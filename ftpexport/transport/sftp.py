@@ -23,6 +23,7 @@ from typing import BinaryIO
 import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from paramiko.sftp import CMD_STATUS, CMD_WRITE, int64
 
 from ..errors import (
     AuthenticationError,
@@ -155,6 +156,59 @@ def map_errors(endpoint: Endpoint, path: str | None = None, *, writing: bool = F
         if exc.errno is None:
             raise PermanentError(f"the server refused: {text}", **where) from exc
         raise TransientError(f"network error: {text}", **where) from exc
+
+
+class _AckedWriter:
+    """Pipelined SFTP writes whose every status reply is checked.
+
+    paramiko's pipelined ``SFTPFile.write`` drops the server's replies to the writes, so a write
+    the server refused (disk full: ``SSH_FX_FAILURE``) goes unnoticed, and a failure in the middle
+    of a file could even leave a hole that a size check cannot see. Here each write is registered
+    with this object, which keeps the first error; at most ``WINDOW`` writes are unanswered.
+    """
+
+    #: bytes per SFTP write request (what OpenSSH and paramiko use)
+    REQUEST_SIZE = 32768
+    WINDOW = 64
+
+    def __init__(self, sftp: paramiko.SFTPClient, handle: bytes) -> None:
+        self.sftp = sftp
+        self.handle = handle
+        self.offset = 0
+        self.unanswered = 0
+        self.error: BaseException | None = None
+
+    def write(self, data: bytes) -> None:
+        for start in range(0, len(data), self.REQUEST_SIZE):
+            piece = data[start : start + self.REQUEST_SIZE]
+            while self.unanswered >= self.WINDOW:
+                self._read_one()
+            self.sftp._async_request(self, CMD_WRITE, self.handle, int64(self.offset), piece)
+            self.unanswered += 1
+            self.offset += len(piece)
+
+    def finish(self) -> None:
+        """Wait for every reply; raise the first write error (an IOError, as paramiko raises them)."""
+        while self.unanswered:
+            self._read_one()
+        if self.error is not None:
+            raise self.error
+
+    def _read_one(self) -> None:
+        self.sftp._read_response()  # one packet: calls _async_response below
+        if self.error is not None:
+            raise self.error
+
+    # called by paramiko for each reply to a request registered with this object
+    def _async_response(self, t: int, msg: paramiko.Message, num: int) -> None:
+        self.unanswered -= 1
+        if t != CMD_STATUS:
+            self.error = self.error or paramiko.SFTPError(f"unexpected reply {t} to a write")
+            return
+        try:
+            self.sftp._convert_status(msg)
+        except Exception as exc:  # IOError(errno, text) or EOFError, kept for finish()
+            self.error = self.error or exc
 
 
 class SFTPTransport(Transport):
@@ -410,16 +464,16 @@ class SFTPTransport(Transport):
         return attributes.st_size
 
     def put(self, stream: BinaryIO, path: str, callback: Callable[[int], None] | None = None) -> int:
-        """Write ``stream`` to ``path`` with pipelined writes; return the bytes sent."""
+        """Write ``stream`` to ``path`` with pipelined writes, each one acknowledged; return the bytes sent."""
         sent = 0
         with map_errors(self.endpoint, path, writing=True), self.sftp.open(path, "wb") as remote:
-            # Pipelining does not wait for each write's reply; errors surface at the latest on close.
-            remote.set_pipelined(True)
+            writer = _AckedWriter(self.sftp, remote.handle)
             while chunk := stream.read(CHUNK_SIZE):
-                remote.write(chunk)
+                writer.write(chunk)
                 sent += len(chunk)
                 if callback is not None:
                     callback(len(chunk))
+            writer.finish()
         return sent
 
     def rename(self, source: str, target: str) -> None:
