@@ -171,7 +171,8 @@ class Ledger:
             db.execute(
                 "INSERT INTO deliveries (record_id, content_hash, client_id, destination, record_path, status,"
                 " created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)"
-                " ON CONFLICT (record_id, content_hash, destination) DO UPDATE SET record_path = excluded.record_path",
+                " ON CONFLICT (record_id, content_hash, destination) DO UPDATE SET record_path = excluded.record_path,"
+                " status = CASE WHEN status = 'superseded' THEN 'pending' ELSE status END",
                 (record_id, content_hash, client_id, destination, record_path, stamp, stamp),
             )
             db.execute(

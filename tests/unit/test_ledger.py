@@ -361,3 +361,13 @@ def test_a_schema_1_ledger_is_upgraded_in_place(tmp_path: Path) -> None:
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
     db.close()
+
+
+def test_a_version_that_comes_back_after_being_superseded_is_pending_again(ledger: Ledger) -> None:
+    first = open_delivery(ledger, content_hash="h1")
+    second = open_delivery(ledger, content_hash="h2")
+    assert ledger.get(first.id).status == "superseded"
+
+    again = open_delivery(ledger, content_hash="h1")  # the vehicle was changed back
+    assert (again.id, again.status) == (first.id, "pending")
+    assert ledger.get(second.id).status == "superseded"
