@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import signal
 import sys
 import threading
@@ -47,9 +48,9 @@ class App:
             level = logging.ERROR
         setup_logging(level=level, fmt=self.log_format, file=self.log_file)
 
-    def rules(self, directory: Path) -> RuleSet:
+    def rules(self, directory: Path, *, allow_unpinned_host_keys: bool = False) -> RuleSet:
         """Load the rules and tell the user about the broken files (their clients' records will fail)."""
-        ruleset = load_rules(directory)
+        ruleset = load_rules(directory, allow_unpinned_host_keys=allow_unpinned_host_keys)
         for errors in ruleset.errors.values():
             for error in errors:
                 click.echo(f"ftpexport: rule file refused: {error}", err=True)
@@ -213,14 +214,21 @@ class _Stopper:
             thread.join()
 
 
+def _spool(state: Path) -> Path:
+    """Where a ledger's exports build their archives; only the lock holder uses it."""
+    return state.with_name(state.name + ".spool")
+
+
 def _options(jobs: int, retries: int, backoff: float, pause: float, state: Path) -> Options:
-    return Options(jobs=jobs, retries=retries, backoff=backoff, pause=pause, spool_dir=state.parent / "spool")
+    return Options(jobs=jobs, retries=retries, backoff=backoff, pause=pause, spool_dir=_spool(state))
 
 
 @contextmanager
 def _exclusive_ledger(state: Path) -> Iterator[Ledger]:
     """The ledger, for this process alone; attempts a killed process left open are closed."""
     with exclusive(state), Ledger(state) as ledger:
+        # archives a killed process was building or sending: nobody else can be using them
+        shutil.rmtree(_spool(state), ignore_errors=True)
         interrupted = ledger.close_interrupted()
         if interrupted:
             logging.getLogger("ftpexport").warning(
@@ -416,7 +424,8 @@ def test_connection(
     from .probe import probe
 
     app.start_logging()
-    ruleset = app.rules(rules_dir)
+    # an SFTP destination may have no key pinned yet: the probe shows the key to pin, and refuses it
+    ruleset = app.rules(rules_dir, allow_unpinned_host_keys=True)
     routes = client_routes(ruleset, client, user_id)
     if only is not None:
         routes = [r for r in routes if r.destination.name == only]

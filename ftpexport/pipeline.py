@@ -381,6 +381,8 @@ class Exporter:
                     destination=route.key,
                     record_path=str(plan.record.folder),
                 )
+                if delivery.status in ("delivered", "failed"):
+                    continue  # a job finished it between prepare() and here
                 payload = _Delivery(plan, route, remote_dir, delivery.id, summary)
                 jobs.append(Job(route.key, ident, route.destination.max_connections, payload))
             if not jobs:

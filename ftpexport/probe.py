@@ -19,7 +19,6 @@ from typing import Any
 from .errors import FtpexportError, TransportError
 from .secret import redact
 from .transport import Endpoint, Transport, open_transport
-from .transport.base import temporary_name
 
 PROBE_CONTENT = b"ftpexport connection test: this file is deleted right away\n"
 
@@ -66,7 +65,7 @@ def probe(endpoint: Endpoint, remote_dir: str, *, url: str) -> ProbeReport:
     report = ProbeReport(destination=endpoint.display, url=url, remote_dir=remote_dir or ".")
     name = f".ftpexport-probe-{secrets.token_hex(4)}"
     final = posixpath.join(remote_dir, name)
-    temporary = posixpath.join(remote_dir, temporary_name(name))
+    temporary = posixpath.join(remote_dir, f"{name}.part")
     transport = open_transport(endpoint)
 
     def step(title: str, action: Callable[[], str | None]) -> bool:

@@ -195,8 +195,10 @@ class SFTPDestination(_DestinationBase):
         return [_check_host_key(line) for line in value] if value is not None else None
 
     @model_validator(mode="after")
-    def _verified_and_authenticated(self) -> SFTPDestination:
-        if not self.host_key and self.known_hosts is None:
+    def _verified_and_authenticated(self, info: ValidationInfo) -> SFTPDestination:
+        # test-connection loads rules with unpinned keys allowed: it connects only to show the key
+        probing = (info.context or {}).get("allow_unpinned_host_keys", False)
+        if not self.host_key and self.known_hosts is None and not probing:
             raise ValueError(
                 "SFTP server keys are always verified: pin the server key with host_key: 'ssh-ed25519 "
                 "AAAA...' (ssh-keyscan -p PORT HOST shows it; confirm it with the server's operator) or "
@@ -366,8 +368,12 @@ class RuleFileError(ConfigError):
         super().__init__("\n".join(str(e) for e in errors))
 
 
-def read_rule_file(path: Path) -> ClientRules | list[RuleError]:
-    """The validated rules of ``path``, or the list of its errors."""
+def read_rule_file(path: Path, *, allow_unpinned_host_keys: bool = False) -> ClientRules | list[RuleError]:
+    """The validated rules of ``path``, or the list of its errors.
+
+    ``allow_unpinned_host_keys`` accepts SFTP destinations without host_key or known_hosts; only
+    ``test-connection`` uses it, to show the server's key (the connection is still refused).
+    """
     file = str(path)
     try:
         document = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)  # noqa: S506 - a SafeLoader
@@ -383,7 +389,8 @@ def read_rule_file(path: Path) -> ClientRules | list[RuleError]:
     if not isinstance(document, dict):
         return [RuleError(file, None, "the file must hold a mapping with client_id, destinations, ...")]
     try:
-        rules = ClientRules.model_validate(document, context={"base_dir": path.parent})
+        context = {"base_dir": path.parent, "allow_unpinned_host_keys": allow_unpinned_host_keys}
+        rules = ClientRules.model_validate(document, context=context)
     except ValidationError as exc:
         return [
             RuleError(file, _field(error), _reason(error))
@@ -414,13 +421,13 @@ class RuleSet:
         return str(self.sources.get(client_id, self.directory / f"{client_id}.yaml"))
 
 
-def load_rules(directory: Path) -> RuleSet:
+def load_rules(directory: Path, *, allow_unpinned_host_keys: bool = False) -> RuleSet:
     """Load every ``*.yaml`` of ``directory``; broken files are collected in ``errors``."""
     if not directory.is_dir():
         raise ConfigError(f"{directory}: the rules folder does not exist", hint="pass --rules DIR")
     ruleset = RuleSet(directory=directory)
     for path in sorted(p for p in directory.iterdir() if p.suffix in RULE_SUFFIXES and p.is_file()):
-        result = read_rule_file(path)
+        result = read_rule_file(path, allow_unpinned_host_keys=allow_unpinned_host_keys)
         if isinstance(result, ClientRules):
             if result.client_id in ruleset.clients:
                 ruleset.errors[path.stem] = [

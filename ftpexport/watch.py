@@ -26,6 +26,10 @@ from .rules import RuleSet, load_rules
 log = logging.getLogger(__name__)
 
 
+#: inotify events that reading a file produces; they say nothing about a record changing
+_READS = frozenset({"opened", "closed_no_write"})
+
+
 class _Enqueue(FileSystemEventHandler):
     """Queues the record folder of every event that touches a ``vehicle.json``."""
 
@@ -34,6 +38,8 @@ class _Enqueue(FileSystemEventHandler):
         self.pending = pending
 
     def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in _READS:
+            return  # our own reading of vehicle.json must not queue the record again
         for raw in (event.src_path, getattr(event, "dest_path", "")):
             path = Path(os.fsdecode(raw)) if raw else None
             if path is None:
@@ -174,7 +180,9 @@ class InboxWatcher:
             return
         while True:
             signature = _signature(folder / RECORD_FILE)
-            if signature is not None:
+            if signature is not None and self._handed.get(folder) == signature:
+                pass  # handed over already and unchanged since (an event about the folder, not the record)
+            elif signature is not None:
                 previous = self._watching.get(folder)
                 if previous is None or previous[0] != signature:
                     self._watching[folder] = (signature, time.monotonic())
