@@ -100,7 +100,7 @@ def _jobs_option(f: Any) -> Any:
     return click.option(
         "--jobs",
         type=click.IntRange(1, 256),
-        default=4,
+        default=16,
         show_default=True,
         envvar="FTPEXPORT_JOBS",
         help="Uploads running at once, over all destinations. [env: FTPEXPORT_JOBS]",

@@ -47,7 +47,7 @@ OutcomeResult = Literal["delivered", "skipped", "unchanged", "failed", "parked",
 class Options:
     """How hard the pipeline works and how patiently it retries."""
 
-    jobs: int = 4
+    jobs: int = 16
     #: extra attempts after a transient failure before a delivery is parked as failed
     #: (a rule file's ``upload.retries`` wins)
     retries: int = 3
