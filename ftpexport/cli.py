@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from pydantic import SecretStr
 
 from . import __version__
 from .display import Progress, human_bytes, probe_text, status_text, summary_json, summary_text
@@ -27,6 +29,17 @@ from .pipeline import Exporter, Options, Outcome, endpoint_for, preview_record
 from .record import iter_record_folders
 from .rules import RuleSet, client_routes, load_rules, rule_warnings
 from .secret import redact
+from .vault import (
+    DEFAULT_STORE,
+    KEY_ENV,
+    KEY_FILE_ENV,
+    STORE_ENV,
+    LazyStore,
+    check_name,
+    generate_key,
+    open_store,
+    write_private,
+)
 
 DEFAULT_STATE = Path(".ftpexport") / "ledger.sqlite3"
 
@@ -39,6 +52,12 @@ class App:
     verbose: int = 0
     log_format: str = "text"
     log_file: Path | None = None
+    secrets_file: Path | None = None
+    secrets_key_file: Path | None = None
+
+    def store(self) -> LazyStore:
+        """The secrets store for ``${secret:NAME}`` references, opened when first needed."""
+        return LazyStore(self.secrets_file, self.secrets_key_file)
 
     def start_logging(self, default: int = logging.WARNING) -> None:
         if self.log_file is not None:
@@ -136,10 +155,38 @@ def _retries_option(f: Any) -> Any:
     envvar="FTPEXPORT_LOG_FILE",
     help="Write logs to this file instead of stderr. [env: FTPEXPORT_LOG_FILE]",
 )
+@click.option(
+    "--secrets",
+    "secrets_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar=STORE_ENV,
+    help=f"The encrypted secrets store for ${{secret:NAME}}. [default: {DEFAULT_STORE}; env: {STORE_ENV}]",
+)
+@click.option(
+    "--secrets-key-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar=KEY_FILE_ENV,
+    help=f"The store's key file, mode 0600 (or the key itself in {KEY_ENV}). [env: {KEY_FILE_ENV}]",
+)
 @click.pass_context
-def cli(ctx: click.Context, verbose: int, quiet: bool, log_format: str, log_file: Path | None) -> None:
+def cli(
+    ctx: click.Context,
+    verbose: int,
+    quiet: bool,
+    log_format: str,
+    log_file: Path | None,
+    secrets_file: Path | None,
+    secrets_key_file: Path | None,
+) -> None:
     """Deliver processed vehicle photos to clients' DMS servers over FTP, FTPS and SFTP."""
-    ctx.obj = App(quiet=quiet, verbose=verbose, log_format=log_format, log_file=log_file)
+    ctx.obj = App(
+        quiet=quiet,
+        verbose=verbose,
+        log_format=log_format,
+        log_file=log_file,
+        secrets_file=secrets_file,
+        secrets_key_file=secrets_key_file,
+    )
 
 
 def _inbox_folders(inbox: Path) -> list[Path]:
@@ -277,6 +324,7 @@ def run(
             _options(jobs, retries, backoff, pause, state),
             on_outcome=progress.outcome,
             on_bytes=progress.sent,
+            secrets=app.store(),
         ) as exporter,
         _Stopper(exporter, grace, logging.getLogger("ftpexport")),
     ):
@@ -340,7 +388,11 @@ def watch(
     with (
         _exclusive_ledger(state) as ledger,
         Exporter(
-            reloader.ruleset, ledger, _options(jobs, retries, backoff, pause, state), on_outcome=report
+            reloader.ruleset,
+            ledger,
+            _options(jobs, retries, backoff, pause, state),
+            on_outcome=report,
+            secrets=app.store(),
         ) as exporter,
         _Stopper(exporter, grace, log) as stopper,
     ):
@@ -432,10 +484,11 @@ def test_connection(
         if not routes:
             raise ConfigError(f"{ruleset.source(client)}: no destination named {only!r}")
     reports = []
+    store = app.store()
     for route in routes:
         destination = route.destination
         url = f"{destination.scheme}://{destination.username}@{destination.host}:{destination.port}"
-        reports.append(probe(endpoint_for(route, ruleset.source(client)), destination.base_path, url=url))
+        reports.append(probe(endpoint_for(route, ruleset.source(client), store), destination.base_path, url=url))
     if as_json:
         document = {"client": client, "user": user_id, "destinations": [r.as_dict() for r in reports]}
         click.echo(redact(json.dumps(document, indent=2)))
@@ -527,6 +580,112 @@ def status(app: App, state: Path, as_json: bool, client: str | None, only_failed
         click.echo(json.dumps({"clients": counts, "deliveries": [d.as_dict() for d in listed]}, indent=2))
         return
     click.echo(status_text(counts, listed))
+
+
+@cli.group()
+def secrets() -> None:
+    """The encrypted secrets store behind ${secret:NAME} references in rule files.
+
+    \b
+    The store (--secrets, default .ftpexport/secrets.enc) is encrypted with Fernet; its key is
+    read from --secrets-key-file / FTPEXPORT_SECRETS_KEY_FILE (a file only its owner can read)
+    or FTPEXPORT_SECRETS_KEY. Values are read from a prompt or stdin, never from the command line,
+    and are never printed.
+    """
+
+
+@secrets.command("init")
+@click.option(
+    "--key-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="Where to write the new key (mode 0600); point FTPEXPORT_SECRETS_KEY_FILE at it.",
+)
+@click.pass_obj
+def secrets_init(app: App, key_file: Path) -> None:
+    """Create a new key file and an empty store."""
+    app.start_logging()
+    if key_file.exists():
+        raise ConfigError(f"{key_file} exists already", hint="secrets rotate-key replaces a key")
+    write_private(key_file, generate_key().get_secret_value().encode() + b"\n")
+    store = open_store(app.secrets_file, key_file)
+    if store.path.exists():
+        raise ConfigError(
+            f"{store.path} exists already and was encrypted with another key", hint="use --secrets for a new store"
+        )
+    store.create()
+    click.echo(f"key written to {key_file} (mode 0600); store created at {store.path}")
+    click.echo(f"export {KEY_FILE_ENV}={key_file.resolve()}")
+
+
+@secrets.command("set")
+@click.argument("name")
+@click.pass_obj
+def secrets_set(app: App, name: str) -> None:
+    """Store the value of secret NAME, read from a prompt (terminal) or from stdin (e.g. a private key)."""
+    app.start_logging()
+    check_name(name)
+    store = open_store(app.secrets_file, app.secrets_key_file)
+    if sys.stdin.isatty():
+        value = click.prompt(f"value of {name}", hide_input=True, confirmation_prompt=True, err=True)
+    else:
+        value = sys.stdin.read()
+        value = value if "PRIVATE KEY" in value else value.rstrip("\r\n")  # a key file keeps its last newline
+    replaced = store.set(name, SecretStr(value))
+    click.echo(f"secret {name} {'replaced' if replaced else 'stored'} in {store.path}; use it as ${{secret:{name}}}")
+
+
+@secrets.command("list")
+@_json_option
+@click.pass_obj
+def secrets_list(app: App, as_json: bool) -> None:
+    """Names and dates of the stored secrets; never their values."""
+    app.start_logging()
+    entries = open_store(app.secrets_file, app.secrets_key_file).entries()
+    if as_json:
+        click.echo(json.dumps([e.__dict__ for e in entries], indent=2))
+        return
+    if not entries:
+        click.echo("the store holds no secret")
+    for e in entries:
+        click.echo(f"{e.name}  created {e.created}  updated {e.updated}")
+
+
+@secrets.command("remove")
+@click.argument("name")
+@click.pass_obj
+def secrets_remove(app: App, name: str) -> None:
+    """Delete secret NAME from the store."""
+    app.start_logging()
+    if not open_store(app.secrets_file, app.secrets_key_file).remove(name):
+        raise ConfigError(f"no secret named {name!r} in the store")
+    click.echo(f"secret {name} removed")
+
+
+@secrets.command("rotate-key")
+@click.option(
+    "--new-key-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Where to write the new key when the current one comes from FTPEXPORT_SECRETS_KEY "
+    "(with a key file, the new key replaces it in place).",
+)
+@click.pass_obj
+def secrets_rotate_key(app: App, new_key_file: Path | None) -> None:
+    """Re-encrypt every secret under a new key; the old key stops working."""
+    app.start_logging()
+    key_file = app.secrets_key_file or (Path(os.environ[KEY_FILE_ENV]) if os.environ.get(KEY_FILE_ENV) else None)
+    target = new_key_file or key_file
+    if target is None:
+        raise ConfigError(
+            f"the key comes from {KEY_ENV}: say where to write the new one",
+            hint="--new-key-file PATH, then put its content in the environment of every ftpexport",
+        )
+    store = open_store(app.secrets_file, app.secrets_key_file)
+    count = len(store.entries())
+    store.rotate(generate_key(), target)
+    click.echo(f"{count} secrets re-encrypted in {store.path}; the new key is in {target} (mode 0600)")
+    if new_key_file is not None and key_file is None:
+        click.echo(f"put the new key in {KEY_ENV}, or point {KEY_FILE_ENV} at {new_key_file}, wherever ftpexport runs")
 
 
 @cli.command()

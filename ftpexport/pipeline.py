@@ -25,13 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import SecretStr
+
 from .dispatch import Dispatcher, Job, Policy, Result
 from .errors import ConfigError, FtpexportError, PermanentError, RecordError, TransientError, TransportError
 from .ledger import Ledger
 from .package import Artifact, Package, PackageNames, build_package, render_names, template_context
 from .record import Record, is_complete, load_record
 from .rules import ClientRules, Route, RuleSet, SFTPDestination, routes_for
-from .secret import redact
+from .secret import SecretSource, redact
 from .transport import Endpoint, Transport, upload_file
 from .transport.base import resume_rename
 from .transport.pool import ConnectionPool
@@ -120,28 +122,32 @@ class Plan:
     routes: tuple[tuple[Route, str], ...]
 
 
-def endpoint_for(route: Route, source: str) -> Endpoint:
+def endpoint_for(route: Route, source: str, store: SecretSource | None = None) -> Endpoint:
     """The transport endpoint of a route; secrets are resolved here, at the last moment."""
     destination = route.destination
     where = f"{source}: destination {destination.name}"
-    password = destination.password.resolve(where=f"{where}: password") if destination.password else None
+
+    def resolve(field_name: str) -> SecretStr | None:
+        ref = getattr(destination, field_name, None)
+        return ref.resolve(where=f"{where}: {field_name}", store=store) if ref is not None else None
+
     common = {
         "scheme": destination.scheme,
         "host": destination.host,
         "port": destination.port,
         "username": destination.username,
-        "password": password,
+        "password": resolve("password"),
         "timeout": destination.timeout,
         "label": route.key,
     }
     if isinstance(destination, SFTPDestination):
-        passphrase = destination.key_passphrase
         return Endpoint(
             **common,  # type: ignore[arg-type]
             host_keys=tuple(destination.host_key or ()),
             known_hosts=destination.known_hosts,
             key_file=destination.key_file,
-            key_passphrase=passphrase.resolve(where=f"{where}: key_passphrase") if passphrase else None,
+            private_key=resolve("private_key"),
+            key_passphrase=resolve("key_passphrase"),
         )
     return Endpoint(**common, ca_file=destination.ca_file, passive=destination.passive)  # type: ignore[arg-type]
 
@@ -301,8 +307,10 @@ class Exporter:
         *,
         on_outcome: Callable[[Outcome], None] | None = None,
         on_bytes: Callable[[int], None] | None = None,
+        secrets: SecretSource | None = None,
     ) -> None:
         self.ruleset = ruleset
+        self.secrets = secrets
         self.ledger = ledger
         self.options = options or Options()
         self._on_outcome = on_outcome or (lambda outcome: None)
@@ -464,7 +472,7 @@ class Exporter:
     # --- one attempt
 
     def _pool(self, route: Route, source: str) -> ConnectionPool:
-        endpoint = endpoint_for(route, source)
+        endpoint = endpoint_for(route, source, self.secrets)
         with self._pools_lock:
             pool = self._pools.get(route.key)
             if pool is not None and pool.endpoint == endpoint:

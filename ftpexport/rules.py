@@ -180,6 +180,8 @@ class SFTPDestination(_DestinationBase):
     host_key: list[str] | None = None
     known_hosts: Path | None = None
     key_file: Path | None = None
+    #: the private key itself, from the secrets store: ``private_key: ${secret:acme-sftp-key}``
+    private_key: SecretReference | None = None
     key_passphrase: SecretReference | None = None
 
     _paths_relative = field_validator("known_hosts", "key_file")(_relative_to_rule_file)
@@ -204,8 +206,10 @@ class SFTPDestination(_DestinationBase):
                 "AAAA...' (ssh-keyscan -p PORT HOST shows it; confirm it with the server's operator) or "
                 "name a known_hosts file"
             )
-        if self.password is None and self.key_file is None:
-            raise ValueError("SFTP destinations need a password reference or a key_file")
+        if self.password is None and self.key_file is None and self.private_key is None:
+            raise ValueError("SFTP destinations need a password reference, a key_file or a private_key reference")
+        if self.key_file is not None and self.private_key is not None:
+            raise ValueError("give key_file or private_key, not both")
         return self
 
 

@@ -1,4 +1,4 @@
-"""Secret references in rule files (``${ENV_VAR}``), resolved late and held as ``SecretStr``.
+"""Secret references in rule files (``${ENV_VAR}``, ``${secret:NAME}``), resolved late, held as ``SecretStr``.
 
 Every resolved value is remembered so that ``redact()`` can scrub it from any text that leaves
 the process (log lines, error messages) even if a library echoed it back to us.
@@ -10,13 +10,14 @@ import os
 import re
 import threading
 from dataclasses import dataclass
+from typing import Protocol
 
 from pydantic import SecretStr
 
 from .errors import SecretError
 
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
-_STORE_REF = re.compile(r"^\$\{secret:([A-Za-z0-9_.-]+)\}$")
+_STORE_REF = re.compile(r"^\$\{secret:([A-Za-z0-9_.-]{1,64})\}$")
 
 _known: set[str] = set()
 _known_lock = threading.Lock()
@@ -24,16 +25,30 @@ _known_lock = threading.Lock()
 MASK = "********"
 
 
+class SecretSource(Protocol):
+    """Where ``${secret:NAME}`` values come from (``vault.SecretsStore``)."""
+
+    location: str
+
+    def get(self, name: str) -> SecretStr | None: ...
+
+
 @dataclass(frozen=True)
 class SecretRef:
     """A reference to a secret: where it lives, never the value."""
 
-    #: the reference as written, e.g. ``${ACME_PASSWORD}``
+    #: the reference as written, e.g. ``${ACME_PASSWORD}`` or ``${secret:acme-dms}``
     text: str
-    env_var: str
+    #: the environment variable, for ``${VAR}``
+    env_var: str | None = None
+    #: the secret's name in the encrypted store, for ``${secret:NAME}``
+    store_name: str | None = None
 
-    def resolve(self, *, where: str) -> SecretStr:
+    def resolve(self, *, where: str, store: SecretSource | None = None) -> SecretStr:
         """The secret's value; ``where`` (rule file and field) goes into the error if it is missing."""
+        if self.store_name is not None:
+            return self._from_store(where, store)
+        assert self.env_var is not None
         value = os.environ.get(self.env_var)
         if value is None or value == "":
             raise SecretError(
@@ -43,23 +58,37 @@ class SecretRef:
         remember(value)
         return SecretStr(value)
 
+    def _from_store(self, where: str, store: SecretSource | None) -> SecretStr:
+        if store is None:
+            raise SecretError(f"{where}: {self.text} needs the secrets store, and none is configured")
+        try:
+            value = store.get(self.store_name or "")
+        except SecretError as exc:
+            raise SecretError(f"{where}: {self.text}: {exc.message}", hint=exc.hint) from None
+        if value is None:
+            raise SecretError(
+                f"{where}: secret {self.store_name!r} is not in the secrets store {store.location}",
+                hint=f"store it with: ftpexport secrets set {self.store_name}",
+            )
+        return value
+
     def __str__(self) -> str:
         return self.text
 
 
 def parse_ref(text: str) -> SecretRef:
-    """Parse ``${ENV_VAR}``; anything else (a literal password above all) is a ValueError."""
-    match = _ENV_REF.match(text.strip())
+    """Parse ``${ENV_VAR}`` or ``${secret:NAME}``; anything else (a literal password above all) is a ValueError."""
+    stripped = text.strip()
+    match = _ENV_REF.match(stripped)
     if match:
-        return SecretRef(text=text.strip(), env_var=match.group(1))
-    if _STORE_REF.match(text.strip()):
-        raise ValueError(
-            "${secret:NAME} references need the encrypted secrets store, which this version does not "
-            "have yet; use an environment variable reference such as ${ACME_DMS_PASSWORD}"
-        )
+        return SecretRef(text=stripped, env_var=match.group(1))
+    match = _STORE_REF.match(stripped)
+    if match:
+        return SecretRef(text=stripped, store_name=match.group(1))
     raise ValueError(
-        "must be a reference like ${ACME_DMS_PASSWORD}, never the secret itself: put the value in "
-        "that environment variable and write its name here"
+        "must be a reference, never the secret itself: store the value with `ftpexport secrets set NAME` "
+        "(it reads it from a prompt or stdin) and write ${secret:NAME}, or put it in an environment "
+        "variable and write ${VARIABLE}"
     )
 
 

@@ -125,7 +125,7 @@ BROKEN: dict[str, tuple[dict[str, Any] | str, str | None, str]] = {
     "literal password": (
         change("destinations.1.password", LITERAL),
         "destinations[1].password",
-        "must be a reference like ${ACME_DMS_PASSWORD}, never the secret itself",
+        "must be a reference, never the secret itself: store the value with `ftpexport secrets set NAME`",
     ),
     "literal password of a user": (
         change("users.u-42.destinations.0.password", LITERAL),
@@ -136,11 +136,6 @@ BROKEN: dict[str, tuple[dict[str, Any] | str, str | None, str]] = {
         change("destinations.0.key_passphrase", LITERAL),
         "destinations[0].key_passphrase",
         "never the secret itself",
-    ),
-    "secret store reference": (
-        change("destinations.1.password", "${secret:acme-ftps}"),
-        "destinations[1].password",
-        "${secret:NAME} references need the encrypted secrets store, which this version does not have yet",
     ),
     "unknown destination key": (
         change("destinations.1.colour", "red"),
@@ -187,7 +182,7 @@ BROKEN: dict[str, tuple[dict[str, Any] | str, str | None, str]] = {
     "SFTP without password or key_file": (
         _mutate(lambda d: d["destinations"][0].pop("password")),
         "destinations[0]",
-        "SFTP destinations need a password reference or a key_file",
+        "SFTP destinations need a password reference, a key_file or a private_key reference",
     ),
     "host_key not a key line": (
         change("destinations.0.host_key", "dms.example ssh-ed25519"),

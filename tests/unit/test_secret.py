@@ -48,7 +48,9 @@ def test_an_environment_reference_parses(text: str, env_var: str) -> None:
         ("${ACME}x", "never the secret itself"),
         ("pre${ACME}", "never the secret itself"),
         ("", "never the secret itself"),
-        ("${secret:acme-ftps}", "${secret:NAME} references need the encrypted secrets store"),
+        ("${secret:}", "never the secret itself"),
+        ("${secret:acme ftps}", "never the secret itself"),
+        ("${secret:" + "a" * 65 + "}", "never the secret itself"),
     ],
 )
 def test_anything_else_is_refused_without_echoing_it(text: str, message: str) -> None:
