@@ -12,7 +12,9 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, nodes
+from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, nodes, pass_eval_context
+from jinja2.defaults import DEFAULT_FILTERS as _FILTERS
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from .errors import NamingError
@@ -41,9 +43,84 @@ def safe_name(value: Any) -> str:
     return text or "_"
 
 
+#: the longest string or sequence a template operation may build; names are at most 255 bytes
+MAX_BUILT = 4096
+#: integers a template may compute, in bits (a 4096-bit number has over 1200 digits)
+_MAX_BITS = 4096
+_WIDTH = re.compile(r"%[-#0 +]*(\d+|\*)?(?:\.(\d+|\*))?")
+
+
+def _too_big(what: str) -> SecurityError:
+    return SecurityError(f"{what} would build a value over {MAX_BUILT} characters; names are at most 255 bytes")
+
+
+class _BoundedSandbox(SandboxedEnvironment):
+    """The sandbox, plus bounds on what a template can make the process allocate.
+
+    ``'a' * 10**9``, ``9 ** 9 ** 9``, ``'%0999999999d' | format(1)`` or ``center(10**9)`` would
+    exhaust memory or CPU before any name check could run; they are refused first.
+    """
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        ints = isinstance(left, int) and isinstance(right, int)
+        if operator == "**" and ints and (abs(right) > 64 or left.bit_length() * abs(right) > _MAX_BITS):
+            raise SecurityError(f"the power {left.bit_length()} bits ** {right} is too large")
+        if operator == "*":
+            if ints and left.bit_length() + right.bit_length() > _MAX_BITS:
+                raise SecurityError("the product is too large")
+            for sequence, count in ((left, right), (right, left)):
+                if (
+                    isinstance(sequence, str | list | tuple)
+                    and isinstance(count, int)
+                    and len(sequence) * count > MAX_BUILT
+                ):
+                    raise _too_big("this repetition")
+        return super().call_binop(context, operator, left, right)
+
+
+def _bounded_format(value: Any, *args: Any, **kwargs: Any) -> str:
+    """Jinja's ``format`` filter with widths and precisions bounded."""
+    for match in _WIDTH.finditer(str(value)):
+        for number in match.groups():
+            if number == "*" or (number and int(number) > MAX_BUILT):
+                raise _too_big(f"the format {match.group(0)!r}")
+    return str(value) % (kwargs or args)
+
+
+def _bounded_width(name: str) -> Any:
+    original = _FILTERS[name]
+
+    def bounded(value: Any, width: Any = 80, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(width, int) and width > MAX_BUILT:
+            raise _too_big(f"{name}({width})")
+        if isinstance(width, str) and len(width) > MAX_BUILT:
+            raise _too_big(f"{name}(...)")
+        return original(value, width, *args, **kwargs)
+
+    return bounded
+
+
+@pass_eval_context
+def _bounded_replace(eval_ctx: Any, value: Any, old: Any, new: Any, count: int | None = None) -> Any:
+    """Jinja's ``replace`` filter, refused when the result would be over ``MAX_BUILT`` characters."""
+    text, before, after = str(value), str(old), str(new)
+    hits = text.count(before) if before else len(text) + 1
+    if count is not None:
+        hits = min(hits, max(count, 0))
+    if len(text) + hits * (len(after) - len(before)) > MAX_BUILT:
+        raise _too_big("this replace")
+    return _FILTERS["replace"](eval_ctx, value, old, new, count)
+
+
 def _environment() -> SandboxedEnvironment:
-    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+    env = _BoundedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
     env.filters["safe_name"] = safe_name
+    env.filters["format"] = _bounded_format
+    for name in ("center", "indent"):  # the filters that pad to a width
+        env.filters[name] = _bounded_width(name)
+    env.filters["replace"] = _bounded_replace
     # names are made of record fields: Jinja's globals (range, lipsum, cycler, ...) only render
     # object reprs such as "<function generate_lorem_ipsum at 0x7f...>" into them
     env.globals.clear()
@@ -56,6 +133,12 @@ def _shorten(text: str) -> str:
 
 _ENV = _environment()
 
+# Statements a name never needs, and that would let a template loop or double a value over and over.
+_STATEMENTS: tuple[type[nodes.Node], ...] = (
+    nodes.For, nodes.Macro, nodes.CallBlock, nodes.Assign, nodes.AssignBlock, nodes.FilterBlock,
+    nodes.With, nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends, nodes.Block,
+)  # fmt: skip
+
 
 class NameTemplate:
     """A compiled name template; ``str()`` gives its source text."""
@@ -67,6 +150,12 @@ class NameTemplate:
             tree = _ENV.parse(source)
             if any(node.name == "self" for node in tree.find_all(nodes.Name)):
                 raise ValueError("the template uses 'self', Jinja's template object: names are made of record fields")
+            statement = next(tree.find_all(_STATEMENTS), None)
+            if statement is not None:
+                raise ValueError(
+                    f"the template uses a '{type(statement).__name__.lower()}' block: a name template is an "
+                    "expression, with {% if %} at most (no loops, assignments, macros or includes)"
+                )
             self._template = _ENV.from_string(tree)
         except TemplateSyntaxError as exc:  # also an unknown filter (TemplateAssertionError), found when compiling
             raise ValueError(f"template syntax error: {exc.message} (line {exc.lineno})") from exc

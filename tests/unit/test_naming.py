@@ -360,3 +360,62 @@ def test_any_record_value_renders_through_safe_name(value: str) -> None:
     name = render("{{ stock_number | safe_name }}_{{ '%02d' | format(n) }}.jpg", {"stock_number": value, "n": 1})
 
     assert name_problem(name, "file") is None
+
+
+# --- templates cannot exhaust memory or CPU before the name checks run
+
+RESOURCE_ATTACKS = [
+    ("{{ 'a' * 10**9 }}", "repetition"),
+    ("{{ vin * 100000 }}", "repetition"),
+    ("{{ 100000 * vin }}", "repetition"),
+    ("{{ [vin] * 10**8 }}", "repetition"),
+    ("{{ 9 ** 999 }}", "too large"),
+    ("{{ 10**64**64**64 }}", "too large"),
+    ("{{ (10**1200) * (10**1200) }}", "too large"),
+    ("{{ '%0999999999d' | format(1) }}", "format"),
+    ("{{ '%.999999999f' | format(1.5) }}", "format"),
+    ("{{ '%*d' | format(10**9, 1) }}", "format"),
+    ("{{ vin | center(10**9) }}", "center"),
+    ("{{ vin | indent(999999999) }}", "indent"),
+    ("{{ ('W' * 4000) | replace('W', 'W' * 4000) }}", "replace"),
+    ("{{ ('W' * 4000) | replace('', 'xx') }}", "replace"),
+]
+
+
+@pytest.mark.parametrize("source, what", RESOURCE_ATTACKS)
+def test_templates_cannot_build_huge_values(source: str, what: str) -> None:
+    with pytest.raises(NamingError) as caught:
+        render(source, {"vin": "WVWZZZ1JZXW000001"})
+    assert what in caught.value.reason
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{% for i in vin %}{{ i }}{% endfor %}",
+        "{% set a = vin ~ vin %}{{ a }}",
+        "{% set a %}{{ vin }}{% endset %}{{ a }}",
+        "{% macro m() %}{{ vin }}{% endmacro %}{{ m() }}",
+        "{% filter upper %}{{ vin }}{% endfilter %}",
+        "{% with a = vin %}{{ a }}{% endwith %}",
+        "{% include 'x' %}",
+        "{% block b %}{{ vin }}{% endblock %}",
+    ],
+)
+def test_loops_assignments_macros_and_includes_are_refused_when_they_compile(source: str) -> None:
+    with pytest.raises(ValueError, match="a name template is an expression"):
+        NameTemplate(source)
+
+
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("{% if stock_number %}{{ stock_number }}{% else %}none{% endif %}.zip", "A1.zip"),
+        ("{{ '%02d' | format(n) }}.jpg", "03.jpg"),
+        ("{{ vin | replace('W', 'w') }}", "wVwZZZ1JZXw000001"),
+        ("{{ vin | truncate(5, True, '') }}", "WVWZZ"),
+        ("{{ 2 ** 10 }}_{{ vin * 2 }}", "1024_WVWZZZ1JZXW000001WVWZZZ1JZXW000001"),
+    ],
+)
+def test_ordinary_templates_still_work_within_the_bounds(source: str, expected: str) -> None:
+    assert render(source, {"vin": "WVWZZZ1JZXW000001", "n": 3, "stock_number": "A1"}) == expected
