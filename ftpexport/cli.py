@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import click
 from pydantic import SecretStr
 
 from . import __version__
-from .display import Progress, human_bytes, probe_text, status_text, summary_json, summary_text
+from .display import Progress, history_text, human_bytes, probe_text, status_text, summary_json, summary_text
 from .errors import ConfigError, FtpexportError
 from .ledger import Ledger
 from .lock import exclusive
@@ -418,6 +419,35 @@ def watch(
         )
         watcher.run()
     log.info("stopped")
+
+
+@cli.command()
+@_state_option
+@click.option("--client", help="Only this client.")
+@click.option(
+    "--day", type=click.DateTime(["%Y-%m-%d"]), help="Only attempts started on this day (UTC), e.g. 2026-11-20."
+)
+@_json_option
+@click.pass_obj
+def history(app: App, state: Path, client: str | None, day: datetime | None, as_json: bool) -> None:
+    """The audit trail: every delivery attempt with its record, destination, remote paths, bytes and result.
+
+    Answers "what was sent to client X on day D": ftpexport history --client X --day D
+    """
+    app.start_logging()
+    if not state.exists():
+        raise ConfigError(f"{state}: no ledger here yet", hint="run an export first, or pass --state")
+    since = until = None
+    if day is not None:
+        start = day.replace(tzinfo=UTC)
+        since, until = start.isoformat(), (start + timedelta(days=1)).isoformat()
+    with Ledger(state) as ledger:
+        rows = ledger.history(client_id=client, since=since, until=until)
+    if as_json:
+        click.echo(json.dumps({"client": client, "day": day.date().isoformat() if day else None, "attempts": rows},
+                              indent=2))  # fmt: skip
+        return
+    click.echo(history_text(rows))
 
 
 @cli.command()

@@ -189,3 +189,26 @@ def probe_text(reports: list[Any]) -> str:
                     f'  to pin it, after checking it with the server\'s operator: host_key: "{report.host_key}"'
                 )
     return "\n".join(parts)
+
+
+def history_text(rows: list[dict[str, Any]]) -> str:
+    """``ftpexport history`` for people: one line per attempt."""
+    if not rows:
+        return "no delivery attempt matches"
+    table_rows = [
+        [
+            r["started_at"][:19].replace("T", " "),
+            r["destination"],
+            r["record_id"],
+            r["result"] or "running",
+            human_bytes(r["bytes"] or 0),
+            ", ".join(r["remote_paths"]) or (r["error"] or ""),
+        ]
+        for r in rows
+    ]
+    sent = sum(r["bytes"] or 0 for r in rows if r["result"] == "delivered")
+    delivered = sum(1 for r in rows if r["result"] == "delivered")
+    return (
+        table(table_rows, ["started (UTC)", "destination", "record", "result", "bytes", "remote paths / error"])
+        + f"\n{len(rows)} attempts, {delivered} delivered, {human_bytes(sent)} sent"
+    )

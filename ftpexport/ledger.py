@@ -351,6 +351,38 @@ class Ledger:
             )
         return cursor.rowcount
 
+    def history(
+        self, *, client_id: str | None = None, since: str | None = None, until: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Every attempt started in [since, until) (ISO 8601 UTC), oldest first, with its delivery.
+
+        Answers "what was sent to client X on day D": each row has the record, the destination,
+        the remote paths, the bytes, the result, the error and the correlation id.
+        """
+        query = (
+            "SELECT a.started_at, a.finished_at, a.result, a.error, a.bytes, a.correlation_id,"
+            " d.client_id, d.destination, d.record_id, d.content_hash, d.record_path, d.remote_paths,"
+            " d.status AS delivery_status FROM attempts a JOIN deliveries d ON d.id = a.delivery_id WHERE 1 = 1"
+        )
+        params: list[Any] = []
+        for clause, value in (
+            ("d.client_id = ?", client_id),
+            ("a.started_at >= ?", since),
+            ("a.started_at < ?", until),
+        ):
+            if value is not None:
+                query += f" AND {clause}"
+                params.append(value)
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY a.started_at, a.id", params).fetchall()
+        result = []
+        for row in rows:
+            entry = dict(row)
+            # remote paths are known once delivered; a failed attempt shows none
+            entry["remote_paths"] = json.loads(entry["remote_paths"]) if entry["result"] == "delivered" else []
+            result.append(entry)
+        return result
+
     def attempts(self, delivery_id: int) -> list[dict[str, Any]]:
         """The attempts of one delivery, oldest first."""
         with self._lock:

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from pydantic import SecretStr
 
-from .dispatch import Dispatcher, Job, Policy, Result
+from .dispatch import Dispatcher, Job, Policy, Result, Verdict
 from .errors import ConfigError, FtpexportError, PermanentError, RecordError, TransientError, TransportError
 from .ledger import Ledger
 from .package import Artifact, Package, PackageNames, build_package, render_names, template_context
@@ -202,6 +202,11 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, OSError):
         return f"local file error: {exc}"
     return f"unexpected error {type(exc).__name__}: {exc}"
+
+
+def verdict_of(stopped: bool, final: bool) -> Verdict:
+    """What a failed attempt leads to: deferred (stopping), failed (parked) or retry."""
+    return "deferred" if stopped else "failed" if final else "retry"
 
 
 class _SharedPackages:
@@ -494,6 +499,13 @@ class Exporter:
         fields = d.fields
         attempt_id = self.ledger.start_attempt(d.delivery_id, d.correlation_id)
         started = time.monotonic()
+        sent = [0]  # bytes this attempt put on the wire, also when it fails half way
+
+        def counted(n: int) -> None:
+            sent[0] += n
+            if self._on_bytes is not None:
+                self._on_bytes(n)
+
         phase = "package"
         try:
             package = self._packages.get(d.plan)
@@ -502,7 +514,7 @@ class Exporter:
             transport = pool.acquire()
             phase = "transfer"
             try:
-                paths, size, skipped = self._send(d, package, transport)
+                paths, size, skipped = self._send(d, package, transport, counted)
             except BaseException:
                 pool.release(transport, reuse=False)
                 raise
@@ -517,15 +529,18 @@ class Exporter:
             final = not stopped and (not retriable or attempts > limit)
             if stopped:
                 message = f"stopped during the attempt: {message}"
-            self.ledger.fail(d.delivery_id, attempt_id, message, final=final)
+            self.ledger.fail(d.delivery_id, attempt_id, message, final=final, sent=sent[0])
             if not isinstance(exc, FtpexportError | OSError):
                 log.error("unexpected error, please report it", exc_info=exc, extra=fields)
+            remote_path = exc.path if isinstance(exc, TransportError) else None
             log.warning(
                 "delivery attempt failed",
-                extra={**fields, "attempt": attempts, "error": message, "retriable": retriable and not final,
-                       "phase": phase, "duration_ms": _ms_since(started)},
+                extra={**fields, "attempt": attempts, "host": d.route.destination.host, "remote_dir": d.remote_dir,
+                       "remote_path": remote_path, "bytes": sent[0], "result": verdict_of(stopped, final),
+                       "error": message,
+                       "retriable": retriable and not final, "phase": phase, "duration_ms": _ms_since(started)},
             )  # fmt: skip
-            verdict = "deferred" if stopped else "failed" if final else "retry"
+            verdict = verdict_of(stopped, final)
             self._packages.put(d.plan, attempted=True, first=first, finished=verdict != "retry")
             if verdict != "retry":
                 self._finish(d, "deferred" if stopped else "failed", error=message, attempts=attempts)
@@ -541,7 +556,7 @@ class Exporter:
         log.info(
             "already on the server, skipped" if skipped else "delivered",
             extra={**fields, "attempt": attempts, "host": d.route.destination.host, "remote_paths": paths,
-                   "bytes": size, "duration_ms": _ms_since(started)},
+                   "bytes": size, "result": "skipped" if skipped else "delivered", "duration_ms": _ms_since(started)},
         )  # fmt: skip
         self._packages.put(d.plan, attempted=True, first=first, finished=True)
         self._finish(d, "skipped" if skipped else "delivered", remote_paths=tuple(paths), bytes=size,
@@ -571,7 +586,9 @@ class Exporter:
                 del self._active_paths[path]
         self._on_outcome(outcome)
 
-    def _send(self, d: _Delivery, package: Package, transport: Transport) -> tuple[list[str], int, bool]:
+    def _send(
+        self, d: _Delivery, package: Package, transport: Transport, callback: Callable[[int], None]
+    ) -> tuple[list[str], int, bool]:
         """Upload a package over one connection; returns (remote paths, bytes, all skipped).
 
         Files that an interrupted attempt of this delivery published already are not sent again.
@@ -609,7 +626,7 @@ class Exporter:
                     artifact.name,
                     atomic=upload.atomic,
                     if_exists=if_exists,  # type: ignore[arg-type]
-                    callback=self._on_bytes,
+                    callback=callback,
                     before_rename=before_rename,
                 )
             except TransportError as exc:

@@ -1,0 +1,75 @@
+"""The audit trail: every attempt is a log line with who, where, what, how much, the result and the time."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from faults import closed_port
+from servers import RunningServer
+
+from ftpexport.cli import cli
+from ftpexport.ledger import Ledger
+
+pytestmark = pytest.mark.integration
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+AUDIT_FIELDS = ("correlation_id", "client", "destination", "host", "bytes", "result", "duration_ms", "record_id")
+
+
+def test_every_attempt_is_logged_with_the_audit_fields_and_kept_in_the_ledger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ftp_server: RunningServer
+) -> None:
+    monkeypatch.setenv("AUDIT_FTP_PASSWORD", ftp_server.password)
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "bravo-cars.yaml").write_text(
+        f"""
+client_id: bravo-cars
+destinations:
+  - name: dms
+    url: {ftp_server.url("dms")}
+    password: ${{AUDIT_FTP_PASSWORD}}
+    allow_plain_ftp: true
+  - name: down
+    url: ftp://{ftp_server.username}@127.0.0.1:{closed_port()}/x
+    password: ${{AUDIT_FTP_PASSWORD}}
+    allow_plain_ftp: true
+    timeout: 2
+"""
+    )
+    inbox = tmp_path / "inbox"
+    shutil.copytree(SAMPLES / "veh-000201", inbox / "veh-000201")
+    log_file, state = tmp_path / "audit.log", tmp_path / "ledger.sqlite3"
+
+    result = CliRunner().invoke(
+        cli,
+        ["--log-format", "json", "--log-file", str(log_file), "run", str(inbox), "--rules", str(rules),
+         "--state", str(state), "--retries", "1", "--backoff", "0.01"],
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output  # the destination that is down failed
+
+    events = [json.loads(line) for line in log_file.read_text().splitlines()]
+    delivered = [e for e in events if e["message"] == "delivered"]
+    failed = [e for e in events if e["message"] == "delivery attempt failed"]
+    assert len(delivered) == 1 and len(failed) == 2
+    for event in delivered + failed:
+        missing = [f for f in AUDIT_FIELDS if f not in event]
+        assert not missing, (event["message"], missing)
+        assert event["client"] == "bravo-cars" and event["host"] == "127.0.0.1"
+    assert delivered[0]["result"] == "delivered" and delivered[0]["bytes"] > 0
+    assert delivered[0]["remote_paths"] == ["dms/VF3MCYHZRKS000201.zip"]
+    assert [e["result"] for e in failed] == ["retry", "failed"]
+    assert all("connection refused" in e["error"] for e in failed)
+    assert failed[0]["correlation_id"] == failed[1]["correlation_id"]  # one id per record delivery
+    assert failed[0]["correlation_id"] != delivered[0]["correlation_id"]
+
+    with Ledger(state) as ledger:
+        history = ledger.history(client_id="bravo-cars")
+    assert sorted((h["destination"], h["result"]) for h in history) == [
+        ("bravo-cars/dms", "delivered"), ("bravo-cars/down", "failed"), ("bravo-cars/down", "failed")
+    ]  # fmt: skip
+    assert {h["correlation_id"] for h in history} == {delivered[0]["correlation_id"], failed[0]["correlation_id"]}
