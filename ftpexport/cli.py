@@ -22,13 +22,13 @@ from pydantic import SecretStr
 
 from . import __version__
 from .display import Progress, history_text, human_bytes, probe_text, status_text, summary_json, summary_text
-from .errors import ConfigError, FtpexportError
+from .errors import ConfigError, FtpexportError, SecretError
 from .ledger import Ledger
 from .lock import exclusive
 from .logs import setup_logging
 from .pipeline import Exporter, Options, Outcome, endpoint_for, preview_record
 from .record import iter_record_folders
-from .rules import RuleSet, client_routes, load_rules, rule_warnings
+from .rules import RuleSet, client_routes, load_rules, rule_warnings, secret_references
 from .secret import redact
 from .vault import (
     DEFAULT_STORE,
@@ -565,8 +565,15 @@ def check(app: App, directory: Path, as_json: bool) -> None:
     app.start_logging()
     ruleset = load_rules(directory)
     files: dict[str, dict[str, Any]] = {}
+    store = app.store()
     for client_id, rules in ruleset.clients.items():
-        files[ruleset.source(client_id)] = {"ok": True, "errors": [], "warnings": rule_warnings(rules)}
+        warnings = rule_warnings(rules)
+        for where, ref in secret_references(rules):
+            try:
+                ref.resolve(where=where, store=store)  # values are not shown, only whether they resolve
+            except SecretError as exc:
+                warnings.append(f"{exc} (needed when ftpexport connects)")
+        files[ruleset.source(client_id)] = {"ok": True, "errors": [], "warnings": warnings}
     for errors in ruleset.errors.values():
         for error in errors:
             entry = files.setdefault(error.file, {"ok": False, "errors": [], "warnings": []})

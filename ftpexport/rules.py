@@ -523,3 +523,17 @@ def client_routes(ruleset: RuleSet, client_id: str, user_id: str | None = None) 
             hint="their records go to the client's destinations; test those without --user",
         )
     return [Route(rules, d, user_id) for d in rules.users[user_id].destinations]
+
+
+def secret_references(rules: ClientRules) -> list[tuple[str, SecretRef]]:
+    """Every secret reference of a client's rules, with where it is (``destination dms: password``)."""
+    found = []
+    destinations = [(None, d) for d in rules.destinations]
+    destinations += [(user_id, d) for user_id, user in rules.users.items() for d in user.destinations]
+    for user_id, d in destinations:
+        name = f"destination {d.name}{f' (user {user_id})' if user_id else ''}"
+        for field_name in ("password", "private_key", "key_passphrase"):
+            ref = getattr(d, field_name, None)
+            if ref is not None:
+                found.append((f"{name}: {field_name}", ref))
+    return found

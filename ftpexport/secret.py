@@ -79,10 +79,10 @@ class SecretRef:
 def parse_ref(text: str) -> SecretRef:
     """Parse ``${ENV_VAR}`` or ``${secret:NAME}``; anything else (a literal password above all) is a ValueError."""
     stripped = text.strip()
-    match = _ENV_REF.match(stripped)
+    match = _ENV_REF.fullmatch(stripped)
     if match:
         return SecretRef(text=stripped, env_var=match.group(1))
-    match = _STORE_REF.match(stripped)
+    match = _STORE_REF.fullmatch(stripped)
     if match:
         return SecretRef(text=stripped, store_name=match.group(1))
     raise ValueError(

@@ -56,7 +56,7 @@ def generate_key() -> SecretStr:
 
 def check_name(name: str) -> str:
     """``name`` if it can be used as ``${secret:NAME}``; else SecretError."""
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise SecretError(f"secret name {name!r} is not allowed", hint="use 1 to 64 letters, digits, '.', '_' or '-'")
     return name
 
@@ -139,14 +139,22 @@ class SecretsStore:
         except OSError as exc:
             raise SecretError(f"cannot read the secrets store {self.path}: {exc.strerror}") from exc
         try:
-            document = json.loads(self._fernet.decrypt(token))
+            plain = self._fernet.decrypt(token)
         except InvalidToken:
             raise SecretError(
                 f"cannot open the secrets store {self.path} with this key",
                 hint="wrong key (it changes with secrets rotate-key), or the file was altered",
             ) from None
+        try:
+            document = json.loads(plain)
+        except ValueError:
+            document = None
         secrets = document.get("secrets") if isinstance(document, dict) else None
-        if not isinstance(secrets, dict):
+        fields = {"value", "created", "updated"}
+        if not isinstance(secrets, dict) or not all(
+            isinstance(entry, dict) and fields <= entry.keys() and isinstance(entry["value"], str)
+            for entry in secrets.values()
+        ):
             raise SecretError(f"the secrets store {self.path} is not in the expected format")
         return secrets
 
