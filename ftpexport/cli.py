@@ -36,6 +36,7 @@ from .vault import (
     KEY_FILE_ENV,
     STORE_ENV,
     LazyStore,
+    SecretsStore,
     check_name,
     generate_key,
     open_store,
@@ -644,12 +645,14 @@ def secrets_init(app: App, key_file: Path) -> None:
     app.start_logging()
     if key_file.exists():
         raise ConfigError(f"{key_file} exists already", hint="secrets rotate-key replaces a key")
-    write_private(key_file, generate_key().get_secret_value().encode() + b"\n")
-    store = open_store(app.secrets_file, key_file)
-    if store.path.exists():
+    store_path = app.secrets_file or (Path(os.environ[STORE_ENV]) if os.environ.get(STORE_ENV) else DEFAULT_STORE)
+    if store_path.exists():
         raise ConfigError(
-            f"{store.path} exists already and was encrypted with another key", hint="use --secrets for a new store"
+            f"{store_path} exists already and was encrypted with another key", hint="use --secrets for a new store"
         )
+    key = generate_key()
+    write_private(key_file, key.get_secret_value().encode() + b"\n")
+    store = SecretsStore(store_path, key)
     store.create()
     click.echo(f"key written to {key_file} (mode 0600); store created at {store.path}")
     click.echo(f"export {KEY_FILE_ENV}={key_file.resolve()}")

@@ -257,7 +257,13 @@ class LazyStore:
     def get(self, name: str) -> SecretStr | None:
         if self._store is None:
             self._store = open_store(self.path, self.key_file)
-        return self._store.get(name)
+            return self._store.get(name)
+        try:
+            return self._store.get(name)
+        except SecretError:
+            # the key may have been rotated since we opened the store: read the key again, once
+            self._store = open_store(self.path, self.key_file)
+            return self._store.get(name)
 
     @property
     def location(self) -> str:
