@@ -7,6 +7,7 @@ import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from unit_helpers import SAMPLES, VIN, MakeRecord, vehicle
@@ -257,6 +258,12 @@ def _json_is_a_folder(make: MakeRecord, tmp: Path) -> Path:
     return folder
 
 
+def _unlisted() -> dict[str, Any]:
+    fields = vehicle()
+    del fields["images"]
+    return fields
+
+
 def _no_images_at_all(make: MakeRecord, tmp: Path) -> Path:
     fields = vehicle()
     del fields["images"]
@@ -318,6 +325,14 @@ BROKEN: dict[str, tuple[Setup, str]] = {
     ),
     "vehicle.json symlink loop": (_json_symlink_loop, "symlink loop"),
     "vehicle.json is a folder": (_json_is_a_folder, "vehicle.json is not a regular file"),
+    "2000 listed images": (
+        _fields(images=[f"{i}.jpg" for i in range(2000)]),
+        "images: List should have at most 500 items",
+    ),
+    "2000 image files": (
+        lambda make, tmp: make(images={f"{i}.jpg": b"x" for i in range(2000)}, fields=_unlisted()),
+        "2000 images, more than the 500 allowed",
+    ),
 }
 
 
