@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import datetime
 import json
 import secrets
 import shutil
@@ -23,10 +22,6 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from servers import HOST, RunningServer, make_tls_files, pyftpdlib_server
 
 from ftpexport.cli import cli
@@ -405,63 +400,6 @@ def test_no_password_or_private_key_appears_in_any_output_log_ledger_or_repr(
 # --- 4. TLS
 
 
-def _certificate_for(folder: Path, dns_name: str) -> tuple[Path, Path, Path]:
-    """A CA, and a server certificate it signed for ``dns_name`` only (as ``make_tls_files`` does)."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ftpexport test CA (other host)")])
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_name)]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(dns_name)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    ca_file, cert_file, key_file = folder / "other-ca.pem", folder / "other.pem", folder / "other.key"
-    ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    key_file.chmod(0o600)
-    return ca_file, cert_file, key_file
-
-
 def _server_context(cert_file: Path, key_file: Path, *, tls11_only: bool = False) -> Any:
     from OpenSSL import SSL
 
@@ -516,7 +454,10 @@ def test_ftps_verifies_the_certificate_against_the_system_cas_or_ca_file(
 
 
 def test_ftps_refuses_a_certificate_issued_for_another_host_name(tmp_path: Path, store: Store, inbox: Path) -> None:
-    ca_file, cert_file, key_file = _certificate_for(tmp_path, "not-localhost.example")
+    other = tmp_path / "other"
+    other.mkdir()
+    tls = make_tls_files(other, names=("not-localhost.example",))
+    ca_file, cert_file, key_file = tls.ca_file, tls.cert_file, tls.key_file
     with pyftpdlib_server("ftps", ssl_context=_server_context(cert_file, key_file)) as server:
         store.set("ftps-pw", server.password)
         by_name = f"ftps://{server.username}@localhost:{server.port}/photos"
