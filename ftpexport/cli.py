@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import signal
 import sys
@@ -39,7 +38,9 @@ from .vault import (
     SecretsStore,
     check_name,
     generate_key,
+    key_file_path,
     open_store,
+    store_path,
     write_private,
 )
 
@@ -645,14 +646,14 @@ def secrets_init(app: App, key_file: Path) -> None:
     app.start_logging()
     if key_file.exists():
         raise ConfigError(f"{key_file} exists already", hint="secrets rotate-key replaces a key")
-    store_path = app.secrets_file or (Path(os.environ[STORE_ENV]) if os.environ.get(STORE_ENV) else DEFAULT_STORE)
-    if store_path.exists():
+    path = store_path(app.secrets_file)
+    if path.exists():
         raise ConfigError(
-            f"{store_path} exists already and was encrypted with another key", hint="use --secrets for a new store"
+            f"{path} exists already and was encrypted with another key", hint="use --secrets for a new store"
         )
     key = generate_key()
     write_private(key_file, key.get_secret_value().encode() + b"\n")
-    store = SecretsStore(store_path, key)
+    store = SecretsStore(path, key)
     store.create()
     click.echo(f"key written to {key_file} (mode 0600); store created at {store.path}")
     click.echo(f"export {KEY_FILE_ENV}={key_file.resolve()}")
@@ -713,7 +714,7 @@ def secrets_remove(app: App, name: str) -> None:
 def secrets_rotate_key(app: App, new_key_file: Path | None) -> None:
     """Re-encrypt every secret under a new key; the old key stops working."""
     app.start_logging()
-    key_file = app.secrets_key_file or (Path(os.environ[KEY_FILE_ENV]) if os.environ.get(KEY_FILE_ENV) else None)
+    key_file = key_file_path(app.secrets_key_file)
     target = new_key_file or key_file
     if target is None:
         raise ConfigError(

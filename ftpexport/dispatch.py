@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 Verdict = Literal["done", "retry", "failed", "deferred"]
 
+#: why a queued job was not run: the process is stopping
+STOPPING = "not tried: ftpexport was stopping"
+
 
 @dataclass
 class Job:
@@ -186,11 +189,9 @@ class Dispatcher:
         with self._cond:
             while True:
                 now = time.monotonic()
-                if self._inflight == 0:
-                    wakes = [lane.wake_at(now) for lane in self._lanes.values()]
-                    if not any(wake is not None and lane.paused_until <= now
-                               for wake, lane in zip(wakes, self._lanes.values(), strict=True)):  # fmt: skip
-                        break
+                runnable = any(lane.queued() and lane.paused_until <= now for lane in self._lanes.values())
+                if self._inflight == 0 and not runnable:
+                    break
                 self._cond.wait(timeout=self._wait_time(now))
             leftovers = []
             for lane in self._lanes.values():
@@ -213,7 +214,7 @@ class Dispatcher:
                 self._idents.discard(job.ident)
             self._cond.notify_all()
         for job in leftovers:
-            self._abandon(job, "not tried: ftpexport was stopping")
+            self._abandon(job, STOPPING)
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until no job is running; False on timeout."""

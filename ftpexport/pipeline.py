@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from pydantic import SecretStr
 
-from .dispatch import Dispatcher, Job, Policy, Result, Verdict
+from .dispatch import STOPPING, Dispatcher, Job, Policy, Result, Verdict
 from .errors import ConfigError, FtpexportError, PermanentError, RecordError, TransientError, TransportError
 from .ledger import Ledger
 from .package import Artifact, Package, PackageNames, build_package, render_names, template_context
@@ -405,7 +405,7 @@ class Exporter:
                 self._active_paths[str(plan.record.folder)] += len(jobs)
             for job in jobs:
                 if not self._dispatcher.submit(job):
-                    self._abandon(job, "not tried: ftpexport was stopping")
+                    self._abandon(job, STOPPING)
         if summary is not None:
             with self._summary_lock:
                 summary.outcomes += prepared.outcomes
@@ -529,6 +529,7 @@ class Exporter:
             final = not stopped and (not retriable or attempts > limit)
             if stopped:
                 message = f"stopped during the attempt: {message}"
+            verdict = verdict_of(stopped, final)
             self.ledger.fail(d.delivery_id, attempt_id, message, final=final, sent=sent[0])
             if not isinstance(exc, FtpexportError | OSError):
                 log.error("unexpected error, please report it", exc_info=exc, extra=fields)
@@ -536,11 +537,10 @@ class Exporter:
             log.warning(
                 "delivery attempt failed",
                 extra={**fields, "attempt": attempts, "host": d.route.destination.host, "remote_dir": d.remote_dir,
-                       "remote_path": remote_path, "bytes": sent[0], "result": verdict_of(stopped, final),
+                       "remote_path": remote_path, "bytes": sent[0], "result": verdict,
                        "error": message,
                        "retriable": retriable and not final, "phase": phase, "duration_ms": _ms_since(started)},
             )  # fmt: skip
-            verdict = verdict_of(stopped, final)
             self._packages.put(d.plan, attempted=True, first=first, finished=verdict != "retry")
             if verdict != "retry":
                 self._finish(d, "deferred" if stopped else "failed", error=message, attempts=attempts)

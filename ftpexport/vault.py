@@ -83,9 +83,16 @@ def read_key_file(path: Path) -> SecretStr:
     return _valid_key(SecretStr(text), f"key file {path}")
 
 
+def key_file_path(key_file: Path | None = None) -> Path | None:
+    """``key_file``, else ``$FTPEXPORT_SECRETS_KEY_FILE``; None when the key comes from the environment."""
+    if key_file is not None:
+        return key_file
+    return Path(os.environ[KEY_FILE_ENV]) if os.environ.get(KEY_FILE_ENV) else None
+
+
 def load_key(key_file: Path | None = None) -> SecretStr:
     """The store key: ``key_file``, else ``$FTPEXPORT_SECRETS_KEY_FILE``, else ``$FTPEXPORT_SECRETS_KEY``."""
-    path = key_file or (Path(os.environ[KEY_FILE_ENV]) if os.environ.get(KEY_FILE_ENV) else None)
+    path = key_file_path(key_file)
     if path is not None:
         return read_key_file(path)
     value = os.environ.get(KEY_ENV)
@@ -238,9 +245,14 @@ class SecretsStore:
 
 def open_store(path: Path | None = None, key_file: Path | None = None) -> SecretsStore:
     """The store at ``path`` (else ``$FTPEXPORT_SECRETS``, else ``.ftpexport/secrets.enc``) with its key."""
-    if path is None:
-        path = Path(os.environ[STORE_ENV]) if os.environ.get(STORE_ENV) else DEFAULT_STORE
-    return SecretsStore(path, load_key(key_file))
+    return SecretsStore(store_path(path), load_key(key_file))
+
+
+def store_path(path: Path | None = None) -> Path:
+    """``path``, else ``$FTPEXPORT_SECRETS``, else ``.ftpexport/secrets.enc``."""
+    if path is not None:
+        return path
+    return Path(os.environ[STORE_ENV]) if os.environ.get(STORE_ENV) else DEFAULT_STORE
 
 
 class LazyStore:
@@ -267,4 +279,4 @@ class LazyStore:
 
     @property
     def location(self) -> str:
-        return str(self._store.path if self._store else self.path or os.environ.get(STORE_ENV) or DEFAULT_STORE)
+        return str(self._store.path if self._store else store_path(self.path))

@@ -180,9 +180,8 @@ class InboxWatcher:
             return
         while True:
             signature = _signature(folder / RECORD_FILE)
-            if signature is not None and self._handed.get(folder) == signature:
-                pass  # handed over already and unchanged since (an event about the folder, not the record)
-            elif signature is not None:
+            # a folder handed over already and unchanged since is skipped (an event about the folder, not the record)
+            if signature is not None and self._handed.get(folder) != signature:
                 previous = self._watching.get(folder)
                 if previous is None or previous[0] != signature:
                     self._watching[folder] = (signature, time.monotonic())
