@@ -79,6 +79,19 @@ class Policy:
         return min(self.backoff * 2 ** (tries - 1), self.max_backoff) * random.uniform(0.5, 1.5)  # noqa: S311
 
 
+@dataclass(frozen=True)
+class LaneState:
+    """A lane as the outside sees it (progress display, metrics, health)."""
+
+    queued: int
+    active: int
+    #: seconds until a paused lane resumes; 0 when it is not paused
+    paused_for: float
+    #: times the breaker opened in a row; 0 when the destination answers
+    trips: int
+    last_error: str | None
+
+
 @dataclass
 class _Lane:
     key: str
@@ -177,6 +190,16 @@ class Dispatcher:
         now = time.monotonic()
         with self._cond:
             return {k: (v.paused_until - now, v.last_error) for k, v in self._lanes.items() if v.paused_until > now}
+
+    def lanes(self) -> dict[str, LaneState]:
+        """A snapshot of every lane."""
+        now = time.monotonic()
+        with self._cond:
+            return {
+                key: LaneState(lane.queued(), lane.active, max(0.0, lane.paused_until - now), lane.trips,
+                               lane.last_error)
+                for key, lane in self._lanes.items()
+            }  # fmt: skip
 
     # --- waiting
 

@@ -9,6 +9,10 @@ The ``files`` table is the crash journal of a delivery: a file is marked ``renam
 temporary name is renamed to the final one and ``published`` after. A process killed between the
 two leaves ``renaming``; the next attempt resolves it from the server (temporary file still there
 or not) instead of sending the file a second time.
+
+The ``notifications`` table is the outbox of the clients' webhooks: a notification is written
+when a delivery ends and stays ``pending`` until the client's endpoint accepts it (``sent``) or
+its attempts run out (``failed``).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from .errors import ConfigError
 Status = Literal["pending", "delivered", "failed", "superseded"]
 FileState = Literal["renaming", "published"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
     id             INTEGER PRIMARY KEY,
@@ -46,6 +50,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     created_at     TEXT NOT NULL,
     updated_at     TEXT NOT NULL,
     delivered_at   TEXT,
+    vin            TEXT,
+    user_id        TEXT,
     UNIQUE (record_id, content_hash, destination)
 );
 CREATE INDEX IF NOT EXISTS deliveries_by_status ON deliveries (status, client_id);
@@ -68,6 +74,36 @@ CREATE TABLE IF NOT EXISTS files (
     updated_at     TEXT NOT NULL,
     PRIMARY KEY (delivery_id, remote_path)
 );
+CREATE TABLE IF NOT EXISTS notifications (
+    id             INTEGER PRIMARY KEY,
+    webhook_id     TEXT NOT NULL UNIQUE,
+    delivery_id    INTEGER REFERENCES deliveries (id),
+    client_id      TEXT NOT NULL,
+    event          TEXT NOT NULL,
+    url            TEXT NOT NULL,
+    payload        TEXT NOT NULL,
+    correlation_id TEXT,
+    status         TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'failed')),
+    attempts       INTEGER NOT NULL DEFAULT 0,
+    last_error     TEXT,
+    response_code  INTEGER,
+    next_at        TEXT NOT NULL,
+    created_at     TEXT NOT NULL,
+    updated_at     TEXT NOT NULL,
+    sent_at        TEXT
+);
+CREATE INDEX IF NOT EXISTS notifications_due ON notifications (status, next_at);
+"""
+
+#: columns added after schema 2, and the indexes that need them
+_MIGRATIONS = (
+    "ALTER TABLE deliveries ADD COLUMN vin TEXT",
+    "ALTER TABLE deliveries ADD COLUMN user_id TEXT",
+)
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS deliveries_by_route
+    ON deliveries (client_id, destination, status, created_at, delivered_at, updated_at);
+CREATE INDEX IF NOT EXISTS deliveries_by_delivered_at ON deliveries (delivered_at) WHERE delivered_at IS NOT NULL;
 """
 
 
@@ -95,6 +131,8 @@ class Delivery:
     created_at: str
     updated_at: str
     delivered_at: str | None
+    vin: str | None = None
+    user_id: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -123,6 +161,11 @@ class Ledger:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            columns = {row["name"] for row in self._db.execute("PRAGMA table_info(deliveries)")}
+            for statement in _MIGRATIONS:
+                if statement.split()[-2] not in columns:
+                    self._db.execute(statement)
+            self._db.executescript(_INDEXES)
             self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except BaseException as exc:
             self._db.close()  # a refused ledger must not stay open (and locked) behind the error
@@ -162,7 +205,15 @@ class Ledger:
         return _delivery(row) if row else None
 
     def open_delivery(
-        self, *, record_id: str, content_hash: str, client_id: str, destination: str, record_path: str
+        self,
+        *,
+        record_id: str,
+        content_hash: str,
+        client_id: str,
+        destination: str,
+        record_path: str,
+        vin: str | None = None,
+        user_id: str | None = None,
     ) -> Delivery:
         """The delivery row for this version, created pending if new; older undelivered versions
         of the same record to the same destination are marked superseded."""
@@ -170,10 +221,10 @@ class Ledger:
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO deliveries (record_id, content_hash, client_id, destination, record_path, status,"
-                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)"
+                " created_at, updated_at, vin, user_id) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)"
                 " ON CONFLICT (record_id, content_hash, destination) DO UPDATE SET record_path = excluded.record_path,"
                 " status = CASE WHEN status = 'superseded' THEN 'pending' ELSE status END",
-                (record_id, content_hash, client_id, destination, record_path, stamp, stamp),
+                (record_id, content_hash, client_id, destination, record_path, stamp, stamp, vin, user_id),
             )
             db.execute(
                 "UPDATE deliveries SET status = 'superseded', updated_at = ? WHERE record_id = ?"
@@ -383,6 +434,107 @@ class Ledger:
             result.append(entry)
         return result
 
+    def routes(self, *, client_id: str | None = None, since: str | None = None) -> list[dict[str, Any]]:
+        """One row per (client, destination): delivered, pending and failed counts, the last success,
+        the oldest undelivered delivery (pending or failed) and the newest error of one.
+
+        ``since`` (ISO 8601) keeps the deliveries that changed since then.
+        """
+        where, params = _filters(("client_id = ?", client_id), ("updated_at >= ?", since))
+        with self._lock:
+            query = f"{_ROUTES} WHERE {where} GROUP BY client_id, destination ORDER BY client_id, destination"
+            rows = self._db.execute(query, params).fetchall()
+            result = [dict(row) for row in rows]
+            for entry in result:
+                if entry["pending"] or entry["failed"]:
+                    error = self._db.execute(
+                        "SELECT last_error, status, updated_at FROM deliveries WHERE client_id = ? AND"
+                        " destination = ? AND status IN ('pending', 'failed') AND last_error IS NOT NULL"
+                        " ORDER BY updated_at DESC LIMIT 1",
+                        (entry["client_id"], entry["destination"]),
+                    ).fetchone()
+                else:
+                    error = None
+                entry["last_error"] = error["last_error"] if error else None
+                entry["last_error_at"] = error["updated_at"] if error else None
+        return result
+
+    def oldest_pending(self) -> str | None:
+        """When the oldest delivery still pending was created (ISO 8601), or None."""
+        with self._lock:
+            row = self._db.execute("SELECT MIN(created_at) FROM deliveries WHERE status = 'pending'").fetchone()
+        return row[0]
+
+    def delivered(
+        self, *, since: str | None = None, until: str | None = None, client_id: str | None = None
+    ) -> list[Delivery]:
+        """Deliveries completed in [since, until), oldest first: what was sent to whom."""
+        where, params = _filters(
+            ("delivered_at IS NOT NULL", True),
+            ("delivered_at >= ?", since),
+            ("delivered_at < ?", until),
+            ("client_id = ?", client_id),
+        )
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT * FROM deliveries WHERE {where} AND status = 'delivered' ORDER BY delivered_at, id",  # noqa: S608
+                params,
+            ).fetchall()
+        return [_delivery(row) for row in rows]
+
+    # --- webhook notifications (the outbox)
+
+    def add_notification(
+        self,
+        *,
+        webhook_id: str,
+        delivery_id: int | None,
+        client_id: str,
+        event: str,
+        url: str,
+        payload: str,
+        correlation_id: str | None,
+    ) -> int:
+        """Queue a notification, due now; returns its id."""
+        stamp = now()
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO notifications (webhook_id, delivery_id, client_id, event, url, payload, correlation_id,"
+                " status, next_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+                (webhook_id, delivery_id, client_id, event, url, payload, correlation_id, stamp, stamp, stamp),
+            )
+        return int(cursor.lastrowid or 0)
+
+    def due_notifications(self, at: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Pending notifications whose next attempt is due at ``at`` (default now), oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM notifications WHERE status = 'pending' AND next_at <= ? ORDER BY next_at, id LIMIT ?",
+                (at or now(), limit),
+            ).fetchall()
+        return [dict(row) for row in rows]
+
+    def notification_attempt(
+        self, notification_id: int, *, ok: bool, code: int | None, error: str | None, next_at: str | None
+    ) -> None:
+        """Record one sending attempt: ``ok`` -> sent; else pending again at ``next_at``, or failed when None."""
+        stamp = now()
+        status = "sent" if ok else "pending" if next_at else "failed"
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE notifications SET status = ?, attempts = attempts + 1, response_code = ?, last_error = ?,"
+                " next_at = COALESCE(?, next_at), updated_at = ?, sent_at = CASE WHEN ? THEN ? END WHERE id = ?",
+                (status, code, error, next_at, stamp, ok, stamp, notification_id),
+            )
+
+    def notifications(self, *, client_id: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        """Notifications, oldest first, optionally filtered."""
+        where, params = _filters(("client_id = ?", client_id), ("status = ?", status))
+        with self._lock:
+            query = f"SELECT * FROM notifications WHERE {where} ORDER BY id"  # noqa: S608
+            rows = self._db.execute(query, params).fetchall()
+        return [dict(row) for row in rows]
+
     def attempts(self, delivery_id: int) -> list[dict[str, Any]]:
         """The attempts of one delivery, oldest first."""
         with self._lock:
@@ -390,6 +542,28 @@ class Ledger:
                 "SELECT * FROM attempts WHERE delivery_id = ? ORDER BY id", (delivery_id,)
             ).fetchall()
         return [dict(row) for row in rows]
+
+
+_ROUTES = (
+    "SELECT client_id, destination,"
+    " SUM(status = 'delivered') AS delivered, SUM(status = 'pending') AS pending,"
+    " SUM(status = 'failed') AS failed, MAX(delivered_at) AS last_success,"
+    " MIN(CASE WHEN status IN ('pending', 'failed') THEN created_at END) AS oldest_undelivered"
+    " FROM deliveries"
+)
+
+
+def _filters(*clauses: tuple[str, Any]) -> tuple[str, list[Any]]:
+    """A WHERE clause of the clauses whose value is not None; ``True`` adds a clause without a parameter."""
+    where = ["1 = 1"]
+    params: list[Any] = []
+    for clause, value in clauses:
+        if value is None:
+            continue
+        where.append(clause)
+        if value is not True:
+            params.append(value)
+    return " AND ".join(where), params
 
 
 def _delivery(row: sqlite3.Row) -> Delivery:

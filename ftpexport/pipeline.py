@@ -23,13 +23,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import SecretStr
 
-from .dispatch import STOPPING, Dispatcher, Job, Policy, Result, Verdict
+from .dispatch import STOPPING, Dispatcher, Job, LaneState, Policy, Result, Verdict
 from .errors import ConfigError, FtpexportError, PermanentError, RecordError, TransientError, TransportError
-from .ledger import Ledger
+from .events import Attempt, Observer, Observers, Outcome, OutcomeResult
+from .ledger import Ledger, now
 from .package import Artifact, Package, PackageNames, build_package, render_names, template_context
 from .record import Record, is_complete, load_record
 from .rules import ClientRules, Route, RuleSet, SFTPDestination, routes_for
@@ -39,10 +40,6 @@ from .transport.base import resume_rename
 from .transport.pool import ConnectionPool
 
 log = logging.getLogger(__name__)
-
-#: delivered / skipped (if_exists: skip) / unchanged (delivered earlier) / failed (parked now) /
-#: parked (failed earlier, waiting for ``ftpexport retry``) / deferred (not finished, still pending)
-OutcomeResult = Literal["delivered", "skipped", "unchanged", "failed", "parked", "deferred"]
 
 
 @dataclass(frozen=True)
@@ -73,22 +70,6 @@ class Options:
             breaker_pause=self.pause,
             max_pause=max(self.max_pause, self.pause),
         )
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What happened to one record at one destination."""
-
-    record_id: str
-    record_path: str
-    client_id: str
-    destination: str
-    result: OutcomeResult
-    remote_paths: tuple[str, ...] = ()
-    bytes: int = 0
-    error: str | None = None
-    correlation_id: str | None = None
-    attempts: int = 0
 
 
 @dataclass
@@ -285,6 +266,11 @@ class _Delivery:
     attempted: bool = False
 
     @property
+    def attempt(self) -> Attempt:
+        record = self.plan.record
+        return Attempt(self.correlation_id, record.client_id, self.route.key, record.id)
+
+    @property
     def fields(self) -> dict[str, Any]:
         record = self.plan.record
         return {
@@ -312,14 +298,14 @@ class Exporter:
         *,
         on_outcome: Callable[[Outcome], None] | None = None,
         on_bytes: Callable[[int], None] | None = None,
+        observers: Iterable[Observer] = (),
         secrets: SecretSource | None = None,
     ) -> None:
         self.ruleset = ruleset
         self.secrets = secrets
         self.ledger = ledger
         self.options = options or Options()
-        self._on_outcome = on_outcome or (lambda outcome: None)
-        self._on_bytes = on_bytes
+        self.events = Observers([*observers, _Callbacks(on_outcome, on_bytes)])
         self._stopping = threading.Event()
         self._pools: dict[str, ConnectionPool] = {}
         self._pools_lock = threading.Lock()
@@ -363,11 +349,11 @@ class Exporter:
                     result: OutcomeResult = "unchanged" if known.status == "delivered" else "parked"
                     outcome = Outcome(
                         record.id, str(folder), record.client_id, route.key, result,
-                        remote_paths=known.remote_paths, bytes=known.bytes, error=known.last_error,
-                        attempts=known.attempts,
+                            remote_paths=known.remote_paths, bytes=known.bytes, error=known.last_error,
+                        attempts=known.attempts, vin=record.data.vin, user_id=record.user_id,
                     )  # fmt: skip
                     summary.outcomes.append(outcome)
-                    self._on_outcome(outcome)
+                    self.events.outcome(outcome)
                 else:
                     pending.append((route, remote_dir))
             if pending:
@@ -393,6 +379,8 @@ class Exporter:
                     client_id=plan.record.client_id,
                     destination=route.key,
                     record_path=str(plan.record.folder),
+                    vin=plan.record.data.vin,
+                    user_id=plan.record.user_id,
                 )
                 if delivery.status in ("delivered", "failed"):
                     continue  # a job finished it between prepare() and here
@@ -403,7 +391,9 @@ class Exporter:
             self._packages.expect(plan, len(jobs))
             with self._summary_lock:
                 self._active_paths[str(plan.record.folder)] += len(jobs)
+            estimate = sum(image.size for image in plan.record.images)
             for job in jobs:
+                self.events.queued(plan.record.client_id, job.lane, plan.record.id, estimate)
                 if not self._dispatcher.submit(job):
                     self._abandon(job, STOPPING)
         if summary is not None:
@@ -451,6 +441,10 @@ class Exporter:
     def paused(self) -> dict[str, tuple[float, str | None]]:
         """Destinations paused by the breaker: ``{destination: (seconds left, last error)}``."""
         return self._dispatcher.paused()
+
+    def lanes(self) -> dict[str, LaneState]:
+        """Every destination seen so far: deliveries queued and running, breaker state."""
+        return self._dispatcher.lanes()
 
     def stop(self, grace: float | None = None) -> None:
         """Start nothing new; running uploads get ``grace`` seconds (None: all they need), then their
@@ -500,11 +494,12 @@ class Exporter:
         attempt_id = self.ledger.start_attempt(d.delivery_id, d.correlation_id)
         started = time.monotonic()
         sent = [0]  # bytes this attempt put on the wire, also when it fails half way
+        seen = d.attempt
+        self.events.attempt_started(seen)
 
         def counted(n: int) -> None:
             sent[0] += n
-            if self._on_bytes is not None:
-                self._on_bytes(n)
+            self.events.sent(seen, n)
 
         phase = "package"
         try:
@@ -542,6 +537,7 @@ class Exporter:
                        "retriable": retriable and not final, "phase": phase, "duration_ms": _ms_since(started)},
             )  # fmt: skip
             self._packages.put(d.plan, attempted=True, first=first, finished=verdict != "retry")
+            self.events.attempt_ended(seen, verdict, time.monotonic() - started, sent[0])
             if verdict != "retry":
                 self._finish(d, "deferred" if stopped else "failed", error=message, attempts=attempts)
             connect_level = phase == "connect" and isinstance(exc, PermanentError | ConfigError)
@@ -559,6 +555,7 @@ class Exporter:
                    "bytes": size, "result": "skipped" if skipped else "delivered", "duration_ms": _ms_since(started)},
         )  # fmt: skip
         self._packages.put(d.plan, attempted=True, first=first, finished=True)
+        self.events.attempt_ended(seen, "done", time.monotonic() - started, sent[0])
         self._finish(d, "skipped" if skipped else "delivered", remote_paths=tuple(paths), bytes=size,
                      attempts=attempts)  # fmt: skip
         return Result("done")
@@ -575,7 +572,8 @@ class Exporter:
         record = d.plan.record
         outcome = Outcome(
             record.id, str(record.folder), record.client_id, d.route.key, result,
-            correlation_id=d.correlation_id, **details,
+            correlation_id=d.correlation_id, vin=record.data.vin, user_id=record.user_id, finished_at=now(),
+            **details,
         )  # fmt: skip
         with self._summary_lock:
             if d.summary is not None:
@@ -584,7 +582,7 @@ class Exporter:
             self._active_paths[path] -= 1
             if self._active_paths[path] <= 0:
                 del self._active_paths[path]
-        self._on_outcome(outcome)
+        self.events.outcome(outcome)
 
     def _send(
         self, d: _Delivery, package: Package, transport: Transport, callback: Callable[[int], None]
@@ -651,6 +649,22 @@ class Exporter:
             # killed between the journal entry and the end of the rename: the server knows which
             return not atomic or resume_rename(transport, remote_dir, artifact.name, artifact.size)
         return False
+
+
+class _Callbacks(Observer):
+    """The plain callbacks ``on_outcome`` and ``on_bytes`` as an observer."""
+
+    def __init__(self, on_outcome: Callable[[Outcome], None] | None, on_bytes: Callable[[int], None] | None) -> None:
+        self._on_outcome = on_outcome
+        self._on_bytes = on_bytes
+
+    def sent(self, attempt: Attempt, n: int) -> None:
+        if self._on_bytes is not None:
+            self._on_bytes(n)
+
+    def outcome(self, outcome: Outcome) -> None:
+        if self._on_outcome is not None:
+            self._on_outcome(outcome)
 
 
 def preview_record(folder: Path, ruleset: RuleSet) -> dict[str, Any]:

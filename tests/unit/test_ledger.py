@@ -359,7 +359,33 @@ def test_a_schema_1_ledger_is_upgraded_in_place(tmp_path: Path) -> None:
         ledger.mark_file(delivery.id, "A.zip", "published")
         assert ledger.file_states(delivery.id) == {"A.zip": "published"}
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    db.close()
+
+
+def test_a_schema_2_ledger_gains_the_vin_and_the_notifications_outbox(tmp_path: Path) -> None:
+    path = tmp_path / "v2.sqlite"
+    with Ledger(path) as ledger:
+        delivery = open_delivery(ledger)
+    db = sqlite3.connect(path)
+    db.execute("DROP INDEX deliveries_by_route")
+    db.execute("ALTER TABLE deliveries DROP COLUMN vin")
+    db.execute("ALTER TABLE deliveries DROP COLUMN user_id")
+    db.execute("DROP TABLE notifications")
+    db.execute("PRAGMA user_version = 2")
+    db.commit()
+    db.close()
+
+    with Ledger(path) as ledger:
+        assert ledger.get(delivery.id).vin is None  # rows of before keep going
+        again = ledger.open_delivery(record_id="r2", content_hash="h", client_id="c", destination="c/d",
+                                     record_path="/in/r2", vin="1HGCM82633A004352", user_id="u-1")  # fmt: skip
+        assert (again.vin, again.user_id) == ("1HGCM82633A004352", "u-1")
+        ledger.add_notification(webhook_id="msg_1", delivery_id=again.id, client_id="c", event="vehicle.delivered",
+                                url="https://example.com/", payload="{}", correlation_id="abc")  # fmt: skip
+        assert [n["webhook_id"] for n in ledger.due_notifications()] == ["msg_1"]
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 3
     db.close()
 
 
