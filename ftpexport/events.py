@@ -37,6 +37,8 @@ class Outcome:
     user_id: str | None = None
     #: when the delivery ended, ISO 8601 with offset (None for outcomes known from the ledger)
     finished_at: str | None = None
+    #: the ledger row of the delivery (None for a record that never reached the ledger)
+    delivery_id: int | None = None
 
 
 @dataclass(frozen=True)

@@ -350,7 +350,7 @@ class Exporter:
                     outcome = Outcome(
                         record.id, str(folder), record.client_id, route.key, result,
                             remote_paths=known.remote_paths, bytes=known.bytes, error=known.last_error,
-                        attempts=known.attempts, vin=record.data.vin, user_id=record.user_id,
+                        attempts=known.attempts, vin=record.data.vin, user_id=record.user_id, delivery_id=known.id,
                     )  # fmt: skip
                     summary.outcomes.append(outcome)
                     self.events.outcome(outcome)
@@ -573,7 +573,7 @@ class Exporter:
         outcome = Outcome(
             record.id, str(record.folder), record.client_id, d.route.key, result,
             correlation_id=d.correlation_id, vin=record.data.vin, user_id=record.user_id, finished_at=now(),
-            **details,
+            delivery_id=d.delivery_id, **details,
         )  # fmt: skip
         with self._summary_lock:
             if d.summary is not None:
