@@ -20,12 +20,13 @@ import click
 from pydantic import SecretStr
 
 from . import __version__
-from .display import Progress, history_text, human_bytes, probe_text, status_text, summary_json, summary_text
+from .display import history_text, human_bytes, probe_text, status_text, summary_json, summary_text
 from .errors import ConfigError, FtpexportError, SecretError
 from .ledger import Ledger
 from .lock import exclusive
 from .logs import setup_logging
 from .pipeline import Exporter, Options, Outcome, endpoint_for, preview_record
+from .progress import progress_for
 from .record import iter_record_folders
 from .rules import RuleSet, client_routes, load_rules, rule_warnings, secret_references
 from .secret import redact
@@ -317,7 +318,7 @@ def run(
     app.start_logging(default=logging.ERROR)
     ruleset = app.rules(rules_dir)
     folders = _inbox_folders(inbox)
-    progress = Progress(sys.stderr, live=sys.stderr.isatty(), quiet=app.quiet or as_json)
+    progress = progress_for(sys.stderr, quiet=app.quiet or as_json)
     started = time.monotonic()
     with (
         _exclusive_ledger(state) as ledger,
@@ -325,14 +326,17 @@ def run(
             ruleset,
             ledger,
             _options(jobs, retries, backoff, pause, state),
-            on_outcome=progress.outcome,
-            on_bytes=progress.sent,
+            observers=[progress],
             secrets=app.store(),
         ) as exporter,
         _Stopper(exporter, grace, logging.getLogger("ftpexport")),
     ):
-        summary = exporter.export(folders)
-    progress.close()
+        progress.lanes = exporter.lanes
+        progress.start()
+        try:
+            summary = exporter.export(folders)
+        finally:
+            progress.close()
     elapsed = time.monotonic() - started
     if as_json:
         click.echo(redact(json.dumps(summary_json(summary, elapsed), indent=2, default=str)))

@@ -1,14 +1,11 @@
-"""What people see: a progress line on a terminal, plain lines elsewhere, and summary tables."""
+"""What people read after a command: summary tables, status, history; text for people, dicts for JSON."""
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import defaultdict
-from typing import Any, TextIO
+from typing import Any
 
 from .ledger import Delivery
-from .pipeline import Outcome, Summary
+from .pipeline import Summary
 
 
 def human_bytes(n: float) -> str:
@@ -18,67 +15,6 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TB"
-
-
-class Progress:
-    """Live progress: one redrawn line on a terminal, one line per outcome otherwise."""
-
-    def __init__(self, stream: TextIO, *, live: bool, quiet: bool = False) -> None:
-        self.stream = stream
-        self.live = live
-        self.quiet = quiet
-        self._lock = threading.Lock()
-        self._started = time.monotonic()
-        self._bytes = 0
-        self._counts: dict[str, int] = defaultdict(int)
-        self._last_draw = 0.0
-
-    def outcome(self, outcome: Outcome) -> None:
-        with self._lock:
-            self._counts[outcome.result] += 1
-            if self.quiet:
-                return
-            if outcome.result in ("failed", "parked", "deferred"):
-                label = {"failed": "FAILED", "parked": "PARKED", "deferred": "DEFERRED"}[outcome.result]
-                self._print(f"{label:<9} {outcome.destination}  {outcome.record_id}: {outcome.error}")
-            elif not self.live and outcome.result != "unchanged":
-                paths = ", ".join(outcome.remote_paths)
-                self._print(f"{outcome.result:<9} {outcome.destination}  {outcome.record_id} -> {paths}")
-            self._draw(force=True)
-
-    def sent(self, n: int) -> None:
-        with self._lock:
-            self._bytes += n
-            self._draw()
-
-    def close(self) -> None:
-        with self._lock:
-            if self.live and not self.quiet:
-                self._draw(force=True)
-                self.stream.write("\n")
-                self.stream.flush()
-
-    def _print(self, line: str) -> None:
-        if self.live:
-            self.stream.write("\r\x1b[2K")
-        self.stream.write(line + "\n")
-
-    def _draw(self, force: bool = False) -> None:
-        if not self.live or self.quiet:
-            return
-        now = time.monotonic()
-        if not force and now - self._last_draw < 0.2:
-            return
-        self._last_draw = now
-        elapsed = max(now - self._started, 1e-6)
-        done = sum(self._counts.values())
-        line = (
-            f"{done} deliveries: {self._counts['delivered']} delivered, {self._counts['unchanged']} unchanged, "
-            f"{self._counts['failed']} failed, {self._counts['deferred']} deferred | "
-            f"{human_bytes(self._bytes)} at {human_bytes(self._bytes / elapsed)}/s"
-        )
-        self.stream.write("\r\x1b[2K" + line)
-        self.stream.flush()
 
 
 def table(rows: list[list[str]], headers: list[str]) -> str:
@@ -109,14 +45,13 @@ def summary_by_client(summary: Summary) -> dict[str, dict[str, Any]]:
 def summary_text(summary: Summary, elapsed: float) -> str:
     """The end-of-run report."""
     by_client = summary_by_client(summary)
+    columns = ["delivered", "unchanged", "skipped", "failed", "deferred", "parked"]
     rows = [
-        [client, str(c["delivered"]), str(c["unchanged"] + c["skipped"]), str(c["failed"]), str(c["deferred"]),
-         str(c["parked"]), human_bytes(c["bytes"])]
-        for client, c in sorted(by_client.items())
-    ]  # fmt: skip
+        [client, *(str(c[k]) for k in columns), human_bytes(c["bytes"])] for client, c in sorted(by_client.items())
+    ]
     parts = []
     if rows:
-        parts.append(table(rows, ["client", "delivered", "unchanged", "failed", "deferred", "parked", "sent"]))
+        parts.append(table(rows, ["client", *columns, "sent"]))
     for client, c in sorted(by_client.items()):
         if c["first_error"]:
             parts.append(f"{client}: first error: {c['first_error']}")

@@ -71,12 +71,22 @@ class TextFormatter(logging.Formatter):
         return redact(line)
 
 
+class _Stderr:
+    """``sys.stderr`` as it is at each write: a live progress display swaps it to print log lines above itself."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def setup_logging(
     *, level: int = logging.WARNING, fmt: str = "text", file: Path | None = None, stream: TextIO | None = None
 ) -> None:
     """Send ftpexport's logs to ``file`` (or stderr) as text or JSON."""
     handler: logging.Handler = (
-        logging.FileHandler(file, encoding="utf-8") if file else logging.StreamHandler(stream or sys.stderr)
+        logging.FileHandler(file, encoding="utf-8") if file else logging.StreamHandler(stream or _Stderr())
     )
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     logger = logging.getLogger("ftpexport")

@@ -187,6 +187,7 @@ LAYERS: dict[str, int] = {
     "ftpexport.probe": 3,
     "ftpexport.watch": 4,
     "ftpexport.display": 4,
+    "ftpexport.progress": 4,
     "ftpexport.demo": 4,
     "ftpexport.cli": 5,
     "ftpexport.__main__": 6,
