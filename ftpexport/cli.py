@@ -20,7 +20,18 @@ import click
 from pydantic import SecretStr
 
 from . import __version__
-from .display import history_text, human_bytes, probe_text, status_text, summary_json, summary_text
+from .display import (
+    history_text,
+    human_bytes,
+    probe_text,
+    report_csv,
+    report_rows,
+    report_text,
+    status_rows,
+    status_text,
+    summary_json,
+    summary_text,
+)
 from .errors import ConfigError, FtpexportError, SecretError
 from .ledger import Ledger
 from .lock import exclusive
@@ -599,30 +610,100 @@ def check(app: App, directory: Path, as_json: bool) -> None:
         sys.exit(2)
 
 
+class _Since(click.ParamType):
+    """A point in time: an ISO date or date-time (UTC unless it has an offset), or ``90m``/``6h``/``7d`` ago."""
+
+    name = "when"
+    _AGO = {"m": 60, "h": 3600, "d": 86400}
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        if isinstance(value, datetime):
+            moment = value
+        else:
+            text = str(value).strip()
+            try:
+                if text[-1:] in self._AGO and text[:-1].isdigit():
+                    moment = datetime.now(UTC) - timedelta(seconds=int(text[:-1]) * self._AGO[text[-1]])
+                else:
+                    moment = datetime.fromisoformat(text)
+            except ValueError:
+                self.fail(f"{value!r}: expected a date (2026-11-20), a date-time (2026-11-20T08:00+01:00) "
+                          "or an age (90m, 6h, 7d)", param, ctx)  # fmt: skip
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+_SINCE = _Since()
+
+
+def _open_ledger(state: Path) -> Ledger:
+    """The ledger for a reading command; it must exist."""
+    if not state.exists():
+        raise ConfigError(f"{state}: no ledger here yet", hint="run an export first, or pass --state")
+    return Ledger(state)
+
+
 @cli.command()
 @_state_option
 @_json_option
 @click.option("--client", help="Only this client.")
-@click.option("--failed", "only_failed", is_flag=True, help="Only failed deliveries.")
+@click.option("--failed", "only_failed", is_flag=True, help="Only destinations with failed deliveries, and those.")
+@click.option("--since", type=_SINCE, help="Only deliveries changed since: 2026-11-20, 2026-11-20T08:00+01:00, 6h.")
 @click.option("--limit", type=click.IntRange(1), default=50, show_default=True, help="Deliveries listed at most.")
 @click.pass_obj
-def status(app: App, state: Path, as_json: bool, client: str | None, only_failed: bool, limit: int) -> None:
-    """Show the ledger: delivered, pending and failed deliveries, with the last error."""
+def status(
+    app: App, state: Path, as_json: bool, client: str | None, only_failed: bool, since: str | None, limit: int
+) -> None:
+    """Per client and destination: delivered, pending, failed, the last success, the oldest undelivered
+    delivery's age and the last error; then the failed deliveries.
+
+    With --json, "deliveries" lists the newest deliveries (only the failed ones with --failed).
+    """
     app.start_logging()
-    if not state.exists():
-        raise ConfigError(f"{state}: no ledger here yet", hint="run an export first, or pass --state")
-    with Ledger(state) as ledger:
-        counts = ledger.counts()
-        if client:
-            counts = {k: v for k, v in counts.items() if k == client}
-        # text lists the failed deliveries; JSON lists the newest ones, or only the failed with --failed
-        listed = ledger.deliveries(
-            status="failed" if only_failed or not as_json else None, client_id=client, limit=limit
-        )
+    now = datetime.now(UTC)
+    with _open_ledger(state) as ledger:
+        routes = ledger.routes(client_id=client, since=since)
+        if only_failed:
+            routes = [r for r in routes if r["failed"]]
+        failed_only = only_failed or not as_json
+        listed = ledger.deliveries(status="failed" if failed_only else None, client_id=client, since=since,
+                                   limit=limit)  # fmt: skip
+    rows = status_rows(routes, now)
     if as_json:
-        click.echo(json.dumps({"clients": counts, "deliveries": [d.as_dict() for d in listed]}, indent=2))
+        document = {"generated_at": now.isoformat(timespec="seconds"), "since": since, "destinations": rows,
+                    "deliveries": [d.as_dict() for d in listed]}  # fmt: skip
+        click.echo(json.dumps(document, indent=2))
         return
-    click.echo(status_text(counts, listed))
+    click.echo(status_text(rows, listed, now))
+
+
+@cli.command()
+@_state_option
+@click.option("--since", type=_SINCE, required=True, help="From: 2026-11-01, 2026-11-01T08:00+01:00, or 7d (ago).")
+@click.option("--until", type=_SINCE, help="Up to, not included (default: now).")
+@click.option("--client", help="Only this client.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
+    help="A table for people, CSV for a spreadsheet, or JSON.",
+)  # fmt: skip
+@click.pass_obj
+def report(app: App, state: Path, since: str, until: str | None, client: str | None, fmt: str) -> None:
+    """What was sent to whom: every vehicle delivered in a period, with its destination, remote files,
+    bytes and correlation id.
+
+    \b
+    ftpexport report --since 2026-11-01 --until 2026-12-01 --client acme-motors --format csv > acme.csv
+    """
+    app.start_logging()
+    with _open_ledger(state) as ledger:
+        rows = report_rows(ledger.delivered(since=since, until=until, client_id=client))
+    if fmt == "csv":
+        report_csv(rows, sys.stdout)
+    elif fmt == "json":
+        click.echo(json.dumps({"since": since, "until": until, "client": client, "deliveries": rows}, indent=2))
+    else:
+        click.echo(report_text(rows))
 
 
 @cli.group()

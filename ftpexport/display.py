@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+import csv
+from datetime import datetime
+from typing import Any, TextIO
 
 from .ledger import Delivery
 from .pipeline import Summary
@@ -15,6 +17,17 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TB"
+
+
+def duration(seconds: float) -> str:
+    """``75`` -> ``1m15s``."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    return f"{minutes // 60}h{minutes % 60:02d}m"
 
 
 def table(rows: list[list[str]], headers: list[str]) -> str:
@@ -46,9 +59,7 @@ def summary_text(summary: Summary, elapsed: float) -> str:
     """The end-of-run report."""
     by_client = summary_by_client(summary)
     columns = ["delivered", "unchanged", "skipped", "failed", "deferred", "parked"]
-    rows = [
-        [client, *(str(c[k]) for k in columns), human_bytes(c["bytes"])] for client, c in sorted(by_client.items())
-    ]
+    rows = [[client, *(str(c[k]) for k in columns), human_bytes(c["bytes"])] for client, c in sorted(by_client.items())]
     parts = []
     if rows:
         parts.append(table(rows, ["client", *columns, "sent"]))
@@ -91,20 +102,85 @@ def summary_json(summary: Summary, elapsed: float) -> dict[str, Any]:
     }
 
 
-def status_text(counts: dict[str, dict[str, int]], failed: list[Delivery]) -> str:
-    """``ftpexport status`` for people."""
-    if not counts:
-        return "the ledger is empty: nothing was exported yet"
+def _when(stamp: str | None, now: datetime) -> str:
+    """``2026-11-22T09:16:02+00:00 (3m ago)`` from a ledger time."""
+    if not stamp:
+        return "-"
+    return f"{stamp[:19]}{stamp[23:]} ({duration(age_seconds(stamp, now))} ago)"
+
+
+def age_seconds(stamp: str | None, now: datetime) -> float | None:
+    """Seconds from a ledger time (ISO 8601 with offset) to ``now``."""
+    if not stamp:
+        return None
+    return max(0.0, (now - datetime.fromisoformat(stamp)).total_seconds())
+
+
+def status_rows(routes: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """The ledger's per-destination rows with the age of the oldest undelivered delivery added."""
+    return [{**r, "oldest_undelivered_age_seconds": age_seconds(r["oldest_undelivered"], now)} for r in routes]
+
+
+def status_text(routes: list[dict[str, Any]], failed: list[Delivery], now: datetime) -> str:
+    """``ftpexport status`` for people: one line per client and destination, then what needs an eye."""
+    if not routes:
+        return "nothing matches: the ledger has no delivery for these filters"
     rows = [
-        [client, str(c.get("delivered", 0)), str(c.get("pending", 0)), str(c.get("failed", 0))]
-        for client, c in sorted(counts.items())
-    ]
-    parts = [table(rows, ["client", "delivered", "pending", "failed"])]
+        [r["client_id"], r["destination"], str(r["delivered"]), str(r["pending"]), str(r["failed"]),
+         _when(r["last_success"], now),
+         duration(r["oldest_undelivered_age_seconds"]) if r["oldest_undelivered"] else "-"]
+        for r in routes
+    ]  # fmt: skip
+    headers = ["client", "destination", "delivered", "pending", "failed", "last success", "oldest undelivered"]
+    parts = [table(rows, headers)]
+    errors = [r for r in routes if r["last_error"]]
+    if errors:
+        parts += ["", "last errors:"]
+        parts += [f"  {r['destination']}  at {_when(r['last_error_at'], now)}: {r['last_error']}" for r in errors]
     if failed:
-        parts.append("")
-        parts.append("failed deliveries:")
+        parts += ["", "failed deliveries (parked: fix the cause, then `ftpexport retry --client C` requeues them):"]
         parts += [f"  {d.destination}  {d.record_id}  (attempts: {d.attempts}): {d.last_error}" for d in failed]
     return "\n".join(parts)
+
+
+REPORT_COLUMNS = ["delivered_at", "client_id", "user_id", "destination", "record_id", "vin", "remote_paths", "bytes",
+                  "attempts", "correlation_id"]  # fmt: skip
+
+
+def report_rows(deliveries: list[Delivery]) -> list[dict[str, Any]]:
+    """``ftpexport report``: one row per vehicle delivered to a destination."""
+    return [{k: (list(d.remote_paths) if k == "remote_paths" else getattr(d, k)) for k in REPORT_COLUMNS}
+            for d in deliveries]  # fmt: skip
+
+
+def report_csv(rows: list[dict[str, Any]], stream: TextIO) -> None:
+    """The report as CSV (remote paths joined by ``;``), for a spreadsheet."""
+    writer = csv.DictWriter(stream, fieldnames=REPORT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, "remote_paths": ";".join(row["remote_paths"])})
+
+
+def report_text(rows: list[dict[str, Any]]) -> str:
+    """The report as a table, with a total per client."""
+    if not rows:
+        return "nothing was delivered in this period"
+    lines = table(
+        [[r["delivered_at"][:19].replace("T", " "), r["client_id"], r["destination"], r["record_id"], r["vin"] or "",
+          human_bytes(r["bytes"]), ", ".join(r["remote_paths"])] for r in rows],
+        ["delivered (UTC)", "client", "destination", "record", "VIN", "bytes", "remote paths"],
+    )  # fmt: skip
+    totals: dict[str, list[Any]] = {}
+    for r in rows:
+        entry = totals.setdefault(r["client_id"], [set(), set(), 0])
+        entry[0].add(r["record_id"])
+        entry[1].add(r["destination"])
+        entry[2] += r["bytes"]
+    summary = [
+        f"{client}: {len(records)} vehicle(s) to {len(destinations)} destination(s), {human_bytes(size)}"
+        for client, (records, destinations, size) in sorted(totals.items())
+    ]
+    return "\n".join([lines, "", *summary])
 
 
 def probe_text(reports: list[Any]) -> str:

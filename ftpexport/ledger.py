@@ -280,18 +280,16 @@ class Ledger:
             )
 
     def deliveries(
-        self, *, status: Status | None = None, client_id: str | None = None, limit: int | None = None
+        self,
+        *,
+        status: Status | None = None,
+        client_id: str | None = None,
+        since: str | None = None,
+        limit: int | None = None,
     ) -> list[Delivery]:
-        """Deliveries, newest first, optionally filtered."""
-        query = "SELECT * FROM deliveries WHERE 1 = 1"
-        params: list[Any] = []
-        if status is not None:
-            query += " AND status = ?"
-            params.append(status)
-        if client_id is not None:
-            query += " AND client_id = ?"
-            params.append(client_id)
-        query += " ORDER BY updated_at DESC, id DESC"
+        """Deliveries, newest first, optionally filtered (``since``: changed since then, ISO 8601)."""
+        where, params = _filters(("status = ?", status), ("client_id = ?", client_id), ("updated_at >= ?", since))
+        query = f"SELECT * FROM deliveries WHERE {where} ORDER BY updated_at DESC, id DESC"  # noqa: S608
         if limit is not None:
             query += " LIMIT ?"
             params.append(limit)

@@ -22,24 +22,13 @@ from rich.table import Table
 from rich.text import Text
 
 from .dispatch import LaneState
-from .display import human_bytes
+from .display import duration, human_bytes
 from .events import Attempt, Observer, Outcome
 from .secret import redact
 
 #: destinations listed at most in the live display; the rest are summed up in one line
 ROWS = 12
 _FAILED = ("failed", "deferred")
-
-
-def duration(seconds: float) -> str:
-    """``75`` -> ``1m15s``."""
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m{seconds:02d}s"
-    return f"{minutes // 60}h{minutes % 60:02d}m"
 
 
 @dataclass

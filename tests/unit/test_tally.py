@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from ftpexport.display import duration
 from ftpexport.events import Attempt, Outcome
-from ftpexport.progress import Tally, duration
+from ftpexport.progress import Tally
 
 
 class Clock:
