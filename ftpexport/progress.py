@@ -37,6 +37,7 @@ class _Destination:
     delivered: int = 0
     unchanged: int = 0
     failed: int = 0
+    deferred: int = 0
     bytes: int = 0
     last_error: str | None = None
 
@@ -102,8 +103,10 @@ class Tally(Observer):
                 entry.unchanged += outcome.result == "unchanged"
                 entry.failed += outcome.result == "parked"
             else:
-                entry.failed += 1
-                entry.last_error = outcome.error
+                entry.failed += outcome.result == "failed"
+                entry.deferred += outcome.result == "deferred"
+                if outcome.result == "failed":  # a deferral says why it waits; the lane knows the failure
+                    entry.last_error = outcome.error
             self._records.add(outcome.record_id)
             estimate = self._estimates.pop((outcome.record_id, outcome.destination), None)
             if estimate is not None:
@@ -114,6 +117,12 @@ class Tally(Observer):
                 self.settled_bytes += outcome.bytes
 
     # --- reading
+
+    def deliveries(self) -> tuple[int, int]:
+        """(deliveries settled, deliveries seen): queued ones and those the ledger settled already."""
+        with self.lock:
+            settled = sum(self.results.values())
+            return settled, settled + len(self._estimates)
 
     def records(self) -> tuple[int, int]:
         """(records done, records seen)."""
@@ -157,6 +166,11 @@ class LiveProgress(Tally):
 
     def outcome(self, outcome: Outcome) -> None:
         super().outcome(outcome)
+        if outcome.result == "deferred":
+            with self.lock:
+                first = self.destinations[outcome.destination].deferred == 1
+            if not first:
+                return  # one line per destination: the table counts the others
         if outcome.result in _FAILED:
             label = "FAILED" if outcome.result == "failed" else "DEFERRED"
             self.console.print(
@@ -170,8 +184,9 @@ class LiveProgress(Tally):
         rate = self.rate()
         elapsed = self.clock() - self.started
         eta = f", ETA {duration((planned - sent) / rate)}" if rate > 0 and planned > sent else ""
+        settled, deliveries = self.deliveries()
         head = Text.assemble(
-            ("Records ", "bold"), f"{done}/{total}   ",
+            ("Records ", "bold"), f"{done}/{total}   ", ("Deliveries ", "bold"), f"{settled}/{deliveries}   ",
             ("Sent ", "bold"), f"{human_bytes(sent)} / {human_bytes(planned)}",
             f" ({100 * sent / planned:.0f}%)" if planned else "", "   ",
             ("Rate ", "bold"), f"{human_bytes(rate)}/s   ",
@@ -188,15 +203,17 @@ class LiveProgress(Tally):
             rows = [(key, entry, lanes.get(key)) for key, entry in self.destinations.items()]
         # the destinations that need an eye first: failing or paused, then busy, then the rest
         rows.sort(key=lambda r: (-(r[1].failed > 0 or bool(r[2] and r[2].paused_for)), -r[1].active, r[0]))
-        table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
-        for column in ("destination", "state", "done", "failed", "sent", "last error"):
-            table.add_column(
-                column, overflow="ellipsis", no_wrap=True, max_width=60 if column == "last error" else None
-            )
+        table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold", expand=True)
+        table.add_column("destination", no_wrap=True, overflow="ellipsis", max_width=40)
+        table.add_column("state", no_wrap=True)
+        for column in ("done", "failed", "sent"):
+            table.add_column(column, no_wrap=True, justify="right", min_width=len(column))
+        table.add_column("last error", no_wrap=True, overflow="ellipsis", ratio=1)
         for key, entry, lane in rows[:ROWS]:
+            error = entry.last_error or (lane.last_error if lane is not None else None)
             table.add_row(
                 escape(key), _state(entry, lane), str(entry.delivered + entry.unchanged), str(entry.failed),
-                human_bytes(entry.bytes), escape(redact(entry.last_error or "")),
+                human_bytes(entry.bytes), escape(redact(error or "")),
             )  # fmt: skip
         if len(rows) > ROWS:
             rest = rows[ROWS:]
@@ -205,13 +222,16 @@ class LiveProgress(Tally):
 
 
 def _state(entry: _Destination, lane: LaneState | None) -> str:
+    deferred = f", {entry.deferred} deferred" if entry.deferred else ""
     if lane is not None and lane.paused_for > 0:
-        return f"[red]paused {duration(lane.paused_for)}[/]"
+        return f"[red]paused {duration(lane.paused_for)}{deferred}[/]"
     if entry.active:
         queued = f", {lane.queued} queued" if lane is not None and lane.queued else ""
         return f"[green]uploading {entry.active}[/]{queued}"
     if lane is not None and lane.queued:
         return f"[yellow]{lane.queued} queued[/]"
+    if entry.deferred:
+        return f"[yellow]{entry.deferred} deferred[/]"
     return "[red]failing[/]" if entry.failed and not entry.delivered else "done"
 
 

@@ -74,3 +74,15 @@ def test_the_rate_is_measured_over_the_last_seconds() -> None:
 
 def test_durations_read_like_a_clock() -> None:
     assert [duration(s) for s in (0, 59.4, 75, 3600 + 120)] == ["0s", "59s", "1m15s", "1h02m"]
+
+
+def test_deliveries_count_the_settled_out_of_all_and_a_deferral_is_not_a_failure() -> None:
+    tally = Tally()
+    tally.outcome(Outcome("r0", "/in/r0", "acme", "acme/a", "unchanged"))
+    tally.queued("acme", "acme/a", "r1", 10)
+    tally.queued("acme", "acme/b", "r1", 10)
+    assert tally.deliveries() == (1, 3)
+    tally.outcome(Outcome("r1", "/in/r1", "acme", "acme/b", "deferred", error="not tried again: paused"))
+    assert tally.deliveries() == (2, 3)
+    entry = tally.destinations["acme/b"]
+    assert (entry.failed, entry.deferred, entry.last_error) == (0, 1, None)
