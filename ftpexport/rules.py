@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import re
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -298,6 +300,147 @@ class UploadSpec(_Model):
     retries: int | None = Field(default=None, ge=0, le=1000)
 
 
+#: the events a webhook can receive
+NotifyEvent = Literal["vehicle.delivered", "vehicle.failed"]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+#: where a webhook must never go unless the rule file says ``allow_private: true`` (SSRF): the
+#: networks of RFC 6890 that are not globally reachable, multicast and the reserved ranges
+_REFUSED_NETWORKS: tuple[tuple[str, str], ...] = (
+    ("0.0.0.0/8", "unspecified"),
+    ("10.0.0.0/8", "private"),
+    ("100.64.0.0/10", "carrier-grade NAT"),
+    ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link-local (cloud metadata)"),
+    ("172.16.0.0/12", "private"),
+    ("192.0.0.0/24", "reserved"),
+    ("192.0.2.0/24", "documentation"),
+    ("192.88.99.0/24", "reserved"),
+    ("192.168.0.0/16", "private"),
+    ("198.18.0.0/15", "benchmarking"),
+    ("198.51.100.0/24", "documentation"),
+    ("203.0.113.0/24", "documentation"),
+    ("224.0.0.0/4", "multicast"),
+    ("240.0.0.0/4", "reserved"),
+    ("::/128", "unspecified"),
+    ("::1/128", "loopback"),
+    ("64:ff9b:1::/48", "private"),
+    ("100::/64", "reserved"),
+    ("2001::/23", "reserved"),
+    ("2001:db8::/32", "documentation"),
+    ("fc00::/7", "unique local"),
+    ("fe80::/10", "link-local"),
+    ("fec0::/10", "site-local"),
+    ("ff00::/8", "multicast"),
+)
+_REFUSED = tuple((ipaddress.ip_network(net), kind) for net, kind in _REFUSED_NETWORKS)
+#: IPv6 ranges that carry an IPv4 address in their last 32 bits: judged by that address
+_EMBEDDING_V4 = tuple(ipaddress.ip_network(net) for net in ("::ffff:0:0/96", "::/96", "64:ff9b::/96"))
+
+
+def address_refusal(address: IPAddress) -> str | None:
+    """Why a webhook may not go to ``address`` without ``allow_private`` (e.g. ``"loopback"``); None if global."""
+    if isinstance(address, ipaddress.IPv6Address):
+        address = ipaddress.IPv6Address(int(address))  # without a %scope
+    for network, kind in _REFUSED:
+        if address.version == network.version and address in network:
+            return kind
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.sixtofour
+        if embedded is None and any(address in net for net in _EMBEDDING_V4):
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None:
+            reason = address_refusal(embedded)
+            return f"{reason} (inside an IPv6 address)" if reason else None
+    if not address.is_global or address.is_multicast or address.is_reserved:
+        return "not globally routable"
+    return None
+
+
+def ip_literal(host: str) -> IPAddress | None:
+    """The address a URL's host names without DNS (``127.0.0.1``, ``::1``, also ``2130706433``), else None."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    if ":" in host:
+        return None
+    try:  # the forms inet_aton accepts (and DNS resolvers with it): 127.1, 0x7f.0.0.1, 2130706433
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
+def private_hint(where: str = "the notify block") -> str:
+    """What to set to send a webhook to a private address on purpose."""
+    return f"if this endpoint is on your own network on purpose, set allow_private: true in {where}"
+
+
+class NotifySpec(_Model):
+    """A client's webhook: a signed JSON POST when a vehicle is delivered or finally fails."""
+
+    url: str
+    #: the Standard Webhooks signing secret (``whsec_...``), a reference: ``${secret:acme-webhook}``
+    secret: SecretReference
+    events: list[NotifyEvent] = Field(default_factory=lambda: ["vehicle.delivered", "vehicle.failed"], min_length=1)
+    #: accept private, loopback and link-local addresses (refused by default: SSRF)
+    allow_private: bool = False
+    #: trust this CA for the endpoint's certificate (default: the system CAs)
+    ca_file: Path | None = None
+    #: seconds for connecting and for each read of the answer
+    timeout: float = Field(default=10.0, gt=0, le=120)
+
+    _ca_relative = field_validator("ca_file")(_relative_to_rule_file)
+
+    @field_validator("url")
+    @classmethod
+    def _https_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme.lower() != "https":
+            raise ValueError("must be an https:// URL: webhooks carry vehicle data and are never sent in clear")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("the URL holds a user name or password: the webhook is authenticated by its signature")
+        if not parts.hostname:
+            raise ValueError("the URL has no host name")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError as exc:
+            raise ValueError(f"the URL has an invalid port: {exc}") from exc
+        if parts.fragment:
+            raise ValueError("the URL cannot have a fragment (#...)")
+        if any(ord(c) < 33 or ord(c) == 127 for c in value):
+            raise ValueError("the URL holds spaces or control characters")
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _events_once(cls, value: list[str]) -> list[str]:
+        for event in value:
+            if value.count(event) > 1:
+                raise ValueError(f"{event!r} is listed twice")
+        return value
+
+    @model_validator(mode="after")
+    def _no_private_literal(self) -> NotifySpec:
+        address = ip_literal(self.host)
+        reason = address_refusal(address) if address is not None else None
+        if reason is not None and not self.allow_private:
+            raise ValueError(
+                f"url: {self.host} is a {reason} address: webhooks to private, loopback, link-local and "
+                f"reserved addresses are refused (they could reach internal services); {private_hint()}"
+            )
+        return self
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or 443
+
+
 class UserRules(_Model):
     """A user's own destinations: they replace the client's for that user's vehicles."""
 
@@ -312,6 +455,8 @@ class ClientRules(_Model):
     package: PackageSpec = Field(default_factory=PackageSpec)
     upload: UploadSpec = Field(default_factory=UploadSpec)
     users: dict[str, UserRules] = Field(default_factory=dict)
+    #: a webhook told about every delivered or failed vehicle of the client
+    notify: NotifySpec | None = None
 
     @model_validator(mode="after")
     def _someone_served(self) -> ClientRules:
@@ -456,6 +601,12 @@ def rule_warnings(rules: ClientRules) -> list[str]:
             warnings.append(f"{name} uses plain FTP: password and photos cross the network unencrypted")
         files = [d.ca_file] if isinstance(d, FTPDestination) else [d.key_file, d.known_hosts]
         warnings += [f"{name}: file {path} does not exist (yet)" for path in files if path and not path.exists()]
+    if rules.notify is not None:
+        if rules.notify.allow_private:
+            warnings.append("notify: allow_private is set: the webhook may go to private and loopback addresses")
+        ca_file = rules.notify.ca_file
+        if ca_file is not None and not ca_file.exists():
+            warnings.append(f"notify: file {ca_file} does not exist (yet)")
     return warnings
 
 
@@ -536,4 +687,6 @@ def secret_references(rules: ClientRules) -> list[tuple[str, SecretRef]]:
             ref = getattr(d, field_name, None)
             if ref is not None:
                 found.append((f"{name}: {field_name}", ref))
+    if rules.notify is not None:
+        found.append(("notify: secret", rules.notify.secret))
     return found
