@@ -36,6 +36,7 @@ from .errors import ConfigError, FtpexportError, SecretError
 from .ledger import Ledger
 from .lock import exclusive
 from .logs import setup_logging
+from .notify import Notifier, NotifySettings
 from .pipeline import Exporter, Options, Outcome, endpoint_for, preview_record
 from .progress import progress_for
 from .record import iter_record_folders
@@ -210,6 +211,18 @@ def _inbox_folders(inbox: Path) -> list[Path]:
     return list(iter_record_folders(inbox))
 
 
+def _notify_option(f: Any) -> Any:
+    return click.option(
+        "--notify-wait",
+        type=click.FloatRange(0),
+        default=10.0,
+        show_default=True,
+        envvar="FTPEXPORT_NOTIFY_WAIT",
+        help="At the end, seconds the due webhook notifications get to go out; the rest stays pending in the "
+        "ledger and the next run or watch sends it. [env: FTPEXPORT_NOTIFY_WAIT]",
+    )(f)
+
+
 def _timing_options(f: Any) -> Any:
     f = click.option(
         "--grace",
@@ -306,6 +319,7 @@ def _exclusive_ledger(state: Path) -> Iterator[Ledger]:
 @_jobs_option
 @_retries_option
 @_timing_options
+@_notify_option
 @_json_option
 @click.pass_obj
 def run(
@@ -318,6 +332,7 @@ def run(
     backoff: float,
     pause: float,
     grace: float,
+    notify_wait: float,
     as_json: bool,
 ) -> None:
     """Export every pending record of INBOX once, then print a summary.
@@ -333,11 +348,12 @@ def run(
     started = time.monotonic()
     with (
         _exclusive_ledger(state) as ledger,
+        Notifier(ledger, lambda: ruleset, app.store(), NotifySettings(close_wait=notify_wait)) as notifier,
         Exporter(
             ruleset,
             ledger,
             _options(jobs, retries, backoff, pause, state),
-            observers=[progress],
+            observers=[progress, notifier],
             secrets=app.store(),
         ) as exporter,
         _Stopper(exporter, grace, logging.getLogger("ftpexport")),
@@ -365,6 +381,30 @@ def run(
 @_timing_options
 @click.option("--settle", type=float, default=1.0, show_default=True, help="Seconds vehicle.json must stay unchanged.")
 @click.option("--rescan", type=float, default=60.0, show_default=True, help="Seconds between full inbox rescans.")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    envvar="FTPEXPORT_METRICS_PORT",
+    help="Serve Prometheus metrics on /metrics and health on /healthz on this port (0: any free port). "
+    "No server without it.",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="FTPEXPORT_METRICS_HOST",
+    help="Address the metrics server listens on (0.0.0.0 for every interface, e.g. in a container).",
+)
+@click.option(
+    "--health-stale",
+    type=click.FloatRange(0, min_open=True),
+    default=300.0,
+    show_default=True,
+    envvar="FTPEXPORT_HEALTH_STALE",
+    help="/healthz answers 503 when an upload made no progress for this many seconds "
+    "(or the watcher loop did not tick for this long, at least 15 s).",
+)
+@_notify_option
 @click.pass_obj
 def watch(
     app: App,
@@ -378,12 +418,17 @@ def watch(
     grace: float,
     settle: float,
     rescan: float,
+    metrics_port: int | None,
+    metrics_host: str,
+    health_stale: float,
+    notify_wait: float,
 ) -> None:
     """Export records as they arrive in INBOX, until SIGTERM or SIGINT.
 
     On start, the deliveries the ledger has pending (an earlier run stopped or was killed) are
     resumed. Rule files are reloaded when they change; a broken one keeps its last good version.
     """
+    from .events import Observer
     from .watch import InboxWatcher, RulesReloader
 
     app.start_logging(default=logging.INFO)
@@ -403,26 +448,56 @@ def watch(
                    "correlation_id": outcome.correlation_id, "error": outcome.error},
         )  # fmt: skip
 
+    observers: list[Observer] = []
+    metrics = None
+    if metrics_port is not None:
+        from .health import Health
+        from .metrics import Metrics
+
+        # the watcher loop ticks every ~5 s: it gets at least three ticks
+        metrics = Metrics(Health(health_stale, watcher_stale=max(health_stale, 15.0)))
+        observers.append(metrics)
+
+    @contextmanager
+    def serving_metrics(exporter: Exporter, ledger: Ledger) -> Iterator[None]:
+        """/metrics and /healthz while the watcher runs (with --metrics-port)."""
+        if metrics is None or metrics_port is None:
+            yield
+            return
+        from .metrics import MetricsServer
+
+        metrics.attach(lanes=exporter.lanes, oldest_pending=ledger.oldest_pending)
+        with MetricsServer(metrics, metrics_host, metrics_port) as server:
+            log.info("metrics on %s/metrics", server.url, extra={"host": metrics_host, "port": server.port})
+            yield
+
     with (
         _exclusive_ledger(state) as ledger,
+        # webhooks pending in the ledger go out at startup, new ones as deliveries end
+        Notifier(ledger, lambda: reloader.ruleset, app.store(), NotifySettings(close_wait=notify_wait)) as notifier,
         Exporter(
             reloader.ruleset,
             ledger,
             _options(jobs, retries, backoff, pause, state),
             on_outcome=report,
+            observers=[*observers, notifier],
             secrets=app.store(),
         ) as exporter,
         _Stopper(exporter, grace, log) as stopper,
+        serving_metrics(exporter, ledger),
     ):
         watcher: InboxWatcher | None = None
 
         def housekeeping() -> list[Path]:
+            if metrics is not None:
+                metrics.health.tick()  # the watcher loop is alive
             ruleset = reloader.current()
             if ruleset is not exporter.ruleset:
                 exporter.ruleset = ruleset
                 if watcher is not None:
                     watcher.forget()  # records refused under the old rules get another chance
             exporter.housekeeping()
+            notifier.wake()  # retries due, rules changed: a look at the webhook outbox
             return exporter.pending_folders()
 
         log.info("watching", extra={"inbox": str(inbox), "rules": str(rules_dir), "state": str(state)})
