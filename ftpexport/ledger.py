@@ -104,6 +104,11 @@ _INDEXES = """
 CREATE INDEX IF NOT EXISTS deliveries_by_route
     ON deliveries (client_id, destination, status, created_at, delivered_at, updated_at);
 CREATE INDEX IF NOT EXISTS deliveries_by_delivered_at ON deliveries (delivered_at) WHERE delivered_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS deliveries_by_update ON deliveries (updated_at, id);
+CREATE INDEX IF NOT EXISTS deliveries_by_status_delivered ON deliveries (status, delivered_at);
+CREATE INDEX IF NOT EXISTS deliveries_by_status_created ON deliveries (status, created_at);
+CREATE INDEX IF NOT EXISTS attempts_unfinished ON attempts (id) WHERE finished_at IS NULL;
+CREATE INDEX IF NOT EXISTS attempts_by_start ON attempts (started_at);
 """
 
 

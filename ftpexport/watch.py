@@ -16,7 +16,18 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 
 from .errors import ConfigError
@@ -28,6 +39,15 @@ log = logging.getLogger(__name__)
 
 #: inotify events that reading a file produces; they say nothing about a record changing
 _READS = frozenset({"opened", "closed_no_write"})
+
+
+#: the events the watcher subscribes to: not opens, reads or closes without writing. At tens of
+#: thousands of folders those floods the kernel's queue (watchdog's own re-walk after an overflow
+#: makes two per folder), the queue overflows again and again, and real events are lost.
+_EVENTS = [
+    FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent, FileDeletedEvent,
+    DirCreatedEvent, DirMovedEvent, DirDeletedEvent,
+]  # fmt: skip
 
 
 class _Enqueue(FileSystemEventHandler):
@@ -133,7 +153,8 @@ class InboxWatcher:
     def run(self) -> None:
         """Scan, then follow events until stopped."""
         observer = Observer()
-        observer.schedule(_Enqueue(self.inbox, self._pending), str(self.inbox), recursive=True)
+        observer.schedule(_Enqueue(self.inbox, self._pending), str(self.inbox), recursive=True,
+                          event_filter=_EVENTS)  # fmt: skip
         observer.start()
         try:
             self._rescan()
@@ -145,7 +166,8 @@ class InboxWatcher:
                         self._handed.pop(folder, None)
                         self._pending.put(folder)
                     next_housekeeping = time.monotonic() + self.housekeeping_every
-                self._drain(timeout=min(self.settle, 0.5))
+                # never 0: with --settle 0 an idle loop would spin on an empty queue
+                self._drain(timeout=min(max(self.settle, 0.05), 0.5))
                 ready = self._ready()
                 if ready:
                     self.export(ready)
