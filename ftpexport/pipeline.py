@@ -309,6 +309,8 @@ class Exporter:
         self._stopping = threading.Event()
         self._pools: dict[str, ConnectionPool] = {}
         self._pools_lock = threading.Lock()
+        #: attempts running now (each holds at most one connection)
+        self._running = 0
         self._summary_lock = threading.Lock()
         #: record folders with a job queued or running, and how many
         self._active_paths: Counter[str] = Counter()
@@ -485,8 +487,48 @@ class Exporter:
             stale.close()  # the rule file changed: new settings, new connections
         return pool
 
+    def _make_room(self, pool: ConnectionPool) -> None:
+        """Keep the open connections within ``jobs``: before ``pool`` opens one, close idle ones elsewhere.
+
+        Open connections are at most the running attempts plus the idle ones; so when the idle
+        connections of all destinations and the running attempts (this one included) exceed
+        ``jobs``, the idle connections of destinations with nothing queued go first, oldest first.
+        Without this, a run over 400 destinations ends with 400 connections open.
+        """
+        if pool.idle_count():
+            return  # it reuses one: nothing new is opened
+        with self._pools_lock:
+            others = [(key, p) for key, p in self._pools.items() if p is not pool]
+            running = self._running
+        idle = sum(p.idle_count() for _, p in others)
+        excess = idle + running - self.options.jobs
+        if excess <= 0:
+            return
+        lanes = self._dispatcher.lanes()
+        candidates = []
+        for key, other in others:
+            since = other.oldest_idle()
+            if since is not None:
+                lane = lanes.get(key)
+                candidates.append((bool(lane and lane.queued), since, other))
+        candidates.sort(key=lambda c: (c[0], c[1]))
+        for _, _, other in candidates:
+            while excess > 0 and other.close_oldest_idle():
+                excess -= 1
+            if excess <= 0:
+                return
+
     def _attempt(self, job: Job) -> Result:
         """One attempt of one delivery; never raises."""
+        with self._pools_lock:
+            self._running += 1
+        try:
+            return self._attempt_counted(job)
+        finally:
+            with self._pools_lock:
+                self._running -= 1
+
+    def _attempt_counted(self, job: Job) -> Result:
         d: _Delivery = job.payload
         first = not d.attempted
         d.attempted = True
@@ -506,6 +548,7 @@ class Exporter:
             package = self._packages.get(d.plan)
             phase = "connect"
             pool = self._pool(d.route, d.plan.source)
+            self._make_room(pool)
             transport = pool.acquire()
             phase = "transfer"
             try:

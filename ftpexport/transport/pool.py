@@ -72,6 +72,26 @@ class ConnectionPool:
         if not keep:
             transport.close()
 
+    def idle_count(self) -> int:
+        """Connections open and waiting for a job."""
+        with self._lock:
+            return len(self._idle)
+
+    def oldest_idle(self) -> float | None:
+        """Since when the longest-waiting idle connection waits (monotonic), or None."""
+        with self._lock:
+            return min((since for _, since in self._idle), default=None)
+
+    def close_oldest_idle(self) -> bool:
+        """Close the idle connection that waited longest, to make room elsewhere; False when none."""
+        with self._lock:
+            if not self._idle:
+                return False
+            oldest = min(range(len(self._idle)), key=lambda i: self._idle[i][1])
+            transport, _ = self._idle.pop(oldest)
+        transport.close()
+        return True
+
     def reap(self) -> int:
         """Close the connections idle for longer than ``idle_timeout``; returns how many."""
         limit = time.monotonic() - self.idle_timeout

@@ -630,3 +630,47 @@ def test_login_refused_is_not_retried_nor_repeated_for_every_record(
             assert (row.status, row.attempts, attempts) == ("pending", 0, [])
             assert PAUSED.search(row.last_error), row.last_error
             assert "login refused" in row.last_error
+
+
+def test_open_connections_never_exceed_jobs_across_many_destinations(
+    inbox: Path, rules_dir: Path, state: Path, ftp_server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """12 destinations, 3 records each, --jobs 3: idle connections of other destinations are closed
+    before a new one is opened, so at most 3 are ever open (counted where they are made and closed)."""
+    import ftpexport.transport.pool as pool_module
+
+    lock = threading.Lock()
+    open_now, peak, made = [0], [0], [0]
+    real_open = pool_module.open_transport
+
+    def counted_open(endpoint: Any) -> Any:
+        transport = real_open(endpoint)
+        real_close = transport.close
+        closed = [False]
+
+        def close() -> None:
+            with lock:
+                if not closed[0]:
+                    closed[0] = True
+                    open_now[0] -= 1
+            real_close()
+
+        transport.close = close
+        with lock:
+            made[0] += 1
+            open_now[0] += 1
+            peak[0] = max(peak[0], open_now[0])
+        return transport
+
+    monkeypatch.setattr(pool_module, "open_transport", counted_open)
+    monkeypatch.setenv(PASSWORD_ENV, ftp_server.password)
+    names = [f"d{i:02d}" for i in range(12)]
+    write_rules(rules_dir, CLIENT, [ftp_destination(n, ftp_server, n, PASSWORD_ENV) for n in names])
+    folders = [make_record(inbox, n, CLIENT) for n in range(1, 4)]
+
+    summary = export(rules_dir, state, folders, jobs=3, retries=0)
+
+    assert summary.count("delivered") == 36
+    assert peak[0] <= 3, f"{peak[0]} connections open at once with --jobs 3"
+    assert made[0] >= 12  # every destination got a connection of its own at some point
+    assert open_now[0] == 0  # all closed at the end
