@@ -223,6 +223,13 @@ def _notify_option(f: Any) -> Any:
     )(f)
 
 
+def _open_ledger(state: Path) -> Ledger:
+    """The ledger for a reading command; it must exist."""
+    if not state.exists():
+        raise ConfigError(f"{state}: no ledger here yet", hint="run an export first, or pass --state")
+    return Ledger(state)
+
+
 def _timing_options(f: Any) -> Any:
     f = click.option(
         "--grace",
@@ -527,13 +534,11 @@ def history(app: App, state: Path, client: str | None, day: datetime | None, as_
     Answers "what was sent to client X on day D": ftpexport history --client X --day D
     """
     app.start_logging()
-    if not state.exists():
-        raise ConfigError(f"{state}: no ledger here yet", hint="run an export first, or pass --state")
     since = until = None
     if day is not None:
         start = day.replace(tzinfo=UTC)
         since, until = start.isoformat(), (start + timedelta(days=1)).isoformat()
-    with Ledger(state) as ledger:
+    with _open_ledger(state) as ledger:
         rows = ledger.history(client_id=client, since=since, until=until)
     if as_json:
         click.echo(json.dumps({"client": client, "day": day.date().isoformat() if day else None, "attempts": rows},
@@ -568,9 +573,7 @@ def retry(
         raise ConfigError(
             "say which failed deliveries to requeue", hint="--client C, --destination D, --record ID or --all"
         )
-    if not state.exists():
-        raise ConfigError(f"{state}: no ledger here yet", hint="run an export first, or pass --state")
-    with Ledger(state) as ledger:
+    with _open_ledger(state) as ledger:
         requeued = ledger.requeue(client_id=client, destination=destination, record_id=record_id)
     if as_json:
         click.echo(json.dumps({"requeued": [d.as_dict() for d in requeued]}, indent=2))
@@ -710,13 +713,6 @@ class _Since(click.ParamType):
 
 
 _SINCE = _Since()
-
-
-def _open_ledger(state: Path) -> Ledger:
-    """The ledger for a reading command; it must exist."""
-    if not state.exists():
-        raise ConfigError(f"{state}: no ledger here yet", hint="run an export first, or pass --state")
-    return Ledger(state)
 
 
 @cli.command()
