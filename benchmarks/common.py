@@ -17,8 +17,6 @@ it (the absolute home for SFTP, ``""`` for FTP logins).
 from __future__ import annotations
 
 import contextlib
-import datetime
-import ipaddress
 import json
 import os
 import random
@@ -36,6 +34,13 @@ from pathlib import Path
 HOST = "127.0.0.1"
 READY_TIMEOUT = 15.0
 REPO = Path(__file__).resolve().parents[1]
+# The tests' server helpers (TLS material, SSH keys) serve the benchmarks too: they need only runtime dependencies.
+if str(REPO / "tests") not in sys.path:
+    sys.path.insert(0, str(REPO / "tests"))
+from servers import _ssh_keygen, make_tls_files  # noqa: E402
+
+#: the names of the benchmark servers' certificate: the WAN relay's FTP passive address is 127.0.0.2
+TLS_NAMES = ("127.0.0.1", "127.0.0.2", "localhost")
 
 #: command -> Debian package that provides it
 APT_PACKAGES = {
@@ -355,81 +360,6 @@ def wait_for_greeting(
     raise RuntimeError(f"server on {host}:{port} not ready after {timeout:g} s: {last!r}")
 
 
-@dataclass(frozen=True)
-class TLSFiles:
-    ca_file: Path
-    cert_file: Path
-    key_file: Path
-
-
-def make_tls_files(folder: Path, names: tuple[str, ...] = (HOST, "127.0.0.2", "localhost")) -> TLSFiles:
-    """A CA and a server certificate for ``names`` (IP addresses or host names), PEM files in ``folder``."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    alternative: list[x509.GeneralName] = []
-    for name in names:
-        try:
-            alternative.append(x509.IPAddress(ipaddress.ip_address(name)))
-        except ValueError:
-            alternative.append(x509.DNSName(name))
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ftpexport bench CA")])
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName(alternative), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    files = TLSFiles(folder / "ca.pem", folder / "server.pem", folder / "server.key")
-    files.ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    files.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    files.key_file.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    files.key_file.chmod(0o600)
-    return files
-
-
 @contextlib.contextmanager
 def system_user(home: Path) -> Iterator[tuple[str, str]]:
     """A temporary local user with a random password and ``home`` (created, owned by the user)."""
@@ -500,13 +430,6 @@ def _start_daemon(
             continue
         return process, port
     raise RuntimeError(f"{argv[0]} did not start: {errors}\n{log_file.read_text(errors='replace')[-2000:]}")
-
-
-def _ssh_keygen(path: Path, comment: str) -> str:
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)], check=True, capture_output=True
-    )
-    return path.with_name(path.name + ".pub").read_text().strip()
 
 
 @contextlib.contextmanager
@@ -597,7 +520,7 @@ def vsftpd_server(
     try:
         etc = base / "etc"
         etc.mkdir()
-        tls = make_tls_files(etc)
+        tls = make_tls_files(etc, TLS_NAMES)
         home = base / "home"
         empty = base / "empty"  # vsftpd wants a secure_chroot_dir even when nobody is chrooted
         empty.mkdir()
@@ -689,7 +612,7 @@ def pyftpdlib_server(
     try:
         root = base / "root"
         root.mkdir()
-        tls = make_tls_files(base / "tls") if "ftps" in scheme else None
+        tls = make_tls_files(base / "tls", TLS_NAMES) if "ftps" in scheme else None
         username, password = "bench", secrets.token_urlsafe(16)
         settings = {
             "scheme": scheme,
