@@ -320,3 +320,22 @@ def throttled_dtp(bytes_per_second: int) -> type:
     from pyftpdlib.handlers import ThrottledDTPHandler
 
     return type("TestThrottledDTPHandler", (ThrottledDTPHandler,), {"read_limit": bytes_per_second})
+
+
+def start_watch(
+    inbox: Path, rules: Path, state: Path, *extra: str, rescan: float = 2, env: dict[str, str] | None = None
+) -> ExporterProcess:
+    """Start ``ftpexport --log-format json watch`` (short settle, rescan and backoff) and return once it
+    logged "watching"."""
+    daemon = ExporterProcess(
+        "--log-format", "json", "watch", inbox, "--rules", rules, "--state", state,
+        "--settle", "0.2", "--rescan", str(rescan), "--backoff", "0.05", *extra,
+        env=env,
+    )  # fmt: skip
+    try:
+        eventually(lambda: daemon.logged("watching") or not daemon.alive(), "the daemon to start")
+        assert daemon.alive(), daemon.stderr
+    except BaseException:
+        daemon.kill()
+        raise
+    return daemon

@@ -22,6 +22,7 @@ from crash_helpers import (
     make_record,
     part_files,
     remote_files,
+    start_watch,
     statuses,
     write_rule_file,
 )
@@ -58,24 +59,6 @@ def rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ftp_server: RunningSe
     return folder
 
 
-def _watch(
-    inbox: Path, rules: Path, state: Path, *extra: str, rescan: float = 2, env: dict[str, str] | None = None
-) -> ExporterProcess:
-    """Start ``ftpexport --log-format json watch`` and return once it logged "watching"."""
-    daemon = ExporterProcess(
-        "--log-format", "json", "watch", inbox, "--rules", rules, "--state", state,
-        "--settle", "0.2", "--rescan", str(rescan), "--backoff", "0.05", *extra,
-        env=env,
-    )  # fmt: skip
-    try:
-        eventually(lambda: daemon.logged("watching") or not daemon.alive(), "the daemon to start")
-        assert daemon.alive(), daemon.stderr
-    except BaseException:
-        daemon.kill()
-        raise
-    return daemon
-
-
 def _stop(daemon: ExporterProcess) -> None:
     """SIGTERM: the daemon must exit 0, having logged "stopped" last."""
     daemon.terminate()
@@ -104,7 +87,7 @@ def test_a_burst_of_300_records_is_delivered_once_each(tmp_path: Path, monkeypat
         ids = [f"veh-b{i:03d}" for i in range(300)]
         zips = {f"dms/WVWZZZAUZLW{1000 + n:06d}.zip" for n in range(300)}
 
-        with _watch(inbox, rules, state, "--jobs", "4") as daemon:
+        with start_watch(inbox, rules, state, "--jobs", "4") as daemon:
             for number, record_id in enumerate(ids):  # as fast as the platform can write them
                 make_record(inbox, record_id, number=1000 + number)
             eventually(lambda: statuses(state)["delivered"] == 300 or not daemon.alive(), "300 deliveries", timeout=60)
@@ -153,7 +136,7 @@ def test_watch_resumes_the_ledgers_pending_deliveries_at_startup(
     [(name, content)] = expected_files(record, rules).items()
     inbox = tmp_path / "inbox"  # empty: only the ledger knows about the record
     inbox.mkdir()
-    with _watch(inbox, rules, state) as daemon:
+    with start_watch(inbox, rules, state) as daemon:
         eventually(lambda: _delivered(state, "veh-left") or not daemon.alive(), "the pending delivery")
         _stop(daemon)
 
@@ -192,7 +175,7 @@ destinations:
         final = sftp_server.root / "dms" / name
         part = sftp_server.root / "dms" / f".{name}.part"
 
-        with _watch(inbox, rules, state, "--grace", "0.5") as daemon:
+        with start_watch(inbox, rules, state, "--grace", "0.5") as daemon:
             eventually(
                 lambda: not daemon.alive() or (part.exists() and part.stat().st_size >= 256 * 1024),
                 "the upload to start",
@@ -208,7 +191,7 @@ destinations:
         assert "stopped" in attempt["error"]
 
         proxy.passthrough()
-        with _watch(inbox, rules, state) as again:
+        with start_watch(inbox, rules, state) as again:
             eventually(lambda: _delivered(state, "veh-term") or not again.alive(), "the delivery after the restart")
             _stop(again)
 
@@ -243,7 +226,7 @@ def test_retry_requeues_failed_deliveries_and_the_running_daemon_sends_them(
     assert all("login refused" in r["last_error"] for r in rows)
 
     # The right password now; the daemon finds the inbox record parked as failed and leaves it alone.
-    with _watch(inbox, rules, state) as daemon:
+    with start_watch(inbox, rules, state) as daemon:
         eventually(
             lambda: daemon.logged("record parked", record_id="veh-retry-in") or not daemon.alive(), "the parked record"
         )
@@ -276,7 +259,7 @@ def test_rule_changes_are_picked_up_and_a_broken_rule_file_keeps_the_last_good_r
     inbox.mkdir()
     state = tmp_path / "ledger.sqlite3"
     rule_file = rules / "acme-motors.yaml"
-    with _watch(inbox, rules, state) as daemon:
+    with start_watch(inbox, rules, state) as daemon:
         make_record(inbox, "veh-one", number=91)
         eventually(lambda: _delivered(state, "veh-one") or not daemon.alive(), "the first record")
         assert remote_files(ftp_server.root) == {"dms/WVWZZZAUZLW000091.zip"}
@@ -314,7 +297,7 @@ def test_an_idle_daemon_leaves_delivered_records_alone(tmp_path: Path, rules: Pa
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     state = tmp_path / "ledger.sqlite3"
-    with _watch(inbox, rules, state, rescan=3600) as daemon:
+    with start_watch(inbox, rules, state, rescan=3600) as daemon:
         # one record after the other, each waited for: the later ones give the daemon time to misbehave
         for number, record_id in enumerate(["veh-idle-1", "veh-idle-2", "veh-idle-3"]):
             make_record(inbox, record_id, number=70 + number)

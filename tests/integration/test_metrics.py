@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from crash_helpers import ExporterProcess, attempts, deliveries, eventually, make_record, write_rule_file
+from crash_helpers import (
+    ExporterProcess,
+    attempts,
+    deliveries,
+    eventually,
+    make_record,
+    start_watch,
+    write_rule_file,
+)
 from faults import FaultProxy, closed_port
 from prometheus_client.parser import text_string_to_metric_families
 from servers import RunningServer
@@ -63,21 +71,6 @@ def _value(samples: Samples, name: str, **labels: str) -> float:
 def _health(base: str) -> tuple[int, dict[str, Any]]:
     status, body = _get(f"{base}/healthz")
     return status, json.loads(body)
-
-
-def _watch(inbox: Path, rules: Path, state: Path, *extra: str, env: dict[str, str] | None = None) -> ExporterProcess:
-    """``ftpexport watch`` with JSON logs; returns once it logged "watching"."""
-    daemon = ExporterProcess(
-        "--log-format", "json", "watch", inbox, "--rules", rules, "--state", state,
-        "--settle", "0.2", "--rescan", "2", "--backoff", "0.05", *extra, env=env,
-    )  # fmt: skip
-    try:
-        eventually(lambda: daemon.logged("watching") or not daemon.alive(), "the daemon to start")
-        assert daemon.alive(), daemon.stderr
-    except BaseException:
-        daemon.kill()
-        raise
-    return daemon
 
 
 def _metrics_url(daemon: ExporterProcess) -> str:
@@ -125,7 +118,7 @@ def test_metrics_scraped_from_a_running_daemon_match_the_ledger(
     state = tmp_path / "ledger.sqlite3"
     started = time.time()
 
-    daemon = _watch(inbox, rules, state, "--metrics-port", "0", "--retries", "0", "--pause", "600")
+    daemon = start_watch(inbox, rules, state, "--metrics-port", "0", "--retries", "0", "--pause", "600")
     with daemon:
         base = _metrics_url(daemon)
         status, document = _health(base)
@@ -216,7 +209,7 @@ def test_healthz_turns_503_on_an_upload_stuck_without_progress_and_recovers(
         rules = _rules(tmp_path, _ftp_destination("dms", url, "timeout: 600"))
 
         # the port from the environment, as the container sets it
-        daemon = _watch(inbox, rules, state, "--health-stale", "1", env={"FTPEXPORT_METRICS_PORT": "0"})
+        daemon = start_watch(inbox, rules, state, "--health-stale", "1", env={"FTPEXPORT_METRICS_PORT": "0"})
         with daemon:
             base = _metrics_url(daemon)
             assert _health(base)[0] == 200
