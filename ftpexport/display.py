@@ -106,7 +106,7 @@ def _when(stamp: str | None, now: datetime) -> str:
     """``2026-11-22T09:16:02+00:00 (3m ago)`` from a ledger time."""
     if not stamp:
         return "-"
-    return f"{stamp[:19]}{stamp[23:]} ({duration(age_seconds(stamp, now))} ago)"
+    return f"{datetime.fromisoformat(stamp).isoformat(timespec='seconds')} ({duration(age_seconds(stamp, now))} ago)"
 
 
 def age_seconds(stamp: str | None, now: datetime) -> float | None:

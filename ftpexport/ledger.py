@@ -448,18 +448,22 @@ class Ledger:
             query = f"{_ROUTES} WHERE {where} GROUP BY client_id, destination ORDER BY client_id, destination"
             rows = self._db.execute(query, params).fetchall()
             result = [dict(row) for row in rows]
-            for entry in result:
-                if entry["pending"] or entry["failed"]:
-                    error = self._db.execute(
-                        "SELECT last_error, status, updated_at FROM deliveries WHERE client_id = ? AND"
-                        " destination = ? AND status IN ('pending', 'failed') AND last_error IS NOT NULL"
-                        " ORDER BY updated_at DESC LIMIT 1",
-                        (entry["client_id"], entry["destination"]),
-                    ).fetchone()
-                else:
-                    error = None
-                entry["last_error"] = error["last_error"] if error else None
-                entry["last_error_at"] = error["updated_at"] if error else None
+            # the newest error of each destination's undelivered deliveries, in one pass
+            errors = {
+                (row["client_id"], row["destination"]): row
+                for row in self._db.execute(
+                    "SELECT client_id, destination, last_error, updated_at FROM (SELECT client_id, destination,"
+                    " last_error, updated_at, ROW_NUMBER() OVER (PARTITION BY client_id, destination"
+                    " ORDER BY updated_at DESC) AS n FROM deliveries WHERE status IN ('pending', 'failed')"
+                    " AND last_error IS NOT NULL AND (?1 IS NULL OR client_id = ?1)) WHERE n = 1",
+                    (client_id,),
+                )
+            }
+        for entry in result:
+            undelivered = entry["pending"] or entry["failed"]
+            error = errors.get((entry["client_id"], entry["destination"])) if undelivered else None
+            entry["last_error"] = error["last_error"] if error else None
+            entry["last_error_at"] = error["updated_at"] if error else None
         return result
 
     def oldest_pending(self) -> str | None:
