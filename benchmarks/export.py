@@ -794,7 +794,7 @@ def main(argv: list[str] | None = None) -> int:
         "--ftp-server", choices=("vsftpd", "pyftpdlib"), default="vsftpd" if which("vsftpd") else "pyftpdlib"
     )
     parser.add_argument(
-        "--workdir", type=Path, default=None, help="work folder, tmpfs (default /dev/shm/ftpexport-bench)"
+        "--workdir", type=Path, default=None, help="work folder, tmpfs (default /dev/shm/ftpexport-bench-PID; with --keep /dev/shm/ftpexport-bench)"
     )
     parser.add_argument("--no-install", action="store_true", help="do not apt-get install missing tools")
     parser.add_argument(
@@ -832,7 +832,11 @@ def main(argv: list[str] | None = None) -> int:
         log("sshd is not available: no SFTP scenarios")
         only -= {"sftp"}
 
-    work = work_root(args.workdir)
+    workdir = args.workdir
+    if workdir is None and not args.keep:
+        # a folder of its own: two benchmarks running at once must not delete each other's runs
+        workdir = work_root().with_name(f"ftpexport-bench-{os.getpid()}")
+    work = work_root(workdir)
     try:
         facts = machine_facts(work)
         facts["ftp server"] = args.ftp_server
