@@ -794,7 +794,10 @@ def main(argv: list[str] | None = None) -> int:
         "--ftp-server", choices=("vsftpd", "pyftpdlib"), default="vsftpd" if which("vsftpd") else "pyftpdlib"
     )
     parser.add_argument(
-        "--workdir", type=Path, default=None, help="work folder, tmpfs (default /dev/shm/ftpexport-bench-PID; with --keep /dev/shm/ftpexport-bench)"
+        "--workdir",
+        type=Path,
+        default=None,
+        help="work folder, tmpfs (default /dev/shm/ftpexport-bench-PID; with --keep /dev/shm/ftpexport-bench)",
     )
     parser.add_argument("--no-install", action="store_true", help="do not apt-get install missing tools")
     parser.add_argument(
