@@ -386,7 +386,13 @@ def run(
 @_jobs_option
 @_retries_option
 @_timing_options
-@click.option("--settle", type=float, default=1.0, show_default=True, help="Seconds vehicle.json must stay unchanged.")
+@click.option(
+    "--settle",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Seconds vehicle.json must stay unchanged when no close or rename event says it is written in full.",
+)
 @click.option("--rescan", type=float, default=60.0, show_default=True, help="Seconds between full inbox rescans.")
 @click.option(
     "--metrics-port",

@@ -55,8 +55,11 @@ destinations:
 
 
 @pytest.fixture
-def watcher(tmp_path: Path, rules: Path) -> Iterator[tuple[Path, Ledger, Summary]]:
-    """An InboxWatcher running in a thread on an empty inbox, feeding one Exporter; stopped with an event."""
+def watcher(request: pytest.FixtureRequest, tmp_path: Path, rules: Path) -> Iterator[tuple[Path, Ledger, Summary]]:
+    """An InboxWatcher running in a thread on an empty inbox, feeding one Exporter; stopped with an event.
+
+    Its settle time is 0.3 s, or the test's indirect parameter.
+    """
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     ledger = Ledger(tmp_path / "ledger.sqlite3")
@@ -65,7 +68,11 @@ def watcher(tmp_path: Path, rules: Path) -> Iterator[tuple[Path, Ledger, Summary
     exporter = Exporter(load_rules(rules), ledger, Options(jobs=2, retries=0))
     thread = threading.Thread(
         target=InboxWatcher(
-            inbox, lambda folders: exporter.submit(folders, summary), stop=stop, settle=0.3, rescan_every=3600
+            inbox,
+            lambda folders: exporter.submit(folders, summary),
+            stop=stop,
+            settle=getattr(request, "param", 0.3),
+            rescan_every=3600,
         ).run,
         name="watcher",
     )
@@ -102,6 +109,65 @@ def test_a_record_written_slowly_is_exported_once_complete(
     assert delivery.attempts == 1
     assert (ftp_server.root / "dms/WVWZZZAUZLW000124.zip").stat().st_size == delivery.bytes
     assert not summary.record_errors, "a half-written vehicle.json was picked up"
+    assert summary.count("delivered") == 1
+
+
+def _images(record: Path) -> str:
+    """Copy a sample record's images into ``record``; return its vehicle.json text."""
+    record.mkdir()
+    for image in sorted((SAMPLES / "veh-000124").glob("*.jpg")):
+        shutil.copy(image, record / image.name)
+    return (SAMPLES / "veh-000124" / "vehicle.json").read_text()
+
+
+NEVER = 3600.0  # a settle time no test waits for: a record delivered was taken on its writer's event
+
+
+@pytest.mark.parametrize("watcher", [NEVER], indirect=True)
+def test_a_vehicle_json_renamed_into_place_is_taken_without_waiting_for_the_settle_time(
+    watcher: tuple[Path, Ledger, Summary], ftp_server: RunningServer
+) -> None:
+    inbox, ledger, summary = watcher
+    record = inbox / "veh-000124"
+    text = _images(record)
+    (record / "vehicle.json.part").write_text(text)
+    (record / "vehicle.json.part").rename(record / "vehicle.json")
+
+    _eventually(lambda: bool(ledger.deliveries(status="delivered")), "the delivery")
+    assert (ftp_server.root / "dms/WVWZZZAUZLW000124.zip").stat().st_size == ledger.deliveries()[0].bytes
+    assert summary.count("delivered") == 1
+
+
+@pytest.mark.parametrize("watcher", [NEVER], indirect=True)
+def test_a_vehicle_json_closed_after_writing_is_taken_without_waiting_for_the_settle_time(
+    watcher: tuple[Path, Ledger, Summary], ftp_server: RunningServer
+) -> None:
+    inbox, ledger, summary = watcher
+    record = inbox / "veh-000124"
+    (record / "vehicle.json").write_text(_images(record))
+
+    _eventually(lambda: bool(ledger.deliveries(status="delivered")), "the delivery")
+    assert summary.count("delivered") == 1
+
+
+@pytest.mark.parametrize("watcher", [NEVER], indirect=True)
+def test_a_vehicle_json_closed_half_written_waits_for_the_rest(
+    watcher: tuple[Path, Ledger, Summary], ftp_server: RunningServer
+) -> None:
+    inbox, ledger, summary = watcher
+    record = inbox / "veh-000124"
+    text = _images(record)
+    # a writer that closes the file between two writes: the first close leaves JSON cut short
+    (record / "vehicle.json").write_text(text[: len(text) // 2])
+    time.sleep(1.0)  # room for a wrong pick-up of the half file (it would be a record error)
+    assert not summary.record_errors, "a half-written vehicle.json was picked up"
+    assert not ledger.deliveries()
+    with (record / "vehicle.json").open("a") as stream:
+        stream.write(text[len(text) // 2 :])
+
+    _eventually(lambda: bool(ledger.deliveries(status="delivered")), "the delivery")
+    assert not summary.record_errors
+    assert ledger.deliveries()[0].attempts == 1
     assert summary.count("delivered") == 1
 
 
