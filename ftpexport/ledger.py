@@ -10,6 +10,12 @@ temporary name is renamed to the final one and ``published`` after. A process ki
 two leaves ``renaming``; the next attempt resolves it from the server (temporary file still there
 or not) instead of sending the file a second time.
 
+``route_totals`` keeps the number of deliveries of each (client, destination, status), updated
+by triggers in the same transaction as the deliveries, so ``status`` does not count a million
+rows. ``records_seen`` remembers, for a record folder whose every delivery is done, what its
+files looked like (names, sizes, times, inodes) and under which rules: a later run that finds the
+folder and the rules the same counts it unchanged without reading and hashing its images.
+
 The ``notifications`` table is the outbox of the clients' webhooks: a notification is written
 when a delivery ends and stays ``pending`` until the client's endpoint accepts it (``sent``) or
 its attempts run out (``failed``).
@@ -32,7 +38,7 @@ from .errors import ConfigError
 Status = Literal["pending", "delivered", "failed", "superseded"]
 FileState = Literal["renaming", "published"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
     id             INTEGER PRIMARY KEY,
@@ -109,6 +115,42 @@ CREATE INDEX IF NOT EXISTS deliveries_by_status_delivered ON deliveries (status,
 CREATE INDEX IF NOT EXISTS deliveries_by_status_created ON deliveries (status, created_at);
 CREATE INDEX IF NOT EXISTS attempts_unfinished ON attempts (id) WHERE finished_at IS NULL;
 CREATE INDEX IF NOT EXISTS attempts_by_start ON attempts (started_at);
+CREATE INDEX IF NOT EXISTS deliveries_by_route_delivered ON deliveries (client_id, destination, delivered_at);
+CREATE TABLE IF NOT EXISTS records_seen (
+    record_path    TEXT PRIMARY KEY,
+    signature      TEXT NOT NULL,
+    rules          TEXT NOT NULL,
+    delivery_ids   TEXT NOT NULL,
+    updated_at     TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+#: deliveries counted by (client, destination, status); filled from the deliveries when created
+_TOTALS = """
+CREATE TABLE route_totals (
+    client_id      TEXT NOT NULL,
+    destination    TEXT NOT NULL,
+    status         TEXT NOT NULL,
+    n              INTEGER NOT NULL,
+    PRIMARY KEY (client_id, destination, status)
+) WITHOUT ROWID;
+INSERT INTO route_totals SELECT client_id, destination, status, COUNT(*) FROM deliveries GROUP BY 1, 2, 3;
+CREATE TRIGGER route_totals_insert AFTER INSERT ON deliveries BEGIN
+    INSERT INTO route_totals VALUES (NEW.client_id, NEW.destination, NEW.status, 1)
+        ON CONFLICT DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER route_totals_update AFTER UPDATE OF status, client_id, destination ON deliveries
+    WHEN OLD.status IS NOT NEW.status OR OLD.client_id IS NOT NEW.client_id OR OLD.destination IS NOT NEW.destination
+BEGIN
+    UPDATE route_totals SET n = n - 1
+        WHERE client_id = OLD.client_id AND destination = OLD.destination AND status = OLD.status;
+    INSERT INTO route_totals VALUES (NEW.client_id, NEW.destination, NEW.status, 1)
+        ON CONFLICT DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER route_totals_delete AFTER DELETE ON deliveries BEGIN
+    UPDATE route_totals SET n = n - 1
+        WHERE client_id = OLD.client_id AND destination = OLD.destination AND status = OLD.status;
+END;
 """
 
 
@@ -171,6 +213,7 @@ class Ledger:
                 if statement.split()[-2] not in columns:
                     self._db.execute(statement)
             self._db.executescript(_INDEXES)
+            self._add_totals()
             self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except BaseException as exc:
             self._db.close()  # a refused ledger must not stay open (and locked) behind the error
@@ -178,6 +221,20 @@ class Ledger:
                 raise ConfigError(f"{path}: cannot open the ledger: {exc}", hint="check --state") from exc
             raise
         self._lock = threading.Lock()
+
+    def _add_totals(self) -> None:
+        """Create and fill ``route_totals`` with its triggers, once, in one transaction (another
+        process opening the same ledger waits, then finds it done)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            found = self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'route_totals'").fetchone()
+            if not found:
+                for statement in _statements(_TOTALS):
+                    self._db.execute(statement)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:
@@ -443,11 +500,13 @@ class Ledger:
 
         ``since`` (ISO 8601) keeps the deliveries that changed since then.
         """
-        where, params = _filters(("client_id = ?", client_id), ("updated_at >= ?", since))
         with self._lock:
-            query = f"{_ROUTES} WHERE {where} GROUP BY client_id, destination ORDER BY client_id, destination"
-            rows = self._db.execute(query, params).fetchall()
-            result = [dict(row) for row in rows]
+            if since is None:
+                result = self._routes_from_totals(client_id)
+            else:
+                where, params = _filters(("client_id = ?", client_id), ("updated_at >= ?", since))
+                query = f"{_ROUTES} WHERE {where} GROUP BY client_id, destination ORDER BY client_id, destination"
+                result = [dict(row) for row in self._db.execute(query, params)]
             # the newest error of each destination's undelivered deliveries, in one pass
             errors = {
                 (row["client_id"], row["destination"]): row
@@ -464,6 +523,34 @@ class Ledger:
             error = errors.get((entry["client_id"], entry["destination"])) if undelivered else None
             entry["last_error"] = error["last_error"] if error else None
             entry["last_error_at"] = error["updated_at"] if error else None
+        return result
+
+    def _routes_from_totals(self, client_id: str | None) -> list[dict[str, Any]]:
+        """``routes()`` without ``since``: the counts from ``route_totals``, the times by index seeks
+        (a few per destination, instead of reading every delivery)."""
+        where, params = _filters(("client_id = ?", client_id))
+        counts: dict[tuple[str, str], dict[str, int]] = {}
+        for row in self._db.execute(f"SELECT * FROM route_totals WHERE {where} AND n > 0", params):  # noqa: S608
+            counts.setdefault((row["client_id"], row["destination"]), {})[row["status"]] = row["n"]
+        result = []
+        for (client, destination), n in sorted(counts.items()):
+            key = (client, destination)
+            last_success = self._db.execute(
+                "SELECT MAX(delivered_at) FROM deliveries WHERE client_id = ? AND destination = ?", key
+            ).fetchone()[0]
+            oldest = [
+                self._db.execute(
+                    "SELECT MIN(created_at) FROM deliveries WHERE client_id = ? AND destination = ? AND status = ?",
+                    (*key, status),
+                ).fetchone()[0]
+                for status in ("pending", "failed")
+                if n.get(status)
+            ]
+            result.append({
+                "client_id": client, "destination": destination,
+                "delivered": n.get("delivered", 0), "pending": n.get("pending", 0), "failed": n.get("failed", 0),
+                "last_success": last_success, "oldest_undelivered": min(oldest, default=None),
+            })  # fmt: skip
         return result
 
     def oldest_pending(self) -> str | None:
@@ -486,6 +573,34 @@ class Ledger:
             rows = self._db.execute(
                 f"SELECT * FROM deliveries WHERE {where} AND status = 'delivered' ORDER BY delivered_at, id",  # noqa: S608
                 params,
+            ).fetchall()
+        return [_delivery(row) for row in rows]
+
+    # --- records whose every delivery is done (skipped without reading them again)
+
+    def seen(self, record_path: str) -> tuple[str, str, list[int]] | None:
+        """(files signature, rules fingerprint, delivery ids) of a record folder marked done, or None."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT signature, rules, delivery_ids FROM records_seen WHERE record_path = ?", (record_path,)
+            ).fetchone()
+        return (row["signature"], row["rules"], json.loads(row["delivery_ids"])) if row else None
+
+    def mark_seen(self, record_path: str, signature: str, rules: str, delivery_ids: list[int]) -> None:
+        """Remember that every delivery of the record folder, as it was (``signature``), is done."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO records_seen VALUES (?, ?, ?, ?, ?)",
+                (record_path, signature, rules, json.dumps(sorted(delivery_ids)), now()),
+            )
+
+    def by_ids(self, delivery_ids: list[int]) -> list[Delivery]:
+        """The deliveries of these ids (those that exist), in id order."""
+        marks = ", ".join("?" * len(delivery_ids))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT * FROM deliveries WHERE id IN ({marks}) ORDER BY id",  # noqa: S608
+                delivery_ids,
             ).fetchall()
         return [_delivery(row) for row in rows]
 
@@ -558,6 +673,17 @@ _ROUTES = (
     " MIN(CASE WHEN status IN ('pending', 'failed') THEN created_at END) AS oldest_undelivered"
     " FROM deliveries"
 )
+
+
+def _statements(script: str) -> list[str]:
+    """The statements of ``script`` (a trigger's body keeps its own semicolons)."""
+    statements, current = [], ""
+    for line in script.strip().splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    return statements
 
 
 def _filters(*clauses: tuple[str, Any]) -> tuple[str, list[Any]]:

@@ -359,7 +359,7 @@ def test_a_schema_1_ledger_is_upgraded_in_place(tmp_path: Path) -> None:
         ledger.mark_file(delivery.id, "A.zip", "published")
         assert ledger.file_states(delivery.id) == {"A.zip": "published"}
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     db.close()
 
 
@@ -385,7 +385,7 @@ def test_a_schema_2_ledger_gains_the_vin_and_the_notifications_outbox(tmp_path: 
                                 url="https://example.com/", payload="{}", correlation_id="abc")  # fmt: skip
         assert [n["webhook_id"] for n in ledger.due_notifications()] == ["msg_1"]
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 4
     db.close()
 
 
@@ -397,3 +397,88 @@ def test_a_version_that_comes_back_after_being_superseded_is_pending_again(ledge
     again = open_delivery(ledger, content_hash="h1")  # the vehicle was changed back
     assert (again.id, again.status) == (first.id, "pending")
     assert ledger.get(second.id).status == "superseded"
+
+
+def _counted(path: Path) -> dict[tuple[str, str, str], int]:
+    """What route_totals must hold: the deliveries counted the slow way."""
+    with sqlite3.connect(path) as db:
+        truth = {
+            (c, d, s): n
+            for c, d, s, n in db.execute(
+                "SELECT client_id, destination, status, COUNT(*) FROM deliveries GROUP BY 1, 2, 3"
+            )
+        }
+        totals = {(c, d, s): n for c, d, s, n in db.execute("SELECT * FROM route_totals WHERE n != 0")}
+    assert totals == truth
+    return totals
+
+
+def test_route_totals_follow_every_change_of_the_deliveries(tmp_path: Path) -> None:
+    import random
+
+    path = tmp_path / "ledger.sqlite"
+    rng = random.Random(6)
+    with Ledger(path) as ledger:
+        for step in range(400):
+            destination = rng.choice(["acme/dms", "acme/backup", "bravo/dms"])
+            delivery = open_delivery(ledger, f"veh-{rng.randrange(40)}", f"h{rng.randrange(3)}", destination)
+            action = rng.randrange(6)
+            if action < 4 and delivery.status == "pending":
+                attempt = ledger.start_attempt(delivery.id, f"c{step}")
+                if action == 0:
+                    ledger.succeed(delivery.id, attempt, ["x.zip"], 10)
+                else:
+                    ledger.fail(delivery.id, attempt, "boom", final=action == 1)
+            elif action == 4:
+                ledger.requeue(destination=destination)
+            else:
+                ledger.give_up_on_missing(delivery.record_path, "gone")
+        # a destination with only a parked failure: its oldest undelivered is that one
+        parked = open_delivery(ledger, "veh-old", destination="zulu/dms")
+        ledger.fail(parked.id, ledger.start_attempt(parked.id, "c"), "boom", final=True)
+        totals = _counted(path)
+        assert {s for _, _, s in totals} == {"pending", "delivered", "failed", "superseded"}
+        zulu = ledger.routes(client_id="zulu")[0]
+        assert zulu["oldest_undelivered"] == ledger.get(parked.id).created_at
+        # the answer from the totals is the answer of the full count (which `--since` still uses)
+        assert ledger.routes() == ledger.routes(since="0")
+        assert ledger.routes(client_id="acme") == ledger.routes(client_id="acme", since="0")
+        assert [r["destination"] for r in ledger.routes()] == ["acme/backup", "acme/dms", "bravo/dms", "zulu/dms"]
+
+
+def test_a_schema_3_ledger_gains_route_totals_counted_from_its_deliveries(tmp_path: Path) -> None:
+    path = tmp_path / "v3.sqlite"
+    with Ledger(path) as ledger:
+        for n in range(5):
+            delivery = open_delivery(ledger, f"veh-{n}", destination="acme/dms" if n % 2 else "bravo/dms")
+            if n < 3:
+                ledger.succeed(delivery.id, ledger.start_attempt(delivery.id, "c"), ["x.zip"], 1)
+    db = sqlite3.connect(path)
+    for name in ("route_totals_insert", "route_totals_update", "route_totals_delete"):
+        db.execute(f"DROP TRIGGER {name}")
+    db.execute("DROP TABLE route_totals")
+    db.execute("DROP TABLE records_seen")
+    db.execute("PRAGMA user_version = 3")
+    db.commit()
+    db.close()
+
+    with Ledger(path) as ledger:
+        open_delivery(ledger, "veh-9", destination="acme/dms")
+        assert {(r["destination"], r["delivered"], r["pending"]) for r in ledger.routes()} == {
+            ("acme/dms", 1, 2),
+            ("bravo/dms", 2, 1),
+        }
+    assert _counted(path)[("acme", "acme/dms", "pending")] == 2
+    with Ledger(path):
+        pass  # opened again: counted once, not twice
+    _counted(path)
+
+
+def test_a_record_marked_seen_is_remembered_with_its_signature_rules_and_deliveries(ledger: Ledger) -> None:
+    first, second = open_delivery(ledger, destination="acme/dms"), open_delivery(ledger, destination="acme/b")
+    assert ledger.seen("/inbox/veh-1") is None
+    ledger.mark_seen("/inbox/veh-1", "sig-1", "rules-1", [second.id, first.id])
+    assert ledger.seen("/inbox/veh-1") == ("sig-1", "rules-1", [first.id, second.id])
+    ledger.mark_seen("/inbox/veh-1", "sig-2", "rules-1", [first.id])
+    assert ledger.seen("/inbox/veh-1") == ("sig-2", "rules-1", [first.id])
+    assert [d.id for d in ledger.by_ids([second.id, first.id, 999])] == [first.id, second.id]
