@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 from datetime import datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .ledger import Delivery
-from .pipeline import Summary
+
+if TYPE_CHECKING:
+    from .pipeline import Summary
 
 
 def human_bytes(n: float) -> str:
