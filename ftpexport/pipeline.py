@@ -21,7 +21,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +30,9 @@ from pydantic import SecretStr
 from .dispatch import STOPPING, Dispatcher, Job, LaneState, Policy, Result, Verdict
 from .errors import ConfigError, FtpexportError, PermanentError, RecordError, TransientError, TransportError
 from .events import Attempt, Observer, Observers, Outcome, OutcomeResult
-from .ledger import Ledger, now
+from .ledger import Delivery, Ledger, now
 from .package import Artifact, Package, PackageNames, build_package, render_names, template_context
-from .record import Record, is_complete, load_record
+from .record import Record, folder_signature, is_complete, load_record
 from .rules import ClientRules, Route, RuleSet, SFTPDestination, routes_for
 from .secret import SecretSource, redact
 from .transport import Endpoint, Transport, upload_file
@@ -101,6 +101,8 @@ class Plan:
     source: str
     names: PackageNames
     routes: tuple[tuple[Route, str], ...]
+    #: ``folder_signature`` of the record folder taken before it was read; None: not to be remembered
+    signature: str | None = None
 
 
 def endpoint_for(route: Route, source: str, store: SecretSource | None = None) -> Endpoint:
@@ -254,6 +256,17 @@ class _PackageEntry:
 
 
 @dataclass
+class _Tracked:
+    """A record whose deliveries are all queued by one submit: remembered when every one is done."""
+
+    plan: Plan
+    rules: str
+    remaining: int
+    delivery_ids: list[int]
+    ok: bool = True
+
+
+@dataclass
 class _Delivery:
     """The payload of one job: one version of one record for one destination."""
 
@@ -314,6 +327,8 @@ class Exporter:
         self._summary_lock = threading.Lock()
         #: record folders with a job queued or running, and how many
         self._active_paths: Counter[str] = Counter()
+        #: records to remember in the ledger once all their jobs are done, by id(plan)
+        self._tracked: dict[int, _Tracked] = {}
         spool_root = self.options.spool_dir
         if spool_root is not None:
             spool_root.mkdir(parents=True, exist_ok=True)
@@ -334,42 +349,82 @@ class Exporter:
         """Load and plan records; returns what still needs sending, fills in errors, unchanged and parked."""
         work = []
         for folder in folders:
-            if not is_complete(folder):
-                summary.incomplete.append(folder)
-                continue
-            try:
-                record = load_record(folder)
-                plan = plan_record(record, self.ruleset, routes_for(self.ruleset, record))
-            except RecordError as exc:
-                log.warning("record refused: %s", exc, extra={"record_path": str(folder)})
-                summary.record_errors.append(exc)
-                continue
-            pending = []
-            for route, remote_dir in plan.routes:
-                known = self.ledger.find(record.id, record.content_hash, route.key)
-                if known is not None and known.status in ("delivered", "failed"):
-                    result: OutcomeResult = "unchanged" if known.status == "delivered" else "parked"
-                    outcome = Outcome(
-                        record.id, str(folder), record.client_id, route.key, result,
-                            remote_paths=known.remote_paths, bytes=known.bytes, error=known.last_error,
-                        attempts=known.attempts, vin=record.data.vin, user_id=record.user_id, delivery_id=known.id,
-                    )  # fmt: skip
-                    summary.outcomes.append(outcome)
-                    self.events.outcome(outcome)
-                else:
-                    pending.append((route, remote_dir))
-            if pending:
-                work.append((plan, pending))
+            prepared = self._prepare_one(folder, summary)
+            if prepared is not None:
+                work.append(prepared[:2])
         return work
 
-    def submit(self, folders: Iterable[Path], summary: Summary | None = None) -> Summary:
-        """Queue every complete record of ``folders`` that is not delivered yet; returns at once.
+    def _prepare_one(self, folder: Path, summary: Summary) -> tuple[Plan, list[tuple[Route, str]], list[int]] | None:
+        """Load and plan one record: (plan, routes still to send, ids of its deliveries done), or None
+        when nothing is left to send (errors, unchanged and parked deliveries go to ``summary``)."""
+        if not is_complete(folder):
+            summary.incomplete.append(folder)
+            return None
+        # taken before reading: a file changed while we read it changes the signature for next time
+        signature = folder_signature(folder) if self.ruleset.fingerprint else None
+        if signature is not None and self._unchanged(folder, signature, summary):
+            return None
+        try:
+            record = load_record(folder)
+            plan = plan_record(record, self.ruleset, routes_for(self.ruleset, record))
+        except RecordError as exc:
+            log.warning("record refused: %s", exc, extra={"record_path": str(folder)})
+            summary.record_errors.append(exc)
+            return None
+        if signature is not None and record.flat:
+            plan = replace(plan, signature=signature)
+        pending, done, parked = [], [], False
+        for route, remote_dir in plan.routes:
+            known = self.ledger.find(record.id, record.content_hash, route.key)
+            if known is not None and known.status in ("delivered", "failed"):
+                self._settled(folder, known, summary)
+                done.append(known.id)
+                parked = parked or known.status == "failed"
+            else:
+                pending.append((route, remote_dir))
+        if not pending:
+            if plan.signature is not None and not parked:
+                self.ledger.mark_seen(str(folder), plan.signature, self.ruleset.fingerprint, done)
+            return None
+        return plan, pending, done
 
-        The deliveries are in the ledger (pending) when this returns. Outcomes of queued jobs go to
-        ``summary`` when given, and always to ``on_outcome``.
+    def _unchanged(self, folder: Path, signature: str, summary: Summary) -> bool:
+        """The folder is as it was when all its deliveries were done, under the same rules, and they
+        still are: count them unchanged without reading the record again."""
+        seen = self.ledger.seen(str(folder))
+        if seen is None or seen[:2] != (signature, self.ruleset.fingerprint):
+            return False
+        deliveries = self.ledger.by_ids(seen[2])
+        if len(deliveries) != len(seen[2]) or any(d.status != "delivered" for d in deliveries):
+            return False  # one was requeued or replaced since: read the record again
+        for known in deliveries:
+            self._settled(folder, known, summary)
+        return True
+
+    def _settled(self, folder: Path, known: Delivery, summary: Summary) -> None:
+        """An outcome for a delivery the ledger has done (``unchanged``) or parked (``parked``)."""
+        result: OutcomeResult = "unchanged" if known.status == "delivered" else "parked"
+        outcome = Outcome(
+            known.record_id, str(folder), known.client_id, known.destination, result,
+            remote_paths=known.remote_paths, bytes=known.bytes, error=known.last_error,
+            attempts=known.attempts, vin=known.vin, user_id=known.user_id, delivery_id=known.id,
+        )  # fmt: skip
+        summary.outcomes.append(outcome)
+        self.events.outcome(outcome)
+
+    def submit(self, folders: Iterable[Path], summary: Summary | None = None) -> Summary:
+        """Queue every complete record of ``folders`` that is not delivered yet; returns once queued.
+
+        Each record is queued as soon as it is read, so uploads start while the next ones are read
+        and hashed. The deliveries are in the ledger (pending) when this returns. Outcomes of
+        queued jobs go to ``summary`` when given, and always to ``on_outcome``.
         """
         prepared = Summary()
-        for plan, pending in self.prepare(folders, prepared):
+        for folder in folders:
+            planned = self._prepare_one(folder, prepared)
+            if planned is None:
+                continue
+            plan, pending, done = planned
             jobs = []
             for route, remote_dir in pending:
                 ident = (plan.record.id, plan.record.content_hash, route.key)
@@ -390,6 +445,11 @@ class Exporter:
                 jobs.append(Job(route.key, ident, route.destination.max_connections, payload))
             if not jobs:
                 continue
+            if plan.signature is not None and len(jobs) == len(pending):
+                # every delivery of the record is ours: when all are done, the folder is remembered
+                ids = done + [job.payload.delivery_id for job in jobs]
+                with self._summary_lock:
+                    self._tracked[id(plan)] = _Tracked(plan, self.ruleset.fingerprint, len(jobs), ids)
             self._packages.expect(plan, len(jobs))
             with self._summary_lock:
                 self._active_paths[str(plan.record.folder)] += len(jobs)
@@ -618,6 +678,7 @@ class Exporter:
             correlation_id=d.correlation_id, vin=record.data.vin, user_id=record.user_id, finished_at=now(),
             delivery_id=d.delivery_id, **details,
         )  # fmt: skip
+        done = None
         with self._summary_lock:
             if d.summary is not None:
                 d.summary.outcomes.append(outcome)
@@ -625,6 +686,15 @@ class Exporter:
             self._active_paths[path] -= 1
             if self._active_paths[path] <= 0:
                 del self._active_paths[path]
+            tracked = self._tracked.get(id(d.plan))
+            if tracked is not None:
+                tracked.remaining -= 1
+                tracked.ok = tracked.ok and result in ("delivered", "skipped")
+                if tracked.remaining <= 0:
+                    del self._tracked[id(d.plan)]
+                    done = tracked if tracked.ok else None
+        if done is not None and d.plan.signature is not None:
+            self.ledger.mark_seen(path, d.plan.signature, done.rules, done.delivery_ids)
         self.events.outcome(outcome)
 
     def _send(

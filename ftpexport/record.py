@@ -110,6 +110,12 @@ class Record:
     def user_id(self) -> str | None:
         return self.data.user.id if self.data.user else None
 
+    @property
+    def flat(self) -> bool:
+        """Every image is a file of the folder itself, so ``folder_signature`` sees every change."""
+        root = self.folder.resolve()
+        return all(image.path.parent == root for image in self.images)
+
 
 def natural_key(name: str) -> list[int | str]:
     """Sort key that puts ``2.jpg`` before ``10.jpg``."""
@@ -119,6 +125,28 @@ def natural_key(name: str) -> list[int | str]:
 def is_complete(folder: Path) -> bool:
     """Whether the record's ``vehicle.json`` exists (it is written last)."""
     return (folder / RECORD_FILE).is_file()
+
+
+def folder_signature(folder: Path) -> str | None:
+    """What the files of a record folder look like, without reading them; None when it cannot be listed.
+
+    Each entry's name, type, size, modification and change times and inode: a file rewritten,
+    replaced by a rename, added or removed changes it, even with its old modification time put
+    back (the change time cannot be set). Only the folder's own entries: a record whose images
+    live in a sub-folder must not be judged by it (see ``Record.flat``).
+    """
+    lines = []
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                st = entry.stat()  # through a symbolic link: the file it points to
+                lines.append(
+                    f"{entry.name}/{st.st_mode >> 12}/{st.st_size}/{st.st_mtime_ns}/{st.st_ctime_ns}/{st.st_ino}"
+                )
+    except OSError:
+        return None
+    lines.sort()
+    return hashlib.sha256("\n".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def iter_record_folders(inbox: Path) -> Iterator[Path]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import hashlib
 import ipaddress
 import re
 import socket
@@ -564,6 +566,8 @@ class RuleSet:
     clients: dict[str, ClientRules] = field(default_factory=dict)
     sources: dict[str, Path] = field(default_factory=dict)
     errors: dict[str, list[RuleError]] = field(default_factory=dict)
+    #: sha256 over the names and bytes of the rule files read; "" when not loaded from files
+    fingerprint: str = ""
 
     def source(self, client_id: str) -> str:
         """The rule file a client's rules came from, for messages."""
@@ -575,7 +579,11 @@ def load_rules(directory: Path, *, allow_unpinned_host_keys: bool = False) -> Ru
     if not directory.is_dir():
         raise ConfigError(f"{directory}: the rules folder does not exist", hint="pass --rules DIR")
     ruleset = RuleSet(directory=directory)
+    digest = hashlib.sha256()
     for path in sorted(p for p in directory.iterdir() if p.suffix in RULE_SUFFIXES and p.is_file()):
+        with contextlib.suppress(OSError):  # an unreadable file is reported by read_rule_file
+            digest.update(f"{path.name}\0{path.stat().st_size}\0".encode("utf-8", "surrogateescape"))
+            digest.update(path.read_bytes())
         result = read_rule_file(path, allow_unpinned_host_keys=allow_unpinned_host_keys)
         if isinstance(result, ClientRules):
             if result.client_id in ruleset.clients:
@@ -587,6 +595,7 @@ def load_rules(directory: Path, *, allow_unpinned_host_keys: bool = False) -> Ru
             ruleset.sources[result.client_id] = path
         else:
             ruleset.errors[path.stem] = result
+    ruleset.fingerprint = digest.hexdigest()
     return ruleset
 
 
