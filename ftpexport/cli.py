@@ -402,7 +402,7 @@ def run(
     type=float,
     default=1.0,
     show_default=True,
-    help="Seconds vehicle.json must stay unchanged when no close or rename event says it is written in full.",
+    help="Seconds a vehicle.json that does not parse (yet) must stay unchanged before it is taken (and refused).",
 )
 @click.option("--rescan", type=float, default=60.0, show_default=True, help="Seconds between full inbox rescans.")
 @click.option(

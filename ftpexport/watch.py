@@ -1,11 +1,12 @@
 """The inbox watcher: a startup scan, then watchdog events, debounced, handed to the pipeline.
 
 The watchdog handler only queues folder paths; one loop takes them and exports the ready ones in
-batches. A ``vehicle.json`` that was closed after writing or renamed into place, and parses, is
-ready at once; otherwise (no such event: a polling observer, a network file system) the record is
-ready once ``vehicle.json`` has not changed for the settle time. A periodic rescan
-catches whatever the events missed. Rule files are reloaded when they change on disk; a broken
-file keeps the last good version of that client's rules.
+batches. A record is ready as soon as its ``vehicle.json`` (written last) parses as a whole JSON
+object: a file still being written does not, since its closing brace comes last. A file that does
+not parse is given the settle time to stop changing, and then goes to the pipeline, which reports
+what is wrong with it. A periodic rescan catches whatever the events missed (an event can be lost
+for a file written in a new folder before its watch is in place). Rule files are reloaded when
+they change on disk; a broken file keeps the last good version of that client's rules.
 """
 
 from __future__ import annotations
@@ -54,31 +55,23 @@ _EVENTS = [
 
 
 class _Enqueue(FileSystemEventHandler):
-    """Queues (record folder, finished) for every event that touches a ``vehicle.json``.
+    """Queues the record folder of every event that touches a ``vehicle.json``."""
 
-    ``finished``: the event says the file is written in full (closed after writing, or moved into
-    place); the watcher then takes it without waiting for the settle time.
-    """
-
-    def __init__(self, inbox: Path, pending: queue.Queue[tuple[Path, bool]]) -> None:
+    def __init__(self, inbox: Path, pending: queue.Queue[Path]) -> None:
         self.inbox = inbox
         self.pending = pending
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type in _READS:
             return  # our own reading of vehicle.json must not queue the record again
-        dest = getattr(event, "dest_path", "")
-        for raw in (event.src_path, dest):
+        for raw in (event.src_path, getattr(event, "dest_path", "")):
             path = Path(os.fsdecode(raw)) if raw else None
             if path is None:
                 continue
-            # written in full: closed after writing, or the target of a move (not the source of one)
-            finished = event.event_type == "closed" or (event.event_type == "moved" and raw == dest)
             if path.name == RECORD_FILE and path.parent.parent == self.inbox:
-                self.pending.put((path.parent, finished))
+                self.pending.put(path.parent)
             elif event.is_directory and path.parent == self.inbox:
-                # a record folder moved into place whole is finished; a new empty folder is not yet
-                self.pending.put((path, finished))
+                self.pending.put(path)
 
 
 def _signature(path: Path) -> tuple[int, int] | None:
@@ -90,10 +83,10 @@ def _signature(path: Path) -> tuple[int, int] | None:
 
 
 def _parses(path: Path) -> bool:
-    """``vehicle.json`` is a whole JSON object: a file cut short is not (its closing brace comes last)."""
+    """``vehicle.json`` holds a whole JSON object (one cut short does not: its closing brace comes last)."""
     try:
         return isinstance(json.loads(path.read_bytes()), dict)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return False
 
 
@@ -159,9 +152,8 @@ class InboxWatcher:
         self.rescan_every = rescan_every
         self.housekeeping = housekeeping
         self.housekeeping_every = housekeeping_every
-        self._pending: queue.Queue[tuple[Path, bool]] = queue.Queue()
-        # folder -> (vehicle.json signature, since when unchanged, finished by its writer at that signature)
-        self._watching: dict[Path, tuple[tuple[int, int] | None, float, bool]] = {}
+        self._pending: queue.Queue[Path] = queue.Queue()
+        self._watching: dict[Path, tuple[tuple[int, int] | None, float]] = {}
         # vehicle.json signature of each folder handed to export: a rescan skips unchanged records
         self._handed: dict[Path, tuple[int, int] | None] = {}
         self._rescan_now = False
@@ -184,7 +176,7 @@ class InboxWatcher:
                 if self.housekeeping is not None and time.monotonic() >= next_housekeeping:
                     for folder in self.housekeeping():
                         self._handed.pop(folder, None)
-                        self._pending.put((folder, False))
+                        self._pending.put(folder)
                     next_housekeeping = time.monotonic() + self.housekeeping_every
                 # never 0: with --settle 0 an idle loop would spin on an empty queue
                 self._drain(timeout=min(max(self.settle, 0.05), 0.5))
@@ -210,14 +202,14 @@ class InboxWatcher:
             present.add(folder)
             signature = _signature(folder / RECORD_FILE)
             if folder not in self._handed or self._handed[folder] != signature:
-                self._pending.put((folder, False))
+                self._pending.put(folder)
         for gone in set(self._handed) - present:
             if gone.is_relative_to(self.inbox):
                 del self._handed[gone]
 
     def _drain(self, timeout: float) -> None:
         try:
-            folder, finished = self._pending.get(timeout=timeout)
+            folder = self._pending.get(timeout=timeout)
         except queue.Empty:
             return
         while True:
@@ -226,25 +218,23 @@ class InboxWatcher:
             if signature is not None and self._handed.get(folder) != signature:
                 previous = self._watching.get(folder)
                 if previous is None or previous[0] != signature:
-                    self._watching[folder] = (signature, time.monotonic(), finished)
-                elif finished and not previous[2]:
-                    self._watching[folder] = (signature, previous[1], True)
+                    self._watching[folder] = (signature, time.monotonic())
             try:
-                folder, finished = self._pending.get_nowait()
+                folder = self._pending.get_nowait()
             except queue.Empty:
                 return
 
     def _ready(self) -> list[Path]:
-        """Folders whose vehicle.json its writer finished and parses, or has not changed for ``settle`` seconds."""
+        """Folders whose vehicle.json parses, or has not changed for ``settle`` seconds."""
         now = time.monotonic()
         ready = []
-        for folder, (signature, since, finished) in list(self._watching.items()):
+        for folder, (signature, since) in list(self._watching.items()):
             current = _signature(folder / RECORD_FILE)
             if current is None:
                 del self._watching[folder]  # vehicle.json went away: nothing to export
             elif current != signature:
-                self._watching[folder] = (current, now, False)  # written again since: wait for its next event
-            elif (finished and _parses(folder / RECORD_FILE)) or now - since >= self.settle:
+                self._watching[folder] = (current, now)
+            elif _parses(folder / RECORD_FILE) or now - since >= self.settle:
                 ready.append(folder)
                 self._handed[folder] = current
                 del self._watching[folder]
