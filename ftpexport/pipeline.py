@@ -35,6 +35,7 @@ from .package import Artifact, Package, PackageNames, build_package, render_name
 from .record import Record, folder_signature, is_complete, load_record
 from .rules import ClientRules, Route, RuleSet, SFTPDestination, routes_for
 from .secret import SecretSource, redact
+from .spool import SharedPackages
 from .transport import Endpoint, Transport, upload_file
 from .transport.base import resume_rename
 from .transport.pool import ConnectionPool
@@ -192,69 +193,6 @@ def verdict_of(stopped: bool, final: bool) -> Verdict:
     return "deferred" if stopped else "failed" if final else "retry"
 
 
-class _SharedPackages:
-    """Builds a record's package once for all its destinations, and deletes it when no job needs it.
-
-    The files stay while a job of the record is running or has not had its first attempt; a retry
-    long after (a destination that was down) builds them again: the zip is deterministic.
-    """
-
-    def __init__(self, spool: Path) -> None:
-        self._spool = spool
-        self._lock = threading.Lock()
-        self._entries: dict[int, _PackageEntry] = {}
-
-    def expect(self, plan: Plan, jobs: int) -> None:
-        with self._lock:
-            self._entries[id(plan)] = _PackageEntry(waiting_first=jobs, unfinished=jobs)
-
-    def get(self, plan: Plan) -> Package:
-        with self._lock:
-            entry = self._entries[id(plan)]
-            entry.active += 1
-        with entry.build_lock:
-            if entry.value is None:
-                workdir = self._workdir(plan)
-                try:
-                    workdir.mkdir(parents=True, exist_ok=True)
-                    entry.value = make_package(plan, workdir)
-                except OSError as exc:
-                    entry.value = RecordError(str(plan.record.folder), f"cannot build the package: {exc}")
-                except FtpexportError as exc:
-                    entry.value = exc
-            value = entry.value
-        if isinstance(value, FtpexportError):
-            raise value
-        return value
-
-    def put(self, plan: Plan, *, attempted: bool, first: bool, finished: bool) -> None:
-        """A job is done with the package: after an attempt (``attempted``), its first one, or for good."""
-        with self._lock:
-            entry = self._entries[id(plan)]
-            entry.active -= attempted
-            entry.waiting_first -= first
-            entry.unfinished -= finished
-            drop_files = entry.active == 0 and entry.waiting_first <= 0
-            if drop_files and not isinstance(entry.value, FtpexportError):
-                entry.value = None  # built again if a retry needs it
-            if entry.unfinished <= 0:
-                del self._entries[id(plan)]
-        if drop_files:
-            shutil.rmtree(self._workdir(plan), ignore_errors=True)
-
-    def _workdir(self, plan: Plan) -> Path:
-        return self._spool / f"{id(plan):x}"
-
-
-@dataclass
-class _PackageEntry:
-    waiting_first: int
-    unfinished: int
-    active: int = 0
-    value: Package | FtpexportError | None = None
-    build_lock: threading.Lock = field(default_factory=threading.Lock)
-
-
 @dataclass
 class _Tracked:
     """A record whose deliveries are all queued by one submit: remembered when every one is done."""
@@ -333,7 +271,9 @@ class Exporter:
         if spool_root is not None:
             spool_root.mkdir(parents=True, exist_ok=True)
         self._spool = Path(tempfile.mkdtemp(prefix="ftpexport-", dir=spool_root))
-        self._packages = _SharedPackages(self._spool)
+        self._packages: SharedPackages[Plan] = SharedPackages(
+            self._spool, make_package, lambda plan: str(plan.record.folder)
+        )
         self._dispatcher = Dispatcher(self._attempt, self._abandon, workers=self.options.jobs,
                                       policy=self.options.policy())  # fmt: skip
 
@@ -528,6 +468,7 @@ class Exporter:
             pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
             pool.close()
+        self._packages.close()
         shutil.rmtree(self._spool, ignore_errors=True)
 
     # --- one attempt

@@ -181,6 +181,7 @@ LAYERS: dict[str, int] = {
     "ftpexport.naming": 2,
     "ftpexport.rules": 2,
     "ftpexport.package": 2,
+    "ftpexport.spool": 2,
     "ftpexport.ledger": 2,
     "ftpexport.health": 2,
     "ftpexport.metrics": 2,

@@ -1,0 +1,117 @@
+"""spool.py: a record's package is built once, ahead of its first job but never more than ``ahead``
+waiting, shared by its destinations and deleted when no job needs it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from ftpexport.errors import NamingError
+from ftpexport.package import Artifact, Package
+from ftpexport.spool import SharedPackages
+
+DEADLINE = 10.0
+
+
+def _eventually(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+class Builder:
+    """Builds a one-file package (a real file in the folder given); counts the builds of each plan."""
+
+    def __init__(self) -> None:
+        self.built: list[str] = []
+        self.lock = threading.Lock()
+        self.fail: set[str] = set()
+
+    def __call__(self, plan: str, folder: Path) -> Package:
+        if plan in self.fail:
+            raise NamingError(plan, "archive_name renders to nothing")
+        path = folder / f"{plan}.zip"
+        path.write_bytes(plan.encode())
+        with self.lock:
+            self.built.append(plan)
+        return Package(files=(Artifact(path.name, path.stat().st_size, lambda: path.open("rb")),), done_marker=None)
+
+
+def _content(package: Package) -> bytes:
+    with package.files[0].open() as stream:
+        return stream.read()
+
+
+@pytest.fixture
+def builder() -> Builder:
+    return Builder()
+
+
+@pytest.fixture
+def spool(tmp_path: Path, builder: Builder) -> Iterator[SharedPackages[str]]:
+    packages: SharedPackages[str] = SharedPackages(tmp_path, builder, lambda plan: f"/inbox/{plan}", ahead=2)
+    yield packages
+    packages.close()
+
+
+def test_packages_are_built_ahead_in_order_but_at_most_two_waiting(
+    spool: SharedPackages[str], builder: Builder, tmp_path: Path
+) -> None:
+    plans = ["a", "b", "c", "d"]
+    for plan in plans:
+        spool.expect(plan, jobs=1)
+    _eventually(lambda: builder.built == ["a", "b"], "a and b built ahead")
+    time.sleep(0.3)  # room for a wrong third build ahead
+    assert builder.built == ["a", "b"]
+
+    package = spool.get("a")  # taken: its slot goes to the next one
+    assert _content(package) == b"a"
+    _eventually(lambda: builder.built == ["a", "b", "c"], "c built ahead once a was taken")
+    spool.put("a", attempted=True, first=True, finished=True)
+    assert not (tmp_path / f"{id('a'):x}").exists(), "the files of a finished package stay"
+
+    for plan in ["b", "c", "d"]:
+        assert _content(spool.get(plan)) == plan.encode()
+        spool.put(plan, attempted=True, first=True, finished=True)
+    assert sorted(builder.built) == plans, "a package was built twice"
+
+
+def test_one_package_serves_every_destination_of_a_record(spool: SharedPackages[str], builder: Builder) -> None:
+    spool.expect("a", jobs=3)
+    first = spool.get("a")
+    assert spool.get("a") is first and spool.get("a") is first
+    for _ in range(3):
+        spool.put("a", attempted=True, first=True, finished=True)
+    assert builder.built == ["a"]
+
+
+def test_a_package_never_taken_frees_its_place_for_the_next(spool: SharedPackages[str], builder: Builder) -> None:
+    for plan in ["a", "b", "c"]:
+        spool.expect(plan, jobs=1)
+    _eventually(lambda: builder.built == ["a", "b"], "a and b built ahead")
+    spool.put("a", attempted=False, first=True, finished=True)  # its job was deferred (shutdown, paused)
+    _eventually(lambda: builder.built == ["a", "b", "c"], "c built ahead once a was dropped")
+
+
+def test_a_build_error_reaches_each_job(spool: SharedPackages[str], builder: Builder) -> None:
+    builder.fail.add("bad")
+    spool.expect("bad", jobs=2)
+    for _ in range(2):
+        with pytest.raises(NamingError, match="renders to nothing"):
+            spool.get("bad")
+
+
+def test_without_a_builder_the_job_builds(tmp_path: Path, builder: Builder) -> None:
+    packages: SharedPackages[str] = SharedPackages(tmp_path, builder, str, ahead=0)
+    packages.expect("a", jobs=1)
+    time.sleep(0.1)
+    assert builder.built == []
+    assert packages.get("a").files[0].size == 1
+    assert builder.built == ["a"]
+    packages.close()
