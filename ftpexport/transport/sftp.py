@@ -13,6 +13,7 @@ import errno
 import hashlib
 import io
 import logging
+import posixpath
 import socket
 import stat
 from collections.abc import Callable, Iterator
@@ -23,7 +24,7 @@ from typing import BinaryIO
 import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from paramiko.sftp import CMD_STATUS, CMD_WRITE, int64
+from paramiko.sftp import CMD_ATTRS, CMD_CLOSE, CMD_FSTAT, CMD_STATUS, CMD_WRITE, int64
 
 from ..errors import (
     AuthenticationError,
@@ -165,6 +166,9 @@ class _AckedWriter:
     the server refused (disk full: ``SSH_FX_FAILURE``) goes unnoticed, and a failure in the middle
     of a file could even leave a hole that a size check cannot see. Here each write is registered
     with this object, which keeps the first error; at most ``WINDOW`` writes are unanswered.
+
+    ``close`` sends FSTAT and CLOSE right behind the last write and waits once for every reply:
+    the upload ends after one round trip instead of two (CLOSE, then the STAT of the size check).
     """
 
     #: bytes per SFTP write request at most (what OpenSSH and paramiko use)
@@ -182,6 +186,11 @@ class _AckedWriter:
         self.offset = 0
         self.unanswered = 0
         self.error: BaseException | None = None
+        #: request numbers of the FSTAT and CLOSE sent by ``close``, to tell their replies apart
+        self.fstat_request: int | None = None
+        self.close_request: int | None = None
+        #: the file's size as FSTAT reported it after the last write; None if the server did not say
+        self.size: int | None = None
 
     def write(self, data: bytes) -> None:
         for start in range(0, len(data), self.request_size):
@@ -192,12 +201,28 @@ class _AckedWriter:
             self.unanswered += 1
             self.offset += len(piece)
 
-    def finish(self) -> None:
-        """Wait for every reply; raise the first write error (an IOError, as paramiko raises them)."""
+    def close(self, remote: paramiko.SFTPFile) -> int | None:
+        """FSTAT and CLOSE pipelined behind the writes, then wait for every reply; returns the size.
+
+        A server processes the requests on one handle in the order it received them
+        (draft-ietf-secsh-filexfer-13, 4.1), so FSTAT sees every write before it: its size is what a
+        STAT after CLOSE would say. Raises the first write or CLOSE error (an IOError, as paramiko
+        raises them). Returns None when the server did not answer FSTAT with a size: then the
+        caller asks with STAT, as it did before.
+        """
+        # paramiko must never send a CLOSE of its own for this handle (``SFTPFile.close``, its
+        # ``__del__``): once closed, the server may give the same handle to another file. Marked
+        # before sending, so that not even a failed send leads to a second CLOSE.
+        remote._closed = True
+        self.fstat_request = self.sftp._async_request(self, CMD_FSTAT, self.handle)
+        self.unanswered += 1
+        self.close_request = self.sftp._async_request(self, CMD_CLOSE, self.handle)
+        self.unanswered += 1
         while self.unanswered:
             self._read_one()
         if self.error is not None:
             raise self.error
+        return self.size
 
     def _read_one(self) -> None:
         self.sftp._read_response()  # one packet: calls _async_response below
@@ -207,17 +232,41 @@ class _AckedWriter:
     # called by paramiko for each reply to a request registered with this object
     def _async_response(self, t: int, msg: paramiko.Message, num: int) -> None:
         self.unanswered -= 1
+        if num == self.fstat_request:
+            self._fstat_response(t, msg)
+            return
+        # a write or the CLOSE: a status, of which an error is kept (CLOSE can fail, e.g. a full
+        # disk on a server that writes on close, and then the file is not complete)
         if t != CMD_STATUS:
             self.error = self.error or paramiko.SFTPError(f"unexpected reply {t} to a write")
             return
         try:
             self.sftp._convert_status(msg)
-        except Exception as exc:  # IOError(errno, text) or EOFError, kept for finish()
+        except Exception as exc:  # IOError(errno, text) or EOFError, kept for close()
             self.error = self.error or exc
+
+    def _fstat_response(self, t: int, msg: paramiko.Message) -> None:
+        if t != CMD_ATTRS:
+            # e.g. SSH_FX_OP_UNSUPPORTED: not an upload error; the size check asks with STAT instead
+            log.debug("the server did not answer FSTAT (reply type %d); the size is checked with STAT", t)
+            return
+        attributes = paramiko.SFTPAttributes._from_msg(msg)
+        if attributes.st_mode is None or stat.S_ISREG(attributes.st_mode):
+            self.size = attributes.st_size
 
 
 class SFTPTransport(Transport):
-    """A connection to an SFTP server whose host key is pinned."""
+    """A connection to an SFTP server whose host key is pinned.
+
+    Like every transport, it serves one attempt at a time (the pool hands it out to one job), so
+    its state needs no lock.
+    """
+
+    #: The directory cache stays valid from one job to the next (``ConnectionPool`` does not clear
+    #: it): ``put`` notices that a cached folder was removed on the server meanwhile (a DMS removes a
+    #: folder once it has ingested it) and creates it again, so a stale cache costs a round trip or
+    #: two, never a failed delivery.
+    keeps_directories = True
 
     def __init__(self, endpoint: Endpoint) -> None:
         super().__init__(endpoint)
@@ -226,11 +275,18 @@ class SFTPTransport(Transport):
         self._fingerprint: str | None = None
         #: the server's public key as a ``host_key`` line, known after the handshake
         self.server_key_line: str | None = None
+        #: ``(path, size)`` FSTAT reported at the end of the last ``put``, for the ``size(path)``
+        #: of the size check that comes right after it: see ``_take_known_size``
+        self._known_size: tuple[str, int] | None = None
 
     @property
     def sftp(self) -> paramiko.SFTPClient:
         if self._sftp is None:
             raise TransientError("not connected", destination=self.endpoint.display)
+        if not self.seems_alive():
+            # A request on a closed channel raises a bare OSError("Socket is closed"), which would
+            # read as a refusal; this is a dropped connection, and the attempt is retried.
+            raise TransientError("the server closed the connection", destination=self.endpoint.display)
         return self._sftp
 
     @property
@@ -245,6 +301,7 @@ class SFTPTransport(Transport):
         endpoint = self.endpoint
         pinned = self._pinned_keys()
         self._dirs.clear()
+        self._known_size = None
         try:
             transport, key = self._handshake(pinned)
         except _NoPinnedKeyType:
@@ -409,6 +466,7 @@ class SFTPTransport(Transport):
         """Close the SFTP session and the SSH connection; never raises."""
         sftp, self._sftp = self._sftp, None
         transport, self._transport = self._transport, None
+        self._known_size = None
         try:
             if sftp is not None:
                 sftp.close()
@@ -417,9 +475,16 @@ class SFTPTransport(Transport):
         if transport is not None:
             _close_transport(transport)
 
+    def seems_alive(self) -> bool:
+        """The SSH connection is up and the SFTP channel open, as far as we know without asking the
+        server (paramiko's reader thread notices a closed connection at once)."""
+        sftp, transport = self._sftp, self._transport
+        return sftp is not None and transport is not None and transport.is_active() and not sftp.get_channel().closed
+
     def alive(self) -> bool:
         """The SSH connection is up and the SFTP session answers a request."""
-        if self._sftp is None or self._transport is None or not self._transport.is_active():
+        self._known_size = None
+        if self._sftp is None or not self.seems_alive():
             return False
         try:
             self._sftp.normalize(".")
@@ -439,24 +504,62 @@ class SFTPTransport(Transport):
     # --- file operations
 
     def makedirs(self, path: str) -> None:
-        """Create ``path`` and its missing parents."""
-        sftp = self.sftp
-        for prefix in path_prefixes(path):
-            if prefix in self._dirs:
-                continue
-            with map_errors(self.endpoint, prefix):
-                mode = self._mode(prefix)
+        """Create ``path`` and its missing parents.
+
+        Round trips: none for a folder in the cache; one (MKDIR) for a new folder whose parent is
+        in it; on a new connection one STAT for an existing folder (its parents exist then too).
+        """
+        self._known_size = None
+        self._makedirs(path, trust_cache=True)
+
+    def _makedirs(self, path: str, *, trust_cache: bool) -> None:
+        prefixes = path_prefixes(path)
+        known = [i for i, prefix in enumerate(prefixes) if prefix in self._dirs]
+        missing: list[str] = []  # to create, deepest first
+        # the parent of missing[-1] is known from an earlier call only (it may be gone since)
+        parent_from_cache = False
+        if known:
+            # Below a folder known to exist: no STAT, MKDIR each one (it tells if one existed already).
+            missing = prefixes[known[-1] + 1 :][::-1]
+            parent_from_cache = True
+        else:
+            # Nothing known (a new connection): up from the deepest folder with STAT to one that
+            # exists, whose parents then exist too. An existing folder costs one round trip.
+            for depth in range(len(prefixes) - 1, -1, -1):
+                prefix = prefixes[depth]
+                with map_errors(self.endpoint, prefix):
+                    mode = self._mode(prefix)
                 if mode is None:
-                    try:
-                        sftp.mkdir(prefix)
-                    except OSError:
-                        # Another connection may have created it meanwhile.
-                        mode = self._mode(prefix)
-                        if mode is None or not stat.S_ISDIR(mode):
-                            raise
-                elif not stat.S_ISDIR(mode):
-                    raise PermanentError("cannot create the directory: a file has this name")
+                    missing.append(prefix)
+                    continue
+                if not stat.S_ISDIR(mode):
+                    raise PermanentError(
+                        "cannot create the directory: a file has this name",
+                        destination=self.endpoint.display,
+                        path=prefix,
+                    )
+                self._dirs.update(prefixes[: depth + 1])
+                break
+        # Down again, creating each missing folder (its parent exists now): one MKDIR for a new
+        # folder. A MKDIR that fails means the folder exists already (another connection may have
+        # created it meanwhile) or a real error: STAT tells which.
+        for prefix in reversed(missing):
+            with map_errors(self.endpoint, prefix):
+                try:
+                    self.sftp.mkdir(prefix)
+                except OSError:
+                    mode = self._mode(prefix)
+                    if mode is None and parent_from_cache and trust_cache:
+                        # The cached parent may be gone (removed on the server since we saw it):
+                        # forget the cache and start again, asking the server about every folder.
+                        log.debug("a cached folder is gone; checking the folders again", extra={"remote_path": prefix})
+                        self.forget_directories()
+                        self._makedirs(path, trust_cache=False)
+                        return
+                    if mode is None or not stat.S_ISDIR(mode):
+                        raise
             self._dirs.add(prefix)
+            parent_from_cache = False
 
     def _mode(self, path: str) -> int | None:
         try:
@@ -466,8 +569,23 @@ class SFTPTransport(Transport):
                 return None
             raise
 
+    def _take_known_size(self, path: str) -> int | None:
+        """The size FSTAT reported for ``path`` at the end of ``put``, if nothing else happened since.
+
+        Handed over once, and only to a ``size`` of the same path called right after that ``put``
+        (every other operation forgets it): the size check after an upload then needs no STAT,
+        and no later question gets an old answer.
+        """
+        known, self._known_size = self._known_size, None
+        if known is not None and known[0] == path:
+            return known[1]
+        return None
+
     def size(self, path: str) -> int | None:
         """The size of file ``path``; None when there is no such file."""
+        known = self._take_known_size(path)
+        if known is not None:
+            return known
         with map_errors(self.endpoint, path):
             try:
                 attributes = self.sftp.stat(path)
@@ -480,20 +598,50 @@ class SFTPTransport(Transport):
         return attributes.st_size
 
     def put(self, stream: BinaryIO, path: str, callback: Callable[[int], None] | None = None) -> int:
-        """Write ``stream`` to ``path`` with pipelined writes, each one acknowledged; return the bytes sent."""
+        """Write ``stream`` to ``path`` with pipelined writes, each one acknowledged; return the bytes sent.
+
+        The size the server has at the end is kept for the ``size(path)`` that follows (see
+        ``_take_known_size``).
+        """
+        self._known_size = None
         sent = 0
-        with map_errors(self.endpoint, path, writing=True), self.sftp.open(path, "wb") as remote:
-            writer = _AckedWriter(self.sftp, remote.handle)
-            while chunk := stream.read(CHUNK_SIZE):
-                writer.write(chunk)
-                sent += len(chunk)
-                if callback is not None:
-                    callback(len(chunk))
-            writer.finish()
+        with map_errors(self.endpoint, path, writing=True):
+            remote = self._open_for_writing(path)
+            try:
+                writer = _AckedWriter(self.sftp, remote.handle)
+                while chunk := stream.read(CHUNK_SIZE):
+                    writer.write(chunk)
+                    sent += len(chunk)
+                    if callback is not None:
+                        callback(len(chunk))
+                size = writer.close(remote)
+            finally:
+                # After a failure before ``writer.close``: CLOSE and wait, its errors ignored, as
+                # paramiko does (the connection is not reused). A no-op once the writer closed it.
+                remote.close()
+        if size is not None:
+            self._known_size = (path, size)
         return sent
+
+    def _open_for_writing(self, path: str) -> paramiko.SFTPFile:
+        """``open(path, "wb")``; if its folder is in the cache but gone on the server, create it and retry once."""
+        try:
+            return self.sftp.open(path, "wb")
+        except OSError as exc:
+            folders = path_prefixes(posixpath.dirname(path))
+            if exc.errno != errno.ENOENT or not folders or folders[-1] not in self._dirs:
+                raise
+            # The cache says the folder exists, so makedirs sent nothing; it was removed on the
+            # server since (a DMS that removes a folder after ingesting it). One more open is
+            # cheaper than a STAT of the folder before every job.
+            log.info("the remote folder is gone; creating it again", extra={"remote_path": folders[-1]})
+            self.forget_directories()
+            self.makedirs(folders[-1])
+            return self.sftp.open(path, "wb")
 
     def rename(self, source: str, target: str) -> None:
         """Rename with replace (posix-rename@openssh.com), else delete ``target`` and rename."""
+        self._known_size = None
         with map_errors(self.endpoint, target):
             try:
                 self.sftp.posix_rename(source, target)
@@ -507,6 +655,7 @@ class SFTPTransport(Transport):
 
     def remove(self, path: str) -> None:
         """Delete file ``path``; a missing file is fine."""
+        self._known_size = None
         with map_errors(self.endpoint, path):
             try:
                 self.sftp.remove(path)
