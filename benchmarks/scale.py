@@ -249,7 +249,7 @@ def fleet(args: argparse.Namespace, work: Path) -> bool:
         ["max established TCP (incl. data)", mon.max_tcp, ""],
         ["max attempts running at once", figures["overlap"], "from the ledger's attempt intervals"],
         ["first attempt started after", f"{figures['first_start'] - result.started_at:.1f} s",
-         "process start to the first upload (every record is loaded and hashed first)"],
+         "process start to the first upload (start-up, 432 rule files, the first record read)"],
         ["max threads of the process", mon.max_threads, ""],
         ["CPU of ftpexport (user+sys)", f"{result.cpu:.1f} s", f"{result.cpu / result.wall:.2f} cores on average"
          f" ({os.cpu_count()} here)"],

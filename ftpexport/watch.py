@@ -156,6 +156,9 @@ class InboxWatcher:
         self._watching: dict[Path, tuple[tuple[int, int] | None, float]] = {}
         # vehicle.json signature of each folder handed to export: a rescan skips unchanged records
         self._handed: dict[Path, tuple[int, int] | None] = {}
+        # record folders seen without a vehicle.json yet, and since when: looked at on every turn,
+        # because inotify can miss the files written in a new folder before its watch is in place
+        self._incomplete: dict[Path, float] = {}
         self._rescan_now = False
 
     def forget(self) -> None:
@@ -214,6 +217,8 @@ class InboxWatcher:
             return
         while True:
             signature = _signature(folder / RECORD_FILE)
+            if signature is None and folder.parent == self.inbox:
+                self._incomplete.setdefault(folder, time.monotonic())
             # a folder handed over already and unchanged since is skipped (an event about the folder, not the record)
             if signature is not None and self._handed.get(folder) != signature:
                 previous = self._watching.get(folder)
@@ -227,6 +232,14 @@ class InboxWatcher:
     def _ready(self) -> list[Path]:
         """Folders whose vehicle.json parses, or has not changed for ``settle`` seconds."""
         now = time.monotonic()
+        for folder, since in list(self._incomplete.items()):
+            signature = _signature(folder / RECORD_FILE)
+            if signature is not None:
+                del self._incomplete[folder]
+                if folder not in self._watching and self._handed.get(folder) != signature:
+                    self._watching[folder] = (signature, now)
+            elif now - since > self.rescan_every or not folder.is_dir():
+                del self._incomplete[folder]  # the periodic rescan takes over
         ready = []
         for folder, (signature, since) in list(self._watching.items()):
             current = _signature(folder / RECORD_FILE)
