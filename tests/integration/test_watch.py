@@ -10,10 +10,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from crash_helpers import eventually
 from servers import RunningServer
 
 from ftpexport.ledger import Ledger
@@ -25,15 +26,6 @@ pytestmark = pytest.mark.integration
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 DEADLINE = 20.0
-
-
-def _eventually(condition: Callable[[], bool], what: str) -> None:
-    """Poll ``condition`` until it holds; fail after DEADLINE seconds."""
-    deadline = time.monotonic() + DEADLINE
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -103,7 +95,7 @@ def test_a_record_written_slowly_is_exported_once_complete(
         time.sleep(0.1)  # a slow writer, not a wait for readiness
         stream.write(text[len(text) // 2 :])
 
-    _eventually(lambda: bool(ledger.deliveries(status="delivered")), "the delivery")
+    eventually(lambda: bool(ledger.deliveries(status="delivered")), "the delivery", timeout=DEADLINE)
     delivery = ledger.deliveries(status="delivered")[0]
     assert delivery.remote_paths == ("dms/WVWZZZAUZLW000124.zip",)
     assert delivery.attempts == 1
@@ -141,7 +133,7 @@ def test_a_vehicle_json_that_parses_is_taken_without_waiting_for_the_settle_time
     else:
         (record / "vehicle.json").write_text(text)
 
-    _eventually(lambda: bool(ledger.deliveries(status="delivered")), "the delivery")
+    eventually(lambda: bool(ledger.deliveries(status="delivered")), "the delivery", timeout=DEADLINE)
     assert (ftp_server.root / "dms/WVWZZZAUZLW000124.zip").stat().st_size == ledger.deliveries()[0].bytes
     assert summary.count("delivered") == 1
 
@@ -161,7 +153,7 @@ def test_a_vehicle_json_cut_short_waits_for_the_rest(
     with (record / "vehicle.json").open("a") as stream:
         stream.write(text[len(text) // 2 :])
 
-    _eventually(lambda: bool(ledger.deliveries(status="delivered")), "the delivery")
+    eventually(lambda: bool(ledger.deliveries(status="delivered")), "the delivery", timeout=DEADLINE)
     assert not summary.record_errors
     assert ledger.deliveries()[0].attempts == 1
     assert summary.count("delivered") == 1
@@ -180,12 +172,16 @@ def test_records_present_at_startup_and_updates_are_exported(
         thread = threading.Thread(target=InboxWatcher(inbox, exporter.submit, stop=stop, settle=0.2).run)
         thread.start()
         try:
-            _eventually(lambda: len(ledger.deliveries(status="delivered")) == 1, "the startup scan's delivery")
+            eventually(
+                lambda: len(ledger.deliveries(status="delivered")) == 1, "the startup scan's delivery", timeout=DEADLINE
+            )
             # a vehicle updated: new images, vehicle.json rewritten last
             (inbox / "veh-000124" / "2.jpg").write_bytes(b"new image bytes")
             data = json.loads((inbox / "veh-000124" / "vehicle.json").read_text())
             (inbox / "veh-000124" / "vehicle.json").write_text(json.dumps({**data, "stock_number": "A1241"}))
-            _eventually(lambda: len(ledger.deliveries(status="delivered")) == 2, "the update's delivery")
+            eventually(
+                lambda: len(ledger.deliveries(status="delivered")) == 2, "the update's delivery", timeout=DEADLINE
+            )
         finally:
             stop.set()
             thread.join(timeout=10)
@@ -207,10 +203,10 @@ def test_watch_command_stops_on_sigterm_with_exit_0(tmp_path: Path, rules: Path,
     reader = threading.Thread(target=lambda: lines.extend(process.stderr or []), daemon=True)
     reader.start()
     try:
-        _eventually(lambda: any('"watching"' in line for line in lines), "the daemon to start")
+        eventually(lambda: any('"watching"' in line for line in lines), "the daemon to start", timeout=DEADLINE)
         shutil.copytree(SAMPLES / "veh-000124", inbox / "veh-000124")
-        _eventually(lambda: (ftp_server.root / "dms/WVWZZZAUZLW000124.zip").exists(), "the export")
-        _eventually(lambda: any('"delivered"' in line for line in lines), "the delivery log line")
+        eventually(lambda: (ftp_server.root / "dms/WVWZZZAUZLW000124.zip").exists(), "the export", timeout=DEADLINE)
+        eventually(lambda: any('"delivered"' in line for line in lines), "the delivery log line", timeout=DEADLINE)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=DEADLINE) == 0
     finally:

@@ -5,24 +5,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from crash_helpers import eventually
 
 from ftpexport.errors import NamingError
 from ftpexport.package import Artifact, Package
 from ftpexport.spool import SharedPackages
 
 DEADLINE = 10.0
-
-
-def _eventually(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 class Builder:
@@ -66,13 +59,13 @@ def test_packages_are_built_ahead_in_order_but_at_most_two_waiting(
     plans = ["a", "b", "c", "d"]
     for plan in plans:
         spool.expect(plan, jobs=1)
-    _eventually(lambda: builder.built == ["a", "b"], "a and b built ahead")
+    eventually(lambda: builder.built == ["a", "b"], "a and b built ahead", timeout=DEADLINE)
     time.sleep(0.3)  # room for a wrong third build ahead
     assert builder.built == ["a", "b"]
 
     package = spool.get("a")  # taken: its slot goes to the next one
     assert _content(package) == b"a"
-    _eventually(lambda: builder.built == ["a", "b", "c"], "c built ahead once a was taken")
+    eventually(lambda: builder.built == ["a", "b", "c"], "c built ahead once a was taken", timeout=DEADLINE)
     spool.put("a", attempted=True, first=True, finished=True)
     assert not (tmp_path / f"{id('a'):x}").exists(), "the files of a finished package stay"
 
@@ -94,9 +87,9 @@ def test_one_package_serves_every_destination_of_a_record(spool: SharedPackages[
 def test_a_package_never_taken_frees_its_place_for_the_next(spool: SharedPackages[str], builder: Builder) -> None:
     for plan in ["a", "b", "c"]:
         spool.expect(plan, jobs=1)
-    _eventually(lambda: builder.built == ["a", "b"], "a and b built ahead")
+    eventually(lambda: builder.built == ["a", "b"], "a and b built ahead", timeout=DEADLINE)
     spool.put("a", attempted=False, first=True, finished=True)  # its job was deferred (shutdown, paused)
-    _eventually(lambda: builder.built == ["a", "b", "c"], "c built ahead once a was dropped")
+    eventually(lambda: builder.built == ["a", "b", "c"], "c built ahead once a was dropped", timeout=DEADLINE)
 
 
 def test_a_build_error_reaches_each_job(spool: SharedPackages[str], builder: Builder) -> None:
