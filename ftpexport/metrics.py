@@ -17,15 +17,12 @@ from __future__ import annotations
 import json
 import logging
 import platform
-import socket
-import socketserver
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from types import TracebackType
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import (
     CollectorRegistry,
@@ -45,6 +42,7 @@ from .dispatch import LaneState
 from .errors import ConfigError
 from .events import Attempt, Observer, Outcome
 from .health import Health
+from .httpd import Server, Server6
 
 log = logging.getLogger(__name__)
 
@@ -228,45 +226,25 @@ class _StateCollector(Collector):
 # --- the HTTP server
 
 
-class _Handler(WSGIRequestHandler):
-    #: a client that stops sending or reading does not hold a thread for ever
-    timeout = 10
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("metrics http: " + format, *args)
-
-
-class _Server(socketserver.ThreadingMixIn, WSGIServer):
-    # request threads are joined by server_close(): none outlives the server
-    daemon_threads = False
-    block_on_close = True
-    allow_reuse_address = True
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind asks the DNS for the host's full name (socket.getfqdn): it can hang
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = port
-        self.setup_environ()
-
-
-class _Server6(_Server):
-    address_family = socket.AF_INET6
-
-
 class MetricsServer:
     """``/metrics`` and ``/healthz`` on ``host:port`` (port 0: one the OS picks, see ``port``), in a
-    daemon thread, until ``close()``."""
+    daemon thread, until ``close()``.
 
-    def __init__(self, metrics: Metrics, host: str = "127.0.0.1", port: int = 0) -> None:
+    No client holds it up (see ``httpd``): ``limits`` are ``io_timeout``, ``deadline`` and
+    ``max_connections`` of ``httpd.Server``; ``close`` cuts the connections still open.
+    """
+
+    #: seconds ``close`` gives the request threads to end once their connections are cut
+    join_wait = 1.0
+
+    def __init__(self, metrics: Metrics, host: str = "127.0.0.1", port: int = 0, **limits: float) -> None:
         # _created series would double the number of series of every counter and histogram
         disable_created_metrics()
         self.metrics = metrics
         self._metrics_app = make_wsgi_app(metrics.registry)
-        server_class = _Server6 if ":" in host else _Server
+        server_class = Server6 if ":" in host else Server
         try:
-            self._httpd = make_server(host, port, self._app, server_class=server_class, handler_class=_Handler)
+            self._httpd = server_class((host, port), self._app, **limits)
         except OSError as exc:
             raise ConfigError(
                 f"metrics: cannot listen on {host}:{port}: {exc.strerror or exc}",
@@ -288,10 +266,11 @@ class MetricsServer:
         return self
 
     def close(self) -> None:
-        """Stop serving, wait for the requests being answered, close the socket."""
+        """Stop accepting, cut the connections still open (never wait on a client), close the socket."""
         if self._thread.is_alive():
-            self._httpd.shutdown()
+            self._httpd.shutdown()  # serve_forever ends within its poll interval: it never blocks on a client
             self._thread.join()
+        self._httpd.close_connections(self.join_wait)
         self._httpd.server_close()
 
     def __enter__(self) -> MetricsServer:

@@ -28,6 +28,7 @@ from crash_helpers import (
     write_rule_file,
 )
 from faults import FaultProxy, closed_port
+from http_clients import BadClients
 from prometheus_client.parser import text_string_to_metric_families
 from servers import RunningServer
 
@@ -247,3 +248,30 @@ def test_healthz_turns_503_on_an_upload_stuck_without_progress_and_recovers(
             assert _value(s, "ftpexport_deliveries_total", **labels, result="delivered") == 1
             assert _value(s, "ftpexport_stalled_attempts") == 0
             _stop(daemon, base)
+
+
+def test_clients_of_the_metrics_port_never_hold_up_the_daemons_shutdown_nor_print_tracebacks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("METRICS_FTP_PASSWORD", "unused")
+    rules = _rules(tmp_path, _ftp_destination("dms", f"ftp://acme@127.0.0.1:{closed_port()}/dms"))
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    daemon = start_watch(inbox, rules, tmp_path / "ledger.sqlite3", "--metrics-port", "0", "--grace", "1")
+    with daemon:
+        base = _metrics_url(daemon)
+        port = int(base.rpartition(":")[2])
+        with BadClients("127.0.0.1", port) as clients:
+            clients.silent(20)
+            clients.half_request()
+            clients.dripping()
+            clients.never_reading()
+            # answered after the others were accepted (one accept queue, in order): they all hold a thread now
+            assert _health(base)[0] == 200
+
+            daemon.terminate()
+            # a liveness bound, not a measure: with --grace 1 and nothing uploading, stopping takes a moment
+            assert daemon.wait(timeout=20) == 0, daemon.stderr
+        assert "Traceback" not in daemon.stderr
+        assert "Exception occurred" not in daemon.stderr
+        assert daemon.logged("stopped"), daemon.stderr
