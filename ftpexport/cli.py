@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
@@ -22,6 +23,8 @@ from . import __version__
 from .display import (
     history_text,
     human_bytes,
+    notification_rows,
+    notifications_text,
     probe_text,
     report_csv,
     report_rows,
@@ -31,7 +34,7 @@ from .display import (
     summary_json,
     summary_text,
 )
-from .errors import ConfigError, FtpexportError, SecretError
+from .errors import ConfigError, FtpexportError
 from .ledger import Ledger
 from .lock import exclusive
 from .logs import setup_logging
@@ -364,9 +367,12 @@ def run(
     folders = _inbox_folders(inbox)
     progress = progress_for(sys.stderr, quiet=app.quiet or as_json)
     started = time.monotonic()
+    # what the end of the run waits for (webhooks): a line on stderr, like the progress
+    tell = None if app.quiet else functools.partial(click.echo, err=True)
+    settings = NotifySettings(close_wait=notify_wait)
     with (
         _exclusive_ledger(state) as ledger,
-        Notifier(ledger, lambda: ruleset, app.store(), NotifySettings(close_wait=notify_wait)) as notifier,
+        Notifier(ledger, lambda: ruleset, app.store(), settings, announce=tell) as notifier,
         Exporter(
             ruleset,
             ledger,
@@ -680,6 +686,7 @@ def preview(app: App, record: Path, rules_dir: Path, as_json: bool) -> None:
 @click.pass_obj
 def check(app: App, directory: Path, as_json: bool) -> None:
     """Validate every rule file of DIRECTORY; exit 2 if any is wrong."""
+    from .notify import signing_key
     from .rules import load_rules, rule_warnings, secret_references
 
     app.start_logging()
@@ -689,10 +696,15 @@ def check(app: App, directory: Path, as_json: bool) -> None:
     for client_id, rules in ruleset.clients.items():
         warnings = rule_warnings(rules)
         for where, ref in secret_references(rules):
+            webhook = rules.notify is not None and ref is rules.notify.secret
             try:
-                ref.resolve(where=where, store=store)  # values are not shown, only whether they resolve
-            except SecretError as exc:
-                warnings.append(f"{exc} (needed when ftpexport connects)")
+                value = ref.resolve(where=where, store=store)  # values are not shown, only whether they resolve
+                if webhook:
+                    signing_key(value, where)  # and whether it is a whsec_ secret
+            except ConfigError as exc:
+                needed = "until it is fixed, each webhook notification of this client fails" if webhook else (
+                    "needed when ftpexport connects")  # fmt: skip
+                warnings.append(f"{exc} ({needed})")
         files[ruleset.source(client_id)] = {"ok": True, "errors": [], "warnings": warnings}
     for errors in ruleset.errors.values():
         for error in errors:
@@ -752,9 +764,10 @@ def status(
     app: App, state: Path, as_json: bool, client: str | None, only_failed: bool, since: str | None, limit: int
 ) -> None:
     """Per client and destination: delivered, pending, failed, the last success, the oldest undelivered
-    delivery's age and the last error; then the failed deliveries.
+    delivery's age and the last error; then the failed deliveries, and the webhook notifications not sent.
 
-    With --json, "deliveries" lists the newest deliveries (only the failed ones with --failed).
+    With --json, "deliveries" lists the newest deliveries (only the failed ones with --failed) and
+    "notifications" the pending and failed webhook notifications per client and endpoint.
     """
     app.start_logging()
     now = datetime.now(UTC)
@@ -765,13 +778,18 @@ def status(
         failed_only = only_failed or not as_json
         listed = ledger.deliveries(status="failed" if failed_only else None, client_id=client, since=since,
                                    limit=limit)  # fmt: skip
+        unsent = notification_rows(ledger.notification_totals(client_id=client, since=since), now)
+    if only_failed:
+        unsent = [n for n in unsent if n["failed"]]
     rows = status_rows(routes, now)
     if as_json:
         document = {"generated_at": now.isoformat(timespec="seconds"), "since": since, "destinations": rows,
-                    "deliveries": [d.as_dict() for d in listed]}  # fmt: skip
+                    "deliveries": [d.as_dict() for d in listed], "notifications": unsent}  # fmt: skip
         click.echo(json.dumps(document, indent=2))
         return
     click.echo(status_text(rows, listed, now))
+    if unsent:
+        click.echo("\n" + notifications_text(unsent, now))
 
 
 @cli.command()

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .ledger import Delivery
+from .outbox import endpoint
 
 if TYPE_CHECKING:
     from .pipeline import Summary
@@ -142,6 +143,29 @@ def status_text(routes: list[dict[str, Any]], failed: list[Delivery], now: datet
     if failed:
         parts += ["", "failed deliveries (parked: fix the cause, then `ftpexport retry --client C` requeues them):"]
         parts += [f"  {d.destination}  {d.record_id}  (attempts: {d.attempts}): {d.last_error}" for d in failed]
+    return "\n".join(parts)
+
+
+def notification_rows(totals: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """The ledger's unsent webhook notifications per (client, endpoint), the URL without its query, with
+    the age of the oldest pending one."""
+    return [{**t, "url": endpoint(t["url"]), "oldest_pending_age_seconds": age_seconds(t["oldest_pending"], now)}
+            for t in totals]  # fmt: skip
+
+
+def notifications_text(rows: list[dict[str, Any]], now: datetime) -> str:
+    """``status``: the webhook notifications not sent, per client and endpoint, and their last error."""
+    table_rows = [
+        [r["client_id"], r["url"], str(r["pending"]), str(r["failed"]),
+         duration(r["oldest_pending_age_seconds"]) if r["oldest_pending"] else "-"]
+        for r in rows
+    ]  # fmt: skip
+    parts = ["webhook notifications not sent:",
+             table(table_rows, ["client", "endpoint", "pending", "failed", "oldest pending"])]  # fmt: skip
+    errors = [r for r in rows if r["last_error"]]
+    if errors:
+        parts += ["", "webhook last errors (failed ones are not sent again):"]
+        parts += [f"  {r['client_id']}  at {_when(r['last_error_at'], now)}: {r['last_error']}" for r in errors]
     return "\n".join(parts)
 
 

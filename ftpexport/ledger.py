@@ -657,6 +657,35 @@ class Ledger:
             rows = self._db.execute(query, params).fetchall()
         return [dict(row) for row in rows]
 
+    def notification_totals(self, *, client_id: str | None = None, since: str | None = None) -> list[dict[str, Any]]:
+        """One row per (client, endpoint URL) with notifications not sent: pending and failed counts, the
+        oldest pending one's creation time, and the newest error (``last_error``, ``last_error_at``).
+
+        Sent notifications are not read (the ``notifications_due`` index finds the others); ``since``
+        keeps the notifications that changed since then.
+        """
+        where, params = _filters(("client_id = ?", client_id), ("updated_at >= ?", since))
+        unsent = f"status IN ('pending', 'failed') AND {where}"
+        totals_query = (
+            "SELECT client_id, url, SUM(status = 'pending') AS pending, SUM(status = 'failed') AS failed,"  # noqa: S608
+            " MIN(CASE WHEN status = 'pending' THEN created_at END) AS oldest_pending"
+            f" FROM notifications WHERE {unsent} GROUP BY client_id, url ORDER BY client_id, url"
+        )
+        errors_query = (
+            "SELECT client_id, url, last_error, updated_at FROM (SELECT client_id, url, last_error, updated_at,"  # noqa: S608
+            " ROW_NUMBER() OVER (PARTITION BY client_id, url ORDER BY updated_at DESC, id DESC) AS n"
+            f" FROM notifications WHERE {unsent} AND last_error IS NOT NULL) WHERE n = 1"
+        )
+        with self._lock:
+            totals = self._db.execute(totals_query, params).fetchall()
+            errors = {(row["client_id"], row["url"]): row for row in self._db.execute(errors_query, params)}
+        result = []
+        for row in totals:
+            error = errors.get((row["client_id"], row["url"]))
+            result.append({**dict(row), "last_error": error["last_error"] if error else None,
+                           "last_error_at": error["updated_at"] if error else None})  # fmt: skip
+        return result
+
     def attempts(self, delivery_id: int) -> list[dict[str, Any]]:
         """The attempts of one delivery, oldest first."""
         with self._lock:

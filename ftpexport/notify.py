@@ -48,6 +48,7 @@ from . import __version__
 from .errors import ConfigError, FtpexportError, PermanentError, TransientError, TransportError
 from .events import Observer, Outcome
 from .ledger import Ledger, now
+from .outbox import waiting_message
 from .rules import NotifySpec, RuleSet, address_refusal, private_hint
 from .secret import SecretSource, redact
 
@@ -60,6 +61,9 @@ EVENTS = {"delivered": "vehicle.delivered", "failed": "vehicle.failed"}
 _GONE = 410
 #: answers whose Retry-After header is honoured (up to ``max_backoff``)
 _RETRY_AFTER = (429, 503)
+
+#: seconds ``close`` waits before it says what it waits for (the last notifications usually go out within it)
+_QUIET = 1.0
 
 #: ``resolver(host, port)``: the addresses of a host, as text (``socket.getaddrinfo`` by default)
 Resolver = Callable[[str, int], list[str]]
@@ -289,7 +293,8 @@ class Notifier(Observer):
     and sends the ledger's due notifications from its own threads until ``close``.
 
     ``rules`` returns the current rules (they are reloaded in watch mode); ``secrets`` is the store
-    of ``${secret:NAME}``; ``resolver`` is for tests.
+    of ``${secret:NAME}``; ``resolver`` is for tests. ``announce`` gets what ``close`` waits for and
+    what it leaves pending, for people (``run`` prints it); without it, that is logged.
     """
 
     def __init__(
@@ -300,8 +305,10 @@ class Notifier(Observer):
         settings: NotifySettings | None = None,
         *,
         resolver: Resolver = resolve,
+        announce: Callable[[str], None] | None = None,
     ) -> None:
         self.ledger = ledger
+        self.announce = announce
         self.rules = rules
         self.secrets = secrets
         self.settings = settings or NotifySettings()
@@ -370,14 +377,24 @@ class Notifier(Observer):
             return
         self._closed = True
         wait = self.settings.close_wait if wait is None else wait
-        deadline = time.monotonic() + wait
+        started = time.monotonic()
+        deadline = started + wait
         self.wake()
+        told = False
         while True:
             with self._cond:
                 busy = bool(self._running)
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or (not busy and not self._due_before(remaining)):
+            if remaining <= 0:
                 break
+            waited_for = self._due_before(remaining)
+            if not busy and not waited_for:
+                break
+            if not told and time.monotonic() - started >= _QUIET:  # once: what is under way or due before the deadline
+                told = True
+                message = waiting_message(waited_for, wait)
+                if message is not None:
+                    self._tell(message, notifications=len(waited_for), wait_s=wait)
             with self._cond:
                 self._cond.wait(min(remaining, 0.2))
         with self._cond:
@@ -388,14 +405,23 @@ class Notifier(Observer):
         self._pool.shutdown(wait=True, cancel_futures=True)
         pending = len(self.ledger.notifications(status="pending"))
         if pending:
-            log.warning("webhook notifications left pending; the next run or watch sends them",
-                        extra={"notifications": pending})  # fmt: skip
+            self._tell(f"{pending} webhook notification(s) left pending; the next run or watch sends them",
+                       "webhook notifications left pending; the next run or watch sends them",
+                       level=logging.WARNING, notifications=pending)  # fmt: skip
 
-    def _due_before(self, seconds: float) -> bool:
+    def _tell(self, message: str, log_message: str | None = None, *, level: int = logging.INFO, **fields: Any) -> None:
+        """Say ``message`` to people with ``announce`` when given; else log it (or ``log_message``) with ``fields``."""
+        if self.announce is not None:
+            self.announce(message)
+        else:
+            log.log(level, log_message or message, extra=fields)
+
+    def _due_before(self, seconds: float) -> list[dict[str, Any]]:
+        """The pending notifications (those under way too) that could go out within ``seconds``."""
         at = (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat(timespec="milliseconds")
         ruleset = self.rules()
         rows = self.ledger.due_notifications(at=at, limit=self.settings.batch)
-        return any(not _held(ruleset, row["client_id"]) for row in rows)
+        return [row for row in rows if not _held(ruleset, row["client_id"])]
 
     # --- the scheduler thread
 
@@ -484,8 +510,9 @@ class Notifier(Observer):
         except TransportError as exc:
             self._failed(row, fields, started, exc.reason, permanent=not exc.retriable, code=None)
             return
-        except FtpexportError as exc:  # a secret that cannot be resolved or is malformed: fixable, retried
-            self._failed(row, fields, started, str(exc), permanent=False, code=None)
+        except FtpexportError as exc:
+            # a secret that cannot be resolved or is malformed: a configuration error, retrying will not fix it
+            self._failed(row, fields, started, str(exc), permanent=True, code=None)
             return
         if 200 <= answer.status < 300:
             self.ledger.notification_attempt(row["id"], ok=True, code=answer.status, error=None, next_at=None)

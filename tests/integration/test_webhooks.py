@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 import yaml
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from crash_helpers import ExporterProcess, eventually
 from fault_helpers import ftp_destination, make_record
 from faults import closed_port
@@ -591,3 +591,88 @@ def test_watch_sends_what_an_earlier_process_left_pending_then_each_new_vehicle(
         [delivery] = ledger.deliveries()
     assert [e["correlation_id"] for e in daemon.logged("webhook sent")] == ["c-earlier", delivery.correlation_id]
     assert setup.secret not in daemon.stderr + daemon.stdout
+
+
+# --- run and status: a secret that does not resolve, what run waits for, what status shows
+
+SECRET_ENV = "WEBHOOK_TEST_SECRET_NOT_SET"
+
+
+def _run(setup: Setup, *options: str | Path) -> Result:
+    args = ["run", setup.inbox, "--rules", setup.rules_dir, "--state", setup.state, *options]
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def _status(setup: Setup, *options: str) -> Result:
+    return CliRunner().invoke(cli, ["status", "--state", str(setup.state), *options], catch_exceptions=False)
+
+
+def test_run_fails_a_notification_whose_secret_does_not_resolve_at_once_and_status_shows_it(
+    setup: Setup, receiver: Receiver, ftp_server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(SECRET_ENV, raising=False)
+    write_rules(setup, "acme", ftp_to(ftp_server), notify_block(receiver, secret="${" + SECRET_ENV + "}"))
+    make_record(setup.inbox, 1, "acme")
+    make_record(setup.inbox, 2, "acme")
+
+    result = _run(setup)  # the default --notify-wait (10 s): a retried notification would be tried again within it
+
+    assert result.exit_code == 0, result.output  # the uploads are done; the webhooks are a separate matter
+    rows = notifications(setup)
+    assert [(r["status"], r["attempts"], r["response_code"]) for r in rows] == [("failed", 1, None)] * 2
+    reason = f"notify.secret: environment variable {SECRET_ENV} is not set (export {SECRET_ENV}=... in the environment"
+    assert all(f"{setup.rules_dir / 'acme.yaml'}: {reason}" in r["last_error"] for r in rows)
+    assert receiver.requests == []
+    assert reason in result.stderr  # "webhook failed for good", with the reason
+    assert "left pending" not in result.stderr
+
+    text = _status(setup)
+    assert text.exit_code == 0, text.output
+    lines = text.stdout.splitlines()
+    table = lines[lines.index("webhook notifications not sent:") + 1 :]
+    assert table[0].split() == ["client", "endpoint", "pending", "failed", "oldest", "pending"]
+    assert table[2].split() == ["acme", receiver.url, "0", "2", "-"]
+    assert any(line.startswith("  acme  at ") and reason in line for line in table)
+
+    [entry] = json.loads(_status(setup, "--json").stdout)["notifications"]
+    assert (entry["client_id"], entry["url"], entry["pending"], entry["failed"]) == ("acme", receiver.url, 0, 2)
+    assert reason in entry["last_error"] and entry["oldest_pending"] is None
+
+
+def test_run_says_what_it_waits_for_at_its_end_and_status_shows_what_it_left_pending(
+    setup: Setup, receiver: Receiver, ftp_server: RunningServer, tmp_path: Path
+) -> None:
+    receiver.hang = True  # the endpoint takes the request and never answers (the request times out after 5 s)
+    key_file = tmp_path / "keys" / "store.key"
+    write_private(key_file, setup.key.get_secret_value().encode() + b"\n")
+    write_rules(setup, "acme", ftp_to(ftp_server), notify_block(receiver))
+    make_record(setup.inbox, 1, "acme")
+
+    result = CliRunner().invoke(
+        cli,
+        ["--secrets", str(setup.store.path), "--secrets-key-file", str(key_file), "run", str(setup.inbox),
+         "--rules", str(setup.rules_dir), "--state", str(setup.state), "--notify-wait", "4"],
+        catch_exceptions=False,
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    host = receiver.url.split("/")[2]
+    assert f"waiting up to 4 s for 1 webhook notification to acme ({host})\n" in result.stderr
+    assert "1 webhook notification(s) left pending; the next run or watch sends them\n" in result.stderr
+    [row] = notifications(setup)
+    assert (row["status"], row["attempts"]) == ("pending", 1)
+
+    [entry] = json.loads(_status(setup, "--json").stdout)["notifications"]
+    assert (entry["client_id"], entry["url"], entry["pending"], entry["failed"]) == ("acme", receiver.url, 1, 0)
+    assert entry["oldest_pending"] == row["created_at"] and entry["oldest_pending_age_seconds"] >= 0
+    assert "interrupted, ftpexport stopped" in entry["last_error"]
+    text = _status(setup).stdout
+    assert "webhook notifications not sent:" in text and "interrupted, ftpexport stopped" in text
+    # quiet: not a word about it
+    quiet = CliRunner().invoke(
+        cli,
+        ["--secrets", str(setup.store.path), "--secrets-key-file", str(key_file), "-q", "run", str(setup.inbox),
+         "--rules", str(setup.rules_dir), "--state", str(setup.state), "--notify-wait", "1.5"],
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert quiet.exit_code == 0 and quiet.stderr == "", quiet.output

@@ -178,6 +178,7 @@ LAYERS: dict[str, int] = {
     "ftpexport.lock": 1,
     "ftpexport.events": 1,
     "ftpexport.httpd": 1,
+    "ftpexport.outbox": 1,
     "ftpexport.vault": 2,
     "ftpexport.naming": 2,
     "ftpexport.rules": 2,

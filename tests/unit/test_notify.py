@@ -33,6 +33,7 @@ from ftpexport.notify import (
     signing_key,
     webhook_headers,
 )
+from ftpexport.outbox import endpoint, waiting_message
 from ftpexport.rules import (
     ClientRules,
     RuleSet,
@@ -346,19 +347,43 @@ def test_a_host_resolving_to_a_private_address_is_refused_at_send_time(
     assert "set allow_private: true in the notify block" in row["last_error"]
 
 
-def test_a_missing_secret_is_retried_with_the_hint_then_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(SECRET_ENV, raising=False)
-    notify = {"url": "https://hooks.example/x", "secret": "${" + SECRET_ENV + "}"}
-    with notifier_for(tmp_path, notify, resolver=lambda host, port: ["93.184.216.34"], attempts=3) as (
-        ledger, notifier, _
-    ):  # fmt: skip
-        notifier.outcome(outcome("delivered"))
-        notifier.close()
-        [row] = ledger.notifications()
+@pytest.mark.parametrize(
+    "value, reason",
+    [
+        (None, f"environment variable {SECRET_ENV} is not set (export {SECRET_ENV}=... in the environment"),
+        ("not-a-webhook-secret", "the webhook secret does not start with whsec_ (store a secret of the form"),
+    ],
+)
+def test_a_secret_that_cannot_resolve_fails_the_notification_at_once_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str | None, reason: str
+) -> None:
+    if value is None:
+        monkeypatch.delenv(SECRET_ENV, raising=False)
+    else:
+        monkeypatch.setenv(SECRET_ENV, value)
+    looked_up: list[str] = []
 
-    assert (row["status"], row["attempts"]) == ("failed", 3)
-    assert f"environment variable {SECRET_ENV} is not set" in row["last_error"]
-    assert "notify.secret" in row["last_error"]
+    def resolver(host: str, port: int) -> list[str]:
+        looked_up.append(host)
+        return ["93.184.216.34"]
+
+    notify = {"url": "https://hooks.example/x", "secret": "${" + SECRET_ENV + "}"}
+    told: list[str] = []
+    # 12 attempts, quick retries and close waiting up to 10 s for them: a retried notification would use them
+    with notifier_for(tmp_path, notify, resolver=resolver, attempts=12) as (ledger, notifier, _):
+        notifier.announce = told.append
+        notifier.outcome(outcome("delivered"))
+        notifier.outcome(outcome("failed"))
+        notifier.close()
+        rows = ledger.notifications()
+
+    # a configuration error: one attempt each, failed with the file, the field and what to do
+    assert [(r["status"], r["attempts"], r["response_code"]) for r in rows] == [("failed", 1, None)] * 2
+    for row in rows:
+        assert f"{tmp_path / 'rules' / 'acme.yaml'}: notify.secret: " in row["last_error"]
+        assert reason in row["last_error"]
+    assert looked_up == []  # nothing was sent
+    assert not [m for m in told if "left pending" in m]
 
 
 def test_a_client_whose_notify_block_is_gone_fails_its_pending_notifications(tmp_path: Path) -> None:
@@ -395,3 +420,73 @@ def test_close_without_work_stops_every_thread(tmp_path: Path) -> None:
         assert any(t.name.startswith("ftpexport-webhook") for t in threading.enumerate())
 
     assert not any(t.name.startswith("ftpexport-webhook") for t in threading.enumerate())
+
+
+def test_close_says_nothing_when_nothing_is_pending_and_tells_what_it_leaves_pending(tmp_path: Path) -> None:
+    notify = {"url": "https://hooks.example/x", "secret": "${" + SECRET_ENV + "}"}
+    told: list[str] = []
+    with notifier_for(tmp_path, notify, resolver=lambda host, port: ["10.0.0.1"]) as (_, notifier, _):
+        notifier.announce = told.append
+        notifier.close(wait=60)
+    assert told == []
+
+    with notifier_for(tmp_path, notify, resolver=lambda host, port: ["10.0.0.1"]) as (ledger, notifier, ruleset):
+        notifier.announce = told.append
+        ruleset.errors["acme"] = ruleset.errors.get("acme", [])  # a broken rule file holds acme's notifications
+        del ruleset.clients["acme"]
+        ledger.add_notification(webhook_id="msg_1", delivery_id=None, client_id="acme", event="vehicle.delivered",
+                                url="https://hooks.example/x", payload="{}", correlation_id="c1")  # fmt: skip
+        notifier.close(wait=60)
+    assert told == ["1 webhook notification(s) left pending; the next run or watch sends them"]
+
+
+def test_what_a_closing_notifier_waits_for_said_per_client_and_endpoint() -> None:
+    def row(client: str, url: str) -> dict[str, Any]:
+        return {"client_id": client, "url": url}
+
+    acme = row("acme-motors", "https://hooks.acme.example/ftpexport?token=t0ken")
+    bravo = row("bravo-cars", "https://hooks.bravo.example:8443/in")
+
+    assert waiting_message([], 10) is None
+    assert (
+        waiting_message([acme], 10)
+        == "waiting up to 10 s for 1 webhook notification to acme-motors (hooks.acme.example)"
+    )
+    assert waiting_message([acme, acme, bravo], 2.5) == (
+        "waiting up to 2.5 s for 3 webhook notifications: 2 to acme-motors (hooks.acme.example), "
+        "1 to bravo-cars (hooks.bravo.example:8443)"
+    )
+    assert endpoint(acme["url"]) == "https://hooks.acme.example/ftpexport"  # a query may hold a token
+
+
+def test_notification_totals_count_the_unsent_per_client_and_endpoint_with_the_newest_error(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "ledger.sqlite3") as ledger:
+
+        def add(client: str, url: str, *results: tuple[bool, str | None]) -> None:
+            number = len(ledger.notifications())
+            nid = ledger.add_notification(
+                webhook_id=f"msg_{number}", delivery_id=None, client_id=client, event="vehicle.delivered", url=url,
+                payload="{}", correlation_id=None,
+            )  # fmt: skip
+            for ok, next_at in results:
+                ledger.notification_attempt(nid, ok=ok, code=200 if ok else None,
+                                            error=None if ok else f"error {number}", next_at=next_at)  # fmt: skip
+
+        later = "2999-01-01T00:00:00.000+00:00"
+        add("acme", "https://a.example/x", (True, None))  # sent: not counted
+        add("acme", "https://a.example/x", (False, later))  # pending after a failed attempt
+        add("acme", "https://a.example/x")  # pending, never tried
+        add("acme", "https://a.example/x", (False, None))  # failed: error 3, the newest
+        add("acme", "https://b.example/y", (False, None))  # another endpoint of the same client
+        add("bravo", "https://c.example/z", (True, None))  # all sent: no row
+        totals = ledger.notification_totals()
+        only_acme_b = [t for t in ledger.notification_totals(client_id="acme") if t["url"] == "https://b.example/y"]
+        oldest = ledger.notifications()[1]["created_at"]
+
+    assert [(t["client_id"], t["url"], t["pending"], t["failed"], t["last_error"]) for t in totals] == [
+        ("acme", "https://a.example/x", 2, 1, "error 3"),
+        ("acme", "https://b.example/y", 0, 1, "error 4"),
+    ]
+    assert totals[0]["oldest_pending"] == oldest and totals[1]["oldest_pending"] is None
+    assert totals[0]["last_error_at"] is not None
+    assert only_acme_b == [totals[1]]
