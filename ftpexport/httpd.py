@@ -161,10 +161,11 @@ class Server(socketserver.ThreadingMixIn, WSGIServer):
             ]
             for request, thread in victims:
                 self._open[request] = (math.inf, thread)
-        for request, _ in victims:
-            with contextlib.suppress(OSError):  # closed already
-                # not close(): the connection's thread may be using it; shutdown wakes it with an error
-                request.shutdown(socket.SHUT_RDWR)
+                # under the lock: shutdown_request() forgets a connection before closing it, so this one
+                # is not closed yet (its descriptor is not another socket's). Not close(): its thread may be
+                # using it; shutdown wakes that thread with an end of file or an error.
+                with contextlib.suppress(OSError):
+                    request.shutdown(socket.SHUT_RDWR)
         if overdue_at is not None and victims:
             log.debug("http: %d connection(s) cut after %g s", len(victims), self.deadline)
         return [thread for _, thread in victims]
