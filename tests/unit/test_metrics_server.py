@@ -26,9 +26,12 @@ LIVENESS = 20.0
 
 @contextlib.contextmanager
 def debug_log(caplog: pytest.LogCaptureFixture) -> Iterator[list[logging.LogRecord]]:
-    """The records of ftpexport's loggers at DEBUG (an earlier command may have stopped their propagation)."""
+    """The records of ftpexport's loggers at DEBUG, and only here: an earlier command may have left its
+    handler (to stderr) on the logger and stopped the propagation."""
     logger = logging.getLogger("ftpexport")
-    propagate = logger.propagate
+    propagate, handlers = logger.propagate, list(logger.handlers)
+    for handler in handlers:
+        logger.removeHandler(handler)
     logger.addHandler(caplog.handler)
     logger.propagate = False  # each record once
     try:
@@ -36,6 +39,8 @@ def debug_log(caplog: pytest.LogCaptureFixture) -> Iterator[list[logging.LogReco
             yield caplog.records
     finally:
         logger.removeHandler(caplog.handler)
+        for handler in handlers:
+            logger.addHandler(handler)
         logger.propagate = propagate
 
 
