@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .errors import NamingError
+from .errors import NamingError, RecordError
 from .naming import NameTemplate
 from .record import Record
 
@@ -132,7 +132,14 @@ def metadata_document(record: Record, fields: list[str], image_names: tuple[str,
             target = target.setdefault(part, {})
         target[leaf] = value
     document["files"] = list(image_names)
-    return (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+    try:
+        # allow_nan=False: NaN and Infinity are not JSON; the record refuses them already
+        text = json.dumps(document, ensure_ascii=False, indent=2, allow_nan=False)
+    except ValueError as exc:
+        raise RecordError(
+            str(record.folder), "the metadata file would hold NaN or Infinity, which JSON does not allow"
+        ) from exc
+    return (text + "\n").encode("utf-8")
 
 
 def _zip_timestamp(record: Record) -> tuple[int, int, int, int, int, int]:

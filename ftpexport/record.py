@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -197,6 +198,7 @@ def _load_record(folder: Path) -> Record:
         raise RecordError(where, f"{RECORD_FILE} is nested too deeply") from exc
     if not isinstance(fields, dict):
         raise RecordError(where, f"{RECORD_FILE} must hold a JSON object")
+    _refuse_non_finite(fields, where)
     try:
         # JSON may escape lone surrogates (\ud800): such text cannot become a name or UTF-8 metadata
         json.dumps(fields, ensure_ascii=False).encode("utf-8")
@@ -215,6 +217,35 @@ def _load_record(folder: Path) -> Record:
         images=images,
         content_hash=_content_hash(raw_bytes, images),
     )
+
+
+def _refuse_non_finite(fields: dict[str, Any], where: str) -> None:
+    """Refuse NaN, Infinity and -Infinity (and numbers too large for a float, which become Infinity).
+
+    Python's ``json`` accepts them, but they are not JSON: a metadata file holding one would not be
+    valid JSON for the client's system.
+    """
+    # each entry: a value and where it is, as (key, where its parent is): no path copied per value
+    stack: list[tuple[Any, Any]] = [(fields, None)]
+    while stack:
+        value, where_in = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            keys = []
+            while where_in is not None:
+                key, where_in = where_in
+                keys.append(str(key))
+            name = ".".join(reversed(keys))
+            name = name if len(name) <= _QUOTE else name[:_QUOTE] + "..."
+            what = "NaN" if math.isnan(value) else f"{'-' if value < 0 else ''}Infinity (or a number too large)"
+            raise RecordError(
+                where,
+                f"{RECORD_FILE}: {name}: {what} is not a JSON number",
+                hint="write a finite number, null, or the value as a string",
+            )
+        if isinstance(value, dict):
+            stack += [(item, (key, where_in)) for key, item in reversed(value.items())]
+        elif isinstance(value, list):
+            stack += [(item, (index, where_in)) for index, item in reversed(list(enumerate(value)))]
 
 
 def _describe(exc: ValidationError) -> str:

@@ -8,13 +8,14 @@ import re
 import shutil
 import tracemalloc
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from unit_helpers import RULES, SAMPLES, VIN, MakeRecord, vehicle
 
-from ftpexport.errors import NamingError
+from ftpexport.errors import NamingError, RecordError
 from ftpexport.naming import NameTemplate
 from ftpexport.package import (
     Package,
@@ -316,3 +317,13 @@ def test_name_templates_from_rules_are_compiled_objects() -> None:
 
     assert isinstance(package.image_name, NameTemplate)
     assert package.image_name.kind == "file"
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_the_metadata_writer_never_emits_nan_or_infinity(make_record: MakeRecord, value: float) -> None:
+    record = load_record(make_record())
+    # load_record refuses them: a record made some other way must not get them out either
+    poisoned = replace(record, fields={**record.fields, "extra": {"price": value}})
+
+    with pytest.raises(RecordError, match="the metadata file would hold NaN or Infinity"):
+        metadata_document(poisoned, ["vin", "extra.price"], ("a.jpg",))

@@ -333,6 +333,24 @@ BROKEN: dict[str, tuple[Setup, str]] = {
         lambda make, tmp: make(images={f"{i}.jpg": b"x" for i in range(2000)}, fields=_unlisted()),
         "2000 images, more than the 500 allowed",
     ),
+    # Python's json accepts NaN and Infinity (and 1e400 becomes Infinity): they are not JSON
+    "NaN in a nested field": (
+        _raw(json.dumps(vehicle(extra={"dealer_code": "ACM01", "price": float("nan")})).encode()),
+        "vehicle.json: extra.price: NaN is not a JSON number",
+    ),
+    "Infinity in a list": (
+        _raw(json.dumps(vehicle(extra={"prices": [1.5, float("inf")]})).encode()),
+        "vehicle.json: extra.prices.1: Infinity (or a number too large) is not a JSON number",
+    ),
+    "-Infinity at the top level": (
+        _raw(json.dumps(vehicle(mileage=float("-inf"))).encode()),
+        "vehicle.json: mileage: -Infinity (or a number too large) is not a JSON number",
+    ),
+    "a number too large for a float": (
+        _raw(json.dumps(vehicle(user={"id": "u-1"})).encode()[:-1] + b', "weight": 1e400}'),
+        "vehicle.json: weight: Infinity (or a number too large) is not a JSON number",
+    ),
+    "NaN as the year": (_raw(json.dumps(vehicle(year=float("nan"))).encode()), "vehicle.json: year: NaN"),
 }
 
 
@@ -410,3 +428,12 @@ def test_an_image_name_longer_than_the_os_allows_is_a_record_error(make_record: 
 
     assert "images.0" in caught.value.reason
     assert "AAAAAAAAAA" not in str(caught.value)
+
+
+def test_a_non_finite_number_error_says_what_to_write_instead(make_record: MakeRecord) -> None:
+    folder = make_record(raw=json.dumps(vehicle(extra={"price": float("nan")})).encode())
+
+    with pytest.raises(RecordError) as caught:
+        load_record(folder)
+
+    assert caught.value.hint is not None and "finite number, null" in caught.value.hint
