@@ -38,6 +38,7 @@ from .errors import ConfigError, FtpexportError
 from .ledger import Ledger
 from .lock import exclusive
 from .logs import setup_logging
+from .recordfiles import ALLOW_HARDLINKS_ENV, own_files
 from .secret import redact
 from .vault import (
     DEFAULT_STORE,
@@ -78,6 +79,11 @@ class App:
     def store(self) -> LazyStore:
         """The secrets store for ``${secret:NAME}`` references, opened when first needed."""
         return LazyStore(self.secrets_file, self.secrets_key_file)
+
+    def own_files(self, state: Path) -> tuple[tuple[Path, str], ...]:
+        """ftpexport's own files (store, key, ledger ``state``, log), which no record may deliver."""
+        key_file = key_file_path(self.secrets_key_file)
+        return own_files(store=store_path(self.secrets_file), key_file=key_file, ledger=state, log_file=self.log_file)
 
     def start_logging(self, default: int = logging.WARNING) -> None:
         if self.log_file is not None:
@@ -309,10 +315,25 @@ def _spool(state: Path) -> Path:
     return state.with_name(state.name + ".spool")
 
 
-def _options(jobs: int, retries: int, backoff: float, pause: float, state: Path) -> Options:
+def _options(
+    jobs: int, retries: int, backoff: float, pause: float, state: Path, app: App, allow_hardlinks: bool
+) -> Options:
     from .pipeline import Options
 
-    return Options(jobs=jobs, retries=retries, backoff=backoff, pause=pause, spool_dir=_spool(state))
+    return Options(jobs=jobs, retries=retries, backoff=backoff, pause=pause, spool_dir=_spool(state),
+                   allow_hardlinks=allow_hardlinks, protected=app.own_files(state))  # fmt: skip
+
+
+def _hardlinks_option(f: Any) -> Any:
+    return click.option(
+        "--allow-hardlinks",
+        is_flag=True,
+        envvar=ALLOW_HARDLINKS_ENV,
+        help="Deliver record files that have more than one hard link, for platforms that deduplicate photos "
+        "with hard links. Without it they are refused: a hard link can bring any file ftpexport may read into "
+        "a record. ftpexport's own files (secrets store, key, ledger, log) are never sent. "
+        f"[env: {ALLOW_HARDLINKS_ENV}]",
+    )(f)
 
 
 @contextmanager
@@ -337,6 +358,7 @@ def _exclusive_ledger(state: Path) -> Iterator[Ledger]:
 @_retries_option
 @_timing_options
 @_notify_option
+@_hardlinks_option
 @_json_option
 @click.pass_obj
 def run(
@@ -350,6 +372,7 @@ def run(
     pause: float,
     grace: float,
     notify_wait: float,
+    allow_hardlinks: bool,
     as_json: bool,
 ) -> None:
     """Export every pending record of INBOX once, then print a summary.
@@ -376,7 +399,7 @@ def run(
         Exporter(
             ruleset,
             ledger,
-            _options(jobs, retries, backoff, pause, state),
+            _options(jobs, retries, backoff, pause, state, app, allow_hardlinks),
             observers=[progress, notifier],
             secrets=app.store(),
         ) as exporter,
@@ -435,6 +458,7 @@ def run(
     "(or the watcher loop did not tick for this long, at least 15 s).",
 )
 @_notify_option
+@_hardlinks_option
 @click.pass_obj
 def watch(
     app: App,
@@ -452,6 +476,7 @@ def watch(
     metrics_host: str,
     health_stale: float,
     notify_wait: float,
+    allow_hardlinks: bool,
 ) -> None:
     """Export records as they arrive in INBOX, until SIGTERM or SIGINT.
 
@@ -510,7 +535,7 @@ def watch(
         Exporter(
             reloader.ruleset,
             ledger,
-            _options(jobs, retries, backoff, pause, state),
+            _options(jobs, retries, backoff, pause, state, app, allow_hardlinks),
             on_outcome=report,
             observers=[*observers, notifier],
             secrets=app.store(),
@@ -652,14 +677,20 @@ def test_connection(
 @cli.command()
 @click.argument("record", type=click.Path(path_type=Path, file_okay=False))
 @_rules_option
+@_state_option
+@_hardlinks_option
 @_json_option
 @click.pass_obj
-def preview(app: App, record: Path, rules_dir: Path, as_json: bool) -> None:
-    """Show where RECORD would go and under which names, without connecting anywhere."""
-    from .pipeline import preview_record
+def preview(app: App, record: Path, rules_dir: Path, state: Path, allow_hardlinks: bool, as_json: bool) -> None:
+    """Show where RECORD would go and under which names, without connecting anywhere.
+
+    Its files are checked as run and watch check them (--state names the ledger they never send).
+    """
+    from .pipeline import Options, preview_record
 
     app.start_logging()
-    info = preview_record(record, app.rules(rules_dir))
+    options = Options(allow_hardlinks=allow_hardlinks, protected=app.own_files(state))
+    info = preview_record(record, app.rules(rules_dir), options)
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return

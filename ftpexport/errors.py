@@ -5,7 +5,8 @@
     │   ├── RuleError              one rule file: names the file, the field and the reason
     │   └── SecretError            a secret reference that cannot be resolved
     ├── RecordError                one broken inbox record: names the folder and the reason
-    │   └── NamingError            a template that renders a name that is not allowed
+    │   ├── NamingError            a template that renders a name that is not allowed
+    │   └── RecordChangedError     a file of the record changed after it was read: read it again
     └── TransportError             talking to a server failed: names the destination and path
         ├── TransientError         worth retrying: refused/reset connections, timeouts, 4xx replies
         └── PermanentError         retrying will not help until someone changes something
@@ -70,6 +71,13 @@ class RecordError(FtpexportError):
 
 class NamingError(RecordError):
     """A template rendered a name that cannot be used on a server."""
+
+
+class RecordChangedError(RecordError):
+    """A file of the record is not the one that was read (replaced, or written since).
+
+    Not the record's fault: its deliveries stay pending and the record is read again.
+    """
 
 
 class TransportError(FtpexportError):

@@ -33,6 +33,7 @@ from .events import Attempt, Observer, Observers, Outcome, OutcomeResult
 from .ledger import Delivery, Ledger, now
 from .package import Artifact, Package, PackageNames, build_package, render_names, template_context
 from .record import Record, folder_signature, is_complete, load_record
+from .recordfiles import FilePolicy
 from .rules import ClientRules, Route, RuleSet, SFTPDestination, routes_for
 from .secret import SecretSource, redact
 from .spool import SharedPackages
@@ -62,6 +63,10 @@ class Options:
     idle_timeout: float = 30.0
     #: where archives are built; a temporary folder when None
     spool_dir: Path | None = None
+    #: deliver record files that have more than one hard link (see ``recordfiles``)
+    allow_hardlinks: bool = False
+    #: (path, what it is) of ftpexport's own files, never delivered (``recordfiles.own_files``)
+    protected: tuple[tuple[Path, str], ...] = ()
 
     def policy(self) -> Policy:
         return Policy(
@@ -134,6 +139,15 @@ def endpoint_for(route: Route, source: str, store: SecretSource | None = None) -
             key_passphrase=resolve("key_passphrase"),
         )
     return Endpoint(**common, ca_file=destination.ca_file, passive=destination.passive)  # type: ignore[arg-type]
+
+
+def file_policy(ruleset: RuleSet, *, allow_hardlinks: bool, protected: tuple[tuple[Path, str], ...]) -> FilePolicy:
+    """What records may deliver: ``protected`` and the SFTP key files of the rules are never sent."""
+    keys = []
+    for rules in ruleset.clients.values():
+        destinations = [*rules.destinations, *(d for user in rules.users.values() for d in user.destinations)]
+        keys += [(d.key_file, "an SFTP key file of the rules") for d in destinations if getattr(d, "key_file", None)]
+    return FilePolicy(allow_hardlinks=allow_hardlinks, protected=(*protected, *keys))
 
 
 def plan_record(record: Record, ruleset: RuleSet, routes: list[Route]) -> Plan:
@@ -267,6 +281,8 @@ class Exporter:
         self._active_paths: Counter[str] = Counter()
         #: records to remember in the ledger once all their jobs are done, by id(plan)
         self._tracked: dict[int, _Tracked] = {}
+        #: the FilePolicy of the rule set it was made for (the rules name SFTP key files)
+        self._policy: tuple[RuleSet, FilePolicy] | None = None
         spool_root = self.options.spool_dir
         if spool_root is not None:
             spool_root.mkdir(parents=True, exist_ok=True)
@@ -305,7 +321,7 @@ class Exporter:
         if signature is not None and self._unchanged(folder, signature, summary):
             return None
         try:
-            record = load_record(folder)
+            record = load_record(folder, self._file_policy())
             plan = plan_record(record, self.ruleset, routes_for(self.ruleset, record))
         except RecordError as exc:
             log.warning("record refused: %s", exc, extra={"record_path": str(folder)})
@@ -327,6 +343,14 @@ class Exporter:
                 self.ledger.mark_seen(str(folder), plan.signature, self.ruleset.fingerprint, done)
             return None
         return plan, pending, done
+
+    def _file_policy(self) -> FilePolicy:
+        ruleset = self.ruleset
+        if self._policy is None or self._policy[0] is not ruleset:
+            options = self.options
+            policy = file_policy(ruleset, allow_hardlinks=options.allow_hardlinks, protected=options.protected)
+            self._policy = (ruleset, policy)
+        return self._policy[1]
 
     def _unchanged(self, folder: Path, signature: str, summary: Summary) -> bool:
         """The folder is as it was when all its deliveries were done, under the same rules, and they
@@ -721,9 +745,14 @@ class _Callbacks(Observer):
             self._on_outcome(outcome)
 
 
-def preview_record(folder: Path, ruleset: RuleSet) -> dict[str, Any]:
-    """What exporting ``folder`` would send where, without any network; raises ``RecordError``."""
-    record = load_record(folder)
+def preview_record(folder: Path, ruleset: RuleSet, options: Options | None = None) -> dict[str, Any]:
+    """What exporting ``folder`` would send where, without any network; raises ``RecordError``.
+
+    The record's files are checked as an export with ``options`` would check them.
+    """
+    options = options or Options()
+    record = load_record(folder, file_policy(ruleset, allow_hardlinks=options.allow_hardlinks,
+                                             protected=options.protected))  # fmt: skip
     plan = plan_record(record, ruleset, routes_for(ruleset, record))
     with tempfile.TemporaryDirectory(prefix="ftpexport-preview-") as tmp:
         package = make_package(plan, Path(tmp))

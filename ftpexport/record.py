@@ -9,14 +9,15 @@ import math
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import RecordError
+from .recordfiles import FileGuard, FilePolicy, Identity, reopen
 
 RECORD_FILE = "vehicle.json"
 #: a vehicle.json larger than this is refused before it is parsed
@@ -85,6 +86,8 @@ class Image:
     #: extension without the dot, lower case
     ext: str
     size: int
+    #: the file that was checked and hashed; packaging refuses any other (see ``open_image``)
+    identity: Identity
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,8 @@ class Record:
     images: tuple[Image, ...]
     #: sha256 over vehicle.json and the image bytes: a new hash means "vehicle updated"
     content_hash: str
+    #: vehicle.json as read: the start of ``content_hash``, which the zip is checked against
+    record_json: bytes = field(repr=False)
 
     @property
     def id(self) -> str:
@@ -161,11 +166,16 @@ def iter_record_folders(inbox: Path) -> Iterator[Path]:
             yield Path(entry.path)
 
 
-def load_record(folder: Path) -> Record:
-    """Read and validate the record in ``folder``; raises ``RecordError`` naming what is wrong."""
+def load_record(folder: Path, policy: FilePolicy | None = None) -> Record:
+    """Read and validate the record in ``folder``; raises ``RecordError`` naming what is wrong.
+
+    Its files are opened and checked as ``policy`` says (``recordfiles``: regular files of the
+    record only, no hard links by default, never ftpexport's own files) and read from the checked
+    descriptor.
+    """
     where = str(folder)
     try:
-        return _load_record(folder)
+        return _load_record(folder, (policy or FilePolicy()).guard())
     except RecursionError:
         raise
     except RuntimeError as exc:  # Path.resolve() of Python < 3.13 on a symlink loop
@@ -177,19 +187,19 @@ def load_record(folder: Path) -> Record:
         raise RecordError(where, f"cannot read {what}: {exc.strerror or type(exc).__name__}") from exc
 
 
-def _load_record(folder: Path) -> Record:
+def _load_record(folder: Path, guard: FileGuard) -> Record:
     where = str(folder)
     root = folder.resolve()
     json_path = _inside(root, folder / RECORD_FILE, where, RECORD_FILE)
     try:
-        size = json_path.stat().st_size
+        stream, identity = guard.open(root, json_path, where=where, name=RECORD_FILE)
     except FileNotFoundError as exc:
         raise RecordError(where, f"{RECORD_FILE} is missing: the record is not complete yet") from exc
-    if not json_path.is_file():
-        raise RecordError(where, f"{RECORD_FILE} is not a regular file")
+    with stream:
+        raw_bytes = stream.read(MAX_RECORD_BYTES + 1) if identity.size <= MAX_RECORD_BYTES else b""
+    size = max(identity.size, len(raw_bytes))
     if size > MAX_RECORD_BYTES:
         raise RecordError(where, f"{RECORD_FILE} is {size} bytes, more than the {MAX_RECORD_BYTES} allowed")
-    raw_bytes = json_path.read_bytes()
     try:
         fields = json.loads(raw_bytes)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -209,13 +219,16 @@ def _load_record(folder: Path) -> Record:
         data = VehicleData.model_validate(fields)
     except ValidationError as exc:
         raise RecordError(where, f"{RECORD_FILE}: {_describe(exc)}") from exc
-    images = _find_images(root, folder, data.images)
+    digest = content_digest(raw_bytes)
+    listed = _find_images(root, folder, data.images)
+    images = tuple(_read_image(guard, root, name, path, n, where, digest) for n, (name, path) in enumerate(listed, 1))
     return Record(
         folder=folder,
         data=data,
         fields=fields,
         images=images,
-        content_hash=_content_hash(raw_bytes, images),
+        content_hash=digest.hexdigest(),
+        record_json=raw_bytes,
     )
 
 
@@ -275,7 +288,8 @@ def _inside(root: Path, path: Path, where: str, name: str) -> Path:
     return resolved
 
 
-def _find_images(root: Path, folder: Path, listed: list[str] | None) -> tuple[Image, ...]:
+def _find_images(root: Path, folder: Path, listed: list[str] | None) -> list[tuple[str, Path]]:
+    """The record's images as (name, resolved path), in delivery order; not opened yet."""
     where = str(folder)
     if listed is None:
         names = sorted(
@@ -293,29 +307,50 @@ def _find_images(root: Path, folder: Path, listed: list[str] | None) -> tuple[Im
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise RecordError(where, f"images lists {', '.join(map(_quote, duplicates))} more than once")
-    images = []
-    for n, name in enumerate(names, start=1):
+    paths = []
+    for name in names:
         if "\x00" in name or Path(name).is_absolute():
             raise RecordError(where, f"image name {_quote(name)} is not a file name inside the record")
-        path = _inside(root, folder / name, where, f"image {_quote(name)}")
-        if not path.is_file():
-            raise RecordError(where, f"image {_quote(name)} is listed in {RECORD_FILE} but is missing")
-        ext = Path(name).suffix.lower().lstrip(".")
-        if not ext:
-            raise RecordError(where, f"image {_quote(name)} has no extension")
-        images.append(Image(path=path, n=n, ext=ext, size=path.stat().st_size))
-    if not images:
+        paths.append((name, _inside(root, folder / name, where, f"image {_quote(name)}")))
+    if not paths:
         raise RecordError(where, "the record has no images", hint=f"add image files or list them in {RECORD_FILE}")
-    return tuple(images)
+    return paths
 
 
-def _content_hash(record_json: bytes, images: tuple[Image, ...]) -> str:
+def _read_image(guard: FileGuard, root: Path, name: str, path: Path, n: int, where: str, digest: Any) -> Image:
+    """Open and check one image, and add its size and bytes to ``digest`` from the checked descriptor."""
+    label = f"image {_quote(name)}"
+    try:
+        stream, identity = guard.open(root, path, where=where, name=label)
+    except FileNotFoundError as exc:
+        raise RecordError(where, f"{label} is listed in {RECORD_FILE} but is missing") from exc
+    ext = Path(name).suffix.lower().lstrip(".")
+    with stream:
+        if not ext:
+            raise RecordError(where, f"{label} has no extension")
+        digest.update(identity.size.to_bytes(8, "big"))
+        read = 0
+        while chunk := stream.read(_HASH_CHUNK):
+            digest.update(chunk)
+            read += len(chunk)
+        if read != identity.size or Identity.of(os.fstat(stream.fileno())) != identity:
+            raise RecordError(
+                where,
+                f"{label} changed while it was read",
+                hint="the platform should write vehicle.json last, once every image is complete",
+            )
+    return Image(path=path, n=n, ext=ext, size=identity.size, identity=identity)
+
+
+def content_digest(record_json: bytes) -> Any:
+    """A sha256 with vehicle.json in it; the images' sizes and bytes follow, in order, for ``content_hash``."""
     digest = hashlib.sha256()
     digest.update(len(record_json).to_bytes(8, "big"))
     digest.update(record_json)
-    for image in images:
-        digest.update(image.size.to_bytes(8, "big"))
-        with image.path.open("rb") as stream:
-            while chunk := stream.read(_HASH_CHUNK):
-                digest.update(chunk)
-    return digest.hexdigest()
+    return digest
+
+
+def open_image(record: Record, image: Image) -> BinaryIO:
+    """The image opened again for packaging or sending: ``RecordChangedError`` unless it is the file
+    that was checked and hashed, unchanged."""
+    return reopen(image.path, image.identity, where=str(record.folder), name=f"image {_quote(image.path.name)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -103,6 +104,30 @@ def test_preview_of_a_broken_record_is_one_line_and_exit_1(tmp_path: Path) -> No
     assert result.exit_code == 1
     assert result.stderr.startswith(f"ftpexport: error: {record}: vehicle.json: vin:")
     assert "Traceback" not in result.output
+
+
+def test_preview_checks_the_record_files_as_run_does(tmp_path: Path) -> None:
+    record = Path(shutil.copytree(SAMPLES / "veh-000123", tmp_path / "veh-x"))
+    ledger = tmp_path / "state" / "ledger.sqlite3"
+    ledger.parent.mkdir()
+    shutil.copy(record / "03.png", ledger)  # stands for the ledger: a file ftpexport must never send
+    (record / "03.png").unlink()
+    os.link(ledger, record / "03.png")
+
+    refused = _run("preview", record, "--rules", RULES, "--state", tmp_path / "other.sqlite3")
+    allowed = _run("preview", record, "--rules", RULES, "--state", tmp_path / "other.sqlite3", "--allow-hardlinks")
+    from_env = CliRunner(env={"FTPEXPORT_ALLOW_HARDLINKS": "1", "FTPEXPORT_STATE": str(tmp_path / "o.sqlite3")}).invoke(
+        cli, ["preview", str(record), "--rules", str(RULES)], catch_exceptions=False
+    )
+    own = _run("preview", record, "--rules", RULES, "--state", ledger, "--allow-hardlinks")
+
+    assert refused.exit_code == 1
+    assert refused.stderr.startswith(f"ftpexport: error: {record}: image '03.png' has 2 hard links")
+    assert "--allow-hardlinks" in refused.stderr
+    assert allowed.exit_code == 0 and from_env.exit_code == 0, allowed.output + from_env.output
+    assert "wvwzzz1jzxw000001_03.png" in allowed.stdout
+    assert own.exit_code == 1
+    assert f"image '03.png' is the ledger ({ledger}): ftpexport never sends its own files" in own.stderr
 
 
 def test_status_without_a_ledger_exits_2(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import sqlite3
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from faults import closed_port
@@ -36,11 +37,11 @@ ZIP = "dms/WVWZZZAUZLW000124.zip"
 def reads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """The record folders read by the pipeline, in order (the real load_record does the work)."""
     seen: list[Path] = []
-    real: Callable[[Path], Record] = ftpexport.pipeline.load_record
+    real: Callable[..., Record] = ftpexport.pipeline.load_record
 
-    def counting(folder: Path) -> Record:
+    def counting(folder: Path, *args: Any) -> Record:
         seen.append(folder)
-        return real(folder)
+        return real(folder, *args)
 
     monkeypatch.setattr(ftpexport.pipeline, "load_record", counting)
     return seen

@@ -87,7 +87,7 @@ def ours(module: str, *, lazy: bool = True) -> set[str]:
 def test_the_package_is_where_we_think() -> None:
     assert {"ftpexport.errors", "ftpexport.record", "ftpexport.cli", "ftpexport.transport.base"} <= set(MODULES)
     # the import reader understands every form used in the package
-    assert ours("ftpexport.record") == {"ftpexport.errors"}
+    assert ours("ftpexport.record") == {"ftpexport.errors", "ftpexport.recordfiles"}
     assert "ftpexport.pipeline" in ours("ftpexport.cli")
     assert "ftpexport.transport.base" in ours("ftpexport.transport.ftp")
 
@@ -138,8 +138,9 @@ def test_errors_imports_nothing_of_ours() -> None:
     assert ours("ftpexport.errors") == set()
 
 
-def test_record_imports_only_errors() -> None:
-    assert ours("ftpexport.record") == {"ftpexport.errors"}
+def test_record_imports_only_errors_and_its_file_checks() -> None:
+    assert ours("ftpexport.record") == {"ftpexport.errors", "ftpexport.recordfiles"}
+    assert ours("ftpexport.recordfiles") == {"ftpexport.errors"}
 
 
 FORBIDDEN_FOR_TRANSPORT = {
@@ -172,6 +173,7 @@ LAYERS: dict[str, int] = {
     "ftpexport": 0,
     "ftpexport.errors": 0,
     "ftpexport.record": 1,
+    "ftpexport.recordfiles": 1,
     "ftpexport.secret": 1,
     "ftpexport.logs": 1,
     "ftpexport.dispatch": 1,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import sys
 from collections.abc import Callable
@@ -10,10 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from unit_helpers import SAMPLES, VIN, MakeRecord, vehicle
+from unit_helpers import RULES, SAMPLES, VIN, MakeRecord, vehicle, without_hanging
 
+from ftpexport import record as record_module
 from ftpexport.errors import RecordError
+from ftpexport.pipeline import file_policy
 from ftpexport.record import MAX_RECORD_BYTES, is_complete, iter_record_folders, load_record, natural_key
+from ftpexport.recordfiles import FilePolicy, own_files
+from ftpexport.rules import load_rules
 
 # --- valid records
 
@@ -430,6 +436,9 @@ def test_an_image_name_longer_than_the_os_allows_is_a_record_error(make_record: 
     assert "AAAAAAAAAA" not in str(caught.value)
 
 
+# --- only the record's own regular files (hard links, FIFOs, ftpexport's own files, races)
+
+
 def test_a_non_finite_number_error_says_what_to_write_instead(make_record: MakeRecord) -> None:
     folder = make_record(raw=json.dumps(vehicle(extra={"price": float("nan")})).encode())
 
@@ -437,3 +446,209 @@ def test_a_non_finite_number_error_says_what_to_write_instead(make_record: MakeR
         load_record(folder)
 
     assert caught.value.hint is not None and "finite number, null" in caught.value.hint
+
+
+def _linked_record(make: MakeRecord, target: Path, name: str = "02.jpg") -> Path:
+    """A record whose image ``name`` is a hard link to ``target``."""
+    folder = make(images={"01.jpg": b"\xff\xd8own photo\xff\xd9"}, fields=vehicle(images=["01.jpg", name]))
+    os.link(target, folder / name)
+    return folder
+
+
+def test_a_hard_linked_image_is_refused_by_default_naming_the_file_and_what_to_do(
+    make_record: MakeRecord, tmp_path: Path
+) -> None:
+    secret = tmp_path / "shadow"
+    secret.write_bytes(b"root:$6$secret-hash:19000:0:99999:7:::\n")
+    folder = _linked_record(make_record, secret, "03.jpg")
+
+    with pytest.raises(RecordError) as caught:
+        load_record(folder)
+
+    error = caught.value
+    assert error.path == str(folder)
+    assert "image '03.jpg' has 2 hard links" in error.reason
+    assert error.hint is not None
+    assert "copy the file into the record" in error.hint
+    assert "--allow-hardlinks" in error.hint and "FTPEXPORT_ALLOW_HARDLINKS=1" in error.hint
+    assert "secret-hash" not in str(error)
+
+
+def test_an_unlisted_hard_linked_image_is_refused_too(make_record: MakeRecord, tmp_path: Path) -> None:
+    (tmp_path / "elsewhere.jpg").write_bytes(b"someone else's")
+    folder = make_record(images={"1.jpg": b"own"}, fields=_unlisted())
+    os.link(tmp_path / "elsewhere.jpg", folder / "2.jpg")
+
+    with pytest.raises(RecordError, match=re.escape("image '2.jpg' has 2 hard links")):
+        load_record(folder)
+
+
+def test_a_hard_linked_vehicle_json_is_refused_by_default(make_record: MakeRecord, tmp_path: Path) -> None:
+    (tmp_path / "shared.json").write_text(json.dumps(vehicle()))
+    folder = make_record(write_json=False)
+    os.link(tmp_path / "shared.json", folder / "vehicle.json")
+
+    with pytest.raises(RecordError, match=re.escape("vehicle.json has 2 hard links")):
+        load_record(folder)
+    assert load_record(folder, FilePolicy(allow_hardlinks=True)).id == "veh-1"
+
+
+def test_hard_linked_images_are_delivered_when_the_operator_allows_them(
+    make_record: MakeRecord, tmp_path: Path
+) -> None:
+    (tmp_path / "deduplicated.jpg").write_bytes(b"\xff\xd8the same photo\xff\xd9")
+    folder = _linked_record(make_record, tmp_path / "deduplicated.jpg")
+
+    record = load_record(folder, FilePolicy(allow_hardlinks=True))
+
+    assert [(i.path.name, i.size) for i in record.images] == [("01.jpg", 13), ("02.jpg", 18)]
+    assert record.images[1].identity.ino == (tmp_path / "deduplicated.jpg").stat().st_ino
+
+
+def _own_files(tmp_path: Path) -> dict[str, Path]:
+    state = tmp_path / "state"
+    state.mkdir()
+    files = {
+        "the secrets store": state / "secrets.enc",
+        "the secrets store's key file": tmp_path / "keys" / "secrets.key",
+        "the ledger": state / "ledger.sqlite3",
+        "the ledger-wal": state / "ledger.sqlite3-wal",
+        "the ledger's lock file": state / "ledger.sqlite3.lock",
+        "the log file": state / "ftpexport.log",
+    }
+    for path in files.values():
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"OWN-FILE-CONTENT")
+    return files
+
+
+@pytest.mark.parametrize("allow_hardlinks", [False, True], ids=["default", "hard links allowed"])
+@pytest.mark.parametrize(
+    "which", ["the secrets store", "the secrets store's key file", "the ledger", "the ledger-wal",
+              "the ledger's lock file", "the log file"],
+)  # fmt: skip
+def test_ftpexports_own_files_are_never_delivered_whatever_the_options(
+    make_record: MakeRecord, tmp_path: Path, which: str, allow_hardlinks: bool
+) -> None:
+    files = _own_files(tmp_path)
+    protected = own_files(
+        store=files["the secrets store"],
+        key_file=files["the secrets store's key file"],
+        ledger=files["the ledger"],
+        log_file=files["the log file"],
+    )
+    folder = _linked_record(make_record, files[which])
+
+    with pytest.raises(RecordError) as caught:
+        load_record(folder, FilePolicy(allow_hardlinks=allow_hardlinks, protected=protected))
+
+    what = "the ledger" if which == "the ledger-wal" else which
+    assert f"image '02.jpg' is {what} ({files[which]}): ftpexport never sends its own files" in caught.value.reason
+
+
+def test_vehicle_json_linked_to_the_key_file_is_refused_even_with_hard_links_allowed(
+    make_record: MakeRecord, tmp_path: Path
+) -> None:
+    key = tmp_path / "secrets.key"
+    key.write_text(json.dumps(vehicle()))  # even one that would parse
+    folder = make_record(write_json=False)
+    os.link(key, folder / "vehicle.json")
+    policy = FilePolicy(allow_hardlinks=True, protected=own_files(store=None, key_file=key, ledger=None, log_file=None))
+
+    with pytest.raises(RecordError, match=re.escape("vehicle.json is the secrets store's key file")):
+        load_record(folder, policy)
+
+
+def test_the_sftp_key_files_of_the_rules_are_never_delivered(make_record: MakeRecord, tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    shutil.copytree(RULES, rules)
+    key = rules / "keys" / "bravo_ed25519"  # bravo-cars.yaml: key_file: keys/bravo_ed25519
+    key.parent.mkdir(exist_ok=True)
+    key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    folder = _linked_record(make_record, key)
+    policy = file_policy(load_rules(rules), allow_hardlinks=True, protected=())
+
+    with pytest.raises(RecordError, match=re.escape("image '02.jpg' is an SFTP key file of the rules")):
+        load_record(folder, policy)
+
+
+@pytest.mark.parametrize("listed", [True, False], ids=["listed", "unlisted"])
+def test_a_fifo_image_is_refused_without_hanging(make_record: MakeRecord, listed: bool) -> None:
+    fields = vehicle(images=["01.jpg", "02.jpg"]) if listed else _unlisted()
+    folder = make_record(images={"01.jpg": b"x"}, fields=fields)
+    os.mkfifo(folder / "02.jpg")
+
+    with pytest.raises(RecordError) as caught:
+        without_hanging(folder / "02.jpg", lambda: load_record(folder))
+
+    assert "image '02.jpg' is not a regular file (a FIFO)" in caught.value.reason
+
+
+def test_a_fifo_vehicle_json_is_refused_without_hanging(make_record: MakeRecord) -> None:
+    folder = make_record(write_json=False)
+    os.mkfifo(folder / "vehicle.json")
+
+    with pytest.raises(RecordError, match=re.escape("vehicle.json is not a regular file (a FIFO)")):
+        without_hanging(folder / "vehicle.json", lambda: load_record(folder))
+
+
+def _after_resolving(monkeypatch: pytest.MonkeyPatch, swap: Callable[[Path], None]) -> None:
+    """``swap(path)`` right after an image's path is resolved and found inside the record: a file
+    replaced between that check and the open."""
+    real = record_module._inside
+
+    def inside(root: Path, path: Path, where: str, name: str) -> Path:
+        resolved = real(root, path, where, name)
+        if name.startswith("image"):
+            swap(resolved)
+        return resolved
+
+    monkeypatch.setattr(record_module, "_inside", inside)
+
+
+def test_an_image_replaced_by_a_symlink_after_the_check_is_not_followed(
+    make_record: MakeRecord, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "secret.txt").write_bytes(b"NOT-THE-RECORD'S")
+    folder = make_record(images={"01.jpg": b"own"}, fields=vehicle(images=["01.jpg"]))
+
+    def swap(path: Path) -> None:
+        path.unlink()
+        path.symlink_to(tmp_path / "secret.txt")
+
+    _after_resolving(monkeypatch, swap)
+
+    with pytest.raises(RecordError, match=re.escape("image '01.jpg' is not a regular file (a symbolic link)")):
+        load_record(folder)
+
+
+def test_a_folder_replaced_by_a_symlink_after_the_check_is_not_followed(
+    make_record: MakeRecord, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "01.jpg").write_bytes(b"NOT-THE-RECORD'S")
+    folder = make_record(images={}, fields=vehicle(images=["sub/01.jpg"]))
+    (folder / "sub").mkdir()
+    (folder / "sub" / "01.jpg").write_bytes(b"own")
+
+    def swap(path: Path) -> None:
+        path.parent.rename(folder / "old-sub")
+        path.parent.symlink_to(outside)
+
+    _after_resolving(monkeypatch, swap)
+
+    with pytest.raises(RecordError, match="a folder on its way is now a symbolic link"):
+        load_record(folder)
+
+
+def test_the_content_hash_and_the_images_come_from_the_checked_file(make_record: MakeRecord) -> None:
+    folder = make_record(images={"01.jpg": b"\xff\xd8one\xff\xd9"}, fields=vehicle(images=["01.jpg"]))
+
+    record = load_record(folder)
+
+    (image,) = record.images
+    info = (folder / "01.jpg").stat()
+    assert (image.identity.dev, image.identity.ino, image.identity.size) == (info.st_dev, info.st_ino, 7)
+    assert (image.identity.mtime_ns, image.identity.ctime_ns) == (info.st_mtime_ns, info.st_ctime_ns)
+    assert record.record_json == (folder / "vehicle.json").read_bytes()
