@@ -3,13 +3,17 @@
 The zip is deterministic (same record, same bytes: fixed order, timestamps and attributes) and
 images are stored, not deflated, because JPEG and PNG are compressed already. Images are copied
 in blocks, never loaded whole into memory.
+
+Images are opened again with ``open_image``: only the file that was checked and hashed when the
+record was read, unchanged (``RecordChangedError`` otherwise). The zip also hashes what it copies
+and is refused unless that is the record's content hash, so it holds exactly the bytes that
+were read.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import shutil
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +23,8 @@ from typing import Any, BinaryIO
 
 from .errors import NamingError, RecordError
 from .naming import NameTemplate
-from .record import Record
+from .record import Image, Record, content_digest, open_image
+from .recordfiles import changed
 
 _COPY_BLOCK = 1024 * 1024
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -159,15 +164,40 @@ def _zip_entry(name: str, size: int, when: tuple[int, int, int, int, int, int]) 
 
 
 def write_zip(record: Record, names: PackageNames, metadata: bytes | None, target: Path) -> None:
-    """Write the archive to ``target``: images in record order, then the metadata file."""
+    """Write the archive to ``target``: images in record order, then the metadata file.
+
+    Raises ``RecordChangedError`` (and leaves no ``target``) when an image is not what was read.
+    """
     when = _zip_timestamp(record)
-    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
-        for image, name in zip(record.images, names.images, strict=True):
-            with image.path.open("rb") as source, archive.open(_zip_entry(name, image.size, when), "w") as dest:
-                shutil.copyfileobj(source, dest, _COPY_BLOCK)
-        if metadata is not None and names.metadata is not None:
-            with archive.open(_zip_entry(names.metadata, len(metadata), when), "w") as dest:
-                dest.write(metadata)
+    digest = content_digest(record.record_json)
+    try:
+        with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+            for image, name in zip(record.images, names.images, strict=True):
+                digest.update(image.size.to_bytes(8, "big"))
+                with open_image(record, image) as source, archive.open(_zip_entry(name, image.size, when), "w") as dest:
+                    _copy(record, image, source, dest, digest)
+            if metadata is not None and names.metadata is not None:
+                with archive.open(_zip_entry(names.metadata, len(metadata), when), "w") as dest:
+                    dest.write(metadata)
+        if digest.hexdigest() != record.content_hash:
+            # written in place within the file system's time resolution: size and times look the same
+            raise changed(str(record.folder), "an image", "its bytes are not the ones hashed")
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+
+
+def _copy(record: Record, image: Image, source: BinaryIO, dest: BinaryIO, digest: Any) -> None:
+    """Copy ``image`` into the zip in blocks, hashing it; never more bytes than were read."""
+    left = image.size
+    while block := source.read(min(_COPY_BLOCK, left + 1)):
+        if len(block) > left:
+            break
+        digest.update(block)
+        dest.write(block)
+        left -= len(block)
+    if left or block:
+        raise changed(str(record.folder), f"image {image.path.name!r}", "its size changed")
 
 
 def _bytes_artifact(name: str, content: bytes) -> Artifact:
@@ -176,6 +206,11 @@ def _bytes_artifact(name: str, content: bytes) -> Artifact:
 
 def _file_artifact(name: str, path: Path) -> Artifact:
     return Artifact(name=name, size=path.stat().st_size, opener=lambda: path.open("rb"))
+
+
+def _image_artifact(name: str, record: Record, image: Image) -> Artifact:
+    """An image sent as it is: opened again, and checked, each time it is sent."""
+    return Artifact(name=name, size=image.size, opener=lambda: open_image(record, image))
 
 
 def build_package(
@@ -196,7 +231,9 @@ def build_package(
             done_marker=marker,
             archive_listing=tuple(listing),
         )
-    files = [_file_artifact(name, image.path) for image, name in zip(record.images, names.images, strict=True)]
+    for image in record.images:
+        open_image(record, image).close()  # a change found now fails before any connection
+    files = [_image_artifact(name, record, image) for image, name in zip(record.images, names.images, strict=True)]
     if metadata is not None and names.metadata is not None:
         files.append(_bytes_artifact(names.metadata, metadata))
     return Package(files=tuple(files), done_marker=marker)

@@ -28,7 +28,15 @@ from typing import Any
 from pydantic import SecretStr
 
 from .dispatch import STOPPING, Dispatcher, Job, LaneState, Policy, Result, Verdict
-from .errors import ConfigError, FtpexportError, PermanentError, RecordError, TransientError, TransportError
+from .errors import (
+    ConfigError,
+    FtpexportError,
+    PermanentError,
+    RecordChangedError,
+    RecordError,
+    TransientError,
+    TransportError,
+)
 from .events import Attempt, Observer, Observers, Outcome, OutcomeResult
 from .ledger import Delivery, Ledger, now
 from .package import Artifact, Package, PackageNames, build_package, render_names, template_context
@@ -586,13 +594,16 @@ class Exporter:
             message = redact(_describe(exc))
             stopped = self._stopping.is_set()
             retriable = isinstance(exc, TransientError)
+            # a file of the record changed since it was read: not a failure of the delivery; it stays
+            # pending and the record is read again (watch: within seconds; run: the next run)
+            changed = isinstance(exc, RecordChangedError)
             limit = d.plan.rules.upload.retries
             limit = self.options.retries if limit is None else limit
             attempts = self.ledger.get(d.delivery_id).attempts
-            final = not stopped and (not retriable or attempts > limit)
+            final = not stopped and not changed and (not retriable or attempts > limit)
             if stopped:
                 message = f"stopped during the attempt: {message}"
-            verdict = verdict_of(stopped, final)
+            verdict = verdict_of(stopped or changed, final)
             self.ledger.fail(d.delivery_id, attempt_id, message, final=final, sent=sent[0])
             if not isinstance(exc, FtpexportError | OSError):
                 log.error("unexpected error, please report it", exc_info=exc, extra=fields)
@@ -607,7 +618,7 @@ class Exporter:
             self._packages.put(d.plan, attempted=True, first=first, finished=verdict != "retry")
             self.events.attempt_ended(seen, verdict, time.monotonic() - started, sent[0])
             if verdict != "retry":
-                self._finish(d, "deferred" if stopped else "failed", error=message, attempts=attempts)
+                self._finish(d, "deferred" if verdict == "deferred" else "failed", error=message, attempts=attempts)
             connect_level = phase == "connect" and isinstance(exc, PermanentError | ConfigError)
             return Result(
                 verdict,

@@ -1,7 +1,9 @@
 """Only a record's own regular files reach the server, with the real ``run`` command and a real FTP server.
 
 - an image hard-linked to the secrets store's key file is refused, named, and nothing of it is sent,
-  with or without ``--allow-hardlinks``; an ordinary hard link is refused unless it is allowed.
+  with or without ``--allow-hardlinks``; an ordinary hard link is refused unless it is allowed;
+- an image replaced after the record was read is not sent: its deliveries stay pending (deferred,
+  not parked) and the next run, or the watch daemon at once, reads the record again and delivers it.
 """
 
 from __future__ import annotations
@@ -9,15 +11,25 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from crash_helpers import eventually
 from servers import RunningServer
 
+from ftpexport import pipeline
 from ftpexport.cli import cli
+from ftpexport.ledger import Ledger
+from ftpexport.package import Package
+from ftpexport.pipeline import Exporter, Options, Summary
+from ftpexport.rules import load_rules
 from ftpexport.vault import KEY_ENV, KEY_FILE_ENV, STORE_ENV
+from ftpexport.watch import InboxWatcher
 
 pytestmark = pytest.mark.integration
 
@@ -116,3 +128,120 @@ def test_run_never_sends_an_image_hard_linked_to_the_secrets_key_file(
     assert not any(key in content for content in on_server.values())
     for result in (refused, text, allowed):
         assert "Traceback" not in result.output and key.decode() not in result.output
+
+
+def _swap_first_image(content: Callable[[bytes], bytes]) -> Callable[[Path], None]:
+    def swap(folder: Path) -> None:
+        image = folder / "1.jpg"
+        fresh = folder / ".1.jpg.new"
+        fresh.write_bytes(content(image.read_bytes()))
+        fresh.replace(image)  # another file in its place, as a platform rewriting a photo does
+
+    return swap
+
+
+@pytest.mark.parametrize(
+    "fmt, when",
+    [("zip", "before the zip is built"), ("files", "after the package is built, before the upload")],
+)
+@pytest.mark.parametrize(
+    "new_content", [lambda old: old, lambda old: old + b"retouched"], ids=["same bytes", "new bytes"]
+)
+def test_an_image_replaced_after_the_record_was_read_is_deferred_and_read_again(
+    tmp_path: Path,
+    ftp_server: RunningServer,
+    monkeypatch: pytest.MonkeyPatch,
+    fmt: str,
+    when: str,
+    new_content: Callable[[bytes], bytes],
+) -> None:
+    rules = _rules(tmp_path, ftp_server, monkeypatch, fmt)
+    folder = _record(tmp_path / "inbox", "veh-000124", "veh-000124")
+    state = tmp_path / "ledger.sqlite3"
+    swap = _swap_first_image(new_content)
+    real = pipeline.make_package
+
+    def make_package(plan: Any, workdir: Path) -> Package:
+        if when.startswith("before"):
+            swap(folder)
+            return real(plan, workdir)
+        package = real(plan, workdir)
+        swap(folder)
+        return package
+
+    monkeypatch.setattr(pipeline, "make_package", make_package)
+    first = _invoke("run", folder.parent, "--rules", rules, "--state", state, "--json")
+    monkeypatch.setattr(pipeline, "make_package", real)
+    sent_first = _server_bytes(ftp_server.root)
+    with Ledger(state) as ledger:
+        after_first = [(d.status, d.last_error) for d in ledger.deliveries()]
+    second = _invoke("run", folder.parent, "--rules", rules, "--state", state, "--json")
+
+    assert first.exit_code == 1, first.output
+    (outcome,) = json.loads(first.stdout)["deliveries"]
+    assert outcome["result"] == "deferred"
+    assert "image '1.jpg' changed after it was read (another file is in its place)" in outcome["error"]
+    assert "the record will be read again" in outcome["error"]
+    assert sent_first == {}  # nothing that was not checked went out
+    ((status, error),) = after_first
+    assert status == "pending" and error == outcome["error"]  # not parked: the next run reads the record again
+    assert second.exit_code == 0, second.output
+    assert [d["result"] for d in json.loads(second.stdout)["deliveries"]] == ["delivered"]
+    assert (folder / "1.jpg").read_bytes() in _server_bytes(ftp_server.root).values()
+    with Ledger(state) as ledger:
+        statuses = sorted(d.status for d in ledger.deliveries())
+    same = new_content(b"x") == b"x"
+    # the same bytes: the same delivery, pending then delivered; new bytes: a new version, the old one superseded
+    assert statuses == (["delivered"] if same else ["delivered", "superseded"])
+
+
+def test_watch_reads_again_a_record_whose_image_changed_after_it_was_read(
+    tmp_path: Path, ftp_server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rules = _rules(tmp_path, ftp_server, monkeypatch)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    swap = _swap_first_image(lambda old: old + b"retouched")
+    real = pipeline.make_package
+    swapped: list[Path] = []
+
+    def make_package(plan: Any, workdir: Path) -> Package:
+        if not swapped:  # once: the platform rewrites a photo just after the record was read
+            swapped.append(plan.record.folder)
+            swap(plan.record.folder)
+        return real(plan, workdir)
+
+    monkeypatch.setattr(pipeline, "make_package", make_package)
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    summary = Summary()
+    stop = threading.Event()
+    exporter = Exporter(load_rules(rules), ledger, Options(jobs=2, retries=0))
+    watcher = InboxWatcher(
+        inbox,
+        lambda folders: exporter.submit(folders, summary),
+        stop=stop,
+        settle=0.3,
+        rescan_every=3600,
+        housekeeping=exporter.pending_folders,  # as `ftpexport watch` does
+        housekeeping_every=0.2,
+    )
+    thread = threading.Thread(target=watcher.run, name="watcher")
+    thread.start()
+    try:
+        staged = _record(tmp_path / "staging", "veh-000124", "veh-000124")
+        folder = Path(staged.rename(inbox / staged.name))  # the whole record at once: read once
+        eventually(lambda: bool(ledger.deliveries(status="delivered")), "the delivery of the record read again")
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        exporter.close()
+    statuses = sorted(d.status for d in ledger.deliveries())
+    ledger.close()
+
+    assert not thread.is_alive()
+    assert swapped == [folder]
+    assert [o.result for o in summary.outcomes] == ["deferred", "delivered"]
+    assert "changed after it was read" in (summary.outcomes[0].error or "")
+    assert statuses == ["delivered", "superseded"]  # the version read first, then the one read again
+    assert (folder / "1.jpg").read_bytes() in _server_bytes(ftp_server.root).values()
+    assert summary.record_errors == []

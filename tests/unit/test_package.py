@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from unit_helpers import RULES, SAMPLES, VIN, MakeRecord, vehicle
+from unit_helpers import RULES, SAMPLES, VIN, MakeRecord, vehicle, without_hanging
 
-from ftpexport.errors import NamingError, RecordError
+from ftpexport.errors import NamingError, RecordChangedError, RecordError
 from ftpexport.naming import NameTemplate
 from ftpexport.package import (
     Package,
@@ -27,6 +27,7 @@ from ftpexport.package import (
     write_zip,
 )
 from ftpexport.record import Record, load_record
+from ftpexport.recordfiles import FilePolicy, Identity
 from ftpexport.rules import PackageSpec, load_rule_file
 
 ACME = RULES / "acme-motors.yaml"
@@ -317,6 +318,126 @@ def test_name_templates_from_rules_are_compiled_objects() -> None:
 
     assert isinstance(package.image_name, NameTemplate)
     assert package.image_name.kind == "file"
+
+
+# --- only the files that were read: a file replaced or written after the record was read
+
+
+SECRET = b"-----BEGIN OPENSSH PRIVATE KEY----- NOT THE RECORD'S"
+
+
+def _read_record(make: MakeRecord) -> Record:
+    return load_record(make(images={"01.jpg": b"\xff\xd8one\xff\xd9", "02.jpg": b"\xff\xd8two\xff\xd9"}))
+
+
+def _rename_over(path: Path, content: bytes) -> None:
+    """Put another file in ``path``'s place, as ``mv other path`` does (a hard link to it stays out of the record)."""
+    other = path.with_name(".swap")
+    other.write_bytes(content)
+    os.link(other, path.parent.parent / "kept-link")  # the file has two names, as a linked secret would
+    other.replace(path)
+
+
+def _nothing_holds_the_secret(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        assert not path.is_file() or SECRET not in path.read_bytes(), path
+
+
+@pytest.mark.parametrize("rules", [ACME, BRAVO], ids=["zip", "files"])
+def test_an_image_renamed_over_after_the_record_was_read_is_refused_when_packaging(
+    make_record: MakeRecord, tmp_path: Path, rules: Path
+) -> None:
+    record = _read_record(make_record)
+    _rename_over(record.images[1].path, SECRET)
+    work = tmp_path / "work"
+
+    with pytest.raises(RecordChangedError) as caught:
+        package_for(record, spec_of(rules), work)
+
+    assert caught.value.path == str(record.folder)
+    assert caught.value.reason == (
+        "image '02.jpg' changed after it was read (another file is in its place); the record will be read again"
+    )
+    assert list(work.iterdir()) == []  # no zip left behind
+
+
+def test_a_loose_image_swapped_after_the_package_was_built_is_not_sent(make_record: MakeRecord, tmp_path: Path) -> None:
+    record = _read_record(make_record)
+    _, package = package_for(record, spec_of(BRAVO), tmp_path / "work")
+    _rename_over(record.images[0].path, SECRET)
+
+    with pytest.raises(RecordChangedError, match=re.escape("image '01.jpg' changed after it was read")):
+        package.files[0].open()
+    with package.files[1].open() as stream:  # the other image is still the one that was read
+        assert stream.read() == b"\xff\xd8two\xff\xd9"
+
+
+@pytest.mark.parametrize("rules", [ACME, BRAVO], ids=["zip", "files"])
+def test_an_image_written_in_place_after_it_was_read_is_refused(
+    make_record: MakeRecord, tmp_path: Path, rules: Path
+) -> None:
+    record = _read_record(make_record)
+    path = record.images[0].path
+    before = path.stat()
+    path.write_bytes(b"\xff\xd8ONE\xff\xd9")  # the same size
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # its old time put back
+
+    with pytest.raises(RecordChangedError, match=r"image '01.jpg' changed after it was read \(it was written since\)"):
+        package_for(record, spec_of(rules), tmp_path / "work")
+
+
+def test_a_write_that_size_and_times_do_not_show_is_caught_by_the_zips_hash(
+    make_record: MakeRecord, tmp_path: Path
+) -> None:
+    record = _read_record(make_record)
+    path = record.images[1].path
+    path.write_bytes(b"\xff\xd8TWO\xff\xd9")
+    # as if written within the file system's time resolution: the identity looks the same
+    images = (record.images[0], replace(record.images[1], identity=Identity.of(path.stat())))
+    changed = replace(record, images=images)
+    work = tmp_path / "work"
+
+    with pytest.raises(RecordChangedError, match=re.escape("an image changed after it was read (its bytes are not")):
+        package_for(changed, spec_of(ACME), work)
+
+    assert list(work.iterdir()) == []
+
+
+def test_an_image_grown_after_it_was_read_is_refused(make_record: MakeRecord, tmp_path: Path) -> None:
+    record = _read_record(make_record)
+    with record.images[0].path.open("ab") as stream:
+        stream.write(SECRET)
+
+    with pytest.raises(RecordChangedError, match=re.escape("image '01.jpg' changed after it was read")):
+        package_for(record, spec_of(ACME), tmp_path / "work")
+    _nothing_holds_the_secret(tmp_path / "work")
+
+
+@pytest.mark.parametrize("rules", [ACME, BRAVO], ids=["zip", "files"])
+def test_a_fifo_put_in_an_images_place_after_it_was_read_does_not_hang_the_package(
+    make_record: MakeRecord, tmp_path: Path, rules: Path
+) -> None:
+    record = _read_record(make_record)
+    path = record.images[0].path
+    path.unlink()
+    os.mkfifo(path)
+
+    with pytest.raises(RecordChangedError, match=re.escape("image '01.jpg' changed after it was read")):
+        without_hanging(path, lambda: package_for(record, spec_of(rules), tmp_path / "work"))
+
+
+def test_a_record_read_with_hard_links_allowed_packages_the_linked_file(
+    make_record: MakeRecord, tmp_path: Path
+) -> None:
+    (tmp_path / "shared.jpg").write_bytes(b"\xff\xd8shared\xff\xd9")
+    folder = make_record(images={"01.jpg": b"\xff\xd8one\xff\xd9"}, fields=vehicle(images=["01.jpg", "02.jpg"]))
+    os.link(tmp_path / "shared.jpg", folder / "02.jpg")
+    record = load_record(folder, FilePolicy(allow_hardlinks=True))
+
+    names, package = package_for(record, spec_of(ACME), tmp_path / "work")
+
+    with zipfile.ZipFile(tmp_path / "work" / package.files[0].name) as archive:
+        assert archive.read(names.images[1]) == b"\xff\xd8shared\xff\xd9"
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
