@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import queue
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -35,7 +36,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 
 from .errors import ConfigError
-from .record import RECORD_FILE, is_complete, iter_record_folders
+from .record import MAX_RECORD_BYTES, RECORD_FILE, is_complete, iter_record_folders
 from .rules import RuleSet, load_rules
 
 log = logging.getLogger(__name__)
@@ -83,9 +84,21 @@ def _signature(path: Path) -> tuple[int, int] | None:
 
 
 def _parses(path: Path) -> bool:
-    """``vehicle.json`` holds a whole JSON object (one cut short does not: its closing brace comes last)."""
+    """``vehicle.json`` holds a whole JSON object (one cut short does not: its closing brace comes last).
+
+    Only a regular file is read (opened with O_NONBLOCK: a FIFO must not block the watcher), and no
+    more than the size a record may have; the export then checks and reads it properly.
+    """
     try:
-        return isinstance(json.loads(path.read_bytes()), dict)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        with os.fdopen(fd, "rb") as stream:
+            if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+                return False
+            raw = stream.read(MAX_RECORD_BYTES + 1)
+        return len(raw) <= MAX_RECORD_BYTES and isinstance(json.loads(raw), dict)
     except (OSError, ValueError, RecursionError):
         return False
 
