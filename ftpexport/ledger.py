@@ -300,12 +300,16 @@ class Ledger:
         return _delivery(row)
 
     def start_attempt(self, delivery_id: int, correlation_id: str) -> int:
-        """Record that an attempt begins; returns the attempt id."""
+        """Record that an attempt begins; returns the attempt id.
+
+        A delivery superseded by a newer version of its record (read while this one was queued or
+        running) stays superseded: only a success makes it ``delivered``.
+        """
         stamp = now()
         with self._transaction() as db:
             db.execute(
-                "UPDATE deliveries SET status = 'pending', attempts = attempts + 1, correlation_id = ?,"
-                " updated_at = ? WHERE id = ?",
+                "UPDATE deliveries SET status = CASE WHEN status = 'superseded' THEN status ELSE 'pending' END,"
+                " attempts = attempts + 1, correlation_id = ?, updated_at = ? WHERE id = ?",
                 (correlation_id, stamp, delivery_id),
             )
             cursor = db.execute(
@@ -329,11 +333,15 @@ class Ledger:
             )
 
     def fail(self, delivery_id: int, attempt_id: int, error: str, *, final: bool, sent: int = 0) -> None:
-        """Record a failed attempt; ``final`` parks the delivery as failed, else it stays pending."""
+        """Record a failed attempt; ``final`` parks the delivery as failed, else it stays pending.
+
+        A superseded delivery stays superseded: the newer version is the one to send.
+        """
         stamp = now()
         with self._transaction() as db:
             db.execute(
-                "UPDATE deliveries SET status = ?, last_error = ?, updated_at = ? WHERE id = ?",
+                "UPDATE deliveries SET status = CASE WHEN status = 'superseded' THEN status ELSE ? END,"
+                " last_error = ?, updated_at = ? WHERE id = ?",
                 ("failed" if final else "pending", error, stamp, delivery_id),
             )
             db.execute(

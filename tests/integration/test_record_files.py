@@ -245,3 +245,38 @@ def test_watch_reads_again_a_record_whose_image_changed_after_it_was_read(
     assert statuses == ["delivered", "superseded"]  # the version read first, then the one read again
     assert (folder / "1.jpg").read_bytes() in _server_bytes(ftp_server.root).values()
     assert summary.record_errors == []
+
+
+def test_a_version_replaced_while_its_attempt_runs_ends_superseded_not_pending(
+    tmp_path: Path, ftp_server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The platform rewrites a photo and then vehicle.json while the first version is being packaged:
+    # the new version is read (its delivery supersedes the first) before the first one's attempt ends.
+    rules = _rules(tmp_path, ftp_server, monkeypatch)
+    folder = _record(tmp_path / "inbox", "veh-000124", "veh-000124")
+    real = pipeline.make_package
+    rewritten: list[bool] = []
+
+    def make_package(plan: Any, workdir: Path) -> Package:
+        if not rewritten:
+            rewritten.append(True)
+            _swap_first_image(lambda old: old + b"retouched")(folder)
+            document = json.loads((folder / "vehicle.json").read_text())
+            (folder / "vehicle.json").write_text(json.dumps({**document, "stock_number": "A-2"}))
+            exporter.submit([folder], summary)  # what the watcher does on the vehicle.json event
+        return real(plan, workdir)
+
+    monkeypatch.setattr(pipeline, "make_package", make_package)
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    summary = Summary()
+    exporter = Exporter(load_rules(rules), ledger, Options(jobs=2, retries=0))
+    try:
+        exporter.export([folder])
+        versions = {d.content_hash: d.status for d in ledger.deliveries()}
+        pending = exporter.pending_folders()
+    finally:
+        exporter.close()
+        ledger.close()
+
+    assert sorted(versions.values()) == ["delivered", "superseded"]
+    assert pending == []  # nothing left for watch to read again every few seconds

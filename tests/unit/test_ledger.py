@@ -399,6 +399,20 @@ def test_a_version_that_comes_back_after_being_superseded_is_pending_again(ledge
     assert ledger.get(second.id).status == "superseded"
 
 
+@pytest.mark.parametrize("final", [False, True], ids=["failed, to retry", "failed for good"])
+def test_a_version_superseded_while_its_attempt_runs_stays_superseded(ledger: Ledger, final: bool) -> None:
+    first = open_delivery(ledger, content_hash="h1")
+    queued = open_delivery(ledger, content_hash="h2")
+    attempt = ledger.start_attempt(first.id, "c1")  # a job of h1 that was queued or running already
+    ledger.fail(first.id, attempt, "image '1.jpg' changed after it was read", final=final)
+    late = ledger.start_attempt(first.id, "c2")
+
+    assert ledger.get(first.id).status == "superseded"
+    assert [d.id for d in ledger.deliveries(status="pending")] == [queued.id]  # only the newer version is to be sent
+    ledger.succeed(first.id, late, ["acme/dms/x.zip"], 10)  # what did reach the server is recorded
+    assert ledger.get(first.id).status == "delivered"
+
+
 def _counted(path: Path) -> dict[tuple[str, str, str], int]:
     """What route_totals must hold: the deliveries counted the slow way."""
     with sqlite3.connect(path) as db:
