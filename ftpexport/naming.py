@@ -1,14 +1,18 @@
 """Remote names from Jinja templates: compiled when rules load, rendered sandboxed, then validated.
 
 A rendered file name must be a single, plain path component; a rendered directory may hold
-``/`` between components. Neither can be empty, absolute, contain ``..``, a backslash, NUL or
-control characters, or have a component longer than 255 bytes, so no record field can make an
-upload leave the destination folder.
+``/`` between components. Neither can be empty, absolute, contain ``..``, a backslash, control
+characters (C0, C1, U+2028/U+2029) or bidirectional controls, or have a component longer than
+255 bytes, so no record field can make an upload leave the destination folder or disguise its
+name. By default names are also portable (``names: portable``): no Windows-reserved device name
+(``CON``, ``aux.zip``, ``LPT1``), no trailing dot, none of ``<>:"|?*``. Every rendered name is
+normalised to Unicode NFC first, so two spellings of one name are one name.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -24,23 +28,51 @@ MAX_COMPONENT_BYTES = 255
 SAFE_NAME_CHARS = 100
 #: how much of a rendered name an error message quotes
 _QUOTE = 80
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]+")
+#: C0 controls, DEL, C1 controls, the line and paragraph separators
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+#: bidirectional controls (embeddings, overrides, isolates, marks): they make a name read differently
+_BIDI = re.compile(r"[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+#: characters a Windows file system cannot store in a name (besides / and \)
+_WINDOWS_CHARS = re.compile(r'[<>:"|?*]')
+#: Windows device names, reserved with any extension and in any case (``aux.zip``, ``Con.tar.gz``)
+_RESERVED = re.compile(r"CON|PRN|AUX|NUL|CONIN\$|CONOUT\$|COM[0-9\u00b9\u00b2\u00b3]|LPT[0-9\u00b9\u00b2\u00b3]", re.I)
+_UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029/\\:*?\"<>|]+")
 
 Kind = Literal["file", "dir"]
+#: what a destination's server can store: ``portable`` (Windows too, the default) or ``posix``
+NameRules = Literal["portable", "posix"]
+#: what to do about a name that is not portable
+PORTABLE_HINT = (
+    "use the safe_name filter in the template ({{ field | safe_name }}), or set names: posix on the "
+    "destination if its server is POSIX-only"
+)
+
+
+def _reserved_stem(component: str) -> str | None:
+    """The Windows device name ``component`` starts with (``CON`` of ``con.zip``), or None."""
+    stem = component.split(".", 1)[0].rstrip(" ")
+    return stem if _RESERVED.fullmatch(stem) else None
 
 
 def safe_name(value: Any) -> str:
-    """Jinja filter: turn any value into a harmless file name component (``A/12`` -> ``A_12``)."""
+    """Jinja filter: turn any value into a harmless, portable file name component (``A/12`` -> ``A_12``)."""
     # lone surrogates (possible in JSON text) cannot be encoded: they become "?", then "_"
     text = str(value).encode("utf-8", "replace").decode("utf-8")
+    text = _BIDI.sub("", unicodedata.normalize("NFC", text))
     text = _UNSAFE_CHARS.sub("_", text)
-    text = re.sub(r"\.{2,}", ".", text)[:SAFE_NAME_CHARS]
+    text = _fit(re.sub(r"^[\s.]+", "", re.sub(r"\.{2,}", ".", text)))
+    stem = _reserved_stem(text)
+    if stem is not None:  # CON -> CON_, aux.zip -> aux_.zip
+        text = _fit(stem + "_" + text[len(stem) :])
+    return text or "_"
+
+
+def _fit(text: str) -> str:
+    """``text`` cut to ``SAFE_NAME_CHARS`` characters and 255 bytes, without white space or a dot at its end."""
+    text = text[:SAFE_NAME_CHARS]
     while len(text.encode("utf-8")) > MAX_COMPONENT_BYTES:
         text = text[:-1]
-    # cut last, so that neither the cut nor a removed leading dot leaves white space at an end
-    text = re.sub(r"^[\s.]+", "", text).rstrip()
-    return text or "_"
+    return re.sub(r"[\s.]+$", "", text)  # cut first, so that the cut leaves neither at the end
 
 
 #: the longest string or sequence a template operation may build; names are at most 255 bytes
@@ -127,7 +159,8 @@ def _environment() -> SandboxedEnvironment:
     return env
 
 
-def _shorten(text: str) -> str:
+def shorten(text: str) -> str:
+    """``text`` quoted for a message, cut after 80 characters."""
     return repr(text) if len(text) <= _QUOTE else repr(text[:_QUOTE]) + f"... ({len(text)} characters)"
 
 
@@ -174,10 +207,17 @@ class NameTemplate:
     def __hash__(self) -> int:
         return hash((self.source, self.kind))
 
-    def render(self, context: Mapping[str, Any], *, record: str, origin: str) -> str:
-        """Render and validate; ``record`` (its folder) and ``origin`` (rule file: field) locate errors."""
+    def evaluate(self, context: Mapping[str, Any]) -> str:
+        """The rendered text, in NFC, not validated; raises what the template raises."""
+        return unicodedata.normalize("NFC", self._template.render(context))
+
+    def render(
+        self, context: Mapping[str, Any], *, record: str, origin: str, names: NameRules = "portable"
+    ) -> str:
+        """Render, normalise to NFC and validate against ``names``; ``record`` (its folder) and
+        ``origin`` (rule file: field) locate errors."""
         try:
-            rendered = self._template.render(context)
+            rendered = self.evaluate(context)
         except TemplateError as exc:
             raise NamingError(
                 record,
@@ -187,25 +227,33 @@ class NameTemplate:
         except Exception as exc:  # a filter meeting a value it cannot take: '%02d' | format("x"), x / 0
             raise NamingError(
                 record,
-                f"{origin}: template {self.source!r} failed: {type(exc).__name__}: {_shorten(str(exc))}",
+                f"{origin}: template {self.source!r} failed: {type(exc).__name__}: {shorten(str(exc))}",
                 hint="fix the template, or the record field it uses",
             ) from exc
-        problem = name_problem(rendered, self.kind)
+        problem = name_problem(rendered, self.kind, names)
         if problem:
+            portable_only = names == "portable" and name_problem(rendered, self.kind, "posix") is None
             raise NamingError(
                 record,
-                f"{origin}: template {self.source!r} rendered {_shorten(rendered)}, which {problem}",
-                hint="fix the record, or use the safe_name filter in the template: {{ field | safe_name }}",
-            )
+                f"{origin}: template {self.source!r} rendered {shorten(rendered)}, which {problem}",
+                hint=PORTABLE_HINT if portable_only else
+                "fix the record, or use the safe_name filter in the template: {{ field | safe_name }}",
+            )  # fmt: skip
         return rendered
 
 
-def name_problem(name: str, kind: Kind) -> str | None:
-    """Why ``name`` cannot be used as a remote file (or directory) name, or None if it can."""
+def name_problem(name: str, kind: Kind, names: NameRules = "posix") -> str | None:
+    """Why ``name`` cannot be used as a remote file (or directory) name, or None if it can.
+
+    ``posix``: the rules of every server (the name stays in its folder and reads as it is);
+    ``portable`` adds what a Windows server cannot store.
+    """
     if not name or not name.strip():
         return "is empty"
-    if _CONTROL.search(name):
-        return "contains NUL or control characters"
+    if control := _CONTROL.search(name):
+        return f"contains NUL or control characters (U+{ord(control.group()):04X})"
+    if bidi := _BIDI.search(name):
+        return f"contains a bidirectional control character (U+{ord(bidi.group()):04X}) that can disguise the name"
     if "\\" in name:
         return "contains a backslash"
     if name.startswith("/"):
@@ -226,4 +274,16 @@ def name_problem(name: str, kind: Kind) -> str | None:
             return "starts or ends with white space"
         if len(component.encode("utf-8")) > MAX_COMPONENT_BYTES:
             return f"is longer than {MAX_COMPONENT_BYTES} bytes"
+    return portability_problem(components) if names == "portable" else None
+
+
+def portability_problem(components: list[str]) -> str | None:
+    """What a Windows server cannot store in these path components, or None."""
+    for component in components:
+        if char := _WINDOWS_CHARS.search(component):
+            return f"contains {char.group()!r} (a Windows server cannot store it in a name)"
+        if component.endswith("."):
+            return "ends with a dot (a Windows server removes it)"
+        if stem := _reserved_stem(component):
+            return f"is the Windows device name {stem.upper()} (reserved with any extension)"
     return None

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from .errors import NamingError, RecordError
-from .naming import NameTemplate
+from .naming import PORTABLE_HINT, NameRules, NameTemplate, name_problem, shorten
 from .record import Image, Record, content_digest, open_image
 from .recordfiles import changed
 
@@ -38,6 +38,15 @@ class PackageNames:
     archive: str | None
     metadata: str | None
     done_marker: str | None
+
+    def labelled(self) -> list[tuple[str, str]]:
+        """(rule file field, name) of every name."""
+        found = [("package.image_name", name) for name in self.images]
+        for field_name, name in (("package.archive_name", self.archive), ("package.metadata.name", self.metadata),
+                                 ("package.done_marker", self.done_marker)):  # fmt: skip
+            if name is not None:
+                found.append((field_name, name))
+        return found
 
 
 @dataclass(frozen=True)
@@ -80,8 +89,9 @@ def render_names(
     metadata_name: NameTemplate | None,
     done_marker: NameTemplate | None,
     origin: str,
+    names: NameRules = "portable",
 ) -> PackageNames:
-    """Render the package's names; ``origin`` is the rule file, for messages."""
+    """Render the package's names, valid under ``names``; ``origin`` is the rule file, for messages."""
     where = str(record.folder)
     context = template_context(record)
     images = []
@@ -93,16 +103,23 @@ def render_names(
             "filename": image.path.name,
             "stem": image.path.stem,
         }
-        images.append(image_name.render(image_context, record=where, origin=f"{origin}: package.image_name"))
+        origin_field = f"{origin}: package.image_name"
+        images.append(image_name.render(image_context, record=where, origin=origin_field, names=names))
     metadata = (
-        metadata_name.render(context, record=where, origin=f"{origin}: package.metadata.name")
+        metadata_name.render(context, record=where, origin=f"{origin}: package.metadata.name", names=names)
         if metadata_name
         else None
     )
     archive = (
-        archive_name.render(context, record=where, origin=f"{origin}: package.archive_name") if fmt == "zip" else None
+        archive_name.render(context, record=where, origin=f"{origin}: package.archive_name", names=names)
+        if fmt == "zip"
+        else None
     )
-    marker = done_marker.render(context, record=where, origin=f"{origin}: package.done_marker") if done_marker else None
+    marker = (
+        done_marker.render(context, record=where, origin=f"{origin}: package.done_marker", names=names)
+        if done_marker
+        else None
+    )
     _refuse_duplicates(where, origin, images, metadata, archive, marker)
     return PackageNames(images=tuple(images), archive=archive, metadata=metadata, done_marker=marker)
 
@@ -122,6 +139,30 @@ def _refuse_duplicates(where: str, origin: str, images: list[str], *others: str 
             raise NamingError(where, f"{origin}: two files of the package are both named {name!r}")
         if name is not None:
             seen.add(name)
+
+
+def refuse_unportable(names: PackageNames, *, where: str, origin: str) -> None:
+    """Raise ``NamingError`` for a name of the package a Windows server cannot store, or two names
+    it would store as one (they differ only in case); ``origin`` is the rule file and destination."""
+    seen: dict[str, str] = {}
+    for field_name, name in names.labelled():
+        problem = name_problem(name, "file", "portable")
+        if problem:
+            raise NamingError(where, f"{origin}: {field_name} rendered {shorten(name)}, which {problem}",
+                              hint=PORTABLE_HINT)  # fmt: skip
+        other = seen.setdefault(_windows_case(name), name)
+        if other != name:
+            raise NamingError(
+                where,
+                f"{origin}: the package names {other!r} and {name!r} differ only in case: a Windows server "
+                "stores them as one file",
+                hint=PORTABLE_HINT,
+            )
+
+
+def _windows_case(name: str) -> str:
+    """``name`` as Windows compares names: each character in upper case (one for one, so ß stays ß)."""
+    return "".join(upper if len(upper := char.upper()) == 1 else char for char in name)
 
 
 def metadata_document(record: Record, fields: list[str], image_names: tuple[str, ...]) -> bytes:

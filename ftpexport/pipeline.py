@@ -39,7 +39,15 @@ from .errors import (
 )
 from .events import Attempt, Observer, Observers, Outcome, OutcomeResult
 from .ledger import Delivery, Ledger, now
-from .package import Artifact, Package, PackageNames, build_package, render_names, template_context
+from .package import (
+    Artifact,
+    Package,
+    PackageNames,
+    build_package,
+    refuse_unportable,
+    render_names,
+    template_context,
+)
 from .record import Record, folder_signature, is_complete, load_record
 from .recordfiles import FilePolicy
 from .rules import ClientRules, Route, RuleSet, SFTPDestination, routes_for
@@ -171,10 +179,13 @@ def plan_record(record: Record, ruleset: RuleSet, routes: list[Route]) -> Plan:
         metadata_name=spec.metadata.name if spec.metadata else None,
         done_marker=spec.done_marker,
         origin=source,
+        names="posix",  # then checked for each destination that needs portable names
     )
     context = template_context(record)
     planned = []
     for route in routes:
+        if route.destination.names == "portable":
+            refuse_unportable(names, where=str(record.folder), origin=f"{source}: destination {route.destination.name}")
         base = route.destination.base_path
         template = route.destination.remote_dir
         if template is None:
@@ -184,6 +195,7 @@ def plan_record(record: Record, ruleset: RuleSet, routes: list[Route]) -> Plan:
             context,
             record=str(record.folder),
             origin=f"{source}: destination {route.destination.name}: remote_dir",
+            names=route.destination.names,
         )
         planned.append((route, posixpath.join(base, sub)))
     return Plan(record=record, rules=rules, source=source, names=names, routes=tuple(planned))

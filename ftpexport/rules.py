@@ -82,6 +82,8 @@ class _DestinationBase(_Model):
     url: str
     password: SecretReference | None = None
     remote_dir: DirTemplate | None = None  # type: ignore[valid-type]
+    #: ``portable``: names a Windows server can store too; ``posix``: the server is POSIX-only
+    names: Literal["portable", "posix"] = "portable"
     max_connections: int = Field(default=2, ge=1, le=64)
     timeout: float = Field(default=30.0, gt=0, le=3600)
 

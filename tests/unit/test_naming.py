@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -419,3 +420,123 @@ def test_loops_assignments_macros_and_includes_are_refused_when_they_compile(sou
 )
 def test_ordinary_templates_still_work_within_the_bounds(source: str, expected: str) -> None:
     assert render(source, {"vin": "WVWZZZ1JZXW000001", "n": 3, "stock_number": "A1"}) == expected
+
+
+# --- names no server should get: controls, bidi, and (portable) what Windows cannot store
+
+INVISIBLE = ["\x80", "\x85", "\x9b", "\x9f", "\u2028", "\u2029"]
+BIDI = ["\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068", "\u2069", "\u200e", "\u200f",
+        "\u061c"]  # fmt: skip
+
+
+@pytest.mark.parametrize("names", ["portable", "posix"])
+@pytest.mark.parametrize("kind", ["file", "dir"])
+@pytest.mark.parametrize("char", INVISIBLE + BIDI, ids=[f"U+{ord(c):04X}" for c in INVISIBLE + BIDI])
+def test_c1_controls_separators_and_bidi_controls_are_refused_everywhere(char: str, kind: Any, names: Any) -> None:
+    problem = name_problem(f"invoice{char}gpj.exe", kind, names)
+
+    assert problem is not None
+    assert f"U+{ord(char):04X}" in problem
+    assert problem.startswith("contains NUL or control characters" if char in INVISIBLE else "contains a bidirectional")
+
+
+WINDOWS_ONLY = [
+    ("CON", "is the Windows device name CON"),
+    ("con.zip", "is the Windows device name CON"),
+    ("Con.tar.gz", "is the Windows device name CON"),
+    ("aux.zip", "is the Windows device name AUX"),
+    ("AUX", "is the Windows device name AUX"),
+    ("nul.json", "is the Windows device name NUL"),
+    ("prn", "is the Windows device name PRN"),
+    ("LPT1.zip", "is the Windows device name LPT1"),
+    ("lpt9", "is the Windows device name LPT9"),
+    ("COM1", "is the Windows device name COM1"),
+    ("com0.txt", "is the Windows device name COM0"),
+    ("COM\u00b9.jpg", "is the Windows device name COM\u00b9"),
+    ("lpt\u00b3", "is the Windows device name LPT\u00b3"),
+    ("CONIN$", "is the Windows device name CONIN$"),
+    ("nul .txt", "is the Windows device name NUL"),
+    ("name.", "ends with a dot"),
+    ("name.zip.", "ends with a dot"),
+    *[(f"a{c}b.zip", f"contains {c!r}") for c in '<>:"|?*'],
+]
+PORTABLE = ["CONSOLE.zip", "CON_.zip", "com10.jpg", "LPT.zip", "auxiliary", "nul_", "a.b.c", ".hidden", "é.jpg"]
+
+
+@pytest.mark.parametrize("name, problem", WINDOWS_ONLY, ids=[n for n, _ in WINDOWS_ONLY])
+def test_windows_reserved_names_are_refused_unless_the_server_is_posix(name: str, problem: str) -> None:
+    assert (name_problem(name, "file", "portable") or "").startswith(problem)
+    assert (name_problem(f"2026/{name}/x", "dir", "portable") or "").startswith(problem)  # in any component
+    assert name_problem(name, "file", "posix") is None
+    assert name_problem(f"2026/{name}/x", "dir", "posix") is None
+
+
+@pytest.mark.parametrize("name", PORTABLE)
+def test_names_that_only_look_reserved_are_portable(name: str) -> None:
+    assert name_problem(name, "file", "portable") is None
+
+
+def test_rendering_refuses_non_portable_names_by_default_and_says_what_to_do() -> None:
+    template = NameTemplate("{{ stock_number }}.zip")
+
+    with pytest.raises(NamingError) as caught:
+        template.render({"stock_number": "aux"}, record=RECORD, origin=ORIGIN)
+
+    assert caught.value.reason.endswith("rendered 'aux.zip', which is the Windows device name AUX (reserved with any "
+                                        "extension)")  # fmt: skip
+    assert "names: posix" in str(caught.value) and "safe_name" in str(caught.value)
+    assert template.render({"stock_number": "aux"}, record=RECORD, origin=ORIGIN, names="posix") == "aux.zip"
+
+
+def test_rendered_names_are_normalised_to_nfc() -> None:
+    decomposed, composed = "Lefe\u0300vre", "Lef\u00e8vre"
+
+    first = render("{{ make }}.zip", {"make": decomposed})
+    second = render("{{ make }}.zip", {"make": composed})
+
+    assert first == second == "Lef\u00e8vre.zip"
+    assert render("{{ make }}/{{ vin }}", {"make": decomposed, "vin": "V"}, "dir") == "Lef\u00e8vre/V"
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("CON", "CON_"),
+        ("con.zip", "con_.zip"),
+        ("Aux.tar.gz", "Aux_.tar.gz"),
+        ("LPT1", "LPT1_"),
+        ("com\u00b2.jpg", "com\u00b2_.jpg"),
+        ("name.", "name"),
+        ("name. . .", "name"),
+        ("a<b>c:d", "a_b_c_d"),
+        ("invoice\u202egpj.exe", "invoicegpj.exe"),
+        ("a\u2066b\u2069c\u200f", "abc"),
+        ("a\x85b\u2028c", "a_b_c"),
+        ("Lefe\u0300vre", "Lef\u00e8vre"),
+        ("CON" + "x" * 200, "CON" + "x" * 97),
+        ("CON." + "x" * 200, "CON_." + "x" * 95),
+    ],
+)
+def test_safe_name_gives_portable_names(value: str, expected: str) -> None:
+    assert safe_name(value) == expected
+    assert name_problem(safe_name(value), "file", "portable") is None
+
+
+_PORTABLE_SPECIAL = st.sampled_from(
+    [*'aZ09.-_ /\\:*?"<>|\x00\n\t\x7f\u00a0\u3000\ud800é😀', *INVISIBLE, *BIDI,
+     "CON", "aux", "LPT1", "com\u00b9", "nul", "CONIN$", "e\u0301", "\u0958", "\ufb2c", "\u1100\u1161", ".."]
+)  # fmt: skip
+PORTABLE_NASTY = st.lists(_PORTABLE_SPECIAL | st.characters(), max_size=30).map("".join) | st.lists(
+    _PORTABLE_SPECIAL, min_size=40, max_size=200
+).map("".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(PORTABLE_NASTY)
+def test_safe_name_output_is_always_portable_and_nfc(value: str) -> None:
+    name = safe_name(value)
+
+    assert name_problem(name, "file", "portable") is None
+    assert name_problem(name, "dir", "portable") is None
+    assert unicodedata.is_normalized("NFC", name)
+    assert len(name) <= 100

@@ -22,6 +22,7 @@ from ftpexport.package import (
     PackageNames,
     build_package,
     metadata_document,
+    refuse_unportable,
     render_names,
     template_context,
     write_zip,
@@ -448,3 +449,77 @@ def test_the_metadata_writer_never_emits_nan_or_infinity(make_record: MakeRecord
 
     with pytest.raises(RecordError, match="the metadata file would hold NaN or Infinity"):
         metadata_document(poisoned, ["vin", "extra.price"], ("a.jpg",))
+
+
+# --- names at each destination: portable unless the destination's server is POSIX-only
+
+PORTABILITY_RULES = """
+client_id: acme-motors
+destinations:
+  - {name: windows, url: "ftps://acme@win.example/in", password: "${P}"}
+  - {name: linux, url: "ftps://acme@nix.example/in", password: "${P}", names: posix}
+package:
+  archive_name: "{{ stock_number }}.zip"
+  image_name: "{{ stem }}.{{ ext }}"
+"""
+
+
+def plan_for(tmp_path: Path, make_record: MakeRecord, rules: str = PORTABILITY_RULES, **fields: Any) -> Any:
+    from ftpexport.pipeline import plan_record
+    from ftpexport.rules import load_rules, routes_for
+
+    folder = tmp_path / "rules"
+    folder.mkdir(exist_ok=True)
+    (folder / "acme-motors.yaml").write_text(rules)
+    ruleset = load_rules(folder)
+    assert not ruleset.errors, ruleset.errors
+    record = load_record(make_record(fields=vehicle(**fields)))
+    routes = routes_for(ruleset, record)
+    return plan_record(record, ruleset, routes)
+
+
+@pytest.mark.parametrize("stock_number", ["CON", "aux", "lpt1", "Nul", "A:1", 'a"b', "A1|2"])
+def test_a_name_windows_cannot_store_is_refused_naming_the_destination(
+    tmp_path: Path, make_record: MakeRecord, stock_number: str
+) -> None:
+    with pytest.raises(NamingError) as caught:
+        plan_for(tmp_path, make_record, stock_number=stock_number)
+
+    assert f"acme-motors.yaml: destination windows: package.archive_name rendered '{stock_number}.zip'" in str(
+        caught.value
+    )
+    assert "names: posix" in str(caught.value)
+
+
+def test_a_posix_only_server_takes_the_wider_set(tmp_path: Path, make_record: MakeRecord) -> None:
+    rules = PORTABILITY_RULES.replace('password: "${P}"}', 'password: "${P}", names: posix}', 1)
+
+    plan = plan_for(tmp_path, make_record, rules, stock_number="CON")
+
+    assert plan.names.archive == "CON.zip"
+    assert [route.destination.name for route, _ in plan.routes] == ["windows", "linux"]
+
+
+def test_names_that_differ_only_in_case_are_one_file_on_windows(tmp_path: Path, make_record: MakeRecord) -> None:
+    images = {"a.jpg": b"\xff\xd8a", "A.jpg": b"\xff\xd8b"}
+    folder = make_record(fields=vehicle(images=list(images)), images=images)
+    record = load_record(folder)
+    names = render_names(record, fmt="files", archive_name=NameTemplate("{{ vin }}.zip"),
+                         image_name=NameTemplate("{{ stem }}.{{ ext }}"), metadata_name=None, done_marker=None,
+                         origin="rules/acme.yaml", names="posix")  # fmt: skip
+    assert names.images == ("a.jpg", "A.jpg")
+
+    with pytest.raises(NamingError, match=r"'a\.jpg' and 'A\.jpg' differ only in case: a Windows server stores them"):
+        refuse_unportable(names, where=str(folder), origin="rules/acme.yaml: destination dms")
+
+
+def test_duplicates_are_found_after_nfc_normalisation(tmp_path: Path, make_record: MakeRecord) -> None:
+    folder = make_record(fields=vehicle(images=["1.jpg", "2.jpg"], extra={"a": "Lefe\u0300vre", "b": "Lef\u00e8vre"}),
+                         images={"1.jpg": b"\xff\xd81", "2.jpg": b"\xff\xd82"})  # fmt: skip
+    record = load_record(folder)
+    template = "{% if n == 1 %}{{ extra.a }}{% else %}{{ extra.b }}{% endif %}.jpg"
+
+    with pytest.raises(NamingError, match=r"gives two images the same name 'Lef\u00e8vre\.jpg'"):
+        render_names(record, fmt="files", archive_name=NameTemplate("{{ vin }}.zip"),
+                     image_name=NameTemplate(template), metadata_name=None, done_marker=None,
+                     origin="rules/acme.yaml")  # fmt: skip

@@ -591,3 +591,16 @@ def test_one_host_key_or_a_list_of_them() -> None:
     assert isinstance(many, SFTPDestination)
     assert one.host_key == [HOST_KEY]
     assert many.host_key == [HOST_KEY, rsa]
+
+
+# --- names: portable | posix, and every name template tried on the sample vehicle when rules load
+
+
+def test_destinations_need_portable_names_unless_they_say_posix(tmp_path: Path) -> None:
+    rules = load_rule_file(write_rules(tmp_path, change("destinations.1.names", "posix")))
+
+    assert [d.names for d in rules.destinations] == ["portable", "posix"]
+    assert rules.users["u-42"].destinations[0].names == "portable"
+    errors = errors_of(write_rules(tmp_path, change("destinations.1.names", "windows")))
+    assert [e.field for e in errors] == ["destinations[1].names"]
+    assert "'portable' or 'posix'" in errors[0].reason
