@@ -16,12 +16,10 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, nodes, pass_eval_context
-from jinja2.defaults import DEFAULT_FILTERS as _FILTERS
-from jinja2.exceptions import SecurityError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import TemplateError, TemplateSyntaxError, nodes
 
 from .errors import NamingError
+from .sandbox import environment
 
 MAX_COMPONENT_BYTES = 255
 #: the longest ``safe_name`` result, in characters, leaving room for the rest of a name
@@ -75,96 +73,12 @@ def _fit(text: str) -> str:
     return re.sub(r"[\s.]+$", "", text)  # cut first, so that the cut leaves neither at the end
 
 
-#: the longest string or sequence a template operation may build; names are at most 255 bytes
-MAX_BUILT = 4096
-#: integers a template may compute, in bits (a 4096-bit number has over 1200 digits)
-_MAX_BITS = 4096
-_WIDTH = re.compile(r"%[-#0 +]*(\d+|\*)?(?:\.(\d+|\*))?")
-
-
-def _too_big(what: str) -> SecurityError:
-    return SecurityError(f"{what} would build a value over {MAX_BUILT} characters; names are at most 255 bytes")
-
-
-class _BoundedSandbox(SandboxedEnvironment):
-    """The sandbox, plus bounds on what a template can make the process allocate.
-
-    ``'a' * 10**9``, ``9 ** 9 ** 9``, ``'%0999999999d' | format(1)`` or ``center(10**9)`` would
-    exhaust memory or CPU before any name check could run; they are refused first.
-    """
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        ints = isinstance(left, int) and isinstance(right, int)
-        if operator == "**" and ints and (abs(right) > 64 or left.bit_length() * abs(right) > _MAX_BITS):
-            raise SecurityError(f"the power {left.bit_length()} bits ** {right} is too large")
-        if operator == "*":
-            if ints and left.bit_length() + right.bit_length() > _MAX_BITS:
-                raise SecurityError("the product is too large")
-            for sequence, count in ((left, right), (right, left)):
-                if (
-                    isinstance(sequence, str | list | tuple)
-                    and isinstance(count, int)
-                    and len(sequence) * count > MAX_BUILT
-                ):
-                    raise _too_big("this repetition")
-        return super().call_binop(context, operator, left, right)
-
-
-def _bounded_format(value: Any, *args: Any, **kwargs: Any) -> str:
-    """Jinja's ``format`` filter with widths and precisions bounded."""
-    for match in _WIDTH.finditer(str(value)):
-        for number in match.groups():
-            if number == "*" or (number and int(number) > MAX_BUILT):
-                raise _too_big(f"the format {match.group(0)!r}")
-    return str(value) % (kwargs or args)
-
-
-def _bounded_width(name: str) -> Any:
-    original = _FILTERS[name]
-
-    def bounded(value: Any, width: Any = 80, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(width, int) and width > MAX_BUILT:
-            raise _too_big(f"{name}({width})")
-        if isinstance(width, str) and len(width) > MAX_BUILT:
-            raise _too_big(f"{name}(...)")
-        return original(value, width, *args, **kwargs)
-
-    return bounded
-
-
-@pass_eval_context
-def _bounded_replace(eval_ctx: Any, value: Any, old: Any, new: Any, count: int | None = None) -> Any:
-    """Jinja's ``replace`` filter, refused when the result would be over ``MAX_BUILT`` characters."""
-    text, before, after = str(value), str(old), str(new)
-    hits = text.count(before) if before else len(text) + 1
-    if count is not None:
-        hits = min(hits, max(count, 0))
-    if len(text) + hits * (len(after) - len(before)) > MAX_BUILT:
-        raise _too_big("this replace")
-    return _FILTERS["replace"](eval_ctx, value, old, new, count)
-
-
-def _environment() -> SandboxedEnvironment:
-    env = _BoundedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
-    env.filters["safe_name"] = safe_name
-    env.filters["format"] = _bounded_format
-    for name in ("center", "indent"):  # the filters that pad to a width
-        env.filters[name] = _bounded_width(name)
-    env.filters["replace"] = _bounded_replace
-    # names are made of record fields: Jinja's globals (range, lipsum, cycler, ...) only render
-    # object reprs such as "<function generate_lorem_ipsum at 0x7f...>" into them
-    env.globals.clear()
-    return env
-
-
 def shorten(text: str) -> str:
     """``text`` quoted for a message, cut after 80 characters."""
     return repr(text) if len(text) <= _QUOTE else repr(text[:_QUOTE]) + f"... ({len(text)} characters)"
 
 
-_ENV = _environment()
+_ENV = environment({"safe_name": safe_name})
 
 # Statements a name never needs, and that would let a template loop or double a value over and over.
 _STATEMENTS: tuple[type[nodes.Node], ...] = (
@@ -209,7 +123,8 @@ class NameTemplate:
 
     def evaluate(self, context: Mapping[str, Any]) -> str:
         """The rendered text, in NFC, not validated; raises what the template raises."""
-        return unicodedata.normalize("NFC", self._template.render(context))
+        with _ENV.deadline():
+            return unicodedata.normalize("NFC", self._template.render(context))
 
     def render(
         self, context: Mapping[str, Any], *, record: str, origin: str, names: NameRules = "portable"

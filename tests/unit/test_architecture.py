@@ -181,6 +181,8 @@ LAYERS: dict[str, int] = {
     "ftpexport.events": 1,
     "ftpexport.httpd": 1,
     "ftpexport.outbox": 1,
+    "ftpexport.sandbox": 1,
+    "ftpexport.sizes": 1,
     "ftpexport.vault": 2,
     "ftpexport.naming": 2,
     "ftpexport.rules": 2,
