@@ -34,6 +34,7 @@ from .errors import ConfigError, RecordError, RuleError
 from .naming import NameTemplate
 from .record import Record
 from .secret import SecretRef, parse_ref
+from .template_check import template_issues
 
 RULE_SUFFIXES = (".yaml", ".yml")
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -557,7 +558,9 @@ def read_rule_file(path: Path, *, allow_unpinned_host_keys: bool = False) -> Cli
                 f"{rules.client_id!r} does not match the file name; name the file {rules.client_id}.yaml",
             )
         ]
-    return rules
+    # every name template, tried on a sample record: one that cannot work for any record is an error
+    template_errors = [RuleError(file, i.field, i.reason) for i in template_issues(rules) if i.error]
+    return template_errors or rules
 
 
 @dataclass
@@ -612,6 +615,7 @@ def rule_warnings(rules: ClientRules) -> list[str]:
             warnings.append(f"{name} uses plain FTP: password and photos cross the network unencrypted")
         files = [d.ca_file] if isinstance(d, FTPDestination) else [d.key_file, d.known_hosts]
         warnings += [f"{name}: file {path} does not exist (yet)" for path in files if path and not path.exists()]
+    warnings += [f"{i.field}: {i.reason}" for i in template_issues(rules) if not i.error]
     if rules.notify is not None:
         if rules.notify.allow_private:
             warnings.append("notify: allow_private is set: the webhook may go to private and loopback addresses")

@@ -166,3 +166,40 @@ def test_check_refuses_control_characters_smuggled_into_a_url(tmp_path: Path) ->
     result = _run("check", tmp_path)
     assert result.exit_code == 2
     assert "destinations[0].url: the URL's user or path holds control characters" in result.stdout
+
+
+def test_check_renders_every_name_template_for_the_sample_vehicle(tmp_path: Path) -> None:
+    (tmp_path / "acme.yaml").write_text(
+        """
+client_id: acme
+destinations:
+  - {name: dms, url: "ftps://u@h/x", password: "${P}", remote_dir: "{{ processed_at }}"}
+package:
+  archive_name: "{{ vin.ljust(999999999) }}.zip"
+  metadata: {name: "{{ '{:>999999999}'.format(vin) }}.json"}
+"""
+    )
+    (tmp_path / "bravo.yaml").write_text(
+        """
+client_id: bravo
+destinations:
+  - {name: dms, url: "ftps://u@h/x", password: "${P}", names: posix, remote_dir: "{{ processed_at }}"}
+package:
+  archive_name: "{{ extra.branch }}_{{ vin }}.zip"
+"""
+    )
+
+    result = _run("check", tmp_path)
+
+    assert result.exit_code == 2
+    acme = str(tmp_path / "acme.yaml")
+    assert f"{acme}: INVALID" in result.stdout
+    assert "error: package.archive_name: template '{{ vin.ljust(999999999) }}.zip' cannot be rendered: " \
+           "str.ljust(999999999) would build a value over 4096 characters" in result.stdout  # fmt: skip
+    assert "error: package.metadata.name: template" in result.stdout
+    assert "error: destinations[0].remote_dir: template '{{ processed_at }}' renders '2026-11-20T14:03:00+01:00'" \
+           in result.stdout  # fmt: skip
+    # a field the sample does not have may be in the client's records: a warning, the file is ok
+    assert f"{tmp_path / 'bravo.yaml'}: ok" in result.stdout
+    assert "warning: package.archive_name: template '{{ extra.branch }}_{{ vin }}.zip' fails for the sample" \
+           in result.stdout  # fmt: skip

@@ -185,6 +185,7 @@ LAYERS: dict[str, int] = {
     "ftpexport.sizes": 1,
     "ftpexport.vault": 2,
     "ftpexport.naming": 2,
+    "ftpexport.template_check": 2,
     "ftpexport.rules": 2,
     "ftpexport.package": 2,
     "ftpexport.spool": 2,

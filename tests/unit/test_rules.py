@@ -604,3 +604,90 @@ def test_destinations_need_portable_names_unless_they_say_posix(tmp_path: Path) 
     errors = errors_of(write_rules(tmp_path, change("destinations.1.names", "windows")))
     assert [e.field for e in errors] == ["destinations[1].names"]
     assert "'portable' or 'posix'" in errors[0].reason
+
+
+TEMPLATE_ERRORS: dict[str, tuple[str, Any, str, str]] = {
+    "a huge padding": (
+        "package.archive_name", "{{ vin.ljust(999999999) }}.zip", "package.archive_name",
+        "cannot be rendered: str.ljust(999999999) would build a value over 4096 characters",
+    ),
+    "a huge format width": (
+        "package.image_name", "{{ '%999999999s' % vin }}_{{ n }}.{{ ext }}", "package.image_name",
+        "cannot be rendered: the format '%999999999s' would build a value over 4096 characters",
+    ),
+    "a method not available": (
+        "package.done_marker", "{{ vin.encode() }}.done", "package.done_marker",
+        "cannot be rendered: str.encode() is not available in name templates",
+    ),
+    "a path in a file name": (
+        "package.archive_name", "{{ make }}/{{ vin }}.zip", "package.archive_name",
+        "renders 'Volkswagen/WVWZZZ1JZXW000001.zip' for the sample vehicle (README: Templates), which contains a "
+        "path separator",
+    ),
+    "a reserved name for portable destinations": (
+        "package.archive_name", "CON.zip", "package.archive_name",
+        "renders 'CON.zip' for the sample vehicle (README: Templates), which is the Windows device name CON "
+        "(reserved with any extension); destinations dms, tls, own-ftps need portable names",
+    ),
+    "a colon in a remote folder": (
+        "destinations.0.remote_dir", "{{ processed_at }}", "destinations[0].remote_dir",
+        "renders '2026-11-20T14:03:00+01:00' for the sample vehicle (README: Templates), which contains ':' (a "
+        "Windows server cannot store it in a name): use safe_name, or set names: posix on this destination",
+    ),
+    "a user's remote folder": (
+        "users.u-42.destinations.0.remote_dir", "{{ make }}.", "users.u-42.destinations[0].remote_dir",
+        "which ends with a dot",
+    ),
+    "one name for every image": (
+        "package.image_name", "{{ vin }}.{{ ext }}", "package.image_name",
+        "gives two images of the sample vehicle (README: Templates) the same name 'WVWZZZ1JZXW000001.jpg'",
+    ),
+    "an image variable outside image_name": (
+        "package.archive_name", "{{ vin }}_{{ n }}.zip", "package.archive_name",
+        "uses n, ext, filename or stem, which only package.image_name has",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("path, template, field, reason", list(TEMPLATE_ERRORS.values()), ids=list(TEMPLATE_ERRORS))
+def test_a_template_that_cannot_work_for_any_record_is_an_error_of_the_rule_file(
+    tmp_path: Path, path: str, template: str, field: str, reason: str
+) -> None:
+    errors = errors_of(write_rules(tmp_path, change(path, template)))
+
+    assert [e.field for e in errors] == [field]
+    assert reason in errors[0].reason, errors[0].reason
+    assert repr(template) in errors[0].reason
+
+
+def test_a_posix_destination_accepts_what_windows_cannot_store(tmp_path: Path) -> None:
+    document = change("destinations.0.remote_dir", "{{ processed_at }}")
+    document["destinations"][0]["names"] = "posix"
+
+    assert isinstance(read_rule_file(write_rules(tmp_path, document)), ClientRules)
+    # the package's names go to every destination: portable while one destination needs it
+    document["package"]["archive_name"] = "{{ processed_at }}.zip"
+    errors = errors_of(write_rules(tmp_path, document))
+    assert [e.field for e in errors] == ["package.archive_name"]
+    assert "destinations tls, own-ftps need portable names" in errors[0].reason
+    for destination in (*document["destinations"], *document["users"]["u-42"]["destinations"]):
+        destination["names"] = "posix"
+    assert isinstance(read_rule_file(write_rules(tmp_path, document)), ClientRules)
+
+
+def test_a_template_that_fails_only_for_the_sample_is_a_warning(tmp_path: Path) -> None:
+    document = change("package.archive_name", "{{ extra.branch }}_{{ vin }}.zip")
+    document["package"]["image_name"] = "{{ vin }}_{{ '%02d' | format(stock_number) }}_{{ n }}.{{ ext }}"
+
+    rules = read_rule_file(write_rules(tmp_path, document))
+
+    assert isinstance(rules, ClientRules)
+    warnings = rule_warnings(rules)
+    assert any(w.startswith("package.archive_name: template '{{ extra.branch }}_{{ vin }}.zip' fails for the sample "
+                            "vehicle (README: Templates): 'dict object' has no attribute 'branch'") for w in warnings)
+    assert any(w.startswith("package.image_name: template") and "TypeError" in w for w in warnings), warnings
+
+
+def test_the_example_rule_files_render_for_the_sample_without_warnings() -> None:
+    for path in sorted(RULES.glob("*.yaml")):
+        assert not [w for w in rule_warnings(load_rule_file(path)) if "template" in w], path
