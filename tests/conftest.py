@@ -1,10 +1,12 @@
-"""Shared fixtures: real servers on 127.0.0.1 (see ``servers.py``) and a thread-leak check.
+"""Shared fixtures: real servers on 127.0.0.1 (see ``servers.py``, ``servers_ftpd.py``) and a thread-leak check.
 
 Server fixtures (function scope) yield a ``servers.RunningServer`` whose ``root`` is empty when the
-test starts: ``ftp_server``, ``ftps_server``, ``ftps_implicit_server``, ``sftp_server``,
-``vsftpd_ftps_server`` and ``any_server`` (parametrized over the first four). Each server process or
-thread lives for the whole session (``*_session`` fixtures, usable from wider-scoped fixtures; their
-root is shared, not cleaned) and is stopped at the end.
+test starts: ``ftp_server``, ``ftps_server``, ``ftps_implicit_server`` (pyftpdlib), ``sftp_server``
+(OpenSSH), ``vsftpd_ftps_server`` and ``any_server``, parametrized over every server of the
+conformance matrix (``MATRIX``). Each server process or thread lives for the whole session
+(``*_session`` fixtures, usable from wider-scoped fixtures; their root is shared, not cleaned) and
+is stopped at the end. ``idle_server`` starts a server of the matrix for one test, with a one-second
+idle timeout.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import servers
+import servers_ftpd
 from servers import RunningServer
 
 #: how long a test's threads get to finish after it (paramiko joins its thread lazily)
@@ -79,10 +83,61 @@ def sftp_server_session() -> Iterator[RunningServer]:
         yield server
 
 
+def _pyftpdlib(scheme: str, idle_timeout: int | None = None) -> contextlib.AbstractContextManager[RunningServer]:
+    return servers.pyftpdlib_server(scheme, **({"timeout": idle_timeout} if idle_timeout else {}))
+
+
+ServerFactory = Callable[..., contextlib.AbstractContextManager[RunningServer]]
+
+#: The conformance matrix: test id -> (the session fixture of that server, how to start one more
+#: with keyword arguments such as ``idle_timeout``). What each server needed in its configuration
+#: is in its factory's docstring and in the README's Development section.
+MATRIX: dict[str, tuple[str, ServerFactory, dict[str, Any]]] = {
+    "pyftpdlib-ftp": ("ftp_server_session", _pyftpdlib, {"scheme": "ftp"}),
+    "pyftpdlib-ftps": ("ftps_server_session", _pyftpdlib, {"scheme": "ftps"}),
+    "pyftpdlib-ftps-implicit": ("ftps_implicit_server_session", _pyftpdlib, {"scheme": "ftps+implicit"}),
+    "vsftpd-ftp": ("vsftpd_ftp_server_session", servers_ftpd.vsftpd_server, {"scheme": "ftp"}),
+    "vsftpd-ftps": ("vsftpd_ftps_server_session", servers_ftpd.vsftpd_server, {"scheme": "ftps"}),
+    "proftpd-ftp": ("proftpd_ftp_server_session", servers_ftpd.proftpd_server, {"scheme": "ftp"}),
+    "proftpd-ftps": ("proftpd_ftps_server_session", servers_ftpd.proftpd_server, {"scheme": "ftps"}),
+    "pureftpd-ftp": ("pureftpd_ftp_server_session", servers_ftpd.pureftpd_server, {"scheme": "ftp"}),
+    "pureftpd-ftps": ("pureftpd_ftps_server_session", servers_ftpd.pureftpd_server, {"scheme": "ftps"}),
+    "openssh-sftp": ("sftp_server_session", servers.openssh_server, {}),
+    "openssh-sftp-norename": ("sftp_norename_server_session", servers.openssh_server, {"refuse_rename": True}),
+}
+
+
+def _matrix_session_fixture(test_id: str, doc: str) -> Any:
+    name, factory, arguments = MATRIX[test_id]
+
+    @pytest.fixture(scope="session", name=name)
+    def fixture() -> Iterator[RunningServer]:
+        with session_server(factory(**arguments)) as server:
+            yield server
+
+    fixture.__doc__ = doc
+    return fixture
+
+
+vsftpd_ftp_server_session = _matrix_session_fixture("vsftpd-ftp", "vsftpd, plain FTP.")
+vsftpd_ftps_server_session = _matrix_session_fixture(
+    "vsftpd-ftps", "vsftpd, explicit FTPS with require_ssl_reuse=YES and TLS forced for logins and data."
+)
+proftpd_ftp_server_session = _matrix_session_fixture("proftpd-ftp", "ProFTPD, plain FTP, a virtual user.")
+proftpd_ftps_server_session = _matrix_session_fixture(
+    "proftpd-ftps", "ProFTPD, explicit FTPS (mod_tls, TLSRequired on, session reuse required)."
+)
+pureftpd_ftp_server_session = _matrix_session_fixture("pureftpd-ftp", "Pure-FTPd, plain FTP, a PureDB user.")
+pureftpd_ftps_server_session = _matrix_session_fixture("pureftpd-ftps", "Pure-FTPd, explicit FTPS (--tls 3).")
+sftp_norename_server_session = _matrix_session_fixture(
+    "openssh-sftp-norename", "OpenSSH whose SFTP server refuses renames (internal-sftp -P rename,posix-rename)."
+)
+
+
 @pytest.fixture(scope="session")
-def vsftpd_ftps_server_session() -> Iterator[RunningServer]:
-    """vsftpd, explicit FTPS with require_ssl_reuse=YES and TLS forced for logins and data."""
-    with session_server(servers.vsftpd_ftps_server()) as server:
+def pureftpd_norename_server_session() -> Iterator[RunningServer]:
+    """Pure-FTPd that refuses renames (--norename), plain FTP: for the refused-rename tests, not in MATRIX."""
+    with session_server(servers_ftpd.pureftpd_server("ftp", refuse_rename=True)) as server:
         yield server
 
 
@@ -119,15 +174,25 @@ def vsftpd_ftps_server(vsftpd_ftps_server_session: RunningServer) -> RunningServ
     return _fresh(vsftpd_ftps_server_session)
 
 
-ANY_SERVER = {
-    "ftp": "ftp_server",
-    "ftps": "ftps_server",
-    "ftps-implicit": "ftps_implicit_server",
-    "sftp": "sftp_server",
-}
+@pytest.fixture
+def sftp_norename_server(sftp_norename_server_session: RunningServer) -> RunningServer:
+    return _fresh(sftp_norename_server_session)
 
 
-@pytest.fixture(params=list(ANY_SERVER), ids=list(ANY_SERVER))
+@pytest.fixture
+def pureftpd_norename_server(pureftpd_norename_server_session: RunningServer) -> RunningServer:
+    return _fresh(pureftpd_norename_server_session)
+
+
+@pytest.fixture(params=list(MATRIX), ids=list(MATRIX))
 def any_server(request: pytest.FixtureRequest) -> RunningServer:
-    """Each of the four protocol servers in turn."""
-    return request.getfixturevalue(ANY_SERVER[request.param])
+    """Each server of the conformance matrix in turn, with an empty root."""
+    return _fresh(request.getfixturevalue(MATRIX[request.param][0]))
+
+
+@pytest.fixture(params=list(MATRIX), ids=list(MATRIX))
+def idle_server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
+    """A server of the matrix of its own, that closes a connection idle for one second (Pure-FTPd: a minute)."""
+    _, factory, arguments = MATRIX[request.param]
+    with factory(**arguments, idle_timeout=1) as server:
+        yield server

@@ -1,4 +1,6 @@
-"""Real FTP, FTPS, implicit FTPS, SFTP (OpenSSH) and vsftpd servers on 127.0.0.1 for the tests.
+"""Real FTP, FTPS, implicit FTPS (pyftpdlib) and SFTP (OpenSSH) servers on 127.0.0.1 for the tests.
+
+vsftpd, ProFTPD and Pure-FTPd are in ``servers_ftpd.py``, which uses the helpers here.
 
 Every server listens on 127.0.0.1 only, on a port the OS picked, with a random password; a server
 is ready when a client can connect and read its greeting (no fixed sleeps). ``tests/conftest.py``
@@ -35,7 +37,6 @@ from ftpexport.transport import Endpoint
 
 HOST = "127.0.0.1"
 SSHD = "/usr/sbin/sshd"
-VSFTPD = "/usr/sbin/vsftpd"
 READY_TIMEOUT = 10.0
 
 
@@ -55,8 +56,10 @@ class RunningServer:
     client_key_file: Path | None = None
     #: the absolute remote path of the login directory (SFTP); "" when paths are relative (FTP)
     home: str = ""
-    #: the system user owning ``root`` (OpenSSH, vsftpd); None when the server runs in-process
+    #: the system user owning ``root`` (OpenSSH, vsftpd, ProFTPD, Pure-FTPd); None when the server runs in-process
     system_user: str | None = None
+    #: False for a server that refuses every rename (OpenSSH's sftp-server ``-P rename,posix-rename``)
+    renames: bool = True
 
     def endpoint(self, **overrides: Any) -> Endpoint:
         """A ready Endpoint for this server: password, ca_file / host key filled in, timeout 10 s."""
@@ -478,8 +481,15 @@ def _ssh_keygen(path: Path, comment: str) -> str:
 
 
 @contextlib.contextmanager
-def openssh_server() -> Iterator[RunningServer]:
-    """OpenSSH's sshd as root with its own config, host key and temporary user; SFTP only."""
+def openssh_server(*, refuse_rename: bool = False, idle_timeout: int | None = None) -> Iterator[RunningServer]:
+    """OpenSSH's sshd as root with its own config, host key and temporary user; SFTP only.
+
+    ``refuse_rename``: the SFTP server answers every rename with "permission denied" (``-P``, as
+    some hosting providers configure it). ``idle_timeout``: sshd closes the SFTP channel, then the
+    connection, after that many seconds without traffic (``ChannelTimeout``, OpenSSH 9.2+).
+    """
+    subsystem = "internal-sftp -P rename,posix-rename" if refuse_rename else "internal-sftp"
+    idle = [f"ChannelTimeout session:*={idle_timeout}s", f"UnusedConnectionTimeout {idle_timeout}s"]
     base = _world_traversable_tempdir("ftpexport-sshd-")
     try:
         etc = base / "etc"
@@ -518,7 +528,8 @@ def openssh_server() -> Iterator[RunningServer]:
                             "PrintMotd no",
                             "X11Forwarding no",
                             "AllowTcpForwarding no",
-                            "Subsystem sftp internal-sftp",
+                            f"Subsystem sftp {subsystem}",
+                            *(idle if idle_timeout else []),
                             "LogLevel VERBOSE",
                             "",
                         ]
@@ -540,91 +551,7 @@ def openssh_server() -> Iterator[RunningServer]:
                     client_key_file=client_key,
                     home=str(home),
                     system_user=username,
-                )
-            finally:
-                _stop_process(process)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-
-
-# --- vsftpd
-
-
-@contextlib.contextmanager
-def vsftpd_ftps_server() -> Iterator[RunningServer]:
-    """vsftpd with explicit FTPS, TLS 1.2+, forced TLS and TLS session reuse on the data channel."""
-    base = _world_traversable_tempdir("ftpexport-vsftpd-")
-    try:
-        etc = base / "etc"
-        etc.mkdir()
-        tls = make_tls_files(etc)
-        home = base / "home"
-        # vsftpd refuses to run without its secure_chroot_dir, even when nobody is chrooted.
-        empty = base / "empty"
-        empty.mkdir()
-        config = etc / "vsftpd.conf"
-        with system_user(home) as (username, password):
-            user_list = etc / "users"
-            user_list.write_text(username + "\n")
-
-            def configure(port: int) -> None:
-                config.write_text(
-                    "\n".join(
-                        [
-                            "listen=YES",
-                            "listen_ipv6=NO",
-                            f"listen_address={HOST}",
-                            f"listen_port={port}",
-                            "background=NO",
-                            "anonymous_enable=NO",
-                            "local_enable=YES",
-                            "write_enable=YES",
-                            "local_umask=022",
-                            "chroot_local_user=NO",
-                            "userlist_enable=YES",
-                            "userlist_deny=NO",
-                            f"userlist_file={user_list}",
-                            "check_shell=NO",
-                            "pam_service_name=vsftpd",
-                            "seccomp_sandbox=NO",
-                            f"secure_chroot_dir={empty}",
-                            "pasv_enable=YES",
-                            f"pasv_address={HOST}",
-                            "pasv_addr_resolve=NO",
-                            "port_enable=NO",
-                            "connect_from_port_20=NO",
-                            "ssl_enable=YES",
-                            f"rsa_cert_file={tls.cert_file}",
-                            f"rsa_private_key_file={tls.key_file}",
-                            # Debian's vsftpd 3.0.3 has no ssl_tlsv1_2 option: ssl_tlsv1=NO drops TLS 1.0
-                            # and the client refuses anything below 1.2 anyway.
-                            "ssl_tlsv1=NO",
-                            "ssl_sslv2=NO",
-                            "ssl_sslv3=NO",
-                            "require_ssl_reuse=YES",
-                            "force_local_data_ssl=YES",
-                            "force_local_logins_ssl=YES",
-                            "allow_anon_ssl=NO",
-                            "ssl_ciphers=HIGH",
-                            f"vsftpd_log_file={etc / 'vsftpd.log'}",
-                            "xferlog_enable=YES",
-                            "log_ftp_protocol=YES",
-                            "",
-                        ]
-                    )
-                )
-
-            process, port = _start_daemon([VSFTPD, str(config)], configure, b"220", etc / "stdout.log")
-            try:
-                yield RunningServer(
-                    scheme="ftps",
-                    host=HOST,
-                    port=port,
-                    username=username,
-                    password=password,
-                    root=home,
-                    ca_file=tls.ca_file,
-                    system_user=username,
+                    renames=not refuse_rename,
                 )
             finally:
                 _stop_process(process)

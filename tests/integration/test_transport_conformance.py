@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import io
 import os
+import posixpath
 import secrets
+import select
 import socket
 import subprocess
+import time
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,9 @@ from ftpexport.errors import (
     TransientError,
 )
 from ftpexport.transport import Transport, Upload, open_transport, upload_file
+from ftpexport.transport.base import temporary_name
+from ftpexport.transport.ftp import FTPTransport
+from ftpexport.transport.pool import ConnectionPool
 from ftpexport.transport.sftp import SFTPTransport
 
 pytestmark = pytest.mark.integration
@@ -37,17 +44,69 @@ def upload(transport: Transport, data: bytes, remote_dir: str, name: str, **opti
     return upload_file(transport, lambda: io.BytesIO(data), len(data), remote_dir, name, **options)  # type: ignore[arg-type]
 
 
+#: The matrix's "n/a" cells: (test, server) -> why the test does not apply to that server. Every
+#: other test runs on every server of ``conftest.MATRIX``; on a server that refuses renames
+#: (``RunningServer.renames``) uploads are made with ``atomic=False``, as its error message advises.
+NOT_APPLICABLE: dict[tuple[str, str], str] = {
+    (test, server): "the server refuses renames; test_refused_rename_* check what happens there instead"
+    for test in ("test_atomic_upload_leaves_no_temporary_file", "test_rename_replaces_the_target")
+    for server in ("openssh-sftp-norename",)
+} | {
+    ("test_idle_connection_closed_by_the_server_is_replaced", server): (
+        "Pure-FTPd's idle timeout is in whole minutes (--maxidletime): the minute of waiting is spent once, "
+        "on pureftpd-ftps"
+    )
+    for server in ("pureftpd-ftp",)
+}
+
+
+@pytest.fixture(autouse=True)
+def _not_applicable(request: pytest.FixtureRequest) -> None:
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is None:
+        return
+    for value in callspec.params.values():
+        reason = NOT_APPLICABLE.get((request.node.originalname, value))
+        if reason is not None:
+            pytest.skip(f"n/a on {value}: {reason}")
+
+
 @pytest.fixture
 def transport(any_server: RunningServer) -> Iterator[Transport]:
     with open_transport(any_server.endpoint()) as connected:
         yield connected
 
 
+#: a name in NFC with letters outside ASCII, as a DMS writes them (2 bytes each in UTF-8)
+NON_ASCII_NAME = unicodedata.normalize("NFC", "Citroën_Ø_01.jpg")
+NON_ASCII_FOLDER = unicodedata.normalize("NFC", "Škoda/Ærø Bilhus")
+
+
+def server_closed(transport: Transport) -> bool:
+    """True once the server has closed this idle connection (its control or SSH socket reads EOF or a reply)."""
+    if isinstance(transport, FTPTransport):
+        sock = transport.ftp.sock
+    else:
+        assert isinstance(transport, SFTPTransport)
+        return not transport.seems_alive()
+    readable, _, _ = select.select([sock], [], [], 0)
+    return bool(readable)
+
+
+def wait_until_closed_by_server(transport: Transport, idle_timeout: float) -> None:
+    """Wait, by polling, until the server closes an idle connection (up to ``idle_timeout`` + 30 s)."""
+    deadline = time.monotonic() + idle_timeout + 30
+    while not server_closed(transport):
+        if time.monotonic() > deadline:
+            pytest.fail(f"the server did not close an idle connection within {idle_timeout + 30:g} s")
+        time.sleep(0.05)
+
+
 class TestTransportConformance:
     """What every transport must do, checked on each real server (fsspec / rclone style)."""
 
     def test_upload_small_file(self, any_server: RunningServer, transport: Transport) -> None:
-        result = upload(transport, b"hello, dealer\n", any_server.remote_path(), "hello.txt")
+        result = upload(transport, b"hello, dealer\n", any_server.remote_path(), "hello.txt", atomic=any_server.renames)
 
         assert (any_server.root / "hello.txt").read_bytes() == b"hello, dealer\n"
         assert result.size == 14
@@ -58,15 +117,16 @@ class TestTransportConformance:
         data = os.urandom(5 * 1024 * 1024)
         blocks: list[int] = []
 
-        upload(transport, data, any_server.remote_path(), "big.bin", callback=blocks.append)
+        upload(transport, data, any_server.remote_path(), "big.bin", callback=blocks.append, atomic=any_server.renames)
 
         assert (any_server.root / "big.bin").read_bytes() == data
         assert sum(blocks) == len(data)
         assert len(blocks) > 1
 
     def test_overwrite_existing_file(self, any_server: RunningServer, transport: Transport) -> None:
-        upload(transport, b"old content, longer than the new one", any_server.remote_path(), "car.jpg")
-        upload(transport, b"new", any_server.remote_path(), "car.jpg")
+        atomic = any_server.renames
+        upload(transport, b"old content, longer than the new one", any_server.remote_path(), "car.jpg", atomic=atomic)
+        upload(transport, b"new", any_server.remote_path(), "car.jpg", atomic=atomic)
 
         assert (any_server.root / "car.jpg").read_bytes() == b"new"
 
@@ -76,7 +136,7 @@ class TestTransportConformance:
 
         transport.makedirs(remote_dir)
         transport.makedirs(remote_dir)  # existing directories are fine
-        upload(transport, b"x", remote_dir, "a.zip")
+        upload(transport, b"x", remote_dir, "a.zip", atomic=any_server.renames)
 
         assert (any_server.root / "2026/11/20/acme/a.zip").read_bytes() == b"x"
 
@@ -110,7 +170,7 @@ class TestTransportConformance:
         assert (any_server.root / "car.jpg").read_bytes() == b"theirs"
 
     def test_if_exists_fail_uploads_a_new_file(self, any_server: RunningServer, transport: Transport) -> None:
-        upload(transport, b"ours", any_server.remote_path(), "new.jpg", if_exists="fail")
+        upload(transport, b"ours", any_server.remote_path(), "new.jpg", if_exists="fail", atomic=any_server.renames)
 
         assert (any_server.root / "new.jpg").read_bytes() == b"ours"
 
@@ -186,6 +246,99 @@ class TestTransportConformance:
     def test_no_secret_in_transport_repr(self, any_server: RunningServer, transport: Transport) -> None:
         assert any_server.password not in repr(transport)
         assert any_server.password not in repr(transport.endpoint)
+
+    def test_upload_empty_file(self, any_server: RunningServer, transport: Transport) -> None:
+        result = upload(transport, b"", any_server.remote_path(), "empty.json", atomic=any_server.renames)
+
+        assert (any_server.root / "empty.json").read_bytes() == b""
+        assert result.size == 0
+
+    def test_non_ascii_names(self, any_server: RunningServer, transport: Transport) -> None:
+        remote_dir = any_server.remote_path(NON_ASCII_FOLDER)
+
+        transport.makedirs(remote_dir)
+        upload(transport, b"photo", remote_dir, NON_ASCII_NAME, atomic=any_server.renames)
+
+        # the server stored the names as UTF-8 bytes in NFC, not Latin-1 nor percent-escaped
+        folder = any_server.root / NON_ASCII_FOLDER
+        assert [p.name for p in folder.iterdir()] == [NON_ASCII_NAME]
+        assert os.fsencode(folder / NON_ASCII_NAME) == str(folder / NON_ASCII_NAME).encode()
+        assert (folder / NON_ASCII_NAME).read_bytes() == b"photo"
+        assert transport.size(posixpath.join(remote_dir, NON_ASCII_NAME)) == 5
+
+    def test_folders_that_already_exist(self, any_server: RunningServer) -> None:
+        # Made by someone else (the DMS, a previous run): a new connection knows nothing of them.
+        any_server.make_dir("2026/11/20/acme")
+        remote_dir = any_server.remote_path("2026/11/20/acme")
+
+        with open_transport(any_server.endpoint()) as transport:
+            transport.makedirs(remote_dir)
+            upload(transport, b"x", remote_dir, "a.zip", atomic=any_server.renames)
+            transport.makedirs(any_server.remote_path("2026/11"))  # a parent of a known folder
+
+        assert (any_server.root / "2026/11/20/acme/a.zip").read_bytes() == b"x"
+
+    def test_a_file_where_a_folder_should_be_is_permanent(
+        self, any_server: RunningServer, transport: Transport
+    ) -> None:
+        any_server.make_file("2026", b"not a folder")
+
+        with pytest.raises(PermanentError) as caught:
+            transport.makedirs(any_server.remote_path("2026/11"))
+
+        assert any_server.endpoint().display in str(caught.value)
+        assert (any_server.root / "2026").read_bytes() == b"not a folder"
+
+    def test_a_transfer_cut_mid_file_never_shows_the_final_name(self, any_server: RunningServer) -> None:
+        data = os.urandom(4 * 1024 * 1024)
+        endpoint = any_server.endpoint()
+        with open_transport(endpoint) as transport:
+
+            def cut_after_the_first_block(_: int) -> None:
+                transport.abort()  # the connection drops mid-file (network, server restart)
+
+            with pytest.raises(TransientError):
+                upload(transport, data, any_server.remote_path(), "VIN1.zip", callback=cut_after_the_first_block)
+
+        names = [p.name for p in any_server.root.iterdir()]
+        assert "VIN1.zip" not in names
+        assert set(names) <= {temporary_name("VIN1.zip")}
+
+        # the retry, on a new connection, publishes the whole file
+        with open_transport(endpoint) as transport:
+            upload(transport, data, any_server.remote_path(), "VIN1.zip", atomic=any_server.renames)
+        assert (any_server.root / "VIN1.zip").read_bytes() == data
+
+    def test_unknown_user_is_an_authentication_error(self, any_server: RunningServer) -> None:
+        endpoint = any_server.endpoint(username=f"nobody-{secrets.token_hex(4)}")
+
+        with pytest.raises(AuthenticationError) as caught, open_transport(endpoint):
+            pass
+
+        assert endpoint.display in str(caught.value)
+        assert any_server.password not in str(caught.value)
+
+
+def test_idle_connection_closed_by_the_server_is_replaced(idle_server: RunningServer) -> None:
+    """The server drops a pooled connection that waited between two files; the next file goes through."""
+    pool = ConnectionPool(idle_server.endpoint(), size=1)
+    atomic = idle_server.renames
+    try:
+        first = pool.acquire()
+        upload(first, b"first", idle_server.remote_path(), "1.jpg", atomic=atomic)
+        pool.release(first, reuse=True)
+
+        wait_until_closed_by_server(first, idle_timeout=60)
+
+        second = pool.acquire()
+        upload(second, b"second", idle_server.remote_path(), "2.jpg", atomic=atomic)
+        pool.release(second, reuse=True)
+    finally:
+        pool.close()
+
+    assert pool.opened == 2
+    assert (idle_server.root / "1.jpg").read_bytes() == b"first"
+    assert (idle_server.root / "2.jpg").read_bytes() == b"second"
 
 
 # --- FTPS
