@@ -103,7 +103,11 @@ MATRIX: dict[str, tuple[str, ServerFactory, dict[str, Any]]] = {
     "pureftpd-ftp": ("pureftpd_ftp_server_session", servers_ftpd.pureftpd_server, {"scheme": "ftp"}),
     "pureftpd-ftps": ("pureftpd_ftps_server_session", servers_ftpd.pureftpd_server, {"scheme": "ftps"}),
     "openssh-sftp": ("sftp_server_session", servers.openssh_server, {}),
-    "openssh-sftp-norename": ("sftp_norename_server_session", servers.openssh_server, {"refuse_rename": True}),
+    "openssh-sftp-norename": (
+        "sftp_norename_server_session",
+        servers.openssh_server,
+        {"refuse": ("rename", "posix-rename")},
+    ),
 }
 
 

@@ -481,14 +481,17 @@ def _ssh_keygen(path: Path, comment: str) -> str:
 
 
 @contextlib.contextmanager
-def openssh_server(*, refuse_rename: bool = False, idle_timeout: int | None = None) -> Iterator[RunningServer]:
+def openssh_server(*, refuse: tuple[str, ...] = (), idle_timeout: int | None = None) -> Iterator[RunningServer]:
     """OpenSSH's sshd as root with its own config, host key and temporary user; SFTP only.
 
-    ``refuse_rename``: the SFTP server answers every rename with "permission denied" (``-P``, as
-    some hosting providers configure it). ``idle_timeout``: sshd closes the SFTP channel, then the
-    connection, after that many seconds without traffic (``ChannelTimeout``, OpenSSH 9.2+).
+    ``refuse``: SFTP requests the server answers with "permission denied" (``internal-sftp -P``,
+    names as ``sftp-server -Q requests`` lists them): ``("rename", "posix-rename")`` is a server
+    that never renames, as some hosting providers configure it; ``("posix-rename",)`` one without
+    the OpenSSH extension, whose plain rename does not replace. ``idle_timeout``: sshd closes the
+    SFTP channel, then the connection, after that many seconds without traffic (``ChannelTimeout``,
+    OpenSSH 9.2+).
     """
-    subsystem = "internal-sftp -P rename,posix-rename" if refuse_rename else "internal-sftp"
+    subsystem = f"internal-sftp -P {','.join(refuse)}" if refuse else "internal-sftp"
     idle = [f"ChannelTimeout session:*={idle_timeout}s", f"UnusedConnectionTimeout {idle_timeout}s"]
     base = _world_traversable_tempdir("ftpexport-sshd-")
     try:
@@ -551,7 +554,7 @@ def openssh_server(*, refuse_rename: bool = False, idle_timeout: int | None = No
                     client_key_file=client_key,
                     home=str(home),
                     system_user=username,
-                    renames=not refuse_rename,
+                    renames="rename" not in refuse,
                 )
             finally:
                 _stop_process(process)

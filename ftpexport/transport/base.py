@@ -215,6 +215,19 @@ def upload_file(
     return Upload(final, sent)
 
 
+RENAME_REFUSED_HINT = (
+    "if this server never allows renaming, set upload.atomic: false for this destination (files are "
+    "then written under their final names), or ask the DMS administrator to allow renames in this folder"
+)
+
+
+def rename_refused(source: str, target: str, reply: str) -> PermanentError:
+    """The error for a server that refused to rename ``source`` to ``target``: says so, and what to do."""
+    if posixpath.dirname(source) == posixpath.dirname(target):
+        source, target = posixpath.basename(source), posixpath.basename(target)
+    return PermanentError(f"the server refused to rename {source} to {target}: {reply}", hint=RENAME_REFUSED_HINT)
+
+
 def _remove_quietly(transport: Transport, path: str) -> None:
     try:
         transport.remove(path)

@@ -29,7 +29,7 @@ from ..errors import (
     TransientError,
     TransportError,
 )
-from .base import Endpoint, Transport, path_prefixes
+from .base import Endpoint, Transport, path_prefixes, rename_refused
 
 log = logging.getLogger(__name__)
 
@@ -492,19 +492,32 @@ class FTPTransport(Transport):
         return sent
 
     def rename(self, source: str, target: str) -> None:
-        """RNFR/RNTO; if the server will not replace ``target``, delete it and rename again."""
+        """RNFR/RNTO; if the server will not replace ``target``, delete it and rename again.
+
+        A refused RNFR, or an RNTO refused while ``target`` does not exist, is a server that does
+        not rename (Pure-FTPd ``--norename``): ``target`` is left alone and the error says so.
+        """
+        ftp = self.ftp
         with map_errors(self.endpoint, target):
             try:
-                self.ftp.rename(source, target)
-            except ftplib.error_perm:
+                reply = ftp.sendcmd(f"RNFR {source}")
+            except ftplib.error_perm as exc:
+                raise rename_refused(source, target, str(exc).strip()) from exc
+            if not reply.startswith("3"):
+                raise TransientError(f"unexpected reply from the server to RNFR: {reply.strip()}")
+            try:
+                ftp.voidcmd(f"RNTO {target}")
+                return
+            except ftplib.error_perm as exc:
                 # Some servers (IIS, some embedded ones) refuse to overwrite on rename.
                 if self.size(target) is None:
-                    raise
-                log.debug(
-                    "server refused to replace on rename; deleting the target first", extra={"remote_path": target}
-                )
-                self.ftp.delete(target)
-                self.ftp.rename(source, target)
+                    raise rename_refused(source, target, str(exc).strip()) from exc
+            log.debug("server refused to replace on rename; deleting the target first", extra={"remote_path": target})
+            ftp.delete(target)
+            try:
+                ftp.rename(source, target)
+            except ftplib.error_perm as exc:
+                raise rename_refused(source, target, str(exc).strip()) from exc
 
     def remove(self, path: str) -> None:
         """DELE ``path``; a missing file is fine."""

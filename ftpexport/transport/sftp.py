@@ -33,7 +33,7 @@ from ..errors import (
     TransientError,
     TransportError,
 )
-from .base import Endpoint, Transport, path_prefixes
+from .base import Endpoint, Transport, path_prefixes, rename_refused
 
 log = logging.getLogger(__name__)
 
@@ -640,18 +640,33 @@ class SFTPTransport(Transport):
             return self.sftp.open(path, "wb")
 
     def rename(self, source: str, target: str) -> None:
-        """Rename with replace (posix-rename@openssh.com), else delete ``target`` and rename."""
+        """Rename with replace (posix-rename@openssh.com), else a plain rename, else delete ``target`` and rename.
+
+        A plain rename refused as "permission denied", or refused while ``target`` does not exist, is
+        a server that does not rename (OpenSSH ``sftp-server -P rename,posix-rename``): ``target``
+        is left alone and the error says so.
+        """
         self._known_size = None
         with map_errors(self.endpoint, target):
             try:
                 self.sftp.posix_rename(source, target)
+                return
             except OSError as exc:
                 if exc.errno == errno.ENOENT:
                     raise
-                # Servers without the OpenSSH extension: plain SFTP rename never replaces.
-                log.debug("posix-rename refused (%s); deleting the target first", exc, extra={"remote_path": target})
-                self.remove(target)
+                log.debug("posix-rename refused (%s); trying a plain rename", exc, extra={"remote_path": target})
+            try:
+                # Servers without the OpenSSH extension: plain SFTP rename, which never replaces.
                 self.sftp.rename(source, target)
+                return
+            except OSError as exc:
+                if exc.errno == errno.ENOENT:
+                    raise
+                if exc.errno in (errno.EACCES, errno.EPERM) or self.size(target) is None:
+                    raise rename_refused(source, target, exc.strerror or str(exc)) from exc
+            log.debug("the server does not replace on rename; deleting the target first", extra={"remote_path": target})
+            self.remove(target)
+            self.sftp.rename(source, target)
 
     def remove(self, path: str) -> None:
         """Delete file ``path``; a missing file is fine."""

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from pydantic import SecretStr
 from pyftpdlib.handlers import FTPHandler
-from servers import HOST, RunningServer, free_port, make_tls_files, pyftpdlib_server
+from servers import HOST, RunningServer, free_port, make_tls_files, openssh_server, pyftpdlib_server
 
 from ftpexport.errors import (
     AuthenticationError,
@@ -341,6 +341,36 @@ def test_idle_connection_closed_by_the_server_is_replaced(idle_server: RunningSe
     assert (idle_server.root / "2.jpg").read_bytes() == b"second"
 
 
+# --- servers that refuse renames
+
+
+@pytest.fixture(params=["sftp_norename_server", "pureftpd_norename_server"], ids=["openssh", "pureftpd"])
+def norename_server(request: pytest.FixtureRequest) -> RunningServer:
+    return request.getfixturevalue(request.param)
+
+
+def test_refused_rename_is_a_clear_permanent_error(norename_server: RunningServer) -> None:
+    with open_transport(norename_server.endpoint()) as transport, pytest.raises(PermanentError) as caught:
+        upload(transport, b"zip bytes", norename_server.remote_path(), "VIN123.zip", atomic=True)
+
+    message = str(caught.value)
+    assert "the server refused to rename .VIN123.zip.part to VIN123.zip" in message
+    assert "upload.atomic: false" in message
+    assert norename_server.endpoint().display in message
+    assert not caught.value.retriable
+    assert list(norename_server.root.iterdir()) == []  # the temporary file was removed
+
+
+def test_refused_rename_keeps_the_target(norename_server: RunningServer) -> None:
+    norename_server.make_file("VIN123.zip", b"published yesterday")
+
+    with open_transport(norename_server.endpoint()) as transport, pytest.raises(PermanentError):
+        upload(transport, b"today", norename_server.remote_path(), "VIN123.zip", atomic=True)
+
+    assert sorted(p.name for p in norename_server.root.iterdir()) == ["VIN123.zip"]
+    assert (norename_server.root / "VIN123.zip").read_bytes() == b"published yesterday"
+
+
 # --- FTPS
 
 
@@ -553,6 +583,18 @@ def _rnto_refusing_to_replace(handler: Any, path: str) -> None:
         handler.respond("550 Cannot create a file when that file already exists.")
         return
     FTPHandler.ftp_RNTO(handler, path)
+
+
+def test_sftp_rename_replaces_on_a_server_without_posix_rename() -> None:
+    # No posix-rename@openssh.com: a plain SFTP rename, which fails on an existing target.
+    with openssh_server(refuse=("posix-rename",)) as server:
+        server.make_file("VIN1.zip", b"old")
+        with open_transport(server.endpoint()) as transport:
+            upload(transport, b"new archive", server.remote_path(), "VIN1.zip")
+            upload(transport, b"first", server.remote_path(), "VIN2.zip")
+
+        assert sorted(p.name for p in server.root.iterdir()) == ["VIN1.zip", "VIN2.zip"]
+        assert (server.root / "VIN1.zip").read_bytes() == b"new archive"
 
 
 def test_ftp_rename_replaces_even_when_the_server_refuses_to(tmp_path: Path) -> None:
