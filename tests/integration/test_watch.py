@@ -96,6 +96,8 @@ def test_a_record_written_slowly_is_exported_once_complete(
         stream.write(text[len(text) // 2 :])
 
     eventually(lambda: bool(ledger.deliveries(status="delivered")), "the delivery", timeout=DEADLINE)
+    # the outcome reaches the summary just after the ledger commit: wait for it too
+    eventually(lambda: summary.count("delivered") > 0, "the outcome", timeout=DEADLINE)
     delivery = ledger.deliveries(status="delivered")[0]
     assert delivery.remote_paths == ("dms/WVWZZZAUZLW000124.zip",)
     assert delivery.attempts == 1
@@ -134,6 +136,8 @@ def test_a_vehicle_json_that_parses_is_taken_without_waiting_for_the_settle_time
         (record / "vehicle.json").write_text(text)
 
     eventually(lambda: bool(ledger.deliveries(status="delivered")), "the delivery", timeout=DEADLINE)
+    # the outcome reaches the summary just after the ledger commit: wait for it too
+    eventually(lambda: summary.count("delivered") > 0, "the outcome", timeout=DEADLINE)
     assert (ftp_server.root / "dms/WVWZZZAUZLW000124.zip").stat().st_size == ledger.deliveries()[0].bytes
     assert summary.count("delivered") == 1
 
@@ -154,6 +158,8 @@ def test_a_vehicle_json_cut_short_waits_for_the_rest(
         stream.write(text[len(text) // 2 :])
 
     eventually(lambda: bool(ledger.deliveries(status="delivered")), "the delivery", timeout=DEADLINE)
+    # the outcome reaches the summary just after the ledger commit: wait for it too
+    eventually(lambda: summary.count("delivered") > 0, "the outcome", timeout=DEADLINE)
     assert not summary.record_errors
     assert ledger.deliveries()[0].attempts == 1
     assert summary.count("delivered") == 1
