@@ -25,6 +25,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from pydantic import SecretStr
 
 from .errors import SecretError
+from .private import NotRegularFile, read_regular
 from .secret import remember
 
 KEY_ENV = "FTPEXPORT_SECRETS_KEY"
@@ -34,6 +35,8 @@ DEFAULT_STORE = Path(".ftpexport") / "secrets.enc"
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 #: the largest secret accepted (a private key is a few KB)
 MAX_VALUE_BYTES = 64 * 1024
+#: more than a key file ever holds (a key is 44 characters): a bigger file is not read to its end
+_KEY_FILE_LIMIT = 4096
 
 
 @dataclass(frozen=True)
@@ -62,22 +65,30 @@ def check_name(name: str) -> str:
 
 
 def read_key_file(path: Path) -> SecretStr:
-    """The key in ``path``; refused when the file is readable or writable by group or others."""
+    """The key in ``path``; refused unless it is a regular file (a symbolic link to one is fine, as in
+    a Kubernetes secret volume) that neither group nor others can read or write."""
     try:
-        info = path.stat()
-        if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise SecretError(
-                f"key file {path} is open to group or others (mode {stat.S_IMODE(info.st_mode):04o})",
-                hint=f"chmod 600 {path}",
-            )
-        if info.st_uid != os.geteuid():
-            raise SecretError(
-                f"key file {path} belongs to uid {info.st_uid}, not to the user running ftpexport",
-                hint="the key file must belong to the service user, with mode 0600",
-            )
-        text = path.read_text(encoding="ascii").strip()
+        data, info = read_regular(path, limit=_KEY_FILE_LIMIT)
+    except NotRegularFile as exc:
+        raise SecretError(
+            f"key file {path} is {exc.kind}, not a regular file",
+            hint=f"point {KEY_FILE_ENV} (--secrets-key-file) at the file that holds the key, mode 0600 "
+            "(ftpexport secrets init writes one)",
+        ) from None
     except OSError as exc:
         raise SecretError(f"cannot read key file {path}: {exc.strerror}") from exc
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise SecretError(
+            f"key file {path} is open to group or others (mode {stat.S_IMODE(info.st_mode):04o})",
+            hint=f"chmod 600 {path}",
+        )
+    if info.st_uid != os.geteuid():
+        raise SecretError(
+            f"key file {path} belongs to uid {info.st_uid}, not to the user running ftpexport",
+            hint="the key file must belong to the service user, with mode 0600",
+        )
+    try:
+        text = data.decode("ascii").strip()
     except UnicodeDecodeError:
         text = ""
     return _valid_key(SecretStr(text), f"key file {path}")
@@ -139,12 +150,9 @@ class SecretsStore:
     # --- reading
 
     def _load(self) -> dict[str, dict[str, Any]]:
-        if not self.path.exists():
+        token = _read_store(self.path)
+        if token is None:
             return {}
-        try:
-            token = self.path.read_bytes()
-        except OSError as exc:
-            raise SecretError(f"cannot read the secrets store {self.path}: {exc.strerror}") from exc
         try:
             plain = self._fernet.decrypt(token)
         except InvalidToken:
@@ -229,10 +237,11 @@ class SecretsStore:
 
     def _recover_rotation(self) -> None:
         pending = self._pending()
-        if not pending.exists():
+        token = _read_store(pending)
+        if token is None:
             return
         try:
-            self._fernet.decrypt(pending.read_bytes())
+            self._fernet.decrypt(token)
         except InvalidToken:
             return  # a rotation that did not reach the key file: the old store is still the one
         os.replace(pending, self.path)
@@ -241,6 +250,21 @@ class SecretsStore:
     def _save(secrets: dict[str, dict[str, Any]], fernet: Fernet, path: Path) -> None:
         document = json.dumps({"version": 1, "secrets": secrets}, sort_keys=True).encode()
         write_private(path, fernet.encrypt(document))
+
+
+def _read_store(path: Path) -> bytes | None:
+    """The bytes of a store file, None when there is none; refused unless it is a regular file."""
+    try:
+        return read_regular(path)[0]
+    except FileNotFoundError:
+        return None
+    except NotRegularFile as exc:
+        raise SecretError(
+            f"the secrets store {path} is {exc.kind}, not a regular file",
+            hint=f"point {STORE_ENV} (--secrets) at the store file, or at a path where secrets init can create one",
+        ) from None
+    except OSError as exc:
+        raise SecretError(f"cannot read the secrets store {path}: {exc.strerror}") from exc
 
 
 def open_store(path: Path | None = None, key_file: Path | None = None) -> SecretsStore:

@@ -6,8 +6,11 @@ The commands run in-process with CliRunner; values go in through stdin only and 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -332,3 +335,23 @@ def test_no_command_prints_a_key(store: Store) -> None:
 
     for output in store.outputs:
         assert key not in output
+
+
+@pytest.mark.parametrize("which", ["key", "store"])
+def test_a_fifo_as_key_file_or_store_exits_2_at_once_naming_it(store: Store, tmp_path: Path, which: str) -> None:
+    fifo = tmp_path / f"{which}.fifo"
+    os.mkfifo(fifo, 0o600)
+    key_file, store_file = (fifo, store.path) if which == "key" else (store.key_file, fifo)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), KEY_FILE_ENV: str(key_file), STORE_ENV: str(store_file)}
+    try:
+        # the timeout guards the test: opening a FIFO to read waits for a writer for ever
+        done = subprocess.run([sys.executable, "-m", "ftpexport", "secrets", "list"], env=env, capture_output=True,
+                              text=True, timeout=30, check=False)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"`secrets list` blocked on the FIFO {fifo}")
+    assert done.returncode == 2, done.stderr
+    what = f"key file {fifo}" if which == "key" else f"the secrets store {fifo}"
+    assert done.stderr.startswith(f"ftpexport: error: {what} is a FIFO (named pipe), not a regular file (point "), (
+        done.stderr
+    )
+    assert "Traceback" not in done.stderr

@@ -183,6 +183,7 @@ LAYERS: dict[str, int] = {
     "ftpexport.outbox": 1,
     "ftpexport.sandbox": 1,
     "ftpexport.sizes": 1,
+    "ftpexport.private": 1,
     "ftpexport.vault": 2,
     "ftpexport.naming": 2,
     "ftpexport.template_check": 2,

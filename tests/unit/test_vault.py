@@ -13,6 +13,8 @@ import base64
 import os
 import secrets
 import stat
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -234,6 +236,68 @@ def test_an_invalid_key_in_the_environment_is_refused_without_echoing_it(monkeyp
 
     assert KEY_ENV in str(caught.value) and "does not hold a valid key" in str(caught.value)
     assert wrong not in str(caught.value)
+
+
+def _without_blocking(call: Callable[[], object], fifo: Path | None = None) -> BaseException | None:
+    """What ``call`` raised (None if nothing); fails the test if it is still blocked after 10 s (a FIFO
+    opened for reading waits for a writer: one is opened then, so that the thread ends)."""
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=10)
+    if thread.is_alive():
+        if fifo is not None:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(timeout=10)
+        pytest.fail(f"{call} blocked on {fifo}")
+    return raised[0] if raised else None
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [("fifo", "a FIFO (named pipe)"), ("folder", "a folder"), ("device", "a character device")],
+)
+def test_a_key_file_that_is_not_a_regular_file_is_refused_at_once_naming_what_it_is(
+    tmp_path: Path, kind: str, expected: str
+) -> None:
+    key_file = tmp_path / "secrets.key"
+    if kind == "fifo":
+        os.mkfifo(key_file, 0o600)
+    elif kind == "folder":
+        key_file.mkdir(mode=0o700)
+    else:
+        key_file.symlink_to("/dev/null")  # a link is followed: what it leads to is checked
+
+    for load in (lambda: read_key_file(key_file), lambda: open_store(tmp_path / "secrets.enc", key_file)):
+        caught = _without_blocking(load, key_file if kind == "fifo" else None)
+        assert isinstance(caught, SecretError), caught
+        assert str(caught).startswith(f"key file {key_file} is {expected}, not a regular file (point {KEY_FILE_ENV}")
+
+
+def test_a_key_file_reached_through_symbolic_links_is_read(tmp_path: Path, key: SecretStr) -> None:
+    # how a Kubernetes secret volume mounts a key: secrets.key -> ..data/secrets.key -> ..2026_11_20/secrets.key
+    _key_file(tmp_path / "..2026_11_20" / "secrets.key", key)
+    (tmp_path / "..data").symlink_to("..2026_11_20")
+    (tmp_path / "secrets.key").symlink_to("..data/secrets.key")
+
+    assert read_key_file(tmp_path / "secrets.key").get_secret_value() == key.get_secret_value()
+
+
+def test_a_store_that_is_a_fifo_is_refused_at_once(tmp_path: Path, key: SecretStr) -> None:
+    fifo = tmp_path / "secrets.enc"
+    os.mkfifo(fifo, 0o600)
+
+    caught = _without_blocking(lambda: SecretsStore(fifo, key).entries(), fifo)
+
+    assert isinstance(caught, SecretError), caught
+    assert str(caught).startswith(f"the secrets store {fifo} is a FIFO (named pipe), not a regular file")
 
 
 def test_a_missing_key_file_is_named(tmp_path: Path) -> None:
