@@ -16,6 +16,8 @@ rows. ``records_seen`` remembers, for a record folder whose every delivery is do
 files looked like (names, sizes, times, inodes) and under which rules: a later run that finds the
 folder and the rules the same counts it unchanged without reading and hashing its images.
 
+The file and its companions (``-wal``, ``-shm``) are created 0600.
+
 The ``notifications`` table is the outbox of the clients' webhooks: a notification is written
 when a delivery ends and stays ``pending`` until the client's endpoint accepts it (``sent``) or
 its attempts run out (``failed``).
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import ConfigError
+from .private import create_private, narrow, private_folder
 
 Status = Literal["pending", "delivered", "failed", "superseded"]
 FileState = Literal["renaming", "published"]
@@ -192,7 +195,8 @@ class Ledger:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_folder(path.parent)
+            create_private(path)  # SQLite gives its -wal, -shm and -journal files the mode of this one
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"{path}: cannot open the ledger: {exc}", hint="check --state") from exc
@@ -207,6 +211,8 @@ class Ledger:
                 )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            for companion in ("-wal", "-shm", "-journal"):
+                narrow(path.with_name(path.name + companion))  # left by an older ftpexport with its 0644
             self._db.executescript(_SCHEMA)
             columns = {row["name"] for row in self._db.execute("PRAGMA table_info(deliveries)")}
             for statement in _MIGRATIONS:

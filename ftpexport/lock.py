@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import ConfigError
+from .private import FILE_MODE, narrow, private_folder
 
 
 def lock_path(state: Path) -> Path:
@@ -26,11 +27,12 @@ def exclusive(state: Path) -> Iterator[None]:
     """Hold the ledger's lock file; raises ``ConfigError`` when another process holds it."""
     path = lock_path(state)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        private_folder(path.parent)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot create the lock file: {exc.strerror}", hint="check --state") from exc
     try:
+        narrow(path, fd)  # a lock file of an older ftpexport was 0644
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -10,6 +10,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from .errors import ConfigError
+from .private import create_private, private_folder
 from .secret import redact
 
 #: attributes every LogRecord has; anything else was passed with ``extra=`` and is a field
@@ -81,13 +83,22 @@ class _Stderr:
         sys.stderr.flush()
 
 
+def _log_file(path: Path) -> logging.Handler:
+    """The handler of ``--log-file``; a new file is created 0600 and a missing folder 0700 (an existing
+    file keeps its mode, which its owner may have opened to a log collector)."""
+    try:
+        private_folder(path.parent)
+        create_private(path, narrow_existing=False)
+        return logging.FileHandler(path, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot open the log file: {exc.strerror or exc}", hint="check --log-file") from exc
+
+
 def setup_logging(
     *, level: int = logging.WARNING, fmt: str = "text", file: Path | None = None, stream: TextIO | None = None
 ) -> None:
     """Send ftpexport's logs to ``file`` (or stderr) as text or JSON."""
-    handler: logging.Handler = (
-        logging.FileHandler(file, encoding="utf-8") if file else logging.StreamHandler(stream or _Stderr())
-    )
+    handler: logging.Handler = _log_file(file) if file else logging.StreamHandler(stream or _Stderr())
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     logger = logging.getLogger("ftpexport")
     for old in list(logger.handlers):

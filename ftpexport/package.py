@@ -23,6 +23,7 @@ from typing import Any, BinaryIO
 
 from .errors import NamingError, RecordError
 from .naming import PORTABLE_HINT, NameRules, NameTemplate, name_problem, shorten
+from .private import private_opener
 from .record import Image, Record, content_digest, open_image
 from .recordfiles import changed
 
@@ -212,7 +213,10 @@ def write_zip(record: Record, names: PackageNames, metadata: bytes | None, targe
     when = _zip_timestamp(record)
     digest = content_digest(record.record_json)
     try:
-        with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        with (
+            open(target, "wb", opener=private_opener) as stream,  # 0600: it holds the photos and their names
+            zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive,
+        ):
             for image, name in zip(record.images, names.images, strict=True):
                 digest.update(image.size.to_bytes(8, "big"))
                 with open_image(record, image) as source, archive.open(_zip_entry(name, image.size, when), "w") as dest:

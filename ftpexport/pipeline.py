@@ -48,6 +48,7 @@ from .package import (
     render_names,
     template_context,
 )
+from .private import private_folder
 from .record import Record, folder_signature, is_complete, load_record
 from .recordfiles import FilePolicy
 from .rules import ClientRules, Route, RuleSet, SFTPDestination, routes_for
@@ -305,8 +306,8 @@ class Exporter:
         self._policy: tuple[RuleSet, FilePolicy] | None = None
         spool_root = self.options.spool_dir
         if spool_root is not None:
-            spool_root.mkdir(parents=True, exist_ok=True)
-        self._spool = Path(tempfile.mkdtemp(prefix="ftpexport-", dir=spool_root))
+            private_folder(spool_root)
+        self._spool = Path(tempfile.mkdtemp(prefix="ftpexport-", dir=spool_root))  # 0700
         self._packages: SharedPackages[Plan] = SharedPackages(
             self._spool, make_package, lambda plan: str(plan.record.folder)
         )

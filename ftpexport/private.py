@@ -1,4 +1,10 @@
-"""Private local files: what ftpexport reads and writes for its secrets, its owner's alone.
+"""Private local files: what ftpexport writes for its state and its secrets, its owner's alone.
+
+The ledger, its lock, the spool and the log hold VINs, host names, remote paths and errors; the
+secrets store and its key hold the credentials. Whatever the umask, the folders ftpexport creates
+are 0700 and its files 0600. A folder that exists is left as it is (it may be shared: with
+``--state ./ledger.sqlite3`` it is the working folder); a file of ours that exists with a wider
+mode (written by an older ftpexport) is narrowed to 0600 when it is opened.
 
 A secret file is read only when it is a regular file (a symbolic link to one is followed, as in a
 Kubernetes secret volume): opening a FIFO waits for a writer for ever, and a device or a folder is
@@ -7,9 +13,17 @@ a mistake worth naming.
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+FOLDER_MODE = 0o700
+FILE_MODE = 0o600
+#: what group and others may do
+_SHARED = stat.S_IRWXG | stat.S_IRWXO
 
 _KINDS = (
     (stat.S_ISFIFO, "a FIFO (named pipe)"),
@@ -26,6 +40,49 @@ class NotRegularFile(Exception):
     def __init__(self, path: Path, kind: str) -> None:
         super().__init__(f"{path} is {kind}, not a regular file")
         self.kind = kind
+
+
+def private_folder(path: Path) -> None:
+    """Create ``path`` and its missing parents with mode 0700; folders that exist are left alone."""
+    missing = []
+    while not path.is_dir() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=FOLDER_MODE, exist_ok=True)
+
+
+def private_opener(path: str, flags: int) -> int:
+    """An ``opener`` for ``open()``: files it creates have mode 0600."""
+    return os.open(path, flags | os.O_CLOEXEC, FILE_MODE)
+
+
+def create_private(path: Path, *, narrow_existing: bool = True) -> None:
+    """Create ``path`` empty with mode 0600 unless it exists; an existing one is narrowed (``narrow``)
+    unless ``narrow_existing`` is False."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+    except FileExistsError:
+        if narrow_existing:
+            narrow(path)
+    else:
+        os.close(fd)
+
+
+def narrow(path: Path, fd: int | None = None) -> None:
+    """Take group's and others' access away from a regular file of ours (through ``fd`` when given);
+    one that is not there, not a regular file or not ours is left alone."""
+    target = path if fd is None else fd
+    try:
+        info = os.stat(target)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(info.st_mode) or not info.st_mode & _SHARED or info.st_uid != os.geteuid():
+        return
+    mode = stat.S_IMODE(info.st_mode)
+    os.chmod(target, mode & ~_SHARED)
+    log.warning("file mode narrowed to owner only",
+                extra={"path": str(path), "was": f"{mode:04o}", "now": f"{mode & ~_SHARED:04o}"})  # fmt: skip
 
 
 def file_kind(mode: int) -> str | None:

@@ -23,6 +23,7 @@ from typing import Generic, TypeVar
 
 from .errors import FtpexportError, RecordError
 from .package import Package
+from .private import FOLDER_MODE
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ class SharedPackages(Generic[P]):
             return
         workdir = self._workdir(id(entry.plan))
         try:
-            workdir.mkdir(parents=True, exist_ok=True)
+            workdir.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
             entry.value = self._build(entry.plan, workdir)
         except OSError as exc:
             entry.value = RecordError(self._where(entry.plan), f"cannot build the package: {exc}")

@@ -25,7 +25,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from pydantic import SecretStr
 
 from .errors import SecretError
-from .private import NotRegularFile, read_regular
+from .private import NotRegularFile, private_folder, read_regular
 from .secret import remember
 
 KEY_ENV = "FTPEXPORT_SECRETS_KEY"
@@ -124,8 +124,8 @@ def _valid_key(key: SecretStr, where: str) -> SecretStr:
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically, mode 0600 from the first byte."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``data`` to ``path`` atomically, mode 0600 from the first byte (a missing folder: 0700)."""
+    private_folder(path.parent)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:

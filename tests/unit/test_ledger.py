@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import stat
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from state_helpers import umask
 
 from ftpexport.errors import ConfigError
 from ftpexport.ledger import SCHEMA_VERSION, Delivery, Ledger
@@ -496,3 +498,30 @@ def test_a_record_marked_seen_is_remembered_with_its_signature_rules_and_deliver
     ledger.mark_seen("/inbox/veh-1", "sig-2", "rules-1", [first.id])
     assert ledger.seen("/inbox/veh-1") == ("sig-2", "rules-1", [first.id])
     assert [d.id for d in ledger.by_ids([second.id, first.id, 999])] == [first.id, second.id]
+
+
+# --- file modes
+
+
+def test_the_ledger_its_folder_and_its_wal_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "ledger.sqlite3"
+    with umask(0o022), Ledger(path) as ledger:
+        open_delivery(ledger)
+        files = {p.name: stat.S_IMODE(p.stat().st_mode) for p in path.parent.iterdir()}
+    assert files == {"ledger.sqlite3": 0o600, "ledger.sqlite3-wal": 0o600, "ledger.sqlite3-shm": 0o600}
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+def test_a_ledger_left_0644_by_an_older_version_is_narrowed_when_opened(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    with umask(0o022):
+        db = sqlite3.connect(path)  # as an older ftpexport made it: SQLite's own 0644
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE t (x)")
+        db.commit()
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+        with Ledger(path) as ledger:
+            open_delivery(ledger)
+            modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+        db.close()
+    assert modes == {"ledger.sqlite3": 0o600, "ledger.sqlite3-wal": 0o600, "ledger.sqlite3-shm": 0o600}

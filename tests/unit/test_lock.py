@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from state_helpers import umask
 
 from ftpexport.errors import ConfigError
 from ftpexport.lock import exclusive, lock_path
@@ -42,3 +44,19 @@ def test_the_lock_of_a_killed_process_is_released(tmp_path: Path) -> None:
         holder.wait()
     with exclusive(state):
         pass
+
+
+def test_the_lock_file_and_its_folder_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    state = tmp_path / "state" / "ledger.sqlite3"
+    with umask(0o022), exclusive(state):
+        pass
+    assert stat.S_IMODE(state.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(lock_path(state).stat().st_mode) == 0o600
+
+
+def test_a_lock_file_left_0644_by_an_older_version_is_narrowed(tmp_path: Path) -> None:
+    state = tmp_path / "ledger.sqlite3"
+    lock_path(state).write_text("12345\n")
+    lock_path(state).chmod(0o644)
+    with exclusive(state):
+        assert stat.S_IMODE(lock_path(state).stat().st_mode) == 0o600

@@ -1,4 +1,5 @@
-"""private.py: secret files read only when they are regular files (never blocking on a FIFO)."""
+"""private.py: folders 0700 and files 0600 whatever the umask, wider files of ours narrowed, secret
+files read only when they are regular files (never blocking on a FIFO)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,61 @@ import stat
 from pathlib import Path
 
 import pytest
+from state_helpers import umask
 
-from ftpexport.private import NotRegularFile, read_regular
+from ftpexport.private import (
+    NotRegularFile,
+    create_private,
+    narrow,
+    private_folder,
+    private_opener,
+    read_regular,
+)
 
 
 def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_missing_folders_are_made_0700_and_existing_ones_left_alone(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    with umask(0o022):
+        private_folder(shared / "a" / "b")
+        private_folder(shared / "a" / "b")  # again: nothing to do
+    assert (_mode(shared), _mode(shared / "a"), _mode(shared / "a" / "b")) == (0o755, 0o700, 0o700)
+
+
+def test_a_private_file_is_created_0600_and_an_older_wider_one_is_narrowed(tmp_path: Path) -> None:
+    with umask(0o022):
+        create_private(tmp_path / "new")
+        old = tmp_path / "old"
+        old.write_text("kept")
+        old.chmod(0o664)
+        create_private(old)
+        log = tmp_path / "log"
+        log.write_text("")
+        log.chmod(0o640)
+        create_private(log, narrow_existing=False)
+        with open(tmp_path / "zip", "wb", opener=private_opener) as stream:
+            stream.write(b"PK")
+    assert (_mode(tmp_path / "new"), _mode(old), _mode(log), _mode(tmp_path / "zip")) == (0o600, 0o600, 0o640, 0o600)
+    assert old.read_text() == "kept"
+
+
+def test_narrow_keeps_the_owner_bits_and_leaves_folders_and_missing_files_alone(tmp_path: Path) -> None:
+    script = tmp_path / "run.sh"
+    script.write_text("")
+    script.chmod(0o755)
+    narrow(script)
+    assert _mode(script) == 0o700
+    folder = tmp_path / "folder"
+    folder.mkdir(mode=0o755)
+    folder.chmod(0o755)
+    narrow(folder)
+    narrow(tmp_path / "missing")
+    assert _mode(folder) == 0o755
 
 
 def test_a_regular_file_is_read_also_through_a_symbolic_link(tmp_path: Path) -> None:

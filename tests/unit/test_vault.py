@@ -21,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
+from state_helpers import umask
 
 from ftpexport import vault
 from ftpexport.cli import cli
@@ -154,6 +155,15 @@ def test_secrets_init_writes_a_private_key_file_and_a_private_store(tmp_path: Pa
     key = read_key_file(key_file)
     assert key.get_secret_value() not in result.output
     assert SecretsStore(store_file, key).entries() == []
+
+
+def test_secrets_init_under_umask_022_makes_every_folder_and_file_it_creates_private(tmp_path: Path) -> None:
+    with umask(0o022):
+        result = CliRunner().invoke(cli, ["secrets", "init", "--key-file", "keys/secrets.key"])  # cwd: tmp_path
+
+    assert result.exit_code == 0, result.output
+    expected = {"keys": 0o700, "keys/secrets.key": 0o600, ".ftpexport": 0o700, ".ftpexport/secrets.enc": 0o600}
+    assert {name: _mode(tmp_path / name) for name in expected} == expected
 
 
 # --- key files
