@@ -416,6 +416,8 @@ def run(
         click.echo(redact(json.dumps(summary_json(summary, elapsed), indent=2, default=str)))
     elif not app.quiet:
         click.echo(redact(summary_text(summary, elapsed)))
+    if summary.state_error is not None:  # the run stopped there; the summary says what was done before
+        click.echo(f"ftpexport: error: {redact(str(summary.state_error))}", err=True)
     sys.exit(0 if summary.ok else 1)
 
 
@@ -545,6 +547,17 @@ def watch(
     ):
         watcher: InboxWatcher | None = None
 
+        def stop_if_broken() -> None:
+            # the ledger or the spool cannot be written: the daemon stops (exit 1) rather than take
+            # records it cannot record; its supervisor starts it again, which tries the disk again
+            if exporter.state_error is not None and not stopper.event.is_set():
+                log.error("stopping: %s", exporter.state_error, extra={"state": str(state)})
+                stopper.event.set()
+
+        def submit(folders: list[Path]) -> None:
+            exporter.submit(folders)
+            stop_if_broken()
+
         def housekeeping() -> list[Path]:
             if metrics is not None:
                 metrics.health.tick()  # the watcher loop is alive
@@ -555,12 +568,14 @@ def watch(
                     watcher.forget()  # records refused under the old rules get another chance
             exporter.housekeeping()
             notifier.wake()  # retries due, rules changed: a look at the webhook outbox
-            return exporter.pending_folders()
+            folders = exporter.pending_folders()
+            stop_if_broken()
+            return folders
 
         log.info("watching", extra={"inbox": str(inbox), "rules": str(rules_dir), "state": str(state)})
         watcher = InboxWatcher(
             inbox,
-            exporter.submit,
+            submit,
             stop=stopper.event,
             settle=settle,
             rescan_every=rescan,
@@ -568,6 +583,8 @@ def watch(
         )
         watcher.run()
     log.info("stopped")
+    if exporter.state_error is not None:
+        sys.exit(1)
 
 
 @cli.command()

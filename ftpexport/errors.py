@@ -4,6 +4,8 @@
     ├── ConfigError                bad options or rule files: exit code 2, nothing is sent
     │   ├── RuleError              one rule file: names the file, the field and the reason
     │   └── SecretError            a secret reference that cannot be resolved
+    ├── StateError                 the state folder cannot be written (full disk, read-only, I/O
+    │                              error): exit code 1, nothing is lost, the next run goes on
     ├── RecordError                one broken inbox record: names the folder and the reason
     │   ├── NamingError            a template that renders a name that is not allowed
     │   └── RecordChangedError     a file of the record changed after it was read: read it again
@@ -58,6 +60,12 @@ class RuleError(ConfigError):
 
 class SecretError(ConfigError):
     """A secret reference that cannot be resolved (for example an unset environment variable)."""
+
+
+class StateError(FtpexportError):
+    """The ledger or the spool under the state folder cannot be written: a full disk, a read-only
+    file system, an I/O error. Deliveries not recorded as done stay pending (or their records stay
+    in the inbox): free space and start again."""
 
 
 class RecordError(FtpexportError):

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from .errors import FtpexportError
+
 log = logging.getLogger(__name__)
 
 #: delivered / skipped (if_exists: skip) / unchanged (delivered earlier) / failed (parked now) /
@@ -80,6 +82,8 @@ class Observers(Observer):
         for observer in self.observers:
             try:
                 getattr(observer, method)(*args)
+            except FtpexportError as exc:  # e.g. the webhook outbox on a full disk: said in one line
+                log.error("%s: %s", type(observer).__name__, exc, extra={"observer": type(observer).__name__})
             except Exception:  # an observer's bug must not fail a delivery
                 log.exception("an observer failed, please report it", extra={"observer": type(observer).__name__})
 

@@ -16,7 +16,8 @@ rows. ``records_seen`` remembers, for a record folder whose every delivery is do
 files looked like (names, sizes, times, inodes) and under which rules: a later run that finds the
 folder and the rules the same counts it unchanged without reading and hashing its images.
 
-The file and its companions (``-wal``, ``-shm``) are created 0600.
+The file and its companions (``-wal``, ``-shm``) are created 0600. A full disk, a read-only file
+system or an I/O error becomes a ``StateError`` naming the file and what to do.
 
 The ``notifications`` table is the outbox of the clients' webhooks: a notification is written
 when a delivery ends and stays ``pending`` until the client's endpoint accepts it (``sent``) or
@@ -25,18 +26,19 @@ its attempts run out (``failed``).
 
 from __future__ import annotations
 
+import errno
 import json
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import ConfigError
-from .private import create_private, narrow, private_folder
+from .errors import ConfigError, StateError
+from .private import FULL_ERRNOS, create_private, disk_hint, narrow, private_folder
 
 Status = Literal["pending", "delivered", "failed", "superseded"]
 FileState = Literal["renaming", "published"]
@@ -128,6 +130,9 @@ CREATE TABLE IF NOT EXISTS records_seen (
 ) WITHOUT ROWID;
 """
 
+#: SQLite's primary result codes of a disk that is full, read-only or failing (or a file that cannot be made)
+_DISK_CODES = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN})
+
 #: deliveries counted by (client, destination, status); filled from the deliveries when created
 _TOTALS = """
 CREATE TABLE route_totals (
@@ -199,7 +204,7 @@ class Ledger:
             create_private(path)  # SQLite gives its -wal, -shm and -journal files the mode of this one
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(f"{path}: cannot open the ledger: {exc}", hint="check --state") from exc
+            raise self._open_error(exc) from exc
         try:
             self._db.row_factory = sqlite3.Row
             # the version first: a ledger of a newer ftpexport is left exactly as it is
@@ -213,6 +218,8 @@ class Ledger:
             self._db.execute("PRAGMA synchronous=NORMAL")
             for companion in ("-wal", "-shm", "-journal"):
                 narrow(path.with_name(path.name + companion))  # left by an older ftpexport with its 0644
+            # only what is missing is created: opening a complete ledger writes nothing (a full disk
+            # still lets `status` read it)
             self._db.executescript(_SCHEMA)
             columns = {row["name"] for row in self._db.execute("PRAGMA table_info(deliveries)")}
             for statement in _MIGRATIONS:
@@ -220,21 +227,40 @@ class Ledger:
                     self._db.execute(statement)
             self._db.executescript(_INDEXES)
             self._add_totals()
-            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if version != SCHEMA_VERSION:
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except BaseException as exc:
             self._db.close()  # a refused ledger must not stay open (and locked) behind the error
-            if isinstance(exc, sqlite3.Error):
-                raise ConfigError(f"{path}: cannot open the ledger: {exc}", hint="check --state") from exc
+            if isinstance(exc, OSError | sqlite3.Error):
+                raise self._open_error(exc) from exc
             raise
         self._lock = threading.Lock()
+
+    def _open_error(self, exc: OSError | sqlite3.Error) -> ConfigError | StateError:
+        """A full or read-only disk is a ``StateError`` (exit 1); anything else a ``ConfigError`` (exit 2)."""
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        message = f"{self.path}: cannot open the ledger: {reason}"
+        full = isinstance(exc, OSError) and exc.errno in FULL_ERRNOS | {errno.EIO}
+        code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+        if full or code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY):
+            return StateError(message, hint=disk_hint(self.path.parent))
+        return ConfigError(message, hint="check --state")
+
+    def _failure(self, exc: sqlite3.Error, doing: str) -> StateError | None:
+        """``exc`` as a ``StateError`` when the disk is at fault; None for anything else (a bug)."""
+        if (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF in _DISK_CODES:
+            return StateError(f"{self.path}: cannot {doing} the ledger: {exc}", hint=disk_hint(self.path.parent))
+        return None
 
     def _add_totals(self) -> None:
         """Create and fill ``route_totals`` with its triggers, once, in one transaction (another
         process opening the same ledger waits, then finds it done)."""
+        exists = "SELECT 1 FROM sqlite_master WHERE name = 'route_totals'"
+        if self._db.execute(exists).fetchone():
+            return
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            found = self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'route_totals'").fetchone()
-            if not found:
+            if not self._db.execute(exists).fetchone():
                 for statement in _statements(_TOTALS):
                     self._db.execute(statement)
         except BaseException:
@@ -255,17 +281,41 @@ class Ledger:
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._rollback()
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                # a COMMIT refused for a full disk may leave the transaction open: the next one must start clean
+                self._rollback()
+                failure = self._failure(exc, "write")
+                if failure is None:
+                    raise
+                raise failure from exc
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            with suppress(sqlite3.Error):  # SQLite may have rolled it back itself
+                self._db.execute("ROLLBACK")
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
             try:
                 yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                failure = self._failure(exc, "read")
+                if failure is None:
+                    raise
+                raise failure from exc
 
     def find(self, record_id: str, content_hash: str, destination: str) -> Delivery | None:
         """The delivery of this version of a record to a destination, if the ledger has it."""
-        with self._lock:
+        with self._reading():
             row = self._db.execute(
                 "SELECT * FROM deliveries WHERE record_id = ? AND content_hash = ? AND destination = ?",
                 (record_id, content_hash, destination),
@@ -369,13 +419,13 @@ class Ledger:
         if limit is not None:
             query += " LIMIT ?"
             params.append(limit)
-        with self._lock:
+        with self._reading():
             rows = self._db.execute(query, params).fetchall()
         return [_delivery(row) for row in rows]
 
     def counts(self) -> dict[str, dict[str, int]]:
         """``{client_id: {status: count}}``."""
-        with self._lock:
+        with self._reading():
             rows = self._db.execute(
                 "SELECT client_id, status, COUNT(*) AS n FROM deliveries GROUP BY client_id, status ORDER BY client_id"
             ).fetchall()
@@ -386,7 +436,7 @@ class Ledger:
 
     def get(self, delivery_id: int) -> Delivery:
         """One delivery by id."""
-        with self._lock:
+        with self._reading():
             row = self._db.execute("SELECT * FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
         if row is None:
             raise KeyError(delivery_id)
@@ -409,7 +459,7 @@ class Ledger:
 
     def file_states(self, delivery_id: int) -> dict[str, FileState]:
         """``{remote_path: state}`` of the files an earlier attempt of this delivery got to rename."""
-        with self._lock:
+        with self._reading():
             rows = self._db.execute(
                 "SELECT remote_path, state FROM files WHERE delivery_id = ?", (delivery_id,)
             ).fetchall()
@@ -459,7 +509,7 @@ class Ledger:
 
     def pending_record_paths(self) -> list[str]:
         """The record folders of pending deliveries, oldest first (what a restart must resume)."""
-        with self._lock:
+        with self._reading():
             rows = self._db.execute(
                 "SELECT record_path, MIN(id) AS first FROM deliveries WHERE status = 'pending'"
                 " GROUP BY record_path ORDER BY first"
@@ -498,7 +548,7 @@ class Ledger:
             if value is not None:
                 query += f" AND {clause}"
                 params.append(value)
-        with self._lock:
+        with self._reading():
             rows = self._db.execute(query + " ORDER BY a.started_at, a.id", params).fetchall()
         result = []
         for row in rows:
@@ -514,7 +564,7 @@ class Ledger:
 
         ``since`` (ISO 8601) keeps the deliveries that changed since then.
         """
-        with self._lock:
+        with self._reading():
             if since is None:
                 result = self._routes_from_totals(client_id)
             else:
@@ -569,7 +619,7 @@ class Ledger:
 
     def oldest_pending(self) -> str | None:
         """When the oldest delivery still pending was created (ISO 8601), or None."""
-        with self._lock:
+        with self._reading():
             row = self._db.execute("SELECT MIN(created_at) FROM deliveries WHERE status = 'pending'").fetchone()
         return row[0]
 
@@ -583,7 +633,7 @@ class Ledger:
             ("delivered_at < ?", until),
             ("client_id = ?", client_id),
         )
-        with self._lock:
+        with self._reading():
             rows = self._db.execute(
                 f"SELECT * FROM deliveries WHERE {where} AND status = 'delivered' ORDER BY delivered_at, id",  # noqa: S608
                 params,
@@ -594,7 +644,7 @@ class Ledger:
 
     def seen(self, record_path: str) -> tuple[str, str, list[int]] | None:
         """(files signature, rules fingerprint, delivery ids) of a record folder marked done, or None."""
-        with self._lock:
+        with self._reading():
             row = self._db.execute(
                 "SELECT signature, rules, delivery_ids FROM records_seen WHERE record_path = ?", (record_path,)
             ).fetchone()
@@ -611,7 +661,7 @@ class Ledger:
     def by_ids(self, delivery_ids: list[int]) -> list[Delivery]:
         """The deliveries of these ids (those that exist), in id order."""
         marks = ", ".join("?" * len(delivery_ids))
-        with self._lock:
+        with self._reading():
             rows = self._db.execute(
                 f"SELECT * FROM deliveries WHERE id IN ({marks}) ORDER BY id",  # noqa: S608
                 delivery_ids,
@@ -643,7 +693,7 @@ class Ledger:
 
     def due_notifications(self, at: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Pending notifications whose next attempt is due at ``at`` (default now), oldest first."""
-        with self._lock:
+        with self._reading():
             rows = self._db.execute(
                 "SELECT * FROM notifications WHERE status = 'pending' AND next_at <= ? ORDER BY next_at, id LIMIT ?",
                 (at or now(), limit),
@@ -666,7 +716,7 @@ class Ledger:
     def notifications(self, *, client_id: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
         """Notifications, oldest first, optionally filtered."""
         where, params = _filters(("client_id = ?", client_id), ("status = ?", status))
-        with self._lock:
+        with self._reading():
             query = f"SELECT * FROM notifications WHERE {where} ORDER BY id"  # noqa: S608
             rows = self._db.execute(query, params).fetchall()
         return [dict(row) for row in rows]
@@ -702,7 +752,7 @@ class Ledger:
 
     def attempts(self, delivery_id: int) -> list[dict[str, Any]]:
         """The attempts of one delivery, oldest first."""
-        with self._lock:
+        with self._reading():
             rows = self._db.execute(
                 "SELECT * FROM attempts WHERE delivery_id = ? ORDER BY id", (delivery_id,)
             ).fetchall()

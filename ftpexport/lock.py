@@ -10,11 +10,11 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from .errors import ConfigError
-from .private import FILE_MODE, narrow, private_folder
+from .private import FILE_MODE, local_error, narrow, private_folder
 
 
 def lock_path(state: Path) -> Path:
@@ -30,7 +30,7 @@ def exclusive(state: Path) -> Iterator[None]:
         private_folder(path.parent)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot create the lock file: {exc.strerror}", hint="check --state") from exc
+        raise local_error(path, "create the lock file", exc, hint="check --state") from exc
     try:
         narrow(path, fd)  # a lock file of an older ftpexport was 0644
         try:
@@ -41,8 +41,9 @@ def exclusive(state: Path) -> Iterator[None]:
                 f"{state}: another ftpexport process (pid {holder}) is exporting with this ledger",
                 hint="wait for it to finish, stop it, or use another --state",
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        with suppress(OSError):  # a full disk: the lock holds all the same, only the pid it shows is missing
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
         os.close(fd)  # closing releases the lock

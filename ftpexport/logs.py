@@ -83,13 +83,25 @@ class _Stderr:
         sys.stderr.flush()
 
 
+class _LogFile(logging.FileHandler):
+    """A log file that says once on stderr that it cannot be written (a full disk), not a traceback a line."""
+
+    _told = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not self._told:
+            self._told = True
+            sys.stderr.write(f"ftpexport: cannot write the log file {self.baseFilename}: {sys.exc_info()[1]}; "
+                             "log lines are lost until it can be written again\n")  # fmt: skip
+
+
 def _log_file(path: Path) -> logging.Handler:
     """The handler of ``--log-file``; a new file is created 0600 and a missing folder 0700 (an existing
     file keeps its mode, which its owner may have opened to a log collector)."""
     try:
         private_folder(path.parent)
         create_private(path, narrow_existing=False)
-        return logging.FileHandler(path, encoding="utf-8")
+        return _LogFile(path, encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot open the log file: {exc.strerror or exc}", hint="check --log-file") from exc
 

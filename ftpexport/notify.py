@@ -471,6 +471,8 @@ class Notifier(Observer):
     def _work(self, row: dict[str, Any], spec: NotifySpec | None, source: str, url: str) -> None:
         try:
             self._attempt(row, spec, source)
+        except FtpexportError as exc:  # the ledger could not record it (a full disk): sent again later
+            log.error("webhook attempt not recorded: %s", exc, extra={"webhook_id": row["webhook_id"]})
         except Exception:  # the sender thread must go on
             log.exception("webhook attempt crashed, please report it", extra={"webhook_id": row["webhook_id"]})
         finally:

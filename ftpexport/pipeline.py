@@ -34,6 +34,7 @@ from .errors import (
     PermanentError,
     RecordChangedError,
     RecordError,
+    StateError,
     TransientError,
     TransportError,
 )
@@ -48,7 +49,7 @@ from .package import (
     render_names,
     template_context,
 )
-from .private import private_folder
+from .private import local_error, private_folder
 from .record import Record, folder_signature, is_complete, load_record
 from .recordfiles import FilePolicy
 from .rules import ClientRules, Route, RuleSet, SFTPDestination, routes_for
@@ -102,11 +103,13 @@ class Summary:
     outcomes: list[Outcome] = field(default_factory=list)
     record_errors: list[RecordError] = field(default_factory=list)
     incomplete: list[Path] = field(default_factory=list)
+    #: the ledger or the spool could not be written: the export stopped there (nothing is lost)
+    state_error: StateError | None = None
 
     @property
     def ok(self) -> bool:
         """True when every record found was delivered (or already was) everywhere."""
-        return not self.record_errors and all(o.result in _DONE for o in self.outcomes)
+        return not self.record_errors and self.state_error is None and all(o.result in _DONE for o in self.outcomes)
 
     def count(self, result: OutcomeResult) -> int:
         return sum(1 for o in self.outcomes if o.result == result)
@@ -274,6 +277,9 @@ class Exporter:
     ``export(folders)`` sends a batch and returns its summary (``ftpexport run``); ``submit`` queues
     records and returns at once (``ftpexport watch``). ``close`` stops: no new attempt, running
     uploads get ``grace`` seconds, then their connections are cut and they stay pending.
+
+    When the ledger or the spool cannot be written (a full disk), the exporter stops as ``stop``
+    does and keeps the error in ``state_error``: whatever was not recorded as done stays pending.
     """
 
     def __init__(
@@ -304,10 +310,16 @@ class Exporter:
         self._tracked: dict[int, _Tracked] = {}
         #: the FilePolicy of the rule set it was made for (the rules name SFTP key files)
         self._policy: tuple[RuleSet, FilePolicy] | None = None
+        #: the first failure to write the ledger or the spool; the exporter stopped at it
+        self.state_error: StateError | None = None
         spool_root = self.options.spool_dir
-        if spool_root is not None:
-            private_folder(spool_root)
-        self._spool = Path(tempfile.mkdtemp(prefix="ftpexport-", dir=spool_root))  # 0700
+        try:
+            if spool_root is not None:
+                private_folder(spool_root)
+            self._spool = Path(tempfile.mkdtemp(prefix="ftpexport-", dir=spool_root))  # 0700
+        except OSError as exc:
+            raise local_error(spool_root or Path(tempfile.gettempdir()), "create the spool folder", exc,
+                              hint="check --state") from exc  # fmt: skip
         self._packages: SharedPackages[Plan] = SharedPackages(
             self._spool, make_package, lambda plan: str(plan.record.folder)
         )
@@ -406,49 +418,56 @@ class Exporter:
         """
         prepared = Summary()
         for folder in folders:
-            planned = self._prepare_one(folder, prepared)
-            if planned is None:
-                continue
-            plan, pending, done = planned
-            jobs = []
-            for route, remote_dir in pending:
-                ident = (plan.record.id, plan.record.content_hash, route.key)
-                if self._dispatcher.busy(ident):
-                    continue  # queued or running already (a rescan found it again)
-                delivery = self.ledger.open_delivery(
-                    record_id=plan.record.id,
-                    content_hash=plan.record.content_hash,
-                    client_id=plan.record.client_id,
-                    destination=route.key,
-                    record_path=str(plan.record.folder),
-                    vin=plan.record.data.vin,
-                    user_id=plan.record.user_id,
-                )
-                if delivery.status in ("delivered", "failed"):
-                    continue  # a job finished it between prepare() and here
-                payload = _Delivery(plan, route, remote_dir, delivery.id, summary)
-                jobs.append(Job(route.key, ident, route.destination.max_connections, payload))
-            if not jobs:
-                continue
-            if plan.signature is not None and len(jobs) == len(pending):
-                # every delivery of the record is ours: when all are done, the folder is remembered
-                ids = done + [job.payload.delivery_id for job in jobs]
-                with self._summary_lock:
-                    self._tracked[id(plan)] = _Tracked(plan, self.ruleset.fingerprint, len(jobs), ids)
-            self._packages.expect(plan, len(jobs))
-            with self._summary_lock:
-                self._active_paths[str(plan.record.folder)] += len(jobs)
-            estimate = sum(image.size for image in plan.record.images)
-            for job in jobs:
-                self.events.queued(plan.record.client_id, job.lane, plan.record.id, estimate)
-                if not self._dispatcher.submit(job):
-                    self._abandon(job, STOPPING)
+            if self.state_error is not None:
+                break  # the ledger cannot be written: the records left stay in the inbox for the next run
+            try:
+                planned = self._prepare_one(folder, prepared)
+                if planned is not None:
+                    self._queue(*planned, summary)
+            except StateError as exc:
+                self._state_failed(exc)
         if summary is not None:
             with self._summary_lock:
                 summary.outcomes += prepared.outcomes
                 summary.record_errors += prepared.record_errors
                 summary.incomplete += prepared.incomplete
         return prepared
+
+    def _queue(self, plan: Plan, pending: list[tuple[Route, str]], done: list[int], summary: Summary | None) -> None:
+        """Open the deliveries of a prepared record in the ledger and queue their jobs."""
+        jobs = []
+        for route, remote_dir in pending:
+            ident = (plan.record.id, plan.record.content_hash, route.key)
+            if self._dispatcher.busy(ident):
+                continue  # queued or running already (a rescan found it again)
+            delivery = self.ledger.open_delivery(
+                record_id=plan.record.id,
+                content_hash=plan.record.content_hash,
+                client_id=plan.record.client_id,
+                destination=route.key,
+                record_path=str(plan.record.folder),
+                vin=plan.record.data.vin,
+                user_id=plan.record.user_id,
+            )
+            if delivery.status in ("delivered", "failed"):
+                continue  # a job finished it between prepare() and here
+            payload = _Delivery(plan, route, remote_dir, delivery.id, summary)
+            jobs.append(Job(route.key, ident, route.destination.max_connections, payload))
+        if not jobs:
+            return
+        if plan.signature is not None and len(jobs) == len(pending):
+            # every delivery of the record is ours: when all are done, the folder is remembered
+            ids = done + [job.payload.delivery_id for job in jobs]
+            with self._summary_lock:
+                self._tracked[id(plan)] = _Tracked(plan, self.ruleset.fingerprint, len(jobs), ids)
+        self._packages.expect(plan, len(jobs))
+        with self._summary_lock:
+            self._active_paths[str(plan.record.folder)] += len(jobs)
+        estimate = sum(image.size for image in plan.record.images)
+        for job in jobs:
+            self.events.queued(plan.record.client_id, job.lane, plan.record.id, estimate)
+            if not self._dispatcher.submit(job):
+                self._abandon(job, STOPPING)
 
     def export(self, folders: Iterable[Path]) -> Summary:
         """Send every complete record of ``folders`` that the ledger has not delivered yet; wait for it.
@@ -459,6 +478,7 @@ class Exporter:
         summary = Summary()
         self.submit(folders, summary)
         self._dispatcher.drain()
+        summary.state_error = self.state_error
         return summary
 
     def pending_folders(self) -> list[Path]:
@@ -466,16 +486,20 @@ class Exporter:
         folders = []
         with self._summary_lock:
             active = set(self._active_paths)
-        for raw in self.ledger.pending_record_paths():
-            if raw in active:
-                continue
-            folder = Path(raw)
-            if not (folder / "vehicle.json").is_file():
-                count = self.ledger.give_up_on_missing(raw, f"the record folder is gone: {raw}")
-                log.error("pending deliveries parked: the record folder is gone",
-                          extra={"record_path": raw, "deliveries": count})  # fmt: skip
-                continue
-            folders.append(folder)
+        try:
+            for raw in self.ledger.pending_record_paths():
+                if raw in active:
+                    continue
+                folder = Path(raw)
+                if not (folder / "vehicle.json").is_file():
+                    count = self.ledger.give_up_on_missing(raw, f"the record folder is gone: {raw}")
+                    log.error("pending deliveries parked: the record folder is gone",
+                              extra={"record_path": raw, "deliveries": count})  # fmt: skip
+                    continue
+                folders.append(folder)
+        except StateError as exc:
+            self._state_failed(exc)
+            return []
         return folders
 
     def housekeeping(self) -> None:
@@ -578,12 +602,28 @@ class Exporter:
         d: _Delivery = job.payload
         first = not d.attempted
         d.attempted = True
-        fields = d.fields
-        attempt_id = self.ledger.start_attempt(d.delivery_id, d.correlation_id)
+        try:
+            attempt_id = self.ledger.start_attempt(d.delivery_id, d.correlation_id)
+        except StateError as exc:
+            self._packages.put(d.plan, attempted=False, first=first, finished=True)
+            return self._unrecorded(d, exc)
         started = time.monotonic()
         sent = [0]  # bytes this attempt put on the wire, also when it fails half way
         seen = d.attempt
         self.events.attempt_started(seen)
+        try:
+            return self._attempt_started(d, first, attempt_id, started, sent)
+        except StateError as exc:
+            # the ledger could not record the attempt's end (nothing else writes before the package
+            # is put back): the delivery stays pending, a later run sends or resumes it
+            self._packages.put(d.plan, attempted=True, first=first, finished=True)
+            self.events.attempt_ended(seen, "deferred", time.monotonic() - started, sent[0])
+            return self._unrecorded(d, exc)
+
+    def _attempt_started(self, d: _Delivery, first: bool, attempt_id: int, started: float, sent: list[int]) -> Result:
+        """The attempt once the ledger has it: package, connect, send, record the result."""
+        fields = d.fields
+        seen = d.attempt
 
         def counted(n: int) -> None:
             sent[0] += n
@@ -604,6 +644,8 @@ class Exporter:
                 raise
             pool.release(transport, reuse=True)
         except Exception as exc:  # any failure belongs to this delivery only
+            if isinstance(exc, StateError):
+                raise  # the ledger or the spool, not the delivery: see _attempt_counted
             message = redact(_describe(exc))
             stopped = self._stopping.is_set()
             retriable = isinstance(exc, TransientError)
@@ -655,10 +697,44 @@ class Exporter:
     def _abandon(self, job: Job, reason: str) -> None:
         """A job that will not run now: its delivery stays pending for the next run or restart."""
         d: _Delivery = job.payload
-        self.ledger.defer(d.delivery_id, reason)
+        if self.state_error is not None and reason == STOPPING:
+            reason = self._unrecorded_reason()
+        try:
+            self.ledger.defer(d.delivery_id, reason)
+        except StateError as exc:
+            self._state_failed(exc)  # pending it was, pending it stays
         self._packages.put(d.plan, attempted=False, first=not d.attempted, finished=True)
         log.warning("delivery deferred", extra={**d.fields, "reason": reason})
-        self._finish(d, "deferred", error=reason, attempts=self.ledger.get(d.delivery_id).attempts)
+        self._finish(d, "deferred", error=reason, attempts=self._attempts_of(d))
+
+    def _unrecorded(self, d: _Delivery, exc: StateError) -> Result:
+        """An attempt the ledger could not record: the exporter stops, the delivery stays pending."""
+        self._state_failed(exc)
+        reason = self._unrecorded_reason()
+        log.warning("delivery deferred", extra={**d.fields, "reason": reason})
+        self._finish(d, "deferred", error=reason, attempts=self._attempts_of(d))
+        return Result("deferred", error=reason)
+
+    def _unrecorded_reason(self) -> str:
+        message = self.state_error.message if self.state_error is not None else "the ledger cannot be written"
+        return f"not finished: {message}; still pending, the next run tries again"
+
+    def _attempts_of(self, d: _Delivery) -> int:
+        try:
+            return self.ledger.get(d.delivery_id).attempts
+        except StateError:
+            return 0  # for the outcome only: the ledger keeps the real count
+
+    def _state_failed(self, exc: StateError) -> None:
+        """The ledger or the spool cannot be written: keep the first such error and stop as ``stop``
+        does (no new attempt; queued deliveries stay pending). Every later attempt would fail the
+        same way, and one that did not would leave nothing in the ledger to show for it."""
+        with self._summary_lock:
+            if self.state_error is not None:
+                return
+            self.state_error = exc
+        self._stopping.set()
+        self._dispatcher.stop()
 
     def _finish(self, d: _Delivery, result: OutcomeResult, **details: Any) -> None:
         record = d.plan.record
@@ -683,7 +759,10 @@ class Exporter:
                     del self._tracked[id(d.plan)]
                     done = tracked if tracked.ok else None
         if done is not None and d.plan.signature is not None:
-            self.ledger.mark_seen(path, d.plan.signature, done.rules, done.delivery_ids)
+            try:
+                self.ledger.mark_seen(path, d.plan.signature, done.rules, done.delivery_ids)
+            except StateError as exc:
+                self._state_failed(exc)  # only a shortcut for the next run is lost: it reads the record again
         self.events.outcome(outcome)
 
     def _send(

@@ -13,10 +13,13 @@ a mistake worth naming.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import stat
 from pathlib import Path
+
+from .errors import ConfigError, FtpexportError, StateError
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +27,11 @@ FOLDER_MODE = 0o700
 FILE_MODE = 0o600
 #: what group and others may do
 _SHARED = stat.S_IRWXG | stat.S_IRWXO
+
+#: the disk is full, over quota or read-only: only writing meets these
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+#: errors of the disk rather than of the configuration, for files only ftpexport writes
+_DISK_ERRNOS = FULL_ERRNOS | {errno.EFBIG, errno.EIO}
 
 _KINDS = (
     (stat.S_ISFIFO, "a FIFO (named pipe)"),
@@ -110,3 +118,20 @@ def read_regular(path: Path, limit: int | None = None) -> tuple[bytes, os.stat_r
         if kind is not None:  # replaced between the stat and the open
             raise NotRegularFile(path, kind)
         return stream.read() if limit is None else stream.read(limit), info
+
+
+def disk_hint(folder: Path) -> str:
+    """What to do when the state folder cannot be written."""
+    return (
+        f"free space on the disk of {folder} or make it writable, then run ftpexport again; nothing is lost: "
+        "what was not recorded as delivered is sent then"
+    )
+
+
+def local_error(path: Path, doing: str, exc: OSError, *, hint: str) -> FtpexportError:
+    """``{path}: cannot {doing}: {reason}``: a ``StateError`` when the disk is full, read-only or failing
+    (exit 1, start again later), else a ``ConfigError`` with ``hint`` (exit 2, fix the setup)."""
+    message = f"{path}: cannot {doing}: {exc.strerror or exc}"
+    if exc.errno in _DISK_ERRNOS:
+        return StateError(message, hint=disk_hint(path.parent))
+    return ConfigError(message, hint=hint)

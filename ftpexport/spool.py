@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from .errors import FtpexportError, RecordError
+from .errors import FtpexportError, RecordError, StateError
 from .package import Package
-from .private import FOLDER_MODE
+from .private import FOLDER_MODE, FULL_ERRNOS, disk_hint
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,15 @@ class SharedPackages(Generic[P]):
             workdir.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
             entry.value = self._build(entry.plan, workdir)
         except OSError as exc:
-            entry.value = RecordError(self._where(entry.plan), f"cannot build the package: {exc}")
+            if exc.errno in FULL_ERRNOS:  # the spool's disk, not the record: every package would fail
+                shutil.rmtree(workdir, ignore_errors=True)  # what was written of it, to give the space back
+                spool = self._spool.parent  # the spool folder beside the ledger; ours is a temporary one in it
+                entry.value = StateError(
+                    f"{spool}: cannot build the package of {self._where(entry.plan)}: {exc.strerror}",
+                    hint=disk_hint(spool),
+                )
+            else:
+                entry.value = RecordError(self._where(entry.plan), f"cannot build the package: {exc}")
         except FtpexportError as exc:
             entry.value = exc
 

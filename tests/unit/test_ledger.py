@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from state_helpers import umask
 
-from ftpexport.errors import ConfigError
+from ftpexport.errors import ConfigError, StateError
 from ftpexport.ledger import SCHEMA_VERSION, Delivery, Ledger
 
 
@@ -500,7 +500,7 @@ def test_a_record_marked_seen_is_remembered_with_its_signature_rules_and_deliver
     assert [d.id for d in ledger.by_ids([second.id, first.id, 999])] == [first.id, second.id]
 
 
-# --- file modes
+# --- file modes and a full disk
 
 
 def test_the_ledger_its_folder_and_its_wal_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
@@ -525,3 +525,37 @@ def test_a_ledger_left_0644_by_an_older_version_is_narrowed_when_opened(tmp_path
             modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
         db.close()
     assert modes == {"ledger.sqlite3": 0o600, "ledger.sqlite3-wal": 0o600, "ledger.sqlite3-shm": 0o600}
+
+
+def test_opening_a_complete_ledger_writes_nothing(tmp_path: Path) -> None:
+    # so that `status` can still read a ledger whose disk is full
+    path = tmp_path / "ledger.sqlite3"
+    with Ledger(path) as ledger:
+        open_delivery(ledger)
+    with Ledger(path) as ledger:
+        assert ledger.get(1).record_id == "veh-1"
+        assert (tmp_path / "ledger.sqlite3-wal").stat().st_size == 0
+
+
+def test_a_full_disk_is_a_state_error_naming_the_file_and_the_ledger_goes_on_once_there_is_room(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state" / "ledger.sqlite3"
+    with Ledger(path) as ledger:
+        first = open_delivery(ledger)
+        # SQLite's own "database or disk is full": the file may not grow by a single page
+        pages = ledger._db.execute("PRAGMA page_count").fetchone()[0]
+        ledger._db.execute(f"PRAGMA max_page_count = {pages}")
+        with pytest.raises(StateError) as caught:
+            for n in range(1000):
+                open_delivery(ledger, f"veh-full-{n}")
+        assert caught.value.exit_code == 1
+        assert str(caught.value).startswith(
+            f"{path}: cannot write the ledger: database or disk is full (free space on the disk of {path.parent}"
+        )
+        assert ledger.get(first.id).status == "pending"  # reading goes on
+        ledger._db.execute(f"PRAGMA max_page_count = {pages * 100}")
+        # no transaction was left open behind the error: the next write goes through
+        attempt = ledger.start_attempt(first.id, "c1")
+        ledger.succeed(first.id, attempt, ["x.zip"], 1)
+        assert ledger.get(first.id).status == "delivered"

@@ -1,8 +1,9 @@
 """private.py: folders 0700 and files 0600 whatever the umask, wider files of ours narrowed, secret
-files read only when they are regular files (never blocking on a FIFO)."""
+files read only when they are regular files (never blocking on a FIFO), disk errors told apart."""
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import stat
@@ -11,9 +12,11 @@ from pathlib import Path
 import pytest
 from state_helpers import umask
 
+from ftpexport.errors import ConfigError, StateError
 from ftpexport.private import (
     NotRegularFile,
     create_private,
+    local_error,
     narrow,
     private_folder,
     private_opener,
@@ -95,3 +98,15 @@ def test_a_fifo_a_folder_a_device_and_a_socket_are_refused_without_blocking(tmp_
             read_regular(tmp_path / "to-fifo")
     finally:
         server.close()
+
+
+def test_a_full_or_read_only_disk_is_a_state_error_and_anything_else_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "ledger.sqlite3.lock"
+    for code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG):
+        error = local_error(path, "create the lock file", OSError(code, os.strerror(code)), hint="check --state")
+        assert isinstance(error, StateError) and error.exit_code == 1
+        expected = f"{path}: cannot create the lock file: {os.strerror(code)} (free space on the disk of {path.parent}"
+        assert str(error).startswith(expected + " or make it writable, then run ftpexport again")
+    denied = local_error(path, "create the lock file", OSError(errno.EACCES, "Permission denied"), hint="check --state")
+    assert isinstance(denied, ConfigError) and denied.exit_code == 2
+    assert str(denied) == f"{path}: cannot create the lock file: Permission denied (check --state)"

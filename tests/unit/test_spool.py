@@ -3,6 +3,8 @@ waiting, shared by its destinations and deleted when no job needs it."""
 
 from __future__ import annotations
 
+import errno
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -11,7 +13,7 @@ from pathlib import Path
 import pytest
 from crash_helpers import eventually
 
-from ftpexport.errors import NamingError
+from ftpexport.errors import NamingError, RecordError, StateError
 from ftpexport.package import Artifact, Package
 from ftpexport.spool import SharedPackages
 
@@ -108,3 +110,32 @@ def test_without_a_builder_the_job_builds(tmp_path: Path, builder: Builder) -> N
     assert packages.get("a").files[0].size == 1
     assert builder.built == ["a"]
     packages.close()
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [(errno.ENOSPC, StateError), (errno.EDQUOT, StateError), (errno.EROFS, StateError), (errno.EACCES, RecordError)],
+)
+def test_a_full_spool_is_a_state_error_and_gives_its_space_back(
+    tmp_path: Path, code: int, expected: type[Exception]
+) -> None:
+    spool_root = tmp_path / "ledger.sqlite3.spool"
+    work = spool_root / "ftpexport-x"
+
+    def build(plan: str, folder: Path) -> Package:
+        (folder / f"{plan}.zip").write_bytes(b"half a zip")
+        raise OSError(code, os.strerror(code))
+
+    packages: SharedPackages[str] = SharedPackages(work, build, lambda plan: f"/inbox/{plan}", ahead=0)
+    packages.expect("veh-1", jobs=1)
+    with pytest.raises(expected) as caught:
+        packages.get("veh-1")
+    packages.close()
+    if expected is StateError:
+        # the disk, not the record: named with the spool, and what to do
+        assert str(caught.value).startswith(
+            f"{spool_root}: cannot build the package of /inbox/veh-1: {os.strerror(code)} (free space on the disk of "
+        )
+        assert not list(work.rglob("*.zip"))
+    else:
+        assert str(caught.value) == f"/inbox/veh-1: cannot build the package: [Errno {code}] {os.strerror(code)}"
