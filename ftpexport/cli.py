@@ -525,7 +525,7 @@ def watch(
             return
         from .metrics import MetricsServer
 
-        metrics.attach(lanes=exporter.lanes, oldest_pending=ledger.oldest_pending)
+        metrics.attach(lanes=exporter.lanes, oldest_pending=ledger.oldest_pending, refused=ledger.refused_counts)
         with MetricsServer(metrics, metrics_host, metrics_port) as server:
             log.info("metrics on %s/metrics", server.url, extra={"host": metrics_host, "port": server.port})
             yield
@@ -607,11 +607,14 @@ def history(app: App, state: Path, client: str | None, day: datetime | None, as_
         since, until = start.isoformat(), (start + timedelta(days=1)).isoformat()
     with _open_ledger(state) as ledger:
         rows = ledger.history(client_id=client, since=since, until=until)
+        refused = len(ledger.refused(client_id=client))
     if as_json:
         click.echo(json.dumps({"client": client, "day": day.date().isoformat() if day else None, "attempts": rows},
                               indent=2))  # fmt: skip
         return
     click.echo(history_text(rows))
+    if refused:  # never attempted, so not in this trail; status lists them
+        click.echo(f"{refused} record folder(s) refused and never attempted: ftpexport status lists them")
 
 
 @cli.command()
@@ -812,10 +815,12 @@ def status(
     app: App, state: Path, as_json: bool, client: str | None, only_failed: bool, since: str | None, limit: int
 ) -> None:
     """Per client and destination: delivered, pending, failed, the last success, the oldest undelivered
-    delivery's age and the last error; then the failed deliveries, and the webhook notifications not sent.
+    delivery's age and the last error; then the failed deliveries, the refused record folders and the
+    webhook notifications not sent.
 
-    With --json, "deliveries" lists the newest deliveries (only the failed ones with --failed) and
-    "notifications" the pending and failed webhook notifications per client and endpoint.
+    With --json, "deliveries" lists the newest deliveries (only the failed ones with --failed),
+    "refused_records" the record folders refused (not valid, no rule file, a name that renders badly)
+    and "notifications" the pending and failed webhook notifications per client and endpoint.
     """
     app.start_logging()
     now = datetime.now(UTC)
@@ -827,15 +832,17 @@ def status(
         listed = ledger.deliveries(status="failed" if failed_only else None, client_id=client, since=since,
                                    limit=limit)  # fmt: skip
         unsent = notification_rows(ledger.notification_totals(client_id=client, since=since), now)
+        refused = ledger.refused(client_id=client, since=since)
     if only_failed:
         unsent = [n for n in unsent if n["failed"]]
     rows = status_rows(routes, now)
     if as_json:
         document = {"generated_at": now.isoformat(timespec="seconds"), "since": since, "destinations": rows,
-                    "deliveries": [d.as_dict() for d in listed], "notifications": unsent}  # fmt: skip
+                    "deliveries": [d.as_dict() for d in listed], "refused_records": refused,
+                    "notifications": unsent}  # fmt: skip
         click.echo(json.dumps(document, indent=2))
         return
-    click.echo(status_text(rows, listed, now))
+    click.echo(status_text(rows, listed, now, refused))
     if unsent:
         click.echo("\n" + notifications_text(unsent, now))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -124,9 +125,13 @@ def status_rows(routes: list[dict[str, Any]], now: datetime) -> list[dict[str, A
     return [{**r, "oldest_undelivered_age_seconds": age_seconds(r["oldest_undelivered"], now)} for r in routes]
 
 
-def status_text(routes: list[dict[str, Any]], failed: list[Delivery], now: datetime) -> str:
+def status_text(
+    routes: list[dict[str, Any]], failed: list[Delivery], now: datetime, refused: Sequence[dict[str, Any]] = ()
+) -> str:
     """``ftpexport status`` for people: one line per client and destination, then what needs an eye."""
     if not routes:
+        if refused:
+            return "the ledger has no delivery for these filters\n\n" + refused_text(refused, now)
         return "nothing matches: the ledger has no delivery for these filters"
     rows = [
         [r["client_id"], r["destination"], str(r["delivered"]), str(r["pending"]), str(r["failed"]),
@@ -143,6 +148,8 @@ def status_text(routes: list[dict[str, Any]], failed: list[Delivery], now: datet
     if failed:
         parts += ["", "failed deliveries (parked: fix the cause, then `ftpexport retry --client C` requeues them):"]
         parts += [f"  {d.destination}  {d.record_id}  (attempts: {d.attempts}): {d.last_error}" for d in failed]
+    if refused:
+        parts += ["", refused_text(refused, now)]
     return "\n".join(parts)
 
 
@@ -167,6 +174,19 @@ def notifications_text(rows: list[dict[str, Any]], now: datetime) -> str:
         parts += ["", "webhook last errors (failed ones are not sent again):"]
         parts += [f"  {r['client_id']}  at {_when(r['last_error_at'], now)}: {r['last_error']}" for r in errors]
     return "\n".join(parts)
+
+
+def refused_text(refused: Sequence[dict[str, Any]], now: datetime) -> str:
+    """The refused record folders: each with its reason, then what is known of it and when."""
+    lines = ["refused records (not sent until fixed; a changed record or rule file is read again):"]
+    for r in refused:
+        known = [r["kind"]]
+        known += [f"{label} {r[key]}" for label, key in (("client", "client_id"), ("record", "record_id"),
+                                                         ("rule file", "rule_file")) if r[key]]  # fmt: skip
+        times = "once" if r["times"] == 1 else f"{r['times']} times since {_when(r['first_seen'], now)}"
+        lines.append(f"  {r['record_path']}: {r['reason']}")
+        lines.append(f"    {', '.join(known)}; refused {times}, last {_when(r['last_seen'], now)}")
+    return "\n".join(lines)
 
 
 REPORT_COLUMNS = ["delivered_at", "client_id", "user_id", "destination", "record_id", "vin", "remote_paths", "bytes",

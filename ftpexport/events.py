@@ -71,6 +71,9 @@ class Observer:
     def outcome(self, outcome: Outcome) -> None:
         """A delivery is settled for this run (also for records the ledger says need nothing)."""
 
+    def refused(self, record_path: str, client_id: str | None, kind: str) -> None:
+        """A record folder was refused: ``record`` (vehicle.json, images), ``rules`` or ``naming``."""
+
 
 class Observers(Observer):
     """Several observers as one; an observer that raises is logged and skipped."""
@@ -101,3 +104,6 @@ class Observers(Observer):
 
     def outcome(self, outcome: Outcome) -> None:
         self._each("outcome", outcome)
+
+    def refused(self, record_path: str, client_id: str | None, kind: str) -> None:
+        self._each("refused", record_path, client_id, kind)

@@ -16,6 +16,10 @@ rows. ``records_seen`` remembers, for a record folder whose every delivery is do
 files looked like (names, sizes, times, inodes) and under which rules: a later run that finds the
 folder and the rules the same counts it unchanged without reading and hashing its images.
 
+``refused_records`` holds the record folders that were refused (a vehicle.json that is not valid,
+no rule file for the client, a name that renders badly) and why, until the folder is accepted or
+is gone: ``status`` and the metrics show them.
+
 The file and its companions (``-wal``, ``-shm``) are created 0600. A full disk, a read-only file
 system or an I/O error becomes a ``StateError`` naming the file and what to do.
 
@@ -42,8 +46,11 @@ from .private import FULL_ERRNOS, create_private, disk_hint, narrow, private_fol
 
 Status = Literal["pending", "delivered", "failed", "superseded"]
 FileState = Literal["renaming", "published"]
+#: why a record was refused: its folder (vehicle.json, images), its rules (no rule file, no
+#: destination), or the names its templates render
+RefusalKind = Literal["record", "rules", "naming"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
     id             INTEGER PRIMARY KEY,
@@ -127,6 +134,21 @@ CREATE TABLE IF NOT EXISTS records_seen (
     rules          TEXT NOT NULL,
     delivery_ids   TEXT NOT NULL,
     updated_at     TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+#: record folders refused, and why (schema 5)
+_REFUSED = """
+CREATE TABLE IF NOT EXISTS refused_records (
+    record_path    TEXT PRIMARY KEY,
+    record_id      TEXT,
+    client_id      TEXT,
+    kind           TEXT NOT NULL,
+    reason         TEXT NOT NULL,
+    rule_file      TEXT,
+    first_seen     TEXT NOT NULL,
+    last_seen      TEXT NOT NULL,
+    times          INTEGER NOT NULL DEFAULT 1
 ) WITHOUT ROWID;
 """
 
@@ -226,6 +248,7 @@ class Ledger:
                 if statement.split()[-2] not in columns:
                     self._db.execute(statement)
             self._db.executescript(_INDEXES)
+            self._db.executescript(_REFUSED)
             self._add_totals()
             if version != SCHEMA_VERSION:
                 self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -667,6 +690,52 @@ class Ledger:
                 delivery_ids,
             ).fetchall()
         return [_delivery(row) for row in rows]
+
+    # --- record folders refused (invalid vehicle.json, no rule file, a name that renders badly)
+
+    def refuse(
+        self,
+        record_path: str,
+        *,
+        kind: RefusalKind,
+        reason: str,
+        record_id: str | None = None,
+        client_id: str | None = None,
+        rule_file: str | None = None,
+    ) -> None:
+        """Remember that a record folder was refused and why; refused again, it counts one more time
+        and keeps the latest reason."""
+        stamp = now()
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO refused_records VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1) ON CONFLICT (record_path) DO UPDATE"
+                " SET record_id = excluded.record_id, client_id = excluded.client_id, kind = excluded.kind,"
+                " reason = excluded.reason, rule_file = excluded.rule_file, last_seen = excluded.last_seen,"
+                " times = times + 1",
+                (record_path, record_id, client_id, kind, reason, rule_file, stamp, stamp),
+            )
+
+    def clear_refused(self, record_path: str) -> bool:
+        """Forget the refusal of a record folder (accepted since, or gone); False when there was none."""
+        with self._transaction() as db:
+            cursor = db.execute("DELETE FROM refused_records WHERE record_path = ?", (record_path,))
+        return cursor.rowcount > 0
+
+    def refused(self, *, client_id: str | None = None, since: str | None = None) -> list[dict[str, Any]]:
+        """The refused record folders, last refused first (``since``: refused again since then)."""
+        where, params = _filters(("client_id = ?", client_id), ("last_seen >= ?", since))
+        with self._reading():
+            query = f"SELECT * FROM refused_records WHERE {where} ORDER BY last_seen DESC, record_path"  # noqa: S608
+            rows = self._db.execute(query, params).fetchall()
+        return [dict(row) for row in rows]
+
+    def refused_counts(self) -> dict[str, int]:
+        """How many record folders are refused now, by client id ("" when the record could not tell)."""
+        with self._reading():
+            rows = self._db.execute(
+                "SELECT COALESCE(client_id, '') AS client, COUNT(*) AS n FROM refused_records GROUP BY 1"
+            ).fetchall()
+        return {row["client"]: row["n"] for row in rows}
 
     # --- webhook notifications (the outbox)
 

@@ -72,6 +72,7 @@ class Metrics(Observer):
         self._wall = wall
         self._lanes_source: Callable[[], dict[str, LaneState]] = dict
         self._oldest_pending: Callable[[], str | None] = lambda: None
+        self._refused: Callable[[], dict[str, int]] = dict
         self.registry = CollectorRegistry()
         self.deliveries = Counter(
             "ftpexport_deliveries",
@@ -99,6 +100,14 @@ class Metrics(Observer):
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
+        self.refusals = Counter(
+            "ftpexport_records_refused",
+            "Times a record folder was refused, by kind: record (vehicle.json or images not valid), rules (no "
+            "rule file, a broken one, no destination), naming (a name that renders badly). Client '' when the "
+            "record could not tell.",
+            ["client", "kind"],
+            registry=self.registry,
+        )
         Info("ftpexport_build", "The running ftpexport.", registry=self.registry).info(
             {"version": __version__, "python": platform.python_version()}
         )
@@ -106,10 +115,18 @@ class Metrics(Observer):
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
 
-    def attach(self, *, lanes: Callable[[], dict[str, LaneState]], oldest_pending: Callable[[], str | None]) -> None:
-        """Where the scrape-time state comes from: ``Exporter.lanes`` and ``Ledger.oldest_pending``."""
+    def attach(
+        self,
+        *,
+        lanes: Callable[[], dict[str, LaneState]],
+        oldest_pending: Callable[[], str | None],
+        refused: Callable[[], dict[str, int]] = dict,
+    ) -> None:
+        """Where the scrape-time state comes from: ``Exporter.lanes``, ``Ledger.oldest_pending`` and
+        ``Ledger.refused_counts``."""
         self._lanes_source = lanes
         self._oldest_pending = oldest_pending
+        self._refused = refused
 
     # --- observer hooks (worker threads: quick, no I/O)
 
@@ -134,11 +151,18 @@ class Metrics(Observer):
     def outcome(self, outcome: Outcome) -> None:
         self.deliveries.labels(outcome.client_id, outcome.destination, outcome.result).inc()
 
+    def refused(self, record_path: str, client_id: str | None, kind: str) -> None:
+        self.refusals.labels(client_id or "", kind).inc()
+
     # --- scrape-time state
 
     def lanes(self) -> dict[str, LaneState]:
         """Every destination's queue and breaker, now."""
         return self._lanes_source()
+
+    def refused_now(self) -> dict[str, int]:
+        """Record folders refused now (in the ledger), by client id."""
+        return self._refused()
 
     def oldest_pending_age(self) -> float:
         """Seconds since the oldest pending delivery was created; 0 when nothing is pending."""
@@ -168,6 +192,20 @@ class _StateCollector(Collector):
                 "Age of the oldest delivery still pending in the ledger (0 when none is).",
                 value=age,
             )
+        try:
+            refused = m.refused_now()
+        except Exception:
+            log.exception("metrics: could not read the refused records")
+        else:
+            family = GaugeMetricFamily(
+                "ftpexport_refused_records",
+                "Record folders refused now (kept in the ledger until fixed or gone), by client ('' when the "
+                "record could not tell); ftpexport status lists them.",
+                labels=["client"],
+            )
+            for client, n in sorted(refused.items()):
+                family.add_metric([client], n)
+            yield family
         health = m.health
         if health.last_tick_wall is not None:
             yield GaugeMetricFamily(

@@ -39,7 +39,7 @@ from .errors import (
     TransportError,
 )
 from .events import Attempt, Observer, Observers, Outcome, OutcomeResult
-from .ledger import Delivery, Ledger, now
+from .ledger import Delivery, Ledger, RefusalKind, now
 from .package import (
     Artifact,
     Package,
@@ -52,6 +52,7 @@ from .package import (
 from .private import local_error, private_folder
 from .record import Record, folder_signature, is_complete, load_record
 from .recordfiles import FilePolicy
+from .refusals import Refusals
 from .rules import ClientRules, Route, RuleSet, SFTPDestination, routes_for
 from .secret import SecretSource, redact
 from .spool import SharedPackages
@@ -312,6 +313,7 @@ class Exporter:
         self._policy: tuple[RuleSet, FilePolicy] | None = None
         #: the first failure to write the ledger or the spool; the exporter stopped at it
         self.state_error: StateError | None = None
+        self._refusals = Refusals(ledger)
         spool_root = self.options.spool_dir
         try:
             if spool_root is not None:
@@ -352,14 +354,23 @@ class Exporter:
         # taken before reading: a file changed while we read it changes the signature for next time
         signature = folder_signature(folder) if self.ruleset.fingerprint else None
         if signature is not None and self._unchanged(folder, signature, summary):
+            self._refusals.accepted(folder)
             return None
+        record: Record | None = None
+        kind: RefusalKind = "record"
         try:
             record = load_record(folder, self._file_policy())
-            plan = plan_record(record, self.ruleset, routes_for(self.ruleset, record))
+            kind = "rules"
+            routes = routes_for(self.ruleset, record)
+            kind = "naming"
+            plan = plan_record(record, self.ruleset, routes)
         except RecordError as exc:
-            log.warning("record refused: %s", exc, extra={"record_path": str(folder)})
+            log.warning("record refused: %s", exc, extra={"record_path": str(folder), "kind": kind})
             summary.record_errors.append(exc)
+            self.events.refused(str(folder), record.client_id if record is not None else None, kind)
+            self._refusals.refuse(folder, exc, kind, record, self.ruleset)
             return None
+        self._refusals.accepted(folder)
         if signature is not None and record.flat:
             plan = replace(plan, signature=signature)
         pending, done, parked = [], [], False
@@ -476,6 +487,7 @@ class Exporter:
         deliveries stay pending (``deferred``) for the next run.
         """
         summary = Summary()
+        self.forget_vanished_refusals()
         self.submit(folders, summary)
         self._dispatcher.drain()
         summary.state_error = self.state_error
@@ -502,12 +514,20 @@ class Exporter:
             return []
         return folders
 
+    def forget_vanished_refusals(self) -> None:
+        """Refused record folders whose vehicle.json is gone leave the ledger's list."""
+        try:
+            self._refusals.forget_vanished()
+        except StateError as exc:
+            self._state_failed(exc)
+
     def housekeeping(self) -> None:
-        """Close connections idle for longer than ``idle_timeout``."""
+        """Close connections idle for longer than ``idle_timeout``; forget refused folders that are gone."""
         with self._pools_lock:
             pools = list(self._pools.values())
         for pool in pools:
             pool.reap()
+        self.forget_vanished_refusals()
 
     def paused(self) -> dict[str, tuple[float, str | None]]:
         """Destinations paused by the breaker: ``{destination: (seconds left, last error)}``."""

@@ -275,3 +275,47 @@ def test_clients_of_the_metrics_port_never_hold_up_the_daemons_shutdown_nor_prin
         assert "Traceback" not in daemon.stderr
         assert "Exception occurred" not in daemon.stderr
         assert daemon.logged("stopped"), daemon.stderr
+
+
+def test_refused_records_are_counted_and_shown_until_fixed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ftp_server: RunningServer
+) -> None:
+    monkeypatch.setenv("METRICS_FTP_PASSWORD", ftp_server.password)
+    rules = _rules(tmp_path, _ftp_destination("dms", ftp_server.url("dms")))
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    state = tmp_path / "ledger.sqlite3"
+    broken = make_record(inbox, "veh-r1", number=601)
+    good_json = (broken / "vehicle.json").read_text()
+    make_record(inbox, "veh-r2", number=602)
+    (broken / "vehicle.json").write_text("{}")  # parses, but has no id, client or VIN
+    (inbox / "veh-r2" / "vehicle.json").write_text(good_json.replace(CLIENT, "zulu-auto").replace("veh-r1", "veh-r2"))
+
+    daemon = start_watch(inbox, rules, state, "--metrics-port", "0")
+    with daemon:
+        base = _metrics_url(daemon)
+
+        def both_refused() -> bool:
+            s = _scrape(base)
+            return (
+                _value(s, "ftpexport_refused_records", client="") == 1
+                and _value(s, "ftpexport_refused_records", client="zulu-auto") == 1
+            ) or not daemon.alive()
+
+        eventually(both_refused, "the two refused records on /metrics")
+        s = _scrape(base)
+        assert _value(s, "ftpexport_records_refused_total", client="", kind="record") == 1
+        assert _value(s, "ftpexport_records_refused_total", client="zulu-auto", kind="rules") == 1
+
+        # fixed: delivered, and no longer refused; the counter keeps what happened
+        (broken / "vehicle.json").write_text(good_json)
+        eventually(
+            lambda: _value(_scrape(base), "ftpexport_deliveries_total", client=CLIENT, destination=DMS,
+                           result="delivered") == 1 or not daemon.alive(),
+            "the fixed record delivered",
+        )  # fmt: skip
+        s = _scrape(base)
+        assert _value(s, "ftpexport_refused_records", client="") == 0
+        assert _value(s, "ftpexport_refused_records", client="zulu-auto") == 1
+        assert _value(s, "ftpexport_records_refused_total", client="", kind="record") == 1
+        _stop(daemon, base)

@@ -191,6 +191,7 @@ LAYERS: dict[str, int] = {
     "ftpexport.package": 2,
     "ftpexport.spool": 2,
     "ftpexport.ledger": 2,
+    "ftpexport.refusals": 2,
     "ftpexport.health": 2,
     "ftpexport.metrics": 2,
     "ftpexport.transport": 2,

@@ -361,7 +361,7 @@ def test_a_schema_1_ledger_is_upgraded_in_place(tmp_path: Path) -> None:
         ledger.mark_file(delivery.id, "A.zip", "published")
         assert ledger.file_states(delivery.id) == {"A.zip": "published"}
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     db.close()
 
 
@@ -387,7 +387,7 @@ def test_a_schema_2_ledger_gains_the_vin_and_the_notifications_outbox(tmp_path: 
                                 url="https://example.com/", payload="{}", correlation_id="abc")  # fmt: skip
         assert [n["webhook_id"] for n in ledger.due_notifications()] == ["msg_1"]
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 4
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 5
     db.close()
 
 
@@ -559,3 +559,51 @@ def test_a_full_disk_is_a_state_error_naming_the_file_and_the_ledger_goes_on_onc
         attempt = ledger.start_attempt(first.id, "c1")
         ledger.succeed(first.id, attempt, ["x.zip"], 1)
         assert ledger.get(first.id).status == "delivered"
+
+
+# --- refused records (schema 5)
+
+
+def test_a_refused_record_is_kept_counted_and_cleared(ledger: Ledger) -> None:
+    ledger.refuse("/inbox/veh-1", kind="record", reason="vehicle.json is not valid JSON")
+    ledger.refuse("/inbox/veh-2", kind="rules", reason="no rule file for client 'zulu'", record_id="veh-2",
+                  client_id="zulu")  # fmt: skip
+    [first] = [row for row in ledger.refused() if row["record_path"] == "/inbox/veh-1"]
+    assert first["times"] == 1 and first["client_id"] is None and first["rule_file"] is None
+    ledger.refuse("/inbox/veh-1", kind="naming", reason="template rendered 'a/b'", record_id="veh-1",
+                  client_id="acme", rule_file="rules/acme.yaml")  # fmt: skip
+
+    rows = {row["record_path"]: row for row in ledger.refused()}
+    again = rows["/inbox/veh-1"]
+    assert again == {**again, "record_id": "veh-1", "client_id": "acme", "kind": "naming", "times": 2,
+                     "reason": "template rendered 'a/b'", "rule_file": "rules/acme.yaml",
+                     "first_seen": first["first_seen"]}  # fmt: skip
+    assert aware(again["last_seen"]) >= aware(again["first_seen"])
+    assert [row["record_path"] for row in ledger.refused()] == ["/inbox/veh-1", "/inbox/veh-2"]  # last refused first
+    assert [row["record_path"] for row in ledger.refused(client_id="zulu")] == ["/inbox/veh-2"]
+    assert again in ledger.refused(since=again["last_seen"])
+    assert ledger.refused(since="9999-01-01") == []
+    assert ledger.refused_counts() == {"acme": 1, "zulu": 1}
+
+    assert ledger.clear_refused("/inbox/veh-1") is True
+    assert ledger.clear_refused("/inbox/veh-1") is False
+    assert [row["record_path"] for row in ledger.refused()] == ["/inbox/veh-2"]
+
+
+def test_a_schema_4_ledger_gains_the_refused_records(tmp_path: Path) -> None:
+    path = tmp_path / "v4.sqlite"
+    with Ledger(path) as ledger:
+        open_delivery(ledger)
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE refused_records")
+    db.execute("PRAGMA user_version = 4")
+    db.commit()
+    db.close()
+
+    with Ledger(path) as ledger:
+        assert ledger.refused() == []
+        ledger.refuse("/inbox/x", kind="record", reason="bad")
+        assert ledger.refused_counts() == {"": 1}
+        assert ledger.get(1).record_id == "veh-1"
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
