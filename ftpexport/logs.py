@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
 import sys
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -119,5 +121,58 @@ def setup_logging(
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False
-    # paramiko logs its own chatter at INFO; only its warnings matter to an operator.
-    logging.getLogger("paramiko").setLevel(logging.WARNING)
+    for name in LIBRARY_LOGGERS:
+        library = logging.getLogger(name)
+        for old in list(library.handlers):
+            library.removeHandler(old)
+        library.addHandler(LibraryHandler(logger))
+        library.setLevel(logging.DEBUG if level <= logging.DEBUG else logging.CRITICAL + 1)
+        library.propagate = False
+
+
+#: libraries whose logs are ours to place: paramiko logs a failed handshake at ERROR, with the
+#: traceback of an expected failure (no banner, refused algorithms) as twenty more ERROR lines
+LIBRARY_LOGGERS = ("paramiko",)
+
+
+class LibraryHandler(logging.Handler):
+    """A library's log records as ftpexport debug lines (its errors are reported as ours), tracebacks left out.
+
+    The library's records never reach stderr by themselves: with ``-vv`` they come out in ftpexport's
+    format (JSON with ``--log-format json``), at debug level; otherwise not at all. paramiko logs a
+    traceback one line per record: those lines, from ``Traceback (most recent call last):`` to the
+    exception line that ends it, are dropped.
+    """
+
+    _CHAIN = ("During handling of the above exception", "The above exception was the direct cause")
+
+    def __init__(self, target: logging.Logger) -> None:
+        super().__init__(logging.DEBUG)
+        self.target = target
+        self._in_traceback: set[int | None] = set()
+        self._state_lock = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._traceback_line(record) or not self.target.isEnabledFor(logging.DEBUG):
+            return
+        line = copy.copy(record)
+        line.levelno, line.levelname = logging.DEBUG, "DEBUG"
+        line.exc_info = line.exc_text = line.stack_info = None
+        self.target.handle(line)
+
+    def _traceback_line(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:  # a library's broken format string: not worth a line
+            return True
+        with self._state_lock:
+            if text.startswith("Traceback (most recent call last)") or text.startswith(self._CHAIN):
+                self._in_traceback.add(record.thread)
+                return True
+            if not text.strip():
+                return True
+            if record.thread in self._in_traceback:
+                if not text.startswith(" "):
+                    self._in_traceback.discard(record.thread)  # "SomeError: text" ends the traceback
+                return True
+        return False
