@@ -239,6 +239,7 @@ def probe_text(reports: list[Any]) -> str:
         for step in report.steps:
             mark = "ok  " if step.ok else "FAIL"
             parts.append(f"  {mark} {step.name:<20} {step.ms:>6} ms" + (f"  {step.detail}" if step.detail else ""))
+        parts += [f"  warning: {warning}" for warning in getattr(report, "warnings", [])]
         if report.fingerprint:
             parts.append(f"  server key fingerprint: {report.fingerprint}")
             if report.host_key:

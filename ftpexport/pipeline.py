@@ -158,6 +158,7 @@ def endpoint_for(route: Route, source: str, store: SecretSource | None = None) -
             key_file=destination.key_file,
             private_key=resolve("private_key"),
             key_passphrase=resolve("key_passphrase"),
+            ssh_legacy_algorithms=tuple(destination.ssh_legacy_algorithms),
         )
     return Endpoint(**common, ca_file=destination.ca_file, passive=destination.passive)  # type: ignore[arg-type]
 

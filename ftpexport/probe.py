@@ -19,6 +19,7 @@ from typing import Any
 from .errors import FtpexportError, TransportError
 from .secret import redact
 from .transport import Endpoint, Transport, open_transport
+from .transport.ssh_policy import legacy_warning
 
 PROBE_CONTENT = b"ftpexport connection test: this file is deleted right away\n"
 
@@ -43,6 +44,8 @@ class ProbeReport:
     steps: list[Step] = field(default_factory=list)
     fingerprint: str | None = None
     host_key: str | None = None
+    #: risks found on the way, e.g. a legacy SSH algorithm in use
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -56,6 +59,7 @@ class ProbeReport:
             "ok": self.ok,
             "fingerprint": self.fingerprint,
             "host_key": self.host_key,
+            "warnings": self.warnings,
             "steps": [step.__dict__ for step in self.steps],
         }
 
@@ -97,6 +101,7 @@ def probe(endpoint: Endpoint, remote_dir: str, *, url: str) -> ProbeReport:
         report.host_key = _host_key_line(transport)
         if not connected:
             return report
+        report.warnings += _legacy_warnings(endpoint, transport)
         steps: list[tuple[str, Callable[[], str | None]]] = [
             ("create the folder", lambda: (transport.makedirs(remote_dir), report.remote_dir)[1]),
             ("write a file", write),
@@ -117,6 +122,19 @@ def _connect(transport: Transport) -> str:
     transport.connect()
     fingerprint = transport.server_fingerprint
     return f"server key {fingerprint}" if fingerprint else "logged in"
+
+
+def _legacy_warnings(endpoint: Endpoint, transport: Transport) -> list[str]:
+    """A warning for each legacy SSH algorithm the connection uses, and for each named one it does not need."""
+    in_use = getattr(transport, "legacy_in_use", [])
+    warnings = [f"in use: {legacy_warning(name)}" for name in in_use]
+    warnings += [
+        f"ssh_legacy_algorithms names {name}, which this server did not need: remove it if the server offers "
+        "a modern one for good"
+        for name in endpoint.ssh_legacy_algorithms
+        if name not in in_use
+    ]
+    return warnings
 
 
 def _host_key_line(transport: Transport) -> str | None:

@@ -35,6 +35,7 @@ from .naming import NameTemplate
 from .record import Record
 from .secret import SecretRef, parse_ref
 from .template_check import template_issues
+from .transport import ssh_policy
 
 RULE_SUFFIXES = (".yaml", ".yml")
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -190,8 +191,15 @@ class SFTPDestination(_DestinationBase):
     #: the private key itself, from the secrets store: ``private_key: ${secret:acme-sftp-key}``
     private_key: SecretReference | None = None
     key_passphrase: SecretReference | None = None
+    #: old SSH algorithms this server needs, offered after the modern ones: ``[aes128-cbc, hmac-sha1]``
+    ssh_legacy_algorithms: list[str] = []
 
     _paths_relative = field_validator("known_hosts", "key_file")(_relative_to_rule_file)
+
+    @field_validator("ssh_legacy_algorithms")
+    @classmethod
+    def _known_legacy_algorithms(cls, value: list[str]) -> list[str]:
+        return ssh_policy.check_legacy_names(value)
 
     @field_validator("host_key", mode="before")
     @classmethod
@@ -615,6 +623,8 @@ def rule_warnings(rules: ClientRules) -> list[str]:
             warnings.append(f"{name} uses plain FTP: password and photos cross the network unencrypted")
         files = [d.ca_file] if isinstance(d, FTPDestination) else [d.key_file, d.known_hosts]
         warnings += [f"{name}: file {path} does not exist (yet)" for path in files if path and not path.exists()]
+        if isinstance(d, SFTPDestination):
+            warnings += [f"{name}: {ssh_policy.legacy_warning(a)}" for a in d.ssh_legacy_algorithms]
     warnings += [f"{i.field}: {i.reason}" for i in template_issues(rules) if not i.error]
     if rules.notify is not None:
         if rules.notify.allow_private:

@@ -481,7 +481,9 @@ def _ssh_keygen(path: Path, comment: str) -> str:
 
 
 @contextlib.contextmanager
-def openssh_server(*, refuse: tuple[str, ...] = (), idle_timeout: int | None = None) -> Iterator[RunningServer]:
+def openssh_server(
+    *, refuse: tuple[str, ...] = (), idle_timeout: int | None = None, extra_config: tuple[str, ...] = ()
+) -> Iterator[RunningServer]:
     """OpenSSH's sshd as root with its own config, host key and temporary user; SFTP only.
 
     ``refuse``: SFTP requests the server answers with "permission denied" (``internal-sftp -P``,
@@ -489,7 +491,8 @@ def openssh_server(*, refuse: tuple[str, ...] = (), idle_timeout: int | None = N
     that never renames, as some hosting providers configure it; ``("posix-rename",)`` one without
     the OpenSSH extension, whose plain rename does not replace. ``idle_timeout``: sshd closes the
     SFTP channel, then the connection, after that many seconds without traffic (``ChannelTimeout``,
-    OpenSSH 9.2+).
+    OpenSSH 9.2+). ``extra_config`` lines go at the end of sshd_config, e.g. ``("Ciphers aes128-cbc",)``
+    for a server that offers only that cipher.
     """
     subsystem = f"internal-sftp -P {','.join(refuse)}" if refuse else "internal-sftp"
     idle = [f"ChannelTimeout session:*={idle_timeout}s", f"UnusedConnectionTimeout {idle_timeout}s"]
@@ -534,6 +537,7 @@ def openssh_server(*, refuse: tuple[str, ...] = (), idle_timeout: int | None = N
                             f"Subsystem sftp {subsystem}",
                             *(idle if idle_timeout else []),
                             "LogLevel VERBOSE",
+                            *extra_config,
                             "",
                         ]
                     )

@@ -56,6 +56,8 @@ class Endpoint:
     key_file: Path | None = None
     private_key: SecretStr | None = None
     key_passphrase: SecretStr | None = field(default=None)
+    #: old SSH algorithms to offer besides the modern ones (``ssh_policy.LEGACY`` names)
+    ssh_legacy_algorithms: tuple[str, ...] = ()
 
     @property
     def display(self) -> str:

@@ -17,6 +17,7 @@ import select
 import socket
 import ssl
 import stat
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,6 +30,7 @@ from ..errors import (
     TransientError,
     TransportError,
 )
+from . import wire
 from .base import Endpoint, Transport, path_prefixes, rename_refused
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,10 @@ BLOCK_SIZE = 256 * 1024
 ALIVE_WITHOUT_NOOP = 5.0
 
 TLS_HINT = "set ca_file to the CA that signed the server certificate"
+
+_NO_GREETING_HINT = (
+    "an FTP server greets at once: for implicit FTPS (often port 990) use ftps+implicit://, else check the port"
+)
 
 # Replies that mean "this command is not implemented" (RFC 959): the server cannot tell us a size.
 _NOT_IMPLEMENTED = ("500", "502", "504")
@@ -74,11 +80,43 @@ def _no_delay(conn: socket.socket) -> None:
 
 class _DataSocketMixin:
     """Remembers the open data connection, so that ``abort()`` can cut a transfer from another thread,
-    and when the server last answered, so that ``alive()`` can skip a NOOP."""
+    and when the server last answered, so that ``alive()`` can skip a NOOP.
+
+    Connecting is split in steps, so that each failure names its phase: ``open`` (TCP), ``greet``
+    (the 220 greeting; an SSH banner or an HTTP answer fails at once instead of being read as the
+    start of a multi-line reply, which waited for the timeout).
+    """
 
     data_sock: socket.socket | None = None
     #: time.monotonic() of the last reply read on the control connection
     last_reply: float = 0.0
+    _greeted = False
+
+    def open(self, host: str, port: int) -> None:
+        """The TCP connection, without reading the greeting (``ftplib.FTP.connect`` in two steps)."""
+        self.host, self.port = host, port  # type: ignore[attr-defined]
+        sys.audit("ftplib.connect", self, host, port)
+        self.sock = socket.create_connection(
+            (host, port),
+            self.timeout,
+            source_address=self.source_address,  # type: ignore[attr-defined]
+        )
+        self.af = self.sock.family
+
+    def greet(self) -> str:
+        """Read the server's greeting."""
+        self.file = self.sock.makefile("r", encoding=self.encoding)  # type: ignore[attr-defined]
+        self.welcome = self.getresp()
+        return self.welcome
+
+    def getline(self) -> str:
+        line = super().getline()  # type: ignore[misc]
+        if not self._greeted:
+            self._greeted = True
+            error = wire.other_protocol(self.host, self.port, "FTP", line.encode())  # type: ignore[attr-defined]
+            if error is not None:
+                raise error
+        return line
 
     def getresp(self) -> str:
         resp = super().getresp()  # type: ignore[misc]
@@ -114,6 +152,11 @@ class _FTPS(_DataSocketMixin, ftplib.FTP_TLS):
         return conn, size
 
 
+#: TLS errors of a handshake answered by something that is not TLS at all
+_NOT_TLS = {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "UNKNOWN_PROTOCOL", "PACKET_LENGTH_TOO_LONG",
+            "HTTP_REQUEST", "UNEXPECTED_RECORD"}  # fmt: skip
+
+
 class _ImplicitFTPS(_FTPS):
     """FTPS where the control connection speaks TLS from the first byte (usually port 990)."""
 
@@ -124,25 +167,32 @@ class _ImplicitFTPS(_FTPS):
         timeout: float = -999,
         source_address: tuple[str, int] | None = None,
     ) -> str:
-        if host:
-            self.host = host
-        if port > 0:
-            self.port = port
         if timeout != -999:
             self.timeout = timeout
         if source_address is not None:
             self.source_address = source_address
-        address = (self.host, self.port)
-        sock = socket.create_connection(address, self.timeout, source_address=self.source_address)
+        self.open(host or self.host, port if port > 0 else self.port)
+        self.secure()
+        return self.greet()
+
+    def secure(self) -> None:
+        """The TLS handshake on the new connection, before the greeting.
+
+        A server that answers it with something else than TLS (an SSH banner, an FTP greeting) is
+        asked again on a new connection what it says first, to tell the operator what it speaks.
+        """
         try:
-            self.sock = self.context.wrap_socket(sock, server_hostname=self.host)
-        except BaseException:
-            sock.close()
+            self.sock = self.context.wrap_socket(self.sock, server_hostname=self.host)
+        except ssl.SSLCertVerificationError:
             raise
-        self.af = self.sock.family
-        self.file = self.sock.makefile("r", encoding=self.encoding)
-        self.welcome = self.getresp()
-        return self.welcome
+        except ssl.SSLError as exc:
+            if exc.reason in _NOT_TLS:
+                first = wire.first_bytes(self.host, self.port, min(self.timeout, wire.SNIFF_TIMEOUT))
+                # a failed TLS handshake, whose reason is now known
+                error = wire.other_protocol(self.host, self.port, "FTPS", first, TLSError)
+                if error is not None:
+                    raise error from exc
+            raise
 
 
 def _send(conn: socket.socket, stream: BinaryIO, callback: Callable[[int], None] | None) -> int:
@@ -213,9 +263,13 @@ def _reply_code(exc: ftplib.Error) -> str:
 
 
 @contextmanager
-def map_errors(endpoint: Endpoint, path: str | None = None, *, login: bool = False) -> Iterator[None]:
-    """Turn ftplib, socket and ssl errors into ftpexport errors naming the destination and path."""
+def map_errors(endpoint: Endpoint, path: str | None = None, *, phase: str, login: bool = False) -> Iterator[None]:
+    """Turn ftplib, socket and ssl errors into ftpexport errors naming the destination and path.
+
+    Network failures name ``host:port`` and ``phase`` (see ``wire.PHASES``).
+    """
     where = {"destination": endpoint.display, "path": path}
+    host, port = endpoint.host, endpoint.port
     try:
         yield
     except TransportError as exc:
@@ -252,7 +306,7 @@ def map_errors(endpoint: Endpoint, path: str | None = None, *, login: bool = Fal
             hint=f"{TLS_HINT}, and use the host name the certificate was issued for",
         ) from exc
     except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as exc:
-        raise TransientError("the server closed the TLS connection", **where) from exc
+        raise TransientError(wire.closed(host, port, phase, "TLS connection"), **where) from exc
     except ssl.SSLError as exc:
         raise TLSError(
             f"TLS failed: {exc.reason or exc}",
@@ -260,15 +314,14 @@ def map_errors(endpoint: Endpoint, path: str | None = None, *, login: bool = Fal
             hint="the server must offer TLS 1.2+ on this port; check the scheme: ftps or ftps+implicit",
         ) from exc
     except TimeoutError as exc:
-        raise TransientError(f"timed out after {endpoint.timeout:g} s", **where) from exc
-    except ConnectionRefusedError as exc:
-        raise TransientError("connection refused: is the server running on this port?", **where) from exc
+        hint = _NO_GREETING_HINT if phase == "greeting" else None
+        raise TransientError(wire.timed_out(host, port, phase, endpoint.timeout), **where, hint=hint) from exc
     except socket.gaierror as exc:
         raise TransientError(f"cannot resolve host {endpoint.host}: {exc.strerror}", **where) from exc
     except EOFError as exc:
-        raise TransientError("the server closed the connection", **where) from exc
+        raise TransientError(wire.closed(host, port, phase), **where) from exc
     except OSError as exc:
-        raise TransientError(f"network error: {exc.strerror or exc}", **where) from exc
+        raise TransientError(wire.network_error(host, port, phase, exc), **where) from exc
 
 
 class FTPTransport(Transport):
@@ -312,14 +365,20 @@ class FTPTransport(Transport):
         self._dirs.clear()
         self._home = None
         try:
-            with map_errors(endpoint):
-                ftp.connect(endpoint.host, endpoint.port)
-                if endpoint.scheme == "ftps":
-                    self._auth_tls(ftp)
-            with map_errors(endpoint, login=True):
+            with map_errors(endpoint, phase="connect"):
+                ftp.open(endpoint.host, endpoint.port)  # type: ignore[attr-defined]
+            if isinstance(ftp, _ImplicitFTPS):
+                with map_errors(endpoint, phase="tls"):
+                    ftp.secure()
+            with map_errors(endpoint, phase="greeting"):
+                ftp.greet()  # type: ignore[attr-defined]
+            if endpoint.scheme == "ftps":
+                with map_errors(endpoint, phase="tls"):
+                    self._auth_tls(ftp)  # type: ignore[arg-type]
+            with map_errors(endpoint, login=True, phase="login"):
                 # The only place the password is revealed: straight into the login call.
                 ftp.login(endpoint.username, _secret(endpoint))
-            with map_errors(endpoint):
+            with map_errors(endpoint, phase="login"):
                 if isinstance(ftp, ftplib.FTP_TLS):
                     ftp.prot_p()
                 ftp.set_pasv(endpoint.passive)
@@ -416,7 +475,7 @@ class FTPTransport(Transport):
 
     def _mkd(self, path: str, *, strict: bool) -> bool:
         """MKD ``path``; True when it was made or is a folder already, else False (or the MKD error if ``strict``)."""
-        with map_errors(self.endpoint, path):
+        with map_errors(self.endpoint, path, phase="folder"):
             try:
                 self.ftp.mkd(path)
             except ftplib.error_perm:
@@ -446,7 +505,7 @@ class FTPTransport(Transport):
 
     def size(self, path: str) -> int | None:
         """SIZE in binary mode; None for a missing file (550) or a server without SIZE."""
-        with map_errors(self.endpoint, path):
+        with map_errors(self.endpoint, path, phase="size"):
             try:
                 return self.ftp.size(path)
             except ftplib.error_perm as exc:
@@ -466,7 +525,7 @@ class FTPTransport(Transport):
         the STOR sent once more (nothing was read from ``stream`` yet).
         """
         ftp = self.ftp
-        with map_errors(self.endpoint, path):
+        with map_errors(self.endpoint, path, phase="transfer"):
             try:
                 conn = ftp.transfercmd(f"STOR {path}")
             except ftplib.error_perm as exc:
@@ -498,7 +557,7 @@ class FTPTransport(Transport):
         not rename (Pure-FTPd ``--norename``): ``target`` is left alone and the error says so.
         """
         ftp = self.ftp
-        with map_errors(self.endpoint, target):
+        with map_errors(self.endpoint, target, phase="rename"):
             try:
                 reply = ftp.sendcmd(f"RNFR {source}")
             except ftplib.error_perm as exc:
@@ -521,7 +580,7 @@ class FTPTransport(Transport):
 
     def remove(self, path: str) -> None:
         """DELE ``path``; a missing file is fine."""
-        with map_errors(self.endpoint, path):
+        with map_errors(self.endpoint, path, phase="delete"):
             try:
                 self.ftp.delete(path)
             except ftplib.error_perm as exc:

@@ -33,9 +33,15 @@ from ..errors import (
     TransientError,
     TransportError,
 )
+from . import wire
 from .base import Endpoint, Transport, path_prefixes, rename_refused
+from .ssh_negotiation import PolicyTransport, apply_policy, legacy_in_use, mismatch_error, negotiated
 
 log = logging.getLogger(__name__)
+
+# paramiko logs a failed handshake at ERROR with a traceback; with no handler anywhere, Python
+# would print it on stderr. ``logs.setup_logging`` turns it into debug lines; without it, nothing.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 #: bytes read from the source per write; paramiko splits them into SFTP packets and pipelines them
 CHUNK_SIZE = 256 * 1024
@@ -111,9 +117,13 @@ def _close_transport(transport: paramiko.Transport) -> None:
 
 
 @contextmanager
-def map_errors(endpoint: Endpoint, path: str | None = None, *, writing: bool = False) -> Iterator[None]:
-    """Turn paramiko, SFTP and socket errors into ftpexport errors naming the destination and path."""
+def map_errors(endpoint: Endpoint, path: str | None = None, *, phase: str, writing: bool = False) -> Iterator[None]:
+    """Turn paramiko, SFTP and socket errors into ftpexport errors naming the destination and path.
+
+    Network failures name ``host:port`` and ``phase`` (see ``wire.PHASES``).
+    """
     where = {"destination": endpoint.display, "path": path}
+    host, port = endpoint.host, endpoint.port
     try:
         yield
     except TransportError as exc:
@@ -125,18 +135,24 @@ def map_errors(endpoint: Endpoint, path: str | None = None, *, writing: bool = F
             f"login refused: {exc}", **where, hint="check the user name and the password or key"
         ) from exc
     except paramiko.SSHException as exc:
-        if isinstance(exc.__cause__ or exc.__context__, TimeoutError):
-            # e.g. "Error reading SSH protocol banner", raised while handling a socket timeout
-            raise TransientError(f"timed out after {endpoint.timeout:g} s: {exc}", **where) from exc
-        raise TransientError(f"SSH error: {exc}", **where) from exc
+        # paramiko's thread wraps what went wrong (e.g. "Error reading SSH protocol banner"): the
+        # wrapped exception says more
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, TransportError):  # another protocol on the port (wire.SniffingSocket)
+            raise cause.located(**where) from None
+        if isinstance(cause, TimeoutError):
+            raise TransientError(wire.timed_out(host, port, phase, endpoint.timeout), **where) from exc
+        if isinstance(cause, EOFError):
+            raise TransientError(wire.closed(host, port, phase), **where) from exc
+        if isinstance(cause, OSError):
+            raise TransientError(wire.network_error(host, port, phase, cause), **where) from exc
+        raise TransientError(f"SSH error with {wire.address(host, port)} {wire.when(phase)}: {exc}", **where) from exc
     except TimeoutError as exc:
-        raise TransientError(f"timed out after {endpoint.timeout:g} s", **where) from exc
+        raise TransientError(wire.timed_out(host, port, phase, endpoint.timeout), **where) from exc
     except EOFError as exc:
-        raise TransientError("the server closed the connection", **where) from exc
-    except ConnectionRefusedError as exc:
-        raise TransientError("connection refused: is the server running on this port?", **where) from exc
+        raise TransientError(wire.closed(host, port, phase), **where) from exc
     except ConnectionError as exc:
-        raise TransientError(f"network error: {exc.strerror or exc}", **where) from exc
+        raise TransientError(wire.network_error(host, port, phase, exc), **where) from exc
     except socket.gaierror as exc:
         raise TransientError(f"cannot resolve host {endpoint.host}: {exc.strerror}", **where) from exc
     except OSError as exc:
@@ -156,7 +172,7 @@ def map_errors(endpoint: Endpoint, path: str | None = None, *, writing: bool = F
             ) from exc
         if exc.errno is None:
             raise PermanentError(f"the server refused: {text}", **where) from exc
-        raise TransientError(f"network error: {text}", **where) from exc
+        raise TransientError(wire.network_error(host, port, phase, exc), **where) from exc
 
 
 class _AckedWriter:
@@ -278,16 +294,25 @@ class SFTPTransport(Transport):
         #: ``(path, size)`` FSTAT reported at the end of the last ``put``, for the ``size(path)``
         #: of the size check that comes right after it: see ``_take_known_size``
         self._known_size: tuple[str, int] | None = None
+        #: what the key exchange agreed on: ``kex``, ``host_key``, ``cipher``, ``mac``
+        self.algorithms: dict[str, str] = {}
 
     @property
     def sftp(self) -> paramiko.SFTPClient:
+        endpoint = self.endpoint
         if self._sftp is None:
-            raise TransientError("not connected", destination=self.endpoint.display)
+            raise TransientError("not connected", destination=endpoint.display)
         if not self.seems_alive():
             # A request on a closed channel raises a bare OSError("Socket is closed"), which would
             # read as a refusal; this is a dropped connection, and the attempt is retried.
-            raise TransientError("the server closed the connection", destination=self.endpoint.display)
+            where = wire.address(endpoint.host, endpoint.port)
+            raise TransientError(f"the server at {where} closed the connection", destination=endpoint.display)
         return self._sftp
+
+    @property
+    def legacy_in_use(self) -> list[str]:
+        """The legacy algorithms (``ssh_legacy_algorithms``) the current connection negotiated."""
+        return legacy_in_use(self.algorithms)
 
     @property
     def server_fingerprint(self) -> str | None:
@@ -308,7 +333,7 @@ class SFTPTransport(Transport):
             # The server has no key of a pinned type: shake hands again to tell the user which key it has.
             transport, key = self._handshake(set())
         try:
-            with map_errors(endpoint):
+            with map_errors(endpoint, phase="login"):
                 self._verify(key, pinned)
                 self._authenticate(transport)
                 sftp = paramiko.SFTPClient.from_transport(transport)
@@ -319,33 +344,39 @@ class SFTPTransport(Transport):
             _close_transport(transport)
             raise
         self._transport, self._sftp = transport, sftp
-        log.debug("connected", extra={"destination": endpoint.display, "fingerprint": self._fingerprint})
+        log.debug("connected", extra={"destination": endpoint.display, "fingerprint": self._fingerprint,
+                                      "algorithms": self.algorithms})  # fmt: skip
+        for name in self.legacy_in_use:
+            log.info("legacy SSH algorithm in use", extra={"destination": endpoint.display, "algorithm": name})
 
     def _handshake(self, pinned: set[tuple[str, bytes]]) -> tuple[paramiko.Transport, paramiko.PKey]:
         """Open the SSH connection up to key exchange; return it with the server's host key."""
         endpoint = self.endpoint
-        with map_errors(endpoint):
+        self.algorithms = {}
+        with map_errors(endpoint, phase="connect"):
             sock = socket.create_connection((endpoint.host, endpoint.port), timeout=endpoint.timeout)
             # the last packet of a file must not wait for an ack of the one before (Nagle)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         transport: paramiko.Transport | None = None
         try:
-            with map_errors(endpoint):
-                transport = paramiko.Transport(sock)
+            with map_errors(endpoint, phase="ssh"):
+                # the socket recognises an FTP greeting or an HTTP answer at once (paramiko would
+                # wait for an SSH banner until its timeout)
+                transport = PolicyTransport(wire.SniffingSocket(sock, endpoint.host, endpoint.port))  # type: ignore[arg-type]
                 transport.banner_timeout = endpoint.timeout
                 transport.handshake_timeout = endpoint.timeout
                 transport.auth_timeout = endpoint.timeout
+                apply_policy(transport, endpoint.ssh_legacy_algorithms)
                 self._restrict_key_types(transport, pinned)
-                self._prefer_gcm(transport)
                 try:
                     transport.start_client(timeout=endpoint.timeout)
                 except paramiko.IncompatiblePeer as exc:
                     if pinned and "host key" in str(exc):
                         raise _NoPinnedKeyType from exc
-                    raise
+                    raise mismatch_error(transport, endpoint, exc) from exc
                 if not transport.is_active() or transport.host_key is None:
                     # start_client returns quietly when its timeout expires mid-handshake.
-                    raise TransientError(f"timed out after {endpoint.timeout:g} s during the SSH handshake")
+                    raise TransientError(wire.timed_out(endpoint.host, endpoint.port, "ssh", endpoint.timeout))
                 key = transport.get_remote_server_key()
         except BaseException:
             if transport is not None:
@@ -354,6 +385,7 @@ class SFTPTransport(Transport):
             raise
         self._fingerprint = fingerprint(key)
         self.server_key_line = public_key_line(key)
+        self.algorithms = negotiated(transport)
         return transport, key
 
     def _pinned_keys(self) -> set[tuple[str, bytes]]:
@@ -379,14 +411,6 @@ class SFTPTransport(Transport):
                 for key in (known.lookup(name) or {}).values():
                     pinned.add((key.get_name(), key.asbytes()))
         return pinned
-
-    @staticmethod
-    def _prefer_gcm(transport: paramiko.Transport) -> None:
-        """AES-GCM first: one authenticated encryption per packet instead of AES-CTR plus an HMAC
-        computed apart (+15-40 % on uploads). Only an order of preference: servers without it
-        negotiate the next cipher."""
-        options = transport.get_security_options()
-        options.ciphers = tuple(sorted(options.ciphers, key=lambda name: "-gcm@" not in name))
 
     @staticmethod
     def _restrict_key_types(transport: paramiko.Transport, pinned: set[tuple[str, bytes]]) -> None:
@@ -527,7 +551,7 @@ class SFTPTransport(Transport):
             # exists, whose parents then exist too. An existing folder costs one round trip.
             for depth in range(len(prefixes) - 1, -1, -1):
                 prefix = prefixes[depth]
-                with map_errors(self.endpoint, prefix):
+                with map_errors(self.endpoint, prefix, phase="folder"):
                     mode = self._mode(prefix)
                 if mode is None:
                     missing.append(prefix)
@@ -544,7 +568,7 @@ class SFTPTransport(Transport):
         # folder. A MKDIR that fails means the folder exists already (another connection may have
         # created it meanwhile) or a real error: STAT tells which.
         for prefix in reversed(missing):
-            with map_errors(self.endpoint, prefix):
+            with map_errors(self.endpoint, prefix, phase="folder"):
                 try:
                     self.sftp.mkdir(prefix)
                 except OSError:
@@ -586,7 +610,7 @@ class SFTPTransport(Transport):
         known = self._take_known_size(path)
         if known is not None:
             return known
-        with map_errors(self.endpoint, path):
+        with map_errors(self.endpoint, path, phase="size"):
             try:
                 attributes = self.sftp.stat(path)
             except OSError as exc:
@@ -605,7 +629,7 @@ class SFTPTransport(Transport):
         """
         self._known_size = None
         sent = 0
-        with map_errors(self.endpoint, path, writing=True):
+        with map_errors(self.endpoint, path, phase="transfer", writing=True):
             remote = self._open_for_writing(path)
             try:
                 writer = _AckedWriter(self.sftp, remote.handle)
@@ -647,7 +671,7 @@ class SFTPTransport(Transport):
         is left alone and the error says so.
         """
         self._known_size = None
-        with map_errors(self.endpoint, target):
+        with map_errors(self.endpoint, target, phase="rename"):
             try:
                 self.sftp.posix_rename(source, target)
                 return
@@ -671,7 +695,7 @@ class SFTPTransport(Transport):
     def remove(self, path: str) -> None:
         """Delete file ``path``; a missing file is fine."""
         self._known_size = None
-        with map_errors(self.endpoint, path):
+        with map_errors(self.endpoint, path, phase="delete"):
             try:
                 self.sftp.remove(path)
             except OSError as exc:
