@@ -7,16 +7,19 @@ few checks of a server's disk.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from servers import RunningServer
 
@@ -190,3 +193,52 @@ def counting_handler(
         "ftp_RNTO": ftp_RNTO,
         "ftp_MKD": ftp_MKD,
     }
+
+
+def quota_dtp_handler(limit: int) -> type:
+    """A pyftpdlib data handler that stops a STOR once more than ``limit`` bytes arrived, the way a
+    server with a quota does: it closes the data connection and answers 552 (the partial file stays).
+
+    Use it as ``pyftpdlib_server("ftp", dtp_handler=quota_dtp_handler(limit))``.
+    """
+    from pyftpdlib.handlers import DTPHandler
+
+    class QuotaDTPHandler(DTPHandler):
+        def handle_read(self) -> None:
+            super().handle_read()
+            if self.receive and not self._closed and self.tot_bytes_received > limit:
+                self._resp = ("552 Disk quota exceeded.", lambda *args, **kwargs: None)
+                self.close()
+
+        handle_read_event = handle_read  # DTPHandler calls this alias of its own handle_read
+
+    return QuotaDTPHandler
+
+
+@contextlib.contextmanager
+def small_tmpfs(server: RunningServer, rel: str, size: str) -> Iterator[Callable[[], None]]:
+    """A tmpfs of ``size`` mounted at ``server.root / rel``, owned by the server's user; yields ``umount``."""
+    mount_point = server.make_dir(rel)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a {size} tmpfs to fill the SFTP server's disk (needs root): {result.stderr.strip()}")
+    mounted = True
+
+    def umount() -> None:
+        nonlocal mounted
+        if mounted:
+            subprocess.run(["umount", str(mount_point)], check=True, capture_output=True)
+            mounted = False
+
+    try:
+        assert server.system_user is not None
+        shutil.chown(mount_point, server.system_user, server.system_user)
+        yield umount
+    finally:
+        # an open SFTP handle could keep it busy: then detach it lazily rather than leave it behind
+        if mounted and subprocess.run(["umount", str(mount_point)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)

@@ -10,11 +10,12 @@ in one ``map_errors()`` context manager, so callers only ever see ftpexport erro
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import posixpath
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -31,6 +32,9 @@ IfExists = Literal["overwrite", "skip", "fail"]
 
 #: the longest file name most servers accept, in bytes
 MAX_NAME_BYTES = 255
+
+#: seconds a cleanup after a failure may wait for each answer (removing a temporary file)
+CLEANUP_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,38 @@ class Transport(ABC):
         """Forget which directories exist: called when a pooled connection starts a new job."""
         self._dirs.clear()
 
+    def usable_after_error(self) -> bool:
+        """Whether the connection can still be asked something after an operation failed.
+
+        False unless a backend knows better: after a timeout or a cut, the server may still answer
+        the failed request, and a new request would read that answer.
+        """
+        return False
+
+    @contextlib.contextmanager
+    def deadline(self, seconds: float) -> Iterator[None]:
+        """Wait at most ``seconds`` for each answer inside the block (for cleanups after a failure)."""
+        yield
+
+    def discard(self, path: str) -> bool:
+        """Best effort: delete ``path`` after a failed upload, quickly, if the connection is still usable.
+
+        Never raises: the caller raises the error that made the upload fail. Returns True when the file
+        is gone.
+        """
+        where = {"destination": self.endpoint.display, "remote_path": path}
+        if not self.usable_after_error():
+            log.debug("the temporary file stays: the connection is not usable after the failure", extra=where)
+            return False
+        try:
+            with self.deadline(min(self.endpoint.timeout, CLEANUP_TIMEOUT)):
+                self.remove(path)
+        except Exception as exc:  # best effort: the error of the upload is the one to report
+            log.debug("could not remove the temporary file: %s", exc, extra=where)
+            return False
+        log.debug("removed the temporary file of the failed upload", extra=where)
+        return True
+
     @property
     def server_fingerprint(self) -> str | None:
         """The server's key fingerprint (SFTP, ``SHA256:...``) once connected; None otherwise."""
@@ -202,9 +238,14 @@ def upload_file(
                 hint="remove it on the server, or set upload.if_exists to overwrite or skip",
             )
     target = posixpath.join(remote_dir, temporary_name(name)) if atomic else final
-    with open_source() as stream:
-        sent = transport.put(stream, target, callback)
-    _check_size(transport, target, expected=size, sent=sent)
+    try:
+        with open_source() as stream:
+            sent = transport.put(stream, target, callback)
+        _check_size(transport, target, expected=size, sent=sent)
+    except TransportError:
+        if atomic:
+            transport.discard(target)  # a hidden partial file must not wait for the next success
+        raise
     if before_rename is not None:
         before_rename(final)
     if atomic:
@@ -271,9 +312,9 @@ def _check_size(transport: Transport, path: str, *, expected: int, sent: int) ->
         log.debug("server did not report a size; trusting the completed transfer", extra={"remote_path": path})
         return
     if remote != expected:
-        transport.remove(path)
+        # ``upload_file`` removes the partial file (best effort, the error stands)
         raise TransientError(
-            f"the server has {remote} bytes after upload, expected {expected}; the partial file was removed",
+            f"the server has {remote} bytes after upload, expected {expected}",
             destination=transport.endpoint.display,
             path=path,
         )

@@ -31,7 +31,7 @@ from ..errors import (
     TransportError,
 )
 from . import wire
-from .base import Endpoint, Transport, path_prefixes, rename_refused
+from .base import CLEANUP_TIMEOUT, Endpoint, Transport, path_prefixes, rename_refused
 
 log = logging.getLogger(__name__)
 
@@ -343,6 +343,9 @@ class FTPTransport(Transport):
         self._ftp: ftplib.FTP | None = None
         #: the login folder (PWD), asked once per connection, to come back to after a CWD
         self._home: str | None = None
+        #: False while the control connection may hold a reply not read yet (a transfer that
+        #: failed on the network): then nothing more is asked on it, see ``usable_after_error``
+        self._in_sync = True
 
     @property
     def ftp(self) -> ftplib.FTP:
@@ -364,6 +367,7 @@ class FTPTransport(Transport):
             raise PermanentError(f"FTPTransport cannot speak {endpoint.scheme}", destination=endpoint.display)
         self._dirs.clear()
         self._home = None
+        self._in_sync = True
         try:
             with map_errors(endpoint, phase="connect"):
                 ftp.open(endpoint.host, endpoint.port)  # type: ignore[attr-defined]
@@ -525,30 +529,81 @@ class FTPTransport(Transport):
         the STOR sent once more (nothing was read from ``stream`` yet).
         """
         ftp = self.ftp
+        self._in_sync = False
         with map_errors(self.endpoint, path, phase="transfer"):
             try:
-                conn = ftp.transfercmd(f"STOR {path}")
-            except ftplib.error_perm as exc:
-                if _reply_code(exc) != "550" or not self._known_folder(path):
+                try:
+                    conn = ftp.transfercmd(f"STOR {path}")
+                except ftplib.error_perm as exc:
+                    if _reply_code(exc) != "550" or not self._known_folder(path):
+                        raise
+                    folder = posixpath.dirname(path)
+                    log.info(
+                        "the server refused a file in a folder made before; making the folder again",
+                        extra={"destination": self.endpoint.display, "remote_path": path},
+                    )
+                    self.forget_directories()
+                    self.makedirs(folder)
+                    conn = ftp.transfercmd(f"STOR {path}")
+                try:
+                    with conn:
+                        sent = _send(conn, stream, callback)
+                        if isinstance(conn, ssl.SSLSocket):
+                            conn.unwrap()  # close_notify: the server knows the file is complete
+                except OSError as exc:
+                    self._reply_after_broken_transfer(ftp, exc)
                     raise
-                folder = posixpath.dirname(path)
-                log.info(
-                    "the server refused a file in a folder made before; making the folder again",
-                    extra={"destination": self.endpoint.display, "remote_path": path},
-                )
-                self.forget_directories()
-                self.makedirs(folder)
-                conn = ftp.transfercmd(f"STOR {path}")
-            try:
-                with conn:
-                    sent = _send(conn, stream, callback)
-                    if isinstance(conn, ssl.SSLSocket):
-                        conn.unwrap()  # close_notify: the server knows the file is complete
-            finally:
-                if getattr(ftp, "data_sock", None) is conn:
-                    ftp.data_sock = None  # type: ignore[attr-defined]
-            ftp.voidresp()
+                finally:
+                    if getattr(ftp, "data_sock", None) is conn:
+                        ftp.data_sock = None  # type: ignore[attr-defined]
+                ftp.voidresp()
+            except (ftplib.error_temp, ftplib.error_perm):
+                self._in_sync = True  # a reply was read: the conversation goes on
+                raise
+        self._in_sync = True
         return sent
+
+    def _reply_after_broken_transfer(self, ftp: ftplib.FTP, exc: OSError) -> None:
+        """The data connection broke while sending: raise the server's reply if it says why.
+
+        A server that refuses the rest of a file (552 quota exceeded, 452 disk full, 426) closes
+        the data connection, which fails the send here, and answers on the control connection. That
+        reply is the real error; it is read within a short time. None came: ``exc`` stands, and the
+        control connection may still get one, so it is not used again.
+        """
+        sock = ftp.sock
+        if sock is None:
+            return
+        try:
+            sock.settimeout(min(self.endpoint.timeout, CLEANUP_TIMEOUT))
+            ftp.voidresp()
+        except (ftplib.error_temp, ftplib.error_perm) as reply:
+            raise reply from exc
+        except (ftplib.Error, OSError, EOFError) as other:
+            log.debug("no reply after the broken transfer: %r", other, extra={"destination": self.endpoint.display})
+            return
+        finally:
+            with contextlib.suppress(OSError):
+                sock.settimeout(self.endpoint.timeout)
+        self._in_sync = True  # the server said the transfer went well: ``exc`` stands, the connection is fine
+
+    def usable_after_error(self) -> bool:
+        """The control connection is open and no reply is pending on it."""
+        return self._ftp is not None and self._in_sync and not self._unread(self._ftp)
+
+    @contextmanager
+    def deadline(self, seconds: float) -> Iterator[None]:
+        """Each reply within ``seconds`` while inside (a cleanup must not wait the whole timeout)."""
+        sock = self._ftp.sock if self._ftp is not None else None
+        if sock is None:
+            yield
+            return
+        sock.settimeout(seconds)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                sock.settimeout(self.endpoint.timeout)
 
     def rename(self, source: str, target: str) -> None:
         """RNFR/RNTO; if the server will not replace ``target``, delete it and rename again.

@@ -296,6 +296,8 @@ class SFTPTransport(Transport):
         self._known_size: tuple[str, int] | None = None
         #: what the key exchange agreed on: ``kex``, ``host_key``, ``cipher``, ``mac``
         self.algorithms: dict[str, str] = {}
+        #: False after a ``put`` that failed without an answer of the server (cut, timeout)
+        self._answered = True
 
     @property
     def sftp(self) -> paramiko.SFTPClient:
@@ -505,6 +507,24 @@ class SFTPTransport(Transport):
         sftp, transport = self._sftp, self._transport
         return sftp is not None and transport is not None and transport.is_active() and not sftp.get_channel().closed
 
+    def usable_after_error(self) -> bool:
+        """The last ``put`` failed on an error the server answered (not a cut or a timeout), and the
+        SSH connection and the SFTP channel are open."""
+        return self._answered and self.seems_alive()
+
+    @contextmanager
+    def deadline(self, seconds: float) -> Iterator[None]:
+        """Each SFTP answer within ``seconds`` while inside."""
+        channel = self._sftp.get_channel() if self._sftp is not None else None
+        if channel is None:
+            yield
+            return
+        channel.settimeout(seconds)
+        try:
+            yield
+        finally:
+            channel.settimeout(self.endpoint.timeout)
+
     def alive(self) -> bool:
         """The SSH connection is up and the SFTP session answers a request."""
         self._known_size = None
@@ -628,9 +648,11 @@ class SFTPTransport(Transport):
         ``_take_known_size``).
         """
         self._known_size = None
+        self._answered = False
         sent = 0
         with map_errors(self.endpoint, path, phase="transfer", writing=True):
             remote = self._open_for_writing(path)
+            writer: _AckedWriter | None = None
             try:
                 writer = _AckedWriter(self.sftp, remote.handle)
                 while chunk := stream.read(CHUNK_SIZE):
@@ -639,10 +661,15 @@ class SFTPTransport(Transport):
                     if callback is not None:
                         callback(len(chunk))
                 size = writer.close(remote)
+            except Exception as exc:
+                # the server refused a write (a full disk): it answered, and the session goes on
+                self._answered = writer is not None and exc is writer.error
+                raise
             finally:
                 # After a failure before ``writer.close``: CLOSE and wait, its errors ignored, as
                 # paramiko does (the connection is not reused). A no-op once the writer closed it.
                 remote.close()
+        self._answered = True
         if size is not None:
             self._known_size = (path, size)
         return sent

@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +28,7 @@ from fault_helpers import (
     make_record,
     part_files,
     sftp_destination,
+    small_tmpfs,
     vin,
     write_rules,
 )
@@ -341,35 +340,6 @@ def test_folder_that_cannot_be_created_is_named(
 
 
 # --- SFTP: disk full, connection cut mid-transfer
-
-
-@contextlib.contextmanager
-def small_tmpfs(server: RunningServer, rel: str, size: str) -> Iterator[Callable[[], None]]:
-    """A tmpfs of ``size`` mounted at ``server.root / rel``, owned by the server's user; yields ``umount``."""
-    mount_point = server.make_dir(rel)
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(mount_point)],
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a {size} tmpfs to fill the SFTP server's disk (needs root): {result.stderr.strip()}")
-    mounted = True
-
-    def umount() -> None:
-        nonlocal mounted
-        if mounted:
-            subprocess.run(["umount", str(mount_point)], check=True, capture_output=True)
-            mounted = False
-
-    try:
-        assert server.system_user is not None
-        shutil.chown(mount_point, server.system_user, server.system_user)
-        yield umount
-    finally:
-        # an open SFTP handle could keep it busy: then detach it lazily rather than leave it behind
-        if mounted and subprocess.run(["umount", str(mount_point)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
 
 
 def test_sftp_disk_full_is_retried_then_delivered_after_requeue(
