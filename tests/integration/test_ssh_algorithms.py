@@ -6,22 +6,29 @@
 - an sshd that offers only a CBC cipher and a SHA-1 MAC is refused by default, with a message that
   names the families without a common algorithm and the field that would enable them; naming them
   connects and uploads;
-- an sshd with only a SHA-1 key exchange is refused, saying that ftpexport cannot speak it.
+- an sshd with only a SHA-1 key exchange is refused, saying that ftpexport cannot speak it;
+- ``check`` warns for each legacy algorithm named, ``test-connection`` for each one in use (and for
+  one named that the server did not need).
 """
 
 from __future__ import annotations
 
 import io
+import json
 import socket
 import struct
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import servers
+import yaml
+from click.testing import CliRunner
 from pydantic import SecretStr
 from servers import RunningServer
 
+from ftpexport.cli import cli
 from ftpexport.errors import PermanentError, TransportError
 from ftpexport.transport import Endpoint, open_transport, upload_file
 from ftpexport.transport.sftp import SFTPTransport
@@ -177,3 +184,46 @@ def test_a_server_with_only_a_sha1_key_exchange_is_refused_and_it_cannot_be_enab
     message = str(caught.value)
     assert "key exchange: it offers only diffie-hellman-group14-sha1" in message
     assert "ftpexport cannot speak any key exchange algorithm the server offers" in message
+
+
+# --- what check and test-connection tell the operator
+
+
+def _rules_naming_legacy(tmp_path: Path, server: RunningServer) -> Path:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    destination = {
+        "name": "old",
+        "url": server.url(),
+        "password": "${LEGACY_SSH_PASSWORD}",
+        "host_key": server.host_key,
+        "ssh_legacy_algorithms": ["aes128-cbc", "hmac-sha1", "3des-cbc"],
+    }
+    (rules / "acme.yaml").write_text(yaml.safe_dump({"client_id": "acme", "destinations": [destination]}))
+    return rules
+
+
+def test_check_and_test_connection_warn_about_each_legacy_algorithm(
+    tmp_path: Path, cbc_sha1_server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cbc_sha1_server.clear_root()
+    monkeypatch.setenv("LEGACY_SSH_PASSWORD", cbc_sha1_server.password)
+    rules = _rules_naming_legacy(tmp_path, cbc_sha1_server)
+    runner = CliRunner()
+
+    checked = runner.invoke(cli, ["check", str(rules)], catch_exceptions=False)
+    probed = runner.invoke(cli, ["test-connection", "acme", "--rules", str(rules), "--json"], catch_exceptions=False)
+
+    assert checked.exit_code == 0, checked.output
+    for name in ("aes128-cbc", "hmac-sha1", "3des-cbc"):
+        assert f"warning: destination old: ssh_legacy_algorithms enables {name}" in checked.output
+    assert probed.exit_code == 0, probed.output
+    [report] = json.loads(probed.stdout)["destinations"]
+    assert report["ok"]
+    assert [w.split(",")[0] for w in report["warnings"]] == [
+        "in use: ssh_legacy_algorithms enables aes128-cbc",
+        "in use: ssh_legacy_algorithms enables hmac-sha1",
+        "ssh_legacy_algorithms names 3des-cbc",
+    ]
+    text = runner.invoke(cli, ["test-connection", "acme", "--rules", str(rules)], catch_exceptions=False)
+    assert "  warning: in use: ssh_legacy_algorithms enables aes128-cbc, a CBC cipher" in text.output
