@@ -306,9 +306,9 @@ class SFTPTransport(Transport):
             raise TransientError("not connected", destination=endpoint.display)
         if not self.seems_alive():
             # A request on a closed channel raises a bare OSError("Socket is closed"), which would
-            # read as a refusal; this is a dropped connection, and the attempt is retried.
-            where = wire.address(endpoint.host, endpoint.port)
-            raise TransientError(f"the server at {where} closed the connection", destination=endpoint.display)
+            # read as a refusal; this is a dropped connection, and the attempt is retried
+            # (``map_errors``, around every use, says so with the phase).
+            raise EOFError("the SSH connection is closed")
         return self._sftp
 
     @property
