@@ -158,6 +158,10 @@ def map_errors(endpoint: Endpoint, path: str | None = None, *, phase: str, writi
     except OSError as exc:
         # paramiko raises IOError(errno, server text) for SFTP status codes, IOError(text) otherwise.
         text = exc.strerror or str(exc)
+        if exc.errno is None and text == "Socket is closed":
+            # paramiko's Channel.send on a channel the server (or abort()) closed meanwhile: a cut,
+            # not an answer of the server
+            raise TransientError(wire.closed(host, port, phase), **where) from exc
         if exc.errno == errno.ENOENT:
             raise PermanentError(f"no such file or directory: {text}", **where) from exc
         if exc.errno in (errno.EACCES, errno.EPERM):
