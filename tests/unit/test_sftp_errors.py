@@ -5,7 +5,6 @@ The same failures against a real sshd: ``tests/integration/test_error_phases.py`
 from __future__ import annotations
 
 import errno
-import socket
 
 import pytest
 
@@ -17,8 +16,9 @@ ENDPOINT = Endpoint(scheme="sftp", host="127.0.0.1", port=2222, username="dealer
 
 
 def mapped(exc: BaseException, *, writing: bool = True) -> BaseException:
-    with pytest.raises((TransientError, PermanentError)) as caught, map_errors(
-        ENDPOINT, "/in/car.jpg", phase="transfer", writing=writing
+    with (
+        pytest.raises((TransientError, PermanentError)) as caught,
+        map_errors(ENDPOINT, "/in/car.jpg", phase="transfer", writing=writing),
     ):
         raise exc
     return caught.value
@@ -27,7 +27,7 @@ def mapped(exc: BaseException, *, writing: bool = True) -> BaseException:
 def test_a_write_on_a_channel_closed_meanwhile_is_a_cut_naming_the_server_and_the_phase() -> None:
     # paramiko's Channel.send raises socket.error("Socket is closed") once the connection is gone:
     # that is not the server refusing to write (the disk-full reading of a bare SFTP failure)
-    error = mapped(socket.error("Socket is closed"))
+    error = mapped(OSError("Socket is closed"))
     assert isinstance(error, TransientError)
     assert "127.0.0.1:2222" in str(error) and "during the transfer" in str(error)
     assert "disk is full" not in str(error)
