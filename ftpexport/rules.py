@@ -508,9 +508,11 @@ def _field(error: Any) -> str | None:
     return field or None
 
 
-def _reason(error: Any) -> str:
+def _reason(error: Any, document: Any) -> str:
     if error["type"] == "extra_forbidden":
-        return "unknown key: check its spelling against the rule file guide in the README"
+        from .rule_hints import unknown_key_reason
+
+        return unknown_key_reason(ClientRules, tuple(error["loc"]), document)
     return str(error["msg"]).removeprefix("Value error, ")
 
 
@@ -555,17 +557,16 @@ def read_rule_file(path: Path, *, allow_unpinned_host_keys: bool = False) -> Cli
         rules = ClientRules.model_validate(document, context=context)
     except ValidationError as exc:
         return [
-            RuleError(file, _field(error), _reason(error))
+            RuleError(file, _field(error), _reason(error, document))
             for error in exc.errors(include_url=False, include_input=False)
         ]
     if path.stem != rules.client_id:
-        return [
-            RuleError(
-                file,
-                "client_id",
-                f"{rules.client_id!r} does not match the file name; name the file {rules.client_id}.yaml",
-            )
-        ]
+        # a copied rule file: which of the two is right, only the user knows
+        fixes = f"rename the file to {rules.client_id}{path.suffix}"
+        if re.fullmatch(_NAME, path.stem):
+            fixes += f", or set client_id: {path.stem}"
+        reason = f"{rules.client_id!r} does not match the file name {path.name}: {fixes}"
+        return [RuleError(file, "client_id", reason)]
     # every name template, tried on a sample record: one that cannot work for any record is an error
     template_errors = [RuleError(file, i.field, i.reason) for i in template_issues(rules) if i.error]
     return template_errors or rules
@@ -589,6 +590,8 @@ class RuleSet:
 
 def load_rules(directory: Path, *, allow_unpinned_host_keys: bool = False) -> RuleSet:
     """Load every ``*.yaml`` of ``directory``; broken files are collected in ``errors``."""
+    if directory.is_file():
+        raise ConfigError(f"{directory} is a file, not the rules folder", hint=f"pass --rules {directory.parent}")
     if not directory.is_dir():
         raise ConfigError(f"{directory}: the rules folder does not exist", hint="pass --rules DIR")
     ruleset = RuleSet(directory=directory)
@@ -600,8 +603,9 @@ def load_rules(directory: Path, *, allow_unpinned_host_keys: bool = False) -> Ru
         result = read_rule_file(path, allow_unpinned_host_keys=allow_unpinned_host_keys)
         if isinstance(result, ClientRules):
             if result.client_id in ruleset.clients:
+                first = ruleset.sources[result.client_id].name
                 ruleset.errors[path.stem] = [
-                    RuleError(str(path), "client_id", f"{result.client_id!r} already has a rule file")
+                    RuleError(str(path), "client_id", f"{result.client_id!r} already has a rule file: {first}")
                 ]
                 continue
             ruleset.clients[result.client_id] = result

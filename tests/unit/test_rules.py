@@ -297,7 +297,7 @@ BROKEN: dict[str, tuple[dict[str, Any] | str, str | None, str]] = {
     "client_id not matching the file name": (
         change("client_id", "bravo"),
         "client_id",
-        "'bravo' does not match the file name; name the file bravo.yaml",
+        "'bravo' does not match the file name acme.yaml: rename the file to bravo.yaml, or set client_id: acme",
     ),
     "duplicate YAML key": (duplicate_key_text(), None, "not valid YAML: line 6, column 5: duplicate key 'password'"),
     "YAML syntax error": (
