@@ -217,12 +217,11 @@ def cli(
     )
 
 
-def _inbox_folders(inbox: Path) -> list[Path]:
-    if not inbox.is_dir():
-        raise ConfigError(f"{inbox}: the inbox folder does not exist", hint="pass the folder that holds the records")
-    from .record import iter_record_folders
+def _inbox_folders(inbox: Path, command: str) -> list[Path]:
+    """The record folders of INBOX; refused (exit 2) when it is a record, a file or the inbox's parent."""
+    from .folders import inbox_folders
 
-    return list(iter_record_folders(inbox))
+    return inbox_folders(inbox, command)
 
 
 def _notify_option(f: Any) -> Any:
@@ -387,7 +386,12 @@ def run(
     # The progress display and the summary tell about failures; stderr logs only the unexpected.
     app.start_logging(default=logging.ERROR)
     ruleset = app.rules(rules_dir)
-    folders = _inbox_folders(inbox)
+    folders = _inbox_folders(inbox, "run")
+    if not folders and not app.quiet:
+        from .folders import no_record_note
+
+        # exit 0 all the same: an inbox the platform has emptied is the normal case for a cron job
+        click.echo(f"ftpexport: {no_record_note(inbox)}", err=True)
     progress = progress_for(sys.stderr, quiet=app.quiet or as_json)
     started = time.monotonic()
     # what the end of the run waits for (webhooks): a line on stderr, like the progress
@@ -492,7 +496,10 @@ def watch(
 
     app.start_logging(default=logging.INFO)
     log = logging.getLogger("ftpexport.watch")
-    _inbox_folders(inbox)
+    if not _inbox_folders(inbox, "watch"):
+        from .folders import no_record_note
+
+        log.warning("%s; watching for new ones (check the path if records were expected)", no_record_note(inbox))
     reloader = RulesReloader(rules_dir)
     for errors in reloader.ruleset.errors.values():
         for error in errors:
@@ -695,7 +702,7 @@ def test_connection(
 
 
 @cli.command()
-@click.argument("record", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("record", type=click.Path(path_type=Path))
 @_rules_option
 @_state_option
 @_hardlinks_option
@@ -706,11 +713,12 @@ def preview(app: App, record: Path, rules_dir: Path, state: Path, allow_hardlink
 
     Its files are checked as run and watch check them (--state names the ledger they never send).
     """
+    from .folders import record_folder
     from .pipeline import Options, preview_record
 
     app.start_logging()
     options = Options(allow_hardlinks=allow_hardlinks, protected=app.own_files(state))
-    info = preview_record(record, app.rules(rules_dir), options)
+    info = preview_record(record_folder(record), app.rules(rules_dir), options)
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return

@@ -1,0 +1,122 @@
+"""What an operator is told after a mistake: the wrong kind of folder, an empty one, a rule file
+copied or misspelt, a bad option value or environment variable, a reader that went away."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from crash_helpers import ExporterProcess, start_watch
+
+from ftpexport.cli import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+RULES = ROOT / "rules"
+SAMPLES = ROOT / "samples"
+
+
+def _run(*args: str | Path, env: dict[str, str] | None = None) -> Result:
+    return CliRunner(env=env).invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def _refused(*args: str | Path) -> tuple[int, str]:
+    """Exit code and stderr of ``ftpexport ARGS`` in a process of its own: a `watch` that is not
+    refused fails the test after 30 s instead of running for ever."""
+    with ExporterProcess(*args) as process:
+        code = process.wait(timeout=30)
+    return code, process.stderr
+
+
+# --- item 12: an inbox, a record, or neither
+
+
+@pytest.mark.parametrize("command", ["run", "watch"])
+def test_a_record_folder_given_as_the_inbox_is_refused_naming_its_parent(command: str, tmp_path: Path) -> None:
+    code, stderr = _refused(command, SAMPLES / "veh-000123", "--rules", RULES, "--state", tmp_path / "l.sqlite3")
+    assert code == 2, stderr
+    assert stderr == (
+        f"ftpexport: error: {SAMPLES / 'veh-000123'} is a record (it has vehicle.json), not an inbox "
+        f"(pass the folder that holds the records: ftpexport {command} {SAMPLES})\n"
+    )
+    assert not (tmp_path / "l.sqlite3").exists()  # refused before anything started
+
+
+def test_the_parent_of_the_inbox_is_refused_naming_the_inbox(tmp_path: Path) -> None:
+    inbox = tmp_path / "data" / "inbox"
+    shutil.copytree(SAMPLES, inbox)
+    result = _run("run", tmp_path / "data", "--rules", RULES, "--state", tmp_path / "l.sqlite3")
+    assert result.exit_code == 2
+    assert f"{tmp_path / 'data'} holds no record, but {inbox} does (e.g. veh-000123)" in result.stderr
+    assert f"ftpexport run {inbox})" in result.stderr
+
+
+def test_a_file_given_as_the_inbox_is_refused(tmp_path: Path) -> None:
+    result = _run("run", SAMPLES / "veh-000123" / "vehicle.json", "--rules", RULES, "--state", tmp_path / "l")
+    assert result.exit_code == 2
+    assert "vehicle.json is a file, not an inbox folder" in result.stderr
+
+
+def test_run_on_an_inbox_without_records_says_so_and_exits_0(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    result = _run("run", inbox, "--rules", RULES, "--state", tmp_path / "l.sqlite3")
+    # nothing is owed: a cron job over an inbox the platform emptied is not a failure
+    assert result.exit_code == 0, result.output
+    assert f"ftpexport: {inbox} holds no record folder (one folder per vehicle, with its vehicle.json): " \
+           "nothing to export\n" == result.stderr  # fmt: skip
+    assert "0 delivered" in result.stdout
+
+    (inbox / "01.jpg").write_bytes(b"x")
+    (inbox / "vehicle.txt").write_bytes(b"x")
+    loose = _run("run", inbox, "--rules", RULES, "--state", tmp_path / "l.sqlite3")
+    assert loose.exit_code == 0
+    assert "(the 2 file(s) in it are not records: a record is a folder)" in loose.stderr
+
+    quiet = _run("-q", "run", inbox, "--rules", RULES, "--state", tmp_path / "l.sqlite3")
+    assert quiet.exit_code == 0 and quiet.output == ""
+
+
+def test_run_counts_the_record_folders_still_without_vehicle_json(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    for name in ("veh-1", "veh-2"):
+        (inbox / name).mkdir(parents=True)
+        (inbox / name / "01.jpg").write_bytes(b"x")
+    result = _run("run", inbox, "--rules", RULES, "--state", tmp_path / "l.sqlite3")
+    assert result.exit_code == 0, result.output
+    assert "2 record folder(s) without vehicle.json yet, left for later" in result.stdout
+
+
+def test_watch_on_an_inbox_without_records_keeps_watching_and_logs_it(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    daemon = start_watch(inbox, RULES, tmp_path / "l.sqlite3")
+    try:
+        (warning,) = [e for e in daemon.events() if "holds no record folder" in e["message"]]
+        assert warning["level"] == "warning"
+        assert "watching for new ones (check the path if records were expected)" in warning["message"]
+        assert daemon.alive()
+    finally:
+        daemon.terminate()
+        assert daemon.wait() == 0
+
+
+def test_preview_of_an_inbox_names_a_record_to_pass() -> None:
+    result = _run("preview", SAMPLES, "--rules", RULES)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"ftpexport: error: {SAMPLES} is an inbox (3 record folder(s) in it), not a record "
+        f"(pass one of its record folders: ftpexport preview {SAMPLES / 'veh-000123'})\n"
+    )
+    assert "vehicle.json is missing" not in result.stderr
+
+
+def test_preview_of_vehicle_json_or_of_nothing_says_what_to_pass(tmp_path: Path) -> None:
+    file = _run("preview", SAMPLES / "veh-000123" / "vehicle.json", "--rules", RULES)
+    assert file.exit_code == 2
+    assert f"ftpexport preview {SAMPLES / 'veh-000123'})" in file.stderr
+
+    missing = _run("preview", tmp_path / "veh-404", "--rules", RULES)
+    assert missing.exit_code == 2
+    assert f"{tmp_path / 'veh-404'}: the record folder does not exist" in missing.stderr
