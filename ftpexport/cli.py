@@ -97,11 +97,23 @@ class App:
         """Load the rules and tell the user about the broken files (their clients' records will fail)."""
         from .rules import load_rules
 
-        ruleset = load_rules(directory, allow_unpinned_host_keys=allow_unpinned_host_keys)
+        ruleset = _some_rules(load_rules(directory, allow_unpinned_host_keys=allow_unpinned_host_keys))
         for errors in ruleset.errors.values():
             for error in errors:
                 click.echo(f"ftpexport: rule file refused: {error}", err=True)
         return ruleset
+
+
+def _no_rule_files(directory: Path) -> str:
+    return f"no rule files (*.yaml) in {directory}"
+
+
+def _some_rules(ruleset: RuleSet) -> RuleSet:
+    """``ruleset``, refused when its folder holds no rule file at all (the wrong folder, most likely)."""
+    if not ruleset.clients and not ruleset.errors:
+        hint = "pass the folder that holds the <client_id>.yaml files"
+        raise ConfigError(_no_rule_files(ruleset.directory), hint=hint)
+    return ruleset
 
 
 class _Group(click.Group):
@@ -501,6 +513,8 @@ def watch(
 
         log.warning("%s; watching for new ones (check the path if records were expected)", no_record_note(inbox))
     reloader = RulesReloader(rules_dir)
+    if not reloader.ruleset.clients and not reloader.ruleset.errors:
+        log.warning("%s: every record is refused until rule files are added", _no_rule_files(rules_dir))
     for errors in reloader.ruleset.errors.values():
         for error in errors:
             log.error("rule file refused: %s", error)
@@ -739,17 +753,38 @@ def preview(app: App, record: Path, rules_dir: Path, state: Path, allow_hardlink
             click.echo(f"    {path}")
 
 
+def _rules_to_check(path: Path) -> RuleSet:
+    """The rule files ``check`` validates: those of a folder, or one file."""
+    from .rules import RULE_SUFFIXES, ClientRules, RuleSet, load_rules, read_rule_file
+
+    if not path.exists():
+        raise ConfigError(f"{path} does not exist", hint="pass a rules folder or one rule file")
+    if not path.is_file():
+        return _some_rules(load_rules(path))
+    if path.suffix not in RULE_SUFFIXES:
+        raise ConfigError(f"{path} is not a rule file: run and watch read only *.yaml and *.yml files",
+                          hint=f"rename it to {path.stem}.yaml")  # fmt: skip
+    ruleset = RuleSet(directory=path.parent)
+    result = read_rule_file(path)  # the client_id must still match the file name
+    if isinstance(result, ClientRules):
+        ruleset.clients[result.client_id] = result
+        ruleset.sources[result.client_id] = path
+    else:
+        ruleset.errors[path.stem] = result
+    return ruleset
+
+
 @cli.command()
-@click.argument("directory", type=click.Path(path_type=Path))
+@click.argument("directory", metavar="DIR|FILE", type=click.Path(path_type=Path))
 @_json_option
 @click.pass_obj
 def check(app: App, directory: Path, as_json: bool) -> None:
-    """Validate every rule file of DIRECTORY; exit 2 if any is wrong."""
+    """Validate every rule file of DIR, or the one rule FILE; exit 2 if any is wrong or DIR holds none."""
     from .notify import signing_key
-    from .rules import load_rules, rule_warnings, secret_references
+    from .rules import rule_warnings, secret_references
 
     app.start_logging()
-    ruleset = load_rules(directory)
+    ruleset = _rules_to_check(directory)
     files: dict[str, dict[str, Any]] = {}
     store = app.store()
     for client_id, rules in ruleset.clients.items():
@@ -772,8 +807,6 @@ def check(app: App, directory: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"directory": str(directory), "files": files}, indent=2))
     else:
-        if not files:
-            click.echo(f"{directory}: no rule files (*.yaml)")
         for name, entry in sorted(files.items()):
             click.echo(f"{name}: {'ok' if entry['ok'] else 'INVALID'}")
             for error in entry["errors"]:

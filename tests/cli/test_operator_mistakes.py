@@ -120,3 +120,77 @@ def test_preview_of_vehicle_json_or_of_nothing_says_what_to_pass(tmp_path: Path)
     missing = _run("preview", tmp_path / "veh-404", "--rules", RULES)
     assert missing.exit_code == 2
     assert f"{tmp_path / 'veh-404'}: the record folder does not exist" in missing.stderr
+
+
+# --- item 15: check, rule files
+
+
+def test_check_validates_one_rule_file(tmp_path: Path) -> None:
+    good = _run("check", RULES / "bravo-cars.yaml")
+    assert good.exit_code == 0, good.output
+    assert good.stdout.startswith(f"{RULES / 'bravo-cars.yaml'}: ok\n")
+    assert "rules folder" not in good.output
+
+    copied = tmp_path / "delta-cars.yaml"
+    shutil.copy(RULES / "bravo-cars.yaml", copied)
+    result = _run("check", copied)
+    assert result.exit_code == 2
+    assert (
+        "error: client_id: 'bravo-cars' does not match the file name delta-cars.yaml: "
+        "rename the file to bravo-cars.yaml, or set client_id: delta-cars"
+    ) in result.stdout
+
+    other = tmp_path / "bravo-cars.txt"
+    shutil.copy(RULES / "bravo-cars.yaml", other)
+    refused = _run("check", other)
+    assert refused.exit_code == 2
+    assert "is not a rule file: run and watch read only *.yaml and *.yml files" in refused.stderr
+
+
+def test_an_empty_or_missing_rules_folder_is_an_error(tmp_path: Path) -> None:
+    empty = tmp_path / "rules"
+    empty.mkdir()
+    (empty / "README.txt").write_text("rule files go here")
+    checked = _run("check", empty)
+    assert checked.exit_code == 2
+    assert f"no rule files (*.yaml) in {empty}" in checked.stderr
+
+    inbox = tmp_path / "inbox"
+    shutil.copytree(SAMPLES, inbox)
+    run = _run("run", inbox, "--rules", empty, "--state", tmp_path / "l.sqlite3")
+    assert run.exit_code == 2
+    assert f"no rule files (*.yaml) in {empty}" in run.stderr
+
+    missing = _run("check", tmp_path / "nope")
+    assert missing.exit_code == 2
+    assert "--rules" not in missing.stderr  # check has no such option
+    assert "pass a rules folder or one rule file" in missing.stderr
+
+    file = _run("run", inbox, "--rules", RULES / "bravo-cars.yaml", "--state", tmp_path / "l.sqlite3")
+    assert file.exit_code == 2
+    assert f"is a file, not the rules folder (pass --rules {RULES})" in file.stderr
+
+
+def test_check_suggests_the_key_meant(tmp_path: Path) -> None:
+    (tmp_path / "acme.yaml").write_text(
+        """
+client_id: acme
+destinations:
+  - {name: dms, url: 'ftps://u@h/x', password: '${P}', max_conections: 4, host_key: 'ssh-ed25519 AAAA'}
+  - {name: box, url: 'sftp://u@h/x', password: '${P}', host_key: 'ssh-ed25519 AAAA', ca_file: ca.pem}
+package:
+  image_nam: "{{ vin }}.jpg"
+retries: 2
+"""
+    )
+    result = _run("check", tmp_path)
+    assert result.exit_code == 2
+    out = result.stdout
+    assert "error: destinations[0].max_conections: unknown key: did you mean 'max_connections'?" in out
+    assert (
+        "error: destinations[0].host_key: host_key applies to sftp:// destinations only "
+        "(this destination's url is ftps://): remove it or change the url"
+    ) in out
+    assert "error: destinations[1].ca_file: ca_file applies to ftps:// and ftps+implicit:// destinations only" in out
+    assert "error: package.image_nam: unknown key: did you mean 'image_name'?" in out
+    assert "error: retries: unknown key here: retries belongs under upload" in out
