@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from . import __version__
+from .cli_base import EnvvarCommand, EnvvarOptions, Seconds
 from .display import (
     history_text,
     human_bytes,
@@ -116,8 +117,11 @@ def _some_rules(ruleset: RuleSet) -> RuleSet:
     return ruleset
 
 
-class _Group(click.Group):
+class _Group(EnvvarOptions, click.Group):
     """Turns our errors into one line on stderr and their exit code: no traceback for expected failures."""
+
+    command_class = EnvvarCommand
+    group_class = type  # sub-groups (secrets) are _Group too
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -134,7 +138,7 @@ def _rules_option(f: Any) -> Any:
         type=click.Path(path_type=Path),
         required=True,
         envvar="FTPEXPORT_RULES",
-        help="Folder of rule files, one <client_id>.yaml per client. [env: FTPEXPORT_RULES]",
+        help="Folder of rule files, one <client_id>.yaml per client.",
     )(f)
 
 
@@ -145,7 +149,7 @@ def _state_option(f: Any) -> Any:
         default=DEFAULT_STATE,
         show_default=True,
         envvar="FTPEXPORT_STATE",
-        help="The SQLite ledger file. [env: FTPEXPORT_STATE]",
+        help="The SQLite ledger file.",
     )(f)
 
 
@@ -162,7 +166,7 @@ def _jobs_option(f: Any) -> Any:
         default=16,
         show_default=True,
         envvar="FTPEXPORT_JOBS",
-        help="Uploads running at once, over all destinations. [env: FTPEXPORT_JOBS]",
+        help="Uploads running at once, over all destinations.",
     )(f)
 
 
@@ -174,39 +178,39 @@ def _retries_option(f: Any) -> Any:
         show_default=True,
         envvar="FTPEXPORT_RETRIES",
         help="Extra attempts after a transient failure (connection lost, timeout, 4xx reply) before a delivery "
-        "is parked as failed; a rule file's upload.retries wins. [env: FTPEXPORT_RETRIES]",
+        "is parked as failed; a rule file's upload.retries wins.",
     )(f)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ftpexport")
-@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
-@click.option("-q", "--quiet", is_flag=True, help="Errors only.")
+@click.option("-v", "--verbose", count=True, envvar="FTPEXPORT_VERBOSE", help="More log output (-v info, -vv debug).")
+@click.option("-q", "--quiet", is_flag=True, envvar="FTPEXPORT_QUIET", help="Errors only.")
 @click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),
     default="text",
     envvar="FTPEXPORT_LOG_FORMAT",
-    help="Log lines as text or one JSON object a line. [env: FTPEXPORT_LOG_FORMAT]",
+    help="Log lines as text or one JSON object a line.",
 )
 @click.option(
     "--log-file",
     type=click.Path(path_type=Path, dir_okay=False),
     envvar="FTPEXPORT_LOG_FILE",
-    help="Write logs to this file instead of stderr. [env: FTPEXPORT_LOG_FILE]",
+    help="Write logs to this file instead of stderr.",
 )
 @click.option(
     "--secrets",
     "secrets_file",
     type=click.Path(path_type=Path, dir_okay=False),
     envvar=STORE_ENV,
-    help=f"The encrypted secrets store for ${{secret:NAME}}. [default: {DEFAULT_STORE}; env: {STORE_ENV}]",
+    help=f"The encrypted secrets store for ${{secret:NAME}} (default: {DEFAULT_STORE}).",
 )
 @click.option(
     "--secrets-key-file",
     type=click.Path(path_type=Path, dir_okay=False),
     envvar=KEY_FILE_ENV,
-    help=f"The store's key file, mode 0600 (or the key itself in {KEY_ENV}). [env: {KEY_FILE_ENV}]",
+    help=f"The store's key file, mode 0600 (or the key itself in {KEY_ENV}).",
 )
 @click.pass_context
 def cli(
@@ -239,12 +243,12 @@ def _inbox_folders(inbox: Path, command: str) -> list[Path]:
 def _notify_option(f: Any) -> Any:
     return click.option(
         "--notify-wait",
-        type=click.FloatRange(0),
+        type=Seconds(0),
         default=10.0,
         show_default=True,
         envvar="FTPEXPORT_NOTIFY_WAIT",
         help="At the end, seconds the due webhook notifications get to go out; the rest stays pending in the "
-        "ledger and the next run or watch sends it. [env: FTPEXPORT_NOTIFY_WAIT]",
+        "ledger and the next run or watch sends it.",
     )(f)
 
 
@@ -258,7 +262,7 @@ def _open_ledger(state: Path) -> Ledger:
 def _timing_options(f: Any) -> Any:
     f = click.option(
         "--grace",
-        type=click.FloatRange(0),
+        type=Seconds(0),
         default=30.0,
         show_default=True,
         envvar="FTPEXPORT_GRACE",
@@ -266,7 +270,7 @@ def _timing_options(f: Any) -> Any:
     )(f)
     f = click.option(
         "--pause",
-        type=click.FloatRange(0.1),
+        type=Seconds(0.1),
         default=30.0,
         show_default=True,
         envvar="FTPEXPORT_PAUSE",
@@ -274,7 +278,7 @@ def _timing_options(f: Any) -> Any:
     )(f)
     return click.option(
         "--backoff",
-        type=click.FloatRange(0.01),
+        type=Seconds(0.01),
         default=2.0,
         show_default=True,
         envvar="FTPEXPORT_BACKOFF",
@@ -446,12 +450,20 @@ def run(
 @_timing_options
 @click.option(
     "--settle",
-    type=float,
+    type=Seconds(0),
     default=1.0,
     show_default=True,
+    envvar="FTPEXPORT_SETTLE",
     help="Seconds a vehicle.json that does not parse (yet) must stay unchanged before it is taken (and refused).",
 )
-@click.option("--rescan", type=float, default=60.0, show_default=True, help="Seconds between full inbox rescans.")
+@click.option(
+    "--rescan",
+    type=Seconds(0, min_open=True),
+    default=60.0,
+    show_default=True,
+    envvar="FTPEXPORT_RESCAN",
+    help="Seconds between full inbox rescans.",
+)
 @click.option(
     "--metrics-port",
     type=click.IntRange(0, 65535),
@@ -468,7 +480,7 @@ def run(
 )
 @click.option(
     "--health-stale",
-    type=click.FloatRange(0, min_open=True),
+    type=Seconds(0, min_open=True),
     default=300.0,
     show_default=True,
     envvar="FTPEXPORT_HEALTH_STALE",

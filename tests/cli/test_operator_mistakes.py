@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 from crash_helpers import ExporterProcess, start_watch
@@ -194,3 +195,89 @@ retries: 2
     assert "error: destinations[1].ca_file: ca_file applies to ftps:// and ftps+implicit:// destinations only" in out
     assert "error: package.image_nam: unknown key: did you mean 'image_name'?" in out
     assert "error: retries: unknown key here: retries belongs under upload" in out
+
+
+# --- item 15: options and their environment variables
+
+#: options without an environment variable, and why
+NO_ENVVAR = {
+    "--version": "prints the version and exits: not a setting",
+    # what one query or action is about: a variable left set would silently narrow it (or, for
+    # `retry --all`, widen it to every failed delivery)
+    "--client": "selects",
+    "--destination": "selects",
+    "--record": "selects",
+    "--all": "selects",
+    "--user": "selects",
+    "--since": "selects",
+    "--until": "selects",
+    "--day": "selects",
+    "--failed": "selects",
+    "--limit": "selects",
+    "--format": "the shape of one report (a CSV for a spreadsheet)",
+    "--key-file": "where `secrets init` writes a new key once; FTPEXPORT_SECRETS_KEY_FILE is the key in use",
+    "--new-key-file": "where `secrets rotate-key` writes the new key once",
+    "--samples": "the demo's own input, like INBOX",
+}
+
+
+def _commands(group: click.Group, path: str = "ftpexport") -> list[tuple[str, click.Command]]:
+    found: list[tuple[str, click.Command]] = [(path, group)]
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            found += _commands(command, f"{path} {name}")
+        else:
+            found.append((f"{path} {name}", command))
+    return found
+
+
+def test_every_option_has_an_environment_variable_shown_in_help() -> None:
+    meaning: dict[str, str] = {}
+    for path, command in _commands(cli):
+        help_text = " ".join(_run(*path.split()[1:], "--help").stdout.split())
+        for param in command.params:
+            if not isinstance(param, click.Option):
+                continue
+            flag = max(param.opts, key=len)
+            if flag in NO_ENVVAR:
+                assert not param.envvar, f"{path} {flag} has {param.envvar}: remove it from NO_ENVVAR"
+                continue
+            assert isinstance(param.envvar, str), f"{path} {flag} has no environment variable"
+            assert param.envvar.startswith("FTPEXPORT_"), (path, flag, param.envvar)
+            # one variable means one thing, whichever command reads it
+            assert meaning.setdefault(param.envvar, flag) == flag, (path, flag, param.envvar)
+            assert f"env var: {param.envvar}" in help_text, (path, flag)
+        assert "[env:" not in help_text  # the hand-written copies are gone
+
+
+def test_a_bad_value_says_whether_it_came_from_the_environment(tmp_path: Path) -> None:
+    args = ("run", SAMPLES, "--rules", RULES, "--state", tmp_path / "l.sqlite3")
+    from_env = _run(*args, env={"FTPEXPORT_JOBS": "abc"})
+    assert from_env.exit_code == 2
+    assert "Invalid value for '--jobs' from the environment variable FTPEXPORT_JOBS: 'abc'" in from_env.stderr
+
+    typed = _run(*args, "--jobs", "abc", env={"FTPEXPORT_JOBS": "4"})
+    assert typed.exit_code == 2
+    assert "Invalid value for '--jobs': 'abc'" in typed.stderr
+    assert "FTPEXPORT_JOBS" not in typed.stderr
+
+    top = _run("status", env={"FTPEXPORT_LOG_FORMAT": "xml"})
+    assert top.exit_code == 2
+    assert "Invalid value for '--log-format' from the environment variable FTPEXPORT_LOG_FORMAT" in top.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--rescan", "-1", "-1.0 is not in the range x>0"),
+        ("--rescan", "0", "0.0 is not in the range x>0"),
+        ("--settle", "-0.5", "-0.5 is not in the range x>=0"),
+        ("--settle", "nan", "'nan' is not a number of seconds"),
+        ("--grace", "inf", "'inf' is not a number of seconds"),
+    ],
+)
+def test_timing_options_refuse_negative_and_non_numbers(option: str, value: str, message: str, tmp_path: Path) -> None:
+    code, stderr = _refused("watch", SAMPLES, "--rules", RULES, "--state", tmp_path / "l.sqlite3", option, value)
+    assert code == 2, stderr
+    assert f"Invalid value for '{option}': {message}" in stderr
+    assert not (tmp_path / "l.sqlite3").exists()
