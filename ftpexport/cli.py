@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from . import __version__
-from .cli_base import EnvvarCommand, EnvvarOptions, Seconds
+from .cli_base import EnvvarCommand, EnvvarOptions, Seconds, end_quietly_if_reader_gone
 from .display import (
     history_text,
     human_bytes,
@@ -1054,4 +1054,8 @@ def demo(app: App, samples: Path | None) -> None:
 
 def main() -> None:
     """Console entry point."""
-    cli(prog_name="ftpexport")
+    try:
+        cli(prog_name="ftpexport")
+    except SystemExit:
+        end_quietly_if_reader_gone()  # `ftpexport demo | head -1`: no BrokenPipeError at exit
+        raise

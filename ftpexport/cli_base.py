@@ -1,13 +1,20 @@
 """The click plumbing every command shares: options that show and name their environment variables,
-and a seconds type."""
+a seconds type, and a quiet end when the reader of the output has gone (``ftpexport demo | head -1``)."""
 
 from __future__ import annotations
 
 import math
 import os
+import select
+import sys
 from typing import Any
 
 import click
+from click.utils import PacifyFlushWrapper
+
+#: the exit status of a command whose output's reader went away: what the shell reports for any
+#: program ended by SIGPIPE (``yes | head -1``); 1 and 2 already mean "not delivered" and "usage error"
+EXIT_READER_GONE = 128 + 13
 
 
 class EnvvarOptions:
@@ -68,3 +75,32 @@ class Seconds(click.FloatRange):
         if not math.isfinite(seconds):
             self.fail(f"{value!r} is not a number of seconds.", param, ctx)
         return seconds
+
+
+def _gone_readers() -> list[int]:
+    """stdout and stderr, where each is a pipe whose reader has closed it (poll reports an error on it)."""
+    poller = select.poll()
+    for fd in (1, 2):
+        poller.register(fd, 0)  # errors and hang-ups are always reported
+    return [fd for fd, events in poller.poll(0) if events & select.POLLERR]
+
+
+def end_quietly_if_reader_gone() -> None:
+    """After a command: flush stdout; if its reader has gone, exit ``EXIT_READER_GONE`` without a word.
+
+    Click turns a broken pipe met inside a command into exit 1 and swaps in streams that swallow
+    the rest; a write that was still buffered would fail at interpreter exit ("Exception ignored
+    ... BrokenPipeError", exit 120). Both end here instead.
+    """
+    try:
+        sys.stdout.flush()
+        gone = isinstance(sys.stdout, PacifyFlushWrapper) and bool(_gone_readers())
+    except BrokenPipeError:
+        gone = True
+    if not gone:
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for fd in _gone_readers() or [1]:
+        os.dup2(devnull, fd)  # what is still buffered goes nowhere, quietly, at interpreter exit
+    os.close(devnull)
+    raise SystemExit(EXIT_READER_GONE)

@@ -105,6 +105,12 @@ def ftp_server(root: Path, password: str) -> Iterator[int]:
         thread.join(timeout=5)
 
 
+def _shown(path: Path) -> Path:
+    """``path`` as the user would type it: relative to the current folder when it is inside it."""
+    absolute = path.absolute()
+    return absolute.relative_to(Path.cwd()) if absolute.is_relative_to(Path.cwd()) else path
+
+
 def remote_tree(root: Path) -> list[str]:
     """The files under ``root`` as tree lines, with each zip's listing."""
     lines = []
@@ -135,7 +141,7 @@ def run_demo(out: TextIO, samples: Path | None = None) -> Summary:
                     (rules_dir / f"{client}.yaml").write_text(rule, encoding="utf-8")
                 out.write(f"FTP server on 127.0.0.1:{port}, serving {server_root}\n")
                 records = [f for f in iter_record_folders(samples) if is_complete(f)]
-                out.write(f"exporting {len(records)} sample records from {samples}\n")
+                out.write(f"exporting {len(records)} sample records from {_shown(samples)}\n")
                 for folder in records:
                     data = json.loads((folder / RECORD_FILE).read_text(encoding="utf-8"))
                     user = (data.get("user") or {}).get("id", "-")

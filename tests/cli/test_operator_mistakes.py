@@ -3,7 +3,11 @@ copied or misspelt, a bad option value or environment variable, a reader that we
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -281,3 +285,47 @@ def test_timing_options_refuse_negative_and_non_numbers(option: str, value: str,
     assert code == 2, stderr
     assert f"Invalid value for '{option}': {message}" in stderr
     assert not (tmp_path / "l.sqlite3").exists()
+
+
+# --- item 15: a reader that goes away, the README's demo output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["demo"], ["--help"], ["check", str(RULES)], ["preview", str(SAMPLES / "veh-000201"), "--rules", str(RULES)]],
+)
+def test_a_closed_stdout_ends_the_command_quietly(args: list[str]) -> None:
+    # `ftpexport demo | head -1`: the reader is gone before (most of) the output is written
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+        process = subprocess.run(
+            [sys.executable, "-m", "ftpexport", *args], stdout=write_end, stderr=subprocess.PIPE, text=True,
+            cwd=ROOT, env=env, timeout=120,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert process.stderr == ""  # no BrokenPipeError, no "Exception ignored"
+    assert process.returncode == 141  # as a shell reports any program cut off by its reader
+
+
+def _readme_demo_block() -> list[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("What the demo prints")
+    block = text[text.index("```\n", start) + 4 :]
+    return block[: block.index("```\n")].splitlines()
+
+
+def _stable(lines: list[str]) -> list[str]:
+    """Lines without what changes from run to run: the port, the temporary folder, the time."""
+    lines = [re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", line) for line in lines]
+    lines = [re.sub(r"serving \S+/server$", "serving TMP/server", line) for line in lines]
+    return [re.sub(r" in \d+\.\d s$", " in N s", line) for line in lines]
+
+
+def test_the_readme_shows_what_the_demo_really_prints(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)  # the README runs it from the checkout: "from samples"
+    result = _run("demo")
+    assert result.exit_code == 0, result.output
+    assert _stable(_readme_demo_block()) == _stable(result.stdout.splitlines())
