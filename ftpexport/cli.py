@@ -346,8 +346,7 @@ def _hardlinks_option(f: Any) -> Any:
         envvar=ALLOW_HARDLINKS_ENV,
         help="Deliver record files that have more than one hard link, for platforms that deduplicate photos "
         "with hard links. Without it they are refused: a hard link can bring any file ftpexport may read into "
-        "a record. ftpexport's own files (secrets store, key, ledger, log) are never sent. "
-        f"[env: {ALLOW_HARDLINKS_ENV}]",
+        "a record. ftpexport's own files (secrets store, key, ledger, log) are never sent.",
     )(f)
 
 
