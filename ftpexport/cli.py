@@ -400,8 +400,8 @@ def run(
 
     # The progress display and the summary tell about failures; stderr logs only the unexpected.
     app.start_logging(default=logging.ERROR)
+    folders = _inbox_folders(inbox, "run")  # the argument first: its error before those of --rules
     ruleset = app.rules(rules_dir)
-    folders = _inbox_folders(inbox, "run")
     if not folders and not app.quiet:
         from .folders import no_record_note
 
