@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from ftpexport.errors import RuleError
-from ftpexport.rules import load_rules, read_rule_file
+from ftpexport.rules import FTPDestination, UploadSpec, load_rules, read_rule_file
 
 FTPS = {"name": "tls", "url": "ftps://acme@ftps.example/photos", "password": "${P}"}
 SFTP = {"name": "dms", "url": "sftp://acme@dms.example/in", "password": "${P}", "host_key": "ssh-ed25519 AAAA"}
@@ -91,11 +91,12 @@ def test_a_key_written_at_the_wrong_level_says_where_it_belongs(tmp_path: Path) 
 
 def test_a_key_like_no_other_lists_the_keys_of_its_level(tmp_path: Path) -> None:
     errors = _errors(tmp_path, {"destinations": [{**FTPS, "colour": "red"}], "upload": {"zzz": 1}})
-    assert errors["destinations[0].colour"] == (
-        "unknown key: the keys here are name, url, password, remote_dir, max_connections, timeout, "
-        "allow_plain_ftp, ca_file, passive"
-    )
-    assert errors["upload.zzz"] == "unknown key: the keys here are atomic, if_exists, retries"
+    # the keys of an FTP destination (not those of SFTP ones), of upload (not of the top level)
+    ftp_keys = ", ".join(FTPDestination.model_fields)
+    assert errors["destinations[0].colour"] == f"unknown key: the keys here are {ftp_keys}"
+    assert "name, url, password" in ftp_keys and "ca_file" in ftp_keys and "host_key" not in ftp_keys
+    assert errors["upload.zzz"] == f"unknown key: the keys here are {', '.join(UploadSpec.model_fields)}"
+    assert "if_exists" in errors["upload.zzz"]
 
 
 def test_a_copied_rule_file_suggests_both_fixes(tmp_path: Path) -> None:
