@@ -26,7 +26,6 @@ import hashlib
 import heapq
 import hmac
 import http.client
-import ipaddress
 import json
 import logging
 import random
@@ -48,8 +47,9 @@ from . import __version__
 from .errors import ConfigError, FtpexportError, PermanentError, TransientError, TransportError
 from .events import Observer, Outcome
 from .ledger import Ledger, now
+from .netguard import Resolver, checked_addresses, resolve
 from .outbox import waiting_message
-from .rules import NotifySpec, RuleSet, address_refusal, private_hint
+from .rules import NotifySpec, RuleSet
 from .secret import SecretSource, redact
 
 log = logging.getLogger(__name__)
@@ -64,9 +64,6 @@ _RETRY_AFTER = (429, 503)
 
 #: seconds ``close`` waits before it says what it waits for (the last notifications usually go out within it)
 _QUIET = 1.0
-
-#: ``resolver(host, port)``: the addresses of a host, as text (``socket.getaddrinfo`` by default)
-Resolver = Callable[[str, int], list[str]]
 
 
 @dataclass(frozen=True)
@@ -163,38 +160,6 @@ def payload(outcome: Outcome, ledger: Ledger | None = None) -> dict[str, Any]:
 def encode(document: dict[str, Any]) -> str:
     """The exact body that is stored, signed and sent."""
     return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
-
-
-# --- where a request may go (SSRF)
-
-
-def resolve(host: str, port: int) -> list[str]:
-    """Every address ``host`` resolves to, in the resolver's order, each once."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
-    addresses: list[str] = []
-    for info in infos:
-        address = str(info[4][0])
-        if address not in addresses:
-            addresses.append(address)
-    return addresses
-
-
-def checked_addresses(host: str, addresses: list[str], *, allow_private: bool, label: str) -> list[str]:
-    """``addresses`` if every one of them may be called; raises ``PermanentError`` saying which may not."""
-    if not addresses:
-        raise TransientError(f"host {host} resolves to no address", destination=label)
-    if allow_private:
-        return addresses
-    for text in addresses:
-        reason = address_refusal(ipaddress.ip_address(text))
-        if reason is not None:
-            raise PermanentError(
-                f"refused: host {host} resolves to {text}, a {reason} address; webhooks to private, loopback, "
-                "link-local and reserved addresses are refused (they could reach internal services)",
-                destination=label,
-                hint=private_hint("the notify block of the rule file"),
-            )
-    return addresses
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):

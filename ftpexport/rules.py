@@ -6,9 +6,7 @@ import base64
 import binascii
 import contextlib
 import hashlib
-import ipaddress
 import re
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -32,6 +30,7 @@ from pydantic import (
 
 from .errors import ConfigError, RecordError, RuleError
 from .naming import NameTemplate
+from .netguard import address_refusal, ip_literal, private_hint
 from .record import Record
 from .secret import SecretRef, parse_ref
 from .template_check import template_issues
@@ -315,79 +314,6 @@ class UploadSpec(_Model):
 
 #: the events a webhook can receive
 NotifyEvent = Literal["vehicle.delivered", "vehicle.failed"]
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-#: where a webhook must never go unless the rule file says ``allow_private: true`` (SSRF): the
-#: networks of RFC 6890 that are not globally reachable, multicast and the reserved ranges
-_REFUSED_NETWORKS: tuple[tuple[str, str], ...] = (
-    ("0.0.0.0/8", "unspecified"),
-    ("10.0.0.0/8", "private"),
-    ("100.64.0.0/10", "carrier-grade NAT"),
-    ("127.0.0.0/8", "loopback"),
-    ("169.254.0.0/16", "link-local (cloud metadata)"),
-    ("172.16.0.0/12", "private"),
-    ("192.0.0.0/24", "reserved"),
-    ("192.0.2.0/24", "documentation"),
-    ("192.88.99.0/24", "reserved"),
-    ("192.168.0.0/16", "private"),
-    ("198.18.0.0/15", "benchmarking"),
-    ("198.51.100.0/24", "documentation"),
-    ("203.0.113.0/24", "documentation"),
-    ("224.0.0.0/4", "multicast"),
-    ("240.0.0.0/4", "reserved"),
-    ("::/128", "unspecified"),
-    ("::1/128", "loopback"),
-    ("64:ff9b:1::/48", "private"),
-    ("100::/64", "reserved"),
-    ("2001::/23", "reserved"),
-    ("2001:db8::/32", "documentation"),
-    ("fc00::/7", "unique local"),
-    ("fe80::/10", "link-local"),
-    ("fec0::/10", "site-local"),
-    ("ff00::/8", "multicast"),
-)
-_REFUSED = tuple((ipaddress.ip_network(net), kind) for net, kind in _REFUSED_NETWORKS)
-#: IPv6 ranges that carry an IPv4 address in their last 32 bits: judged by that address
-_EMBEDDING_V4 = tuple(ipaddress.ip_network(net) for net in ("::ffff:0:0/96", "::/96", "64:ff9b::/96"))
-
-
-def address_refusal(address: IPAddress) -> str | None:
-    """Why a webhook may not go to ``address`` without ``allow_private`` (e.g. ``"loopback"``); None if global."""
-    if isinstance(address, ipaddress.IPv6Address):
-        address = ipaddress.IPv6Address(int(address))  # without a %scope
-    for network, kind in _REFUSED:
-        if address.version == network.version and address in network:
-            return kind
-    if isinstance(address, ipaddress.IPv6Address):
-        embedded = address.sixtofour
-        if embedded is None and any(address in net for net in _EMBEDDING_V4):
-            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-        if embedded is not None:
-            reason = address_refusal(embedded)
-            return f"{reason} (inside an IPv6 address)" if reason else None
-    if not address.is_global or address.is_multicast or address.is_reserved:
-        return "not globally routable"
-    return None
-
-
-def ip_literal(host: str) -> IPAddress | None:
-    """The address a URL's host names without DNS (``127.0.0.1``, ``::1``, also ``2130706433``), else None."""
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    if ":" in host:
-        return None
-    try:  # the forms inet_aton accepts (and DNS resolvers with it): 127.1, 0x7f.0.0.1, 2130706433
-        return ipaddress.IPv4Address(socket.inet_aton(host))
-    except OSError:
-        return None
-
-
-def private_hint(where: str = "the notify block") -> str:
-    """What to set to send a webhook to a private address on purpose."""
-    return f"if this endpoint is on your own network on purpose, set allow_private: true in {where}"
 
 
 class NotifySpec(_Model):

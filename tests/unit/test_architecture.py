@@ -182,6 +182,7 @@ LAYERS: dict[str, int] = {
     "ftpexport.events": 1,
     "ftpexport.httpd": 1,
     "ftpexport.outbox": 1,
+    "ftpexport.netguard": 1,
     "ftpexport.sandbox": 1,
     "ftpexport.sizes": 1,
     "ftpexport.private": 1,
