@@ -28,13 +28,13 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import ConfigError, RecordError, RuleError
-from .naming import NameTemplate
-from .netguard import address_refusal, ip_literal, private_hint
-from .record import Record
-from .secret import SecretRef, parse_ref
-from .template_check import template_issues
-from .transport import ssh_policy
+from ..errors import ConfigError, RecordError, RuleError
+from ..naming import NameTemplate
+from ..netguard import address_refusal, ip_literal, private_hint
+from ..record import Record
+from ..secret import SecretRef, parse_ref
+from ..template_check import template_issues
+from ..transport import ssh_policy
 
 RULE_SUFFIXES = (".yaml", ".yml")
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -436,7 +436,7 @@ def _field(error: Any) -> str | None:
 
 def _reason(error: Any, document: Any) -> str:
     if error["type"] == "extra_forbidden":
-        from .rule_hints import unknown_key_reason
+        from ..rule_hints import unknown_key_reason
 
         return unknown_key_reason(ClientRules, tuple(error["loc"]), document)
     return str(error["msg"]).removeprefix("Value error, ")
