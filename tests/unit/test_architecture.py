@@ -194,6 +194,7 @@ LAYERS: dict[str, int] = {
     "ftpexport.rule_hints": 2,
     "ftpexport.rules": 2,
     "ftpexport.rules.model": 2,
+    "ftpexport.rules.load": 2,
     "ftpexport.package": 2,
     "ftpexport.spool": 2,
     "ftpexport.ledger": 2,
