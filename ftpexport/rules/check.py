@@ -4,9 +4,9 @@ secret references are."""
 from __future__ import annotations
 
 from ..secret import SecretRef
-from ..template_check import template_issues
 from ..transport import ssh_policy
 from .model import ClientRules, FTPDestination, SFTPDestination
+from .templates import template_issues
 
 
 def rule_warnings(rules: ClientRules) -> list[str]:

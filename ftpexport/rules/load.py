@@ -14,8 +14,8 @@ import yaml
 from pydantic import ValidationError
 
 from ..errors import ConfigError, RuleError
-from ..template_check import template_issues
 from .model import _NAME, ClientRules
+from .templates import template_issues
 
 RULE_SUFFIXES = (".yaml", ".yml")
 

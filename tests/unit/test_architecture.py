@@ -190,7 +190,7 @@ LAYERS: dict[str, int] = {
     "ftpexport.private": 1,
     "ftpexport.vault": 2,
     "ftpexport.naming": 2,
-    "ftpexport.template_check": 2,
+    "ftpexport.rules.templates": 2,
     "ftpexport.rule_hints": 2,
     "ftpexport.rules": 2,
     "ftpexport.rules.model": 2,

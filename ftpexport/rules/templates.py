@@ -14,7 +14,7 @@ from typing import Any
 
 from jinja2.exceptions import SecurityError
 
-from .naming import NameRules, NameTemplate, name_problem, shorten
+from ..naming import NameRules, NameTemplate, name_problem, shorten
 
 #: the example vehicle.json of the README and the product contract
 SAMPLE_VEHICLE: dict[str, Any] = {
@@ -49,7 +49,7 @@ class TemplateIssue:
 
 
 def template_issues(rules: Any) -> list[TemplateIssue]:
-    """Render every name template of ``rules`` (a ``rules.ClientRules``) for the sample record; what is
+    """Render every name template of ``rules`` (a ``ClientRules``) for the sample record; what is
     wrong with them."""
     issues: list[TemplateIssue] = []
     destinations = [(f"destinations[{i}]", d) for i, d in enumerate(rules.destinations)]
