@@ -52,7 +52,7 @@ def _field(error: Any) -> str | None:
 
 def _reason(error: Any, document: Any) -> str:
     if error["type"] == "extra_forbidden":
-        from ..rule_hints import unknown_key_reason
+        from .hints import unknown_key_reason
 
         return unknown_key_reason(ClientRules, tuple(error["loc"]), document)
     return str(error["msg"]).removeprefix("Value error, ")

@@ -191,7 +191,7 @@ LAYERS: dict[str, int] = {
     "ftpexport.vault": 2,
     "ftpexport.naming": 2,
     "ftpexport.rules.templates": 2,
-    "ftpexport.rule_hints": 2,
+    "ftpexport.rules.hints": 2,
     "ftpexport.rules": 2,
     "ftpexport.rules.model": 2,
     "ftpexport.rules.load": 2,
