@@ -515,7 +515,8 @@ def watch(
     from .events import Observer
     from .notify import Notifier, NotifySettings
     from .pipeline import Exporter
-    from .watch import InboxWatcher, RulesReloader
+    from .rules import RulesReloader
+    from .watch import InboxWatcher
 
     app.start_logging(default=logging.INFO)
     log = logging.getLogger("ftpexport.watch")

@@ -5,8 +5,8 @@ batches. A record is ready as soon as its ``vehicle.json`` (written last) parses
 object: a file still being written does not, since its closing brace comes last. A file that does
 not parse is given the settle time to stop changing, and then goes to the pipeline, which reports
 what is wrong with it. A periodic rescan catches whatever the events missed (an event can be lost
-for a file written in a new folder before its watch is in place). Rule files are reloaded when
-they change on disk; a broken file keeps the last good version of that client's rules.
+for a file written in a new folder before its watch is in place). The rules it exports with are
+kept fresh by ``rules.RulesReloader``.
 """
 
 from __future__ import annotations
@@ -35,9 +35,7 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
-from .errors import ConfigError
 from .record import MAX_RECORD_BYTES, RECORD_FILE, is_complete, iter_record_folders
-from .rules import RuleSet, load_rules
 
 log = logging.getLogger(__name__)
 
@@ -101,42 +99,6 @@ def _parses(path: Path) -> bool:
         return len(raw) <= MAX_RECORD_BYTES and isinstance(json.loads(raw), dict)
     except (OSError, ValueError, RecursionError):
         return False
-
-
-class RulesReloader:
-    """Keeps a RuleSet fresh: reloads when a rule file changes; a broken file keeps the last good rules."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self._stamp = self._fingerprint()
-        self.ruleset = load_rules(directory)
-
-    def _fingerprint(self) -> tuple[tuple[str, int, int], ...]:
-        try:
-            entries = sorted(os.scandir(self.directory), key=lambda e: e.name)
-        except OSError:
-            return ()
-        return tuple((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries if e.is_file())
-
-    def current(self) -> RuleSet:
-        stamp = self._fingerprint()
-        if stamp == self._stamp:
-            return self.ruleset
-        self._stamp = stamp
-        try:
-            fresh = load_rules(self.directory)
-        except ConfigError as exc:
-            log.error("rules folder unreadable, keeping the last good rules: %s", exc)
-            return self.ruleset
-        for client_id, errors in fresh.errors.items():
-            if client_id in self.ruleset.clients:
-                fresh.clients[client_id] = self.ruleset.clients[client_id]
-                fresh.sources[client_id] = self.ruleset.sources[client_id]
-            for error in errors:
-                log.error("rule file refused, keeping the last good version: %s", error)
-        log.info("rules reloaded", extra={"clients": len(fresh.clients)})
-        self.ruleset = fresh
-        return fresh
 
 
 class InboxWatcher:

@@ -1,7 +1,8 @@
 """Rule files: one YAML file per client, validated with pydantic, and routing (user beats client).
 
 model.py (the pydantic models), load.py (reading and validating files, a folder as a RuleSet),
-routing.py (which destinations a record goes to), check.py (what ``check`` warns about).
+routing.py (which destinations a record goes to), check.py (what ``check`` warns about),
+reload.py (the daemon's rules reloaded when a file changes).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .model import (
     UploadSpec,
     UserRules,
 )
+from .reload import RulesReloader
 from .routing import Route, client_routes, routes_for
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "Route",
     "RuleFileError",
     "RuleSet",
+    "RulesReloader",
     "SFTPDestination",
     "SecretReference",
     "UploadSpec",

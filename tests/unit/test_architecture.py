@@ -197,6 +197,7 @@ LAYERS: dict[str, int] = {
     "ftpexport.rules.load": 2,
     "ftpexport.rules.routing": 2,
     "ftpexport.rules.check": 2,
+    "ftpexport.rules.reload": 2,
     "ftpexport.package": 2,
     "ftpexport.spool": 2,
     "ftpexport.ledger": 2,
