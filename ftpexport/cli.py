@@ -394,9 +394,9 @@ def run(
     Failed deliveries of earlier runs are left alone until `ftpexport retry` requeues them.
     Exit status: 0 all delivered, 1 some delivery failed or is still pending, 2 usage or configuration error.
     """
-    from .notify import Notifier, NotifySettings
     from .pipeline import Exporter
     from .progress import progress_for
+    from .webhooks import Notifier, NotifySettings
 
     # The progress display and the summary tell about failures; stderr logs only the unexpected.
     app.start_logging(default=logging.ERROR)
@@ -513,10 +513,10 @@ def watch(
     resumed. Rule files are reloaded when they change; a broken one keeps its last good version.
     """
     from .events import Observer
-    from .notify import Notifier, NotifySettings
     from .pipeline import Exporter
     from .rules import RulesReloader
     from .watch import InboxWatcher
+    from .webhooks import Notifier, NotifySettings
 
     app.start_logging(default=logging.INFO)
     log = logging.getLogger("ftpexport.watch")
@@ -792,8 +792,8 @@ def _rules_to_check(path: Path) -> RuleSet:
 @click.pass_obj
 def check(app: App, directory: Path, as_json: bool) -> None:
     """Validate every rule file of DIR, or the one rule FILE; exit 2 if any is wrong or DIR holds none."""
-    from .notify import signing_key
     from .rules import rule_warnings, secret_references
+    from .webhooks import signing_key
 
     app.start_logging()
     ruleset = _rules_to_check(directory)

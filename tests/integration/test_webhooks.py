@@ -36,10 +36,10 @@ from standardwebhooks import Webhook
 from ftpexport.cli import cli
 from ftpexport.ledger import Ledger
 from ftpexport.logs import JsonFormatter
-from ftpexport.notify import Notifier, NotifySettings, encode
 from ftpexport.pipeline import Exporter, Options, Summary
 from ftpexport.rules import load_rules
 from ftpexport.vault import SecretsStore, generate_key, write_private
+from ftpexport.webhooks import Notifier, NotifySettings, encode
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""notify.py and the notify block of rules.py: signatures (checked by standardwebhooks), rule-file
+"""webhooks/ and the notify block of the rules: signatures (checked by standardwebhooks), rule-file
 validation, the payload, backoff, and send-time refusals (no network); the SSRF address policy is
 in test_netguard.py."""
 
@@ -22,7 +22,15 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from ftpexport.errors import ConfigError
 from ftpexport.events import Outcome
 from ftpexport.ledger import Ledger
-from ftpexport.notify import (
+from ftpexport.outbox import endpoint, waiting_message
+from ftpexport.rules import (
+    ClientRules,
+    RuleSet,
+    read_rule_file,
+    rule_warnings,
+    secret_references,
+)
+from ftpexport.webhooks import (
     Notifier,
     NotifySettings,
     backoff,
@@ -31,14 +39,6 @@ from ftpexport.notify import (
     sign,
     signing_key,
     webhook_headers,
-)
-from ftpexport.outbox import endpoint, waiting_message
-from ftpexport.rules import (
-    ClientRules,
-    RuleSet,
-    read_rule_file,
-    rule_warnings,
-    secret_references,
 )
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()

@@ -43,16 +43,17 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
-from . import __version__
-from .errors import ConfigError, FtpexportError, PermanentError, TransientError, TransportError
-from .events import Observer, Outcome
-from .ledger import Ledger, now
-from .netguard import Resolver, checked_addresses, resolve
-from .outbox import waiting_message
-from .rules import NotifySpec, RuleSet
-from .secret import SecretSource, redact
+from .. import __version__
+from ..errors import ConfigError, FtpexportError, PermanentError, TransientError, TransportError
+from ..events import Observer, Outcome
+from ..ledger import Ledger, now
+from ..netguard import Resolver, checked_addresses, resolve
+from ..outbox import waiting_message
+from ..rules import NotifySpec, RuleSet
+from ..secret import SecretSource, redact
 
-log = logging.getLogger(__name__)
+#: the webhooks' log keeps the name it had as notify.py (log filters select on it)
+log = logging.getLogger("ftpexport.notify")
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the prefix of every Standard Webhooks secret, not one
 #: the outcome results that make a notification, and the event each one is
