@@ -209,6 +209,7 @@ LAYERS: dict[str, int] = {
     "ftpexport.probe": 3,
     "ftpexport.webhooks": 3,
     "ftpexport.webhooks.outbox": 3,
+    "ftpexport.webhooks.signing": 3,
     "ftpexport.watch": 4,
     "ftpexport.display": 4,
     "ftpexport.progress": 4,
