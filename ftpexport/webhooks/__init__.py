@@ -1,7 +1,7 @@
 """Client webhooks: a signed JSON POST (Standard Webhooks) when a vehicle is delivered or finally fails.
 
 outbox.py: the notifier, which queues notifications in the ledger's outbox and sends the due ones;
-signing.py: the Standard Webhooks signature.
+signing.py: the Standard Webhooks signature; client.py: the hardened HTTPS client.
 """
 
 from __future__ import annotations

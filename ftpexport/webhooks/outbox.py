@@ -8,24 +8,16 @@ most. A failed request is tried again after an exponential backoff with jitter, 
 times: same ``webhook-id`` every time, fresh ``webhook-timestamp`` and signature. Every attempt is
 recorded in the ledger (status code or error); what is left at ``close`` stays pending there.
 
-Signing: signing.py (Standard Webhooks).
-
-SSRF: https only; the host is resolved once and every address it resolves to must be globally
-routable unless the rule file says ``allow_private: true``; the connection goes to a checked address
-(no second lookup that could answer differently), with the host name kept for SNI, certificate
-and ``Host``; redirects are never followed.
+The signature is signing.py's (Standard Webhooks); the request itself, SSRF-proof and cut when
+overdue or stopping, is client.py's.
 """
 
 from __future__ import annotations
 
-import contextlib
 import heapq
-import http.client
 import json
 import logging
 import random
-import socket
-import ssl
 import threading
 import time
 import uuid
@@ -34,15 +26,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
-from ..errors import FtpexportError, PermanentError, TransientError, TransportError
+from ..errors import FtpexportError, PermanentError, TransportError
 from ..events import Observer, Outcome
 from ..ledger import Ledger, now
-from ..netguard import Resolver, checked_addresses, resolve
+from ..netguard import Resolver, resolve
 from ..outbox import waiting_message
 from ..rules import NotifySpec, RuleSet
 from ..secret import SecretSource, redact
+from .client import Answer, Inflight, Interrupted, post
 from .signing import signing_key, webhook_headers
 
 #: the webhooks' log keeps the name it had as notify.py (log filters select on it)
@@ -118,94 +110,6 @@ def encode(document: dict[str, Any]) -> str:
     return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
 
 
-class _PinnedHTTPSConnection(http.client.HTTPSConnection):
-    """HTTPS to a given address: no DNS lookup of its own; SNI, certificate check and Host use the host name."""
-
-    def __init__(
-        self, host: str, port: int, *, address: str, timeout: float, context: ssl.SSLContext, inflight: _Inflight
-    ) -> None:
-        super().__init__(host, port, timeout=timeout, context=context)
-        self._address = address
-        self._tls = context
-        self._inflight = inflight
-        self.token: int | None = None
-
-    def connect(self) -> None:
-        family = socket.AF_INET6 if ":" in self._address else socket.AF_INET
-        raw = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            # registered before connecting: close() can cut a connect that a silent firewall holds up
-            self.token = self._inflight.add(raw, time.monotonic() + 3 * (self.timeout or 10.0))
-            raw.settimeout(self.timeout)
-            raw.connect((self._address, self.port))
-            self.sock = self._tls.wrap_socket(raw, server_hostname=self.host)
-        except BaseException:
-            raw.close()
-            raise
-        self._inflight.replace(self.token, self.sock)  # the TLS socket took over the raw one's descriptor
-
-
-class _Inflight:
-    """The sockets of the requests under way, to cut the overdue ones and every one at ``close``."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._sockets: dict[int, tuple[socket.socket, float]] = {}
-        self._cut: set[int] = set()
-        self._next = 0
-        #: cut() without a deadline was called: no new connection
-        self._closed = False
-
-    def add(self, sock: socket.socket, deadline: float) -> int:
-        with self._lock:
-            if self._closed:
-                raise OSError("ftpexport is stopping")
-            self._next += 1
-            self._sockets[self._next] = (sock, deadline)
-            return self._next
-
-    def replace(self, token: int, sock: socket.socket) -> None:
-        with self._lock:
-            if token in self._sockets:
-                self._sockets[token] = (sock, self._sockets[token][1])
-
-    def done(self, token: int | None) -> bool:
-        """Forget a socket; True when it was cut (overdue or closing)."""
-        with self._lock:
-            self._sockets.pop(token or 0, None)
-            cut = (token or 0) in self._cut
-            self._cut.discard(token or 0)
-            return cut
-
-    def cut(self, *, overdue_at: float | None = None) -> float | None:
-        """Cut every socket (or the ones past their deadline at ``overdue_at``); returns the next deadline."""
-        with self._lock:
-            self._closed = self._closed or overdue_at is None
-            victims = [
-                (token, sock)
-                for token, (sock, deadline) in self._sockets.items()
-                if overdue_at is None or deadline <= overdue_at
-            ]
-            self._cut.update(token for token, _ in victims)
-            remaining = [deadline for token, (_, deadline) in self._sockets.items() if token not in self._cut]
-        for _, sock in victims:
-            with contextlib.suppress(OSError):  # closed already
-                # the plain socket's shutdown, also for a TLS socket: the thread reading it gets an error at once
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)
-        return min(remaining, default=None)
-
-
-class _Interrupted(TransientError):
-    """A request cut by ``close``: it stays pending, due at once, without using up an attempt's budget."""
-
-
-@dataclass(frozen=True)
-class _Answer:
-    status: int
-    reason: str
-    retry_after: float | None
-
-
 # --- the notifier
 
 
@@ -241,7 +145,7 @@ class Notifier(Observer):
         self._wake_times: list[float] = []
         self._running: set[int] = set()
         self._busy_urls: set[str] = set()
-        self._inflight = _Inflight()
+        self._inflight = Inflight()
         self._pool = ThreadPoolExecutor(
             max_workers=max(1, self.settings.workers), thread_name_prefix="ftpexport-webhook"
         )
@@ -414,7 +318,7 @@ class Notifier(Observer):
             "attempt": attempt,
         }
         started = time.monotonic()
-        answer: _Answer | None = None
+        answer: Answer | None = None
         try:
             if spec is None:
                 raise PermanentError(
@@ -425,7 +329,7 @@ class Notifier(Observer):
             if spec.url != row["url"]:
                 log.info("the client's webhook URL changed; sending to the new one", extra=fields)
             answer = self._post(row, spec, source, label)
-        except _Interrupted as exc:
+        except Interrupted as exc:
             message = redact(f"interrupted, ftpexport stopped: {exc.reason}")
             self.ledger.notification_attempt(row["id"], ok=False, code=None, error=message, next_at=now())
             log.warning("webhook request cut, left pending", extra={**fields, "error": message, "result": "pending"})
@@ -448,64 +352,13 @@ class Notifier(Observer):
         self._failed(row, fields, started, message, permanent=answer.status == _GONE, code=answer.status,
                      retry_after=answer.retry_after if answer.status in _RETRY_AFTER else None)  # fmt: skip
 
-    def _post(self, row: dict[str, Any], spec: NotifySpec, source: str, label: str) -> _Answer:
+    def _post(self, row: dict[str, Any], spec: NotifySpec, source: str, label: str) -> Answer:
         """One POST of the notification's stored body; raises TransientError / PermanentError / ConfigError."""
         where = f"{source}: notify.secret"
         key = signing_key(spec.secret.resolve(where=where, store=self.secrets), where)
         body = row["payload"].encode("utf-8")
-        host, port = spec.host, spec.port
-        try:
-            addresses = self.resolver(host, port)
-        except (OSError, UnicodeError) as exc:
-            raise TransientError(f"cannot resolve host {host}: {exc}", destination=label) from None
-        addresses = checked_addresses(host, addresses, allow_private=spec.allow_private, label=label)
-        try:
-            context = ssl.create_default_context(cafile=str(spec.ca_file) if spec.ca_file else None)
-        except OSError as exc:
-            raise PermanentError(f"cannot read notify.ca_file {spec.ca_file}: {exc.strerror or exc}",
-                                 destination=label) from None  # fmt: skip
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        parts = urlsplit(spec.url)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        headers = webhook_headers(key, row["webhook_id"], body)
-        connection = None
-        errors = []
-        for address in addresses:  # the first address that accepts the connection gets the request
-            candidate = _PinnedHTTPSConnection(host, port, address=address, timeout=spec.timeout, context=context,
-                                               inflight=self._inflight)  # fmt: skip
-            try:
-                candidate.connect()
-            except OSError as exc:
-                cut = self._inflight.done(candidate.token)
-                candidate.close()
-                if self._stopping:
-                    raise _Interrupted(f"connecting to {host}", destination=label) from None
-                errors.append(f"{address}: {_network_error(exc, spec, cut)}")
-                if isinstance(exc, ssl.SSLError) or cut:
-                    break  # a TLS refusal is the endpoint's answer, not a dead address
-                continue
-            connection = candidate
-            break
-        if connection is None:
-            raise TransientError(f"cannot reach {host}: {'; '.join(errors)}", destination=label)
-        failure: BaseException | None = None
-        try:
-            connection.request("POST", target, body=body, headers=headers)
-            response = connection.getresponse()
-            # the reason phrase is the endpoint's text: printable and short before it reaches the ledger and logs
-            reason = "".join(c for c in (response.reason or "")[:80] if c.isprintable())
-            answer = _Answer(response.status, reason, _seconds(response.getheader("Retry-After")))
-        except (OSError, http.client.HTTPException) as exc:
-            failure = exc
-        finally:
-            # a cut socket reads as the end of the answer: a cut request failed, whatever it read
-            cut = self._inflight.done(connection.token)
-            connection.close()
-        if failure is None and not cut:
-            return answer
-        if self._stopping:
-            raise _Interrupted(f"waiting for {host}'s answer", destination=label)
-        raise TransientError(f"{host}: {_network_error(failure, spec, cut)}", destination=label)
+        return post(spec, body, lambda: webhook_headers(key, row["webhook_id"], body), label=label,
+                    resolver=self.resolver, inflight=self._inflight, stopping=lambda: self._stopping)  # fmt: skip
 
     def _failed(
         self,
@@ -549,33 +402,6 @@ def backoff(attempt: int, first: float, most: float) -> float:
     """Seconds before attempt ``attempt + 1``: ``first`` doubled per attempt, capped, half of it random."""
     delay = min(most, first * 2 ** min(attempt - 1, 62))
     return delay / 2 + random.uniform(0, delay / 2)  # noqa: S311 - jitter, not cryptography
-
-
-def _seconds(value: str | None) -> float | None:
-    """A Retry-After header given in seconds; None for anything else."""
-    if value is None or not value.strip().isdigit():
-        return None
-    return float(value.strip())
-
-
-def _network_error(exc: BaseException | None, spec: NotifySpec, cut: bool) -> str:
-    """A one-line reason for a failed request."""
-    if cut:
-        return f"no complete answer within {3 * spec.timeout:g} s; the request was cut"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        hint = "" if spec.ca_file else "; set notify.ca_file if the endpoint uses a private CA"
-        return f"TLS certificate refused: {exc.verify_message}{hint}"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS handshake failed: {exc.reason or exc}"
-    if isinstance(exc, TimeoutError):
-        return f"no answer within {spec.timeout:g} s"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, http.client.RemoteDisconnected):
-        return "the endpoint closed the connection without answering"
-    if isinstance(exc, http.client.HTTPException):
-        return f"not a valid HTTP answer: {type(exc).__name__}"
-    return f"network error: {exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
 
 
 def _ms_since(started: float) -> int:

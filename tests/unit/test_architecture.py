@@ -208,6 +208,7 @@ LAYERS: dict[str, int] = {
     "ftpexport.pipeline": 3,
     "ftpexport.probe": 3,
     "ftpexport.webhooks": 3,
+    "ftpexport.webhooks.client": 3,
     "ftpexport.webhooks.outbox": 3,
     "ftpexport.webhooks.signing": 3,
     "ftpexport.watch": 4,
