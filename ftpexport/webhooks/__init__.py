@@ -1,12 +1,14 @@
 """Client webhooks: a signed JSON POST (Standard Webhooks) when a vehicle is delivered or finally fails.
 
 outbox.py: the notifier, which queues notifications in the ledger's outbox and sends the due ones;
-signing.py: the Standard Webhooks signature; client.py: the hardened HTTPS client.
+signing.py: the Standard Webhooks signature; client.py: the hardened HTTPS client;
+payload.py: the JSON document of a notification.
 """
 
 from __future__ import annotations
 
-from .outbox import EVENTS, Notifier, NotifySettings, backoff, encode, payload
+from .outbox import Notifier, NotifySettings, backoff
+from .payload import EVENTS, encode, payload
 from .signing import SECRET_PREFIX, sign, signing_key, webhook_headers
 
 __all__ = [

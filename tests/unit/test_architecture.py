@@ -210,6 +210,7 @@ LAYERS: dict[str, int] = {
     "ftpexport.webhooks": 3,
     "ftpexport.webhooks.client": 3,
     "ftpexport.webhooks.outbox": 3,
+    "ftpexport.webhooks.payload": 3,
     "ftpexport.webhooks.signing": 3,
     "ftpexport.watch": 4,
     "ftpexport.display": 4,
