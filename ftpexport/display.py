@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .ledger import Delivery
-from .outbox import endpoint
+from .webhooks import endpoint
 
 if TYPE_CHECKING:
     from .pipeline import Summary

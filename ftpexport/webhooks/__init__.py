@@ -2,7 +2,7 @@
 
 outbox.py: the notifier, which queues notifications in the ledger's outbox and sends the due ones;
 signing.py: the Standard Webhooks signature; client.py: the hardened HTTPS client;
-payload.py: the JSON document of a notification.
+payload.py: the JSON document of a notification; texts.py: the outbox told to people.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from .outbox import Notifier, NotifySettings, backoff
 from .payload import EVENTS, encode, payload
 from .signing import SECRET_PREFIX, sign, signing_key, webhook_headers
+from .texts import endpoint, waiting_message
 
 __all__ = [
     "EVENTS",
@@ -18,8 +19,10 @@ __all__ = [
     "NotifySettings",
     "backoff",
     "encode",
+    "endpoint",
     "payload",
     "sign",
     "signing_key",
+    "waiting_message",
     "webhook_headers",
 ]

@@ -30,12 +30,12 @@ from ..errors import FtpexportError, PermanentError, TransportError
 from ..events import Observer, Outcome
 from ..ledger import Ledger, now
 from ..netguard import Resolver, resolve
-from ..outbox import waiting_message
 from ..rules import NotifySpec, RuleSet
 from ..secret import SecretSource, redact
 from .client import Answer, Inflight, Interrupted, post
 from .payload import EVENTS, encode, payload
 from .signing import signing_key, webhook_headers
+from .texts import waiting_message
 
 #: the webhooks' log keeps the name it had as notify.py (log filters select on it)
 log = logging.getLogger("ftpexport.notify")

@@ -22,7 +22,6 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from ftpexport.errors import ConfigError
 from ftpexport.events import Outcome
 from ftpexport.ledger import Ledger
-from ftpexport.outbox import endpoint, waiting_message
 from ftpexport.rules import (
     ClientRules,
     RuleSet,
@@ -35,9 +34,11 @@ from ftpexport.webhooks import (
     NotifySettings,
     backoff,
     encode,
+    endpoint,
     payload,
     sign,
     signing_key,
+    waiting_message,
     webhook_headers,
 )
 
