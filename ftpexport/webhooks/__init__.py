@@ -7,7 +7,7 @@ payload.py: the JSON document of a notification; texts.py: the outbox told to pe
 
 from __future__ import annotations
 
-from .outbox import Notifier, NotifySettings, backoff
+from .outbox import Notifier, NotifySettings
 from .payload import EVENTS, encode, payload
 from .signing import SECRET_PREFIX, sign, signing_key, webhook_headers
 from .texts import endpoint, waiting_message
@@ -17,7 +17,6 @@ __all__ = [
     "SECRET_PREFIX",
     "Notifier",
     "NotifySettings",
-    "backoff",
     "encode",
     "endpoint",
     "payload",

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import heapq
 import logging
-import random
 import threading
 import time
 import uuid
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ..dispatch import backoff_delay
 from ..errors import FtpexportError, PermanentError, TransportError
 from ..events import Observer, Outcome
 from ..ledger import Ledger, now
@@ -335,7 +335,7 @@ class Notifier(Observer):
         next_at = None
         delay = 0.0
         if not permanent and attempt < settings.attempts:
-            delay = backoff(attempt, settings.backoff, settings.max_backoff)
+            delay = backoff_delay(attempt, settings.backoff, settings.max_backoff)
             if retry_after is not None:
                 delay = max(delay, min(retry_after, settings.max_backoff))
             next_at = (datetime.now(UTC) + timedelta(seconds=delay)).isoformat(timespec="milliseconds")
@@ -354,12 +354,6 @@ class Notifier(Observer):
 def _held(ruleset: RuleSet, client_id: str) -> bool:
     """A client whose rule file is broken: its notifications wait for the file to be fixed."""
     return client_id not in ruleset.clients and client_id in ruleset.errors
-
-
-def backoff(attempt: int, first: float, most: float) -> float:
-    """Seconds before attempt ``attempt + 1``: ``first`` doubled per attempt, capped, half of it random."""
-    delay = min(most, first * 2 ** min(attempt - 1, 62))
-    return delay / 2 + random.uniform(0, delay / 2)  # noqa: S311 - jitter, not cryptography
 
 
 def _ms_since(started: float) -> int:

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from ftpexport.dispatch import Dispatcher, Job, Policy, Result
+from ftpexport.dispatch import Dispatcher, Job, Policy, Result, backoff_delay
 
 FAST = Policy(backoff=0.01, max_backoff=0.05, breaker_threshold=3, breaker_pause=60.0, max_pause=600.0)
 
@@ -231,3 +231,18 @@ def test_backoff_doubles_with_jitter_and_is_capped(tries: int) -> None:
     base = min(2.0 * 2 ** (tries - 1), 300.0)
     for _ in range(50):
         assert base * 0.5 <= policy.delay(tries) <= base * 1.5
+
+
+def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
+    # one function for the lanes' retries (Policy.delay) and the webhooks' (webhooks/outbox.py)
+    for attempt, full in ((1, 10.0), (2, 20.0), (3, 40.0), (9, 100.0), (500, 100.0)):
+        delays = [backoff_delay(attempt, 10.0, 100.0) for _ in range(50)]
+        assert all(full / 2 <= d <= full for d in delays), (attempt, delays)
+        assert len(set(delays)) > 1  # jitter: notifications failing together do not come back together
+
+
+def test_a_lane_never_waits_longer_than_max_backoff() -> None:
+    # the jitter of Policy.delay was +-50 % around the capped delay: up to 1.5 x max_backoff
+    policy = Policy(backoff=2.0, max_backoff=300.0)
+
+    assert max(policy.delay(tries) for tries in (9, 10, 30, 1000) for _ in range(50)) <= 300.0

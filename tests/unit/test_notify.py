@@ -1,6 +1,6 @@
 """webhooks/ and the notify block of the rules: signatures (checked by standardwebhooks), rule-file
-validation, the payload, backoff, and send-time refusals (no network); the SSRF address policy is
-in test_netguard.py."""
+validation, the payload and send-time refusals (no network); the SSRF address policy is in
+test_netguard.py, the backoff between attempts in test_dispatch.py (backoff_delay)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,6 @@ from ftpexport.rules import (
 from ftpexport.webhooks import (
     Notifier,
     NotifySettings,
-    backoff,
     encode,
     endpoint,
     payload,
@@ -179,7 +178,7 @@ def test_check_warns_about_allow_private_and_a_missing_ca_file(tmp_path: Path) -
     assert f"notify: file {tmp_path / 'rules' / 'missing-ca.pem'} does not exist (yet)" in warnings
 
 
-# --- the payload and the backoff
+# --- the payload
 
 
 def outcome(result: str, **extra: Any) -> Outcome:
@@ -221,13 +220,6 @@ def test_the_payload_of_a_failed_vehicle_has_the_error_and_nothing_delivered() -
         "2026-11-20T13:05:01.123+00:00", "destination refused the login", [], 0
     )  # fmt: skip
     assert "delivered_at" not in data
-
-
-def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
-    for attempt, full in ((1, 10.0), (2, 20.0), (3, 40.0), (9, 100.0), (500, 100.0)):
-        delays = [backoff(attempt, 10.0, 100.0) for _ in range(50)]
-        assert all(full / 2 <= d <= full for d in delays), (attempt, delays)
-        assert len(set(delays)) > 1  # jitter: notifications failing together do not come back together
 
 
 # --- the notifier, without network: what it queues and what it refuses
