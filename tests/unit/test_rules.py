@@ -1,4 +1,4 @@
-"""rules.py: the example rule files, broken rule files (file, field, reason), routing and URLs."""
+"""rules/: the example rule files, broken rule files (file, field, reason), routing and URLs."""
 
 from __future__ import annotations
 
