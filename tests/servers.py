@@ -1,6 +1,8 @@
 """Real FTP, FTPS, implicit FTPS (pyftpdlib) and SFTP (OpenSSH) servers on 127.0.0.1 for the tests.
 
-vsftpd, ProFTPD and Pure-FTPd are in ``servers_ftpd.py``, which uses the helpers here.
+vsftpd, ProFTPD and Pure-FTPd are in ``servers_ftpd.py``; what every server needs (free ports, readiness,
+temporary users, starting and stopping a daemon) is in ``daemons.py``, TLS material in ``certificates.py``.
+The benchmarks use these servers too.
 
 Every server listens on 127.0.0.1 only, on a port the OS picked, with a random password; a server
 is ready when a client can connect and read its greeting (no fixed sleeps). ``tests/conftest.py``
@@ -10,34 +12,24 @@ turns these into fixtures; a test sees a ``RunningServer``.
 from __future__ import annotations
 
 import contextlib
-import datetime
-import ipaddress
-import os
 import posixpath
 import secrets
 import shutil
-import socket
-import ssl
 import subprocess
 import tempfile
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from certificates import TLSFiles, client_tls_context, make_tls_files
+from daemons import HOST, start_daemon, stop_process, system_user, wait_for_greeting, world_traversable_tempdir
 from pydantic import SecretStr
 
 from ftpexport.transport import Endpoint
 
-HOST = "127.0.0.1"
 SSHD = "/usr/sbin/sshd"
-READY_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -122,130 +114,6 @@ class RunningServer:
                 shutil.rmtree(child)
             else:
                 child.unlink()
-
-
-# --- readiness
-
-
-def free_port() -> int:
-    """A port that was free a moment ago (for servers that cannot bind port 0 themselves)."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_greeting(
-    port: int,
-    expected: bytes,
-    *,
-    tls: ssl.SSLContext | None = None,
-    alive: Callable[[], bool] = lambda: True,
-    timeout: float = READY_TIMEOUT,
-) -> None:
-    """Connect until the server greets with ``expected`` (e.g. ``b"220"``), within ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        if not alive():
-            raise RuntimeError(f"server on port {port} exited before it was ready")
-        try:
-            with socket.create_connection((HOST, port), timeout=1.0) as raw:
-                sock = tls.wrap_socket(raw, server_hostname=HOST) if tls else raw
-                with sock:
-                    greeting = sock.recv(64)
-                    if greeting.startswith(expected):
-                        return
-                    last = RuntimeError(f"unexpected greeting {greeting!r}")
-        except OSError as exc:
-            last = exc
-        # Poll again soon; the server is usually up after one or two rounds.
-        threading.Event().wait(0.02)
-    raise RuntimeError(f"server on port {port} not ready after {timeout:g} s: {last!r}")
-
-
-# --- TLS material
-
-
-@dataclass(frozen=True)
-class TLSFiles:
-    """A CA and a server certificate for 127.0.0.1 signed by it (PEM files)."""
-
-    ca_file: Path
-    cert_file: Path
-    key_file: Path
-
-
-def make_tls_files(folder: Path, names: tuple[str, ...] = (HOST, "localhost")) -> TLSFiles:
-    """Generate a CA and a server certificate for ``names`` (IP addresses or host names) in ``folder``."""
-    alternative: list[x509.GeneralName] = []
-    for name in names:
-        try:
-            alternative.append(x509.IPAddress(ipaddress.ip_address(name)))
-        except ValueError:
-            alternative.append(x509.DNSName(name))
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ftpexport test CA")])
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName(alternative), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    files = TLSFiles(folder / "ca.pem", folder / "server.pem", folder / "server.key")
-    files.ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    files.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    files.key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    # vsftpd runs its TLS as root, but keep the key private anyway.
-    files.key_file.chmod(0o600)
-    return files
-
-
-def client_tls_context(ca_file: Path) -> ssl.SSLContext:
-    """A client context trusting only the test CA (for readiness probes)."""
-    return ssl.create_default_context(cafile=str(ca_file))
 
 
 # --- pyftpdlib
@@ -370,103 +238,6 @@ def pyftpdlib_server(scheme: str, **handler_attributes: Any) -> Iterator[Running
             server.stop()
 
 
-# --- system users (OpenSSH, vsftpd)
-
-
-@contextlib.contextmanager
-def system_user(home: Path) -> Iterator[tuple[str, str]]:
-    """A temporary local user with a random password and ``home`` (created, owned by the user)."""
-    username = f"ftpx{secrets.token_hex(4)}"
-    password = secrets.token_urlsafe(16)
-    subprocess.run(
-        ["useradd", "--no-create-home", "--home-dir", str(home), "--shell", "/bin/sh", "--user-group", username],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        subprocess.run(["chpasswd"], input=f"{username}:{password}", text=True, check=True, capture_output=True)
-        home.mkdir(parents=True, exist_ok=True)
-        shutil.chown(home, username, username)
-        home.chmod(0o755)
-        yield username, password
-    finally:
-        _delete_user(username)
-
-
-def _delete_user(username: str) -> None:
-    # userdel refuses while a process of the user lives (an sshd session closing): retry briefly.
-    deadline = time.monotonic() + 10
-    while True:
-        result = subprocess.run(["userdel", username], capture_output=True, text=True)
-        if result.returncode == 0 or time.monotonic() > deadline:
-            break
-        threading.Event().wait(0.1)
-    if result.returncode != 0:
-        subprocess.run(["userdel", "--force", username], capture_output=True)
-
-
-def _world_traversable_tempdir(prefix: str) -> Path:
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    # mkdtemp makes it 0700; the temporary user must reach its home inside it.
-    path.chmod(0o755)
-    return path
-
-
-def _child_pids(pid: int) -> list[int]:
-    """The direct children of process ``pid`` (Linux /proc)."""
-    children = []
-    for stat_file in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            # "pid (comm) state ppid ...": comm may hold spaces, so split after its closing parenthesis.
-            if int(stat_file.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                children.append(int(stat_file.parent.name))
-    return children
-
-
-def _stop_process(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the daemon, its process group and the children serving connections, then wait for it."""
-    if process.poll() is None:
-        # sshd and vsftpd move each connection's process to a session of its own: end those by pid,
-        # so a connection a test left open does not keep the temporary user busy.
-        for child in _child_pids(process.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, 15)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, 15)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, 9)
-            process.wait(timeout=10)
-
-
-def _start_daemon(
-    argv: list[str],
-    configure: Callable[[int], None],
-    greeting: bytes,
-    log_file: Path,
-    attempts: int = 5,
-) -> tuple[subprocess.Popen[bytes], int]:
-    """Start a daemon on a free port, retrying with another port if it cannot bind."""
-    errors = []
-    for _ in range(attempts):
-        port = free_port()
-        configure(port)
-        with log_file.open("ab") as log:
-            # A session of its own, so stopping it also ends the children serving connections.
-            process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            wait_for_greeting(port, greeting, alive=lambda p=process: p.poll() is None)
-        except RuntimeError as exc:
-            _stop_process(process)
-            errors.append(str(exc))
-            continue
-        return process, port
-    log_text = log_file.read_text(errors="replace")[-2000:]
-    raise RuntimeError(f"{argv[0]} did not start: {errors}\n{log_text}")
-
-
 # --- OpenSSH
 
 
@@ -496,7 +267,7 @@ def openssh_server(
     """
     subsystem = f"internal-sftp -P {','.join(refuse)}" if refuse else "internal-sftp"
     idle = [f"ChannelTimeout session:*={idle_timeout}s", f"UnusedConnectionTimeout {idle_timeout}s"]
-    base = _world_traversable_tempdir("ftpexport-sshd-")
+    base = world_traversable_tempdir("ftpexport-sshd-")
     try:
         etc = base / "etc"
         etc.mkdir()
@@ -543,7 +314,7 @@ def openssh_server(
                     )
                 )
 
-            process, port = _start_daemon(
+            process, port = start_daemon(
                 [SSHD, "-D", "-e", "-f", str(config)], configure, b"SSH-2.0-", etc / "sshd.log"
             )
             try:
@@ -561,6 +332,6 @@ def openssh_server(
                     renames="rename" not in refuse,
                 )
             finally:
-                _stop_process(process)
+                stop_process(process)
     finally:
         shutil.rmtree(base, ignore_errors=True)

@@ -1,9 +1,9 @@
 """vsftpd, ProFTPD and Pure-FTPd on 127.0.0.1 for the tests, run from the folders ``servers_install.py`` unpacked.
 
 Each server runs in the foreground as root with its own configuration, log files, TLS certificate
-(signed by a CA of its own, ``servers.make_tls_files``) and login folder under a temporary folder,
+(signed by a CA of its own, ``certificates.make_tls_files``) and login folder under a temporary folder,
 on a free port of 127.0.0.1; passive data connections are opened on 127.0.0.1 too. A server is
-ready once it greets a client (``servers.wait_for_greeting``) and is stopped by its pid.
+ready once it greets a client (``daemons.wait_for_greeting``) and is stopped by its pid.
 
 Logins: vsftpd authenticates system users through PAM (``servers_install.PAM_SERVICE``), so its
 user is a temporary system user; ProFTPD (``AuthUserFile``) and Pure-FTPd (PureDB, ``pure-pw``)
@@ -26,15 +26,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import servers_install
-from servers import (
-    HOST,
-    RunningServer,
-    _start_daemon,
-    _stop_process,
-    _world_traversable_tempdir,
-    make_tls_files,
-    system_user,
-)
+from certificates import make_tls_files
+from daemons import HOST, start_daemon, stop_process, system_user, world_traversable_tempdir
+from servers import RunningServer
 
 INSTALL_HINT = "run `python3 tests/servers_install.py` as root first (.ci/run does)"
 
@@ -73,7 +67,7 @@ def _running(
 def vsftpd_server(scheme: str = "ftps", *, idle_timeout: int | None = None) -> Iterator[RunningServer]:
     """vsftpd 3.0.3; with ``ftps``: ``require_ssl_reuse=YES``, TLS forced for logins and data."""
     vsftpd = unpacked("vsftpd", "usr/sbin/vsftpd")
-    base = _world_traversable_tempdir(f"ftpexport-vsftpd-{scheme}-")
+    base = world_traversable_tempdir(f"ftpexport-vsftpd-{scheme}-")
     try:
         etc = base / "etc"
         etc.mkdir()
@@ -141,11 +135,11 @@ def vsftpd_server(scheme: str = "ftps", *, idle_timeout: int | None = None) -> I
                     )
                 )
 
-            process, port = _start_daemon([str(vsftpd), str(config)], configure, b"220", etc / "stdout.log")
+            process, port = start_daemon([str(vsftpd), str(config)], configure, b"220", etc / "stdout.log")
             try:
                 yield _running(scheme, port, username, password, home, tls and tls.ca_file, username)
             finally:
-                _stop_process(process)
+                stop_process(process)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
@@ -170,7 +164,7 @@ def proftpd_server(scheme: str = "ftps", *, idle_timeout: int | None = None) -> 
     """
     proftpd = unpacked("proftpd", "usr/sbin/proftpd")
     modules = unpacked("proftpd", "usr/lib/proftpd/mod_tls.so").parent
-    base = _world_traversable_tempdir(f"ftpexport-proftpd-{scheme}-")
+    base = world_traversable_tempdir(f"ftpexport-proftpd-{scheme}-")
     try:
         etc = base / "etc"
         etc.mkdir()
@@ -237,13 +231,13 @@ def proftpd_server(scheme: str = "ftps", *, idle_timeout: int | None = None) -> 
                     )
                 )
 
-            process, port = _start_daemon(
+            process, port = start_daemon(
                 [str(proftpd), "--nodaemon", "--config", str(config)], configure, b"220", etc / "stdout.log"
             )
             try:
                 yield _running(scheme, port, username, password, home, tls and tls.ca_file, owner)
             finally:
-                _stop_process(process)
+                stop_process(process)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
@@ -263,7 +257,7 @@ def pureftpd_server(
     """
     pureftpd = unpacked("pure-ftpd", "usr/sbin/pure-ftpd")
     pure_pw = unpacked("pure-ftpd", "usr/bin/pure-pw")
-    base = _world_traversable_tempdir(f"ftpexport-pureftpd-{scheme}-")
+    base = world_traversable_tempdir(f"ftpexport-pureftpd-{scheme}-")
     try:
         etc = base / "etc"
         etc.mkdir()
@@ -300,17 +294,17 @@ def pureftpd_server(
             if tls is not None:
                 # 3: no login nor data connection without TLS
                 argv += ["--tls", "3", "--certfile", f"{tls.cert_file},{tls.key_file}"]
-            # the port is only known in configure(), which _start_daemon calls before it starts argv
+            # the port is only known in configure(), which start_daemon calls before it starts argv
             argv += ["--bind", ""]
 
             def configure(port: int) -> None:
                 argv[-1] = f"{HOST},{port}"
 
-            process, port = _start_daemon(argv, configure, b"220", etc / "stdout.log")
+            process, port = start_daemon(argv, configure, b"220", etc / "stdout.log")
             try:
                 running = _running(scheme, port, username, password, home, tls and tls.ca_file, owner)
                 yield dataclasses.replace(running, renames=not refuse_rename)
             finally:
-                _stop_process(process)
+                stop_process(process)
     finally:
         shutil.rmtree(base, ignore_errors=True)

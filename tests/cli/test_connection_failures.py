@@ -27,9 +27,10 @@ from typing import Any
 import pytest
 import servers
 import yaml
+from daemons import HOST
 from fault_helpers import make_record
 from faults import closed_port
-from servers import HOST, RunningServer
+from servers import RunningServer
 
 pytestmark = pytest.mark.integration
 

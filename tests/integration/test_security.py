@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from certificates import make_tls_files
 from click.testing import CliRunner, Result
-from servers import HOST, RunningServer, make_tls_files, pyftpdlib_server
+from daemons import HOST
+from servers import RunningServer, pyftpdlib_server
 
 from ftpexport.cli import cli
 from ftpexport.ledger import Ledger

@@ -25,6 +25,7 @@ import pytest
 import servers
 import yaml
 from click.testing import CliRunner
+from daemons import HOST
 from pydantic import SecretStr
 from servers import RunningServer
 
@@ -70,7 +71,7 @@ def _client_kexinit(conn: socket.socket) -> dict[str, list[str]]:
 
 def offered_by_client(**endpoint: object) -> dict[str, list[str]]:
     """What ``SFTPTransport.connect`` offers in its KEXINIT, read by a listener on loopback."""
-    listener = socket.create_server((servers.HOST, 0))
+    listener = socket.create_server((HOST, 0))
     found: dict[str, list[str]] = {}
 
     def serve() -> None:
@@ -83,7 +84,7 @@ def offered_by_client(**endpoint: object) -> dict[str, list[str]]:
     try:
         transport = open_transport(
             Endpoint(
-                scheme="sftp", host=servers.HOST, port=listener.getsockname()[1], username="user",
+                scheme="sftp", host=HOST, port=listener.getsockname()[1], username="user",
                 password=SecretStr("pw"), timeout=5.0, host_keys=(ANY_HOST_KEY,), **endpoint,  # type: ignore[arg-type]
             )
         )  # fmt: skip

@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from certificates import make_tls_files
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from daemons import HOST, free_port
 from pydantic import SecretStr
 from pyftpdlib.handlers import FTPHandler
-from servers import HOST, RunningServer, free_port, make_tls_files, openssh_server, pyftpdlib_server
+from servers import RunningServer, openssh_server, pyftpdlib_server
 
 from ftpexport.errors import (
     AuthenticationError,

@@ -25,12 +25,14 @@ from typing import Any
 
 import pytest
 import yaml
+from certificates import TLSFiles, make_tls_files
 from click.testing import CliRunner, Result
 from crash_helpers import ExporterProcess, eventually
+from daemons import HOST
 from fault_helpers import ftp_destination, make_record
 from faults import closed_port
 from pydantic import SecretStr
-from servers import HOST, RunningServer, TLSFiles, make_tls_files
+from servers import RunningServer
 from standardwebhooks import Webhook
 
 from ftpexport.cli import cli
