@@ -29,18 +29,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-TESTS = ROOT / "tests"
 HOST = "127.0.0.1"
 VIN_ALPHABET = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"  # no I, O, Q
 PASSWORD_ENV = "BENCH_FTP_PASSWORD"
 SFTP_PASSWORD_ENV = "BENCH_SFTP_PASSWORD"
-
-
-def tests_on_path() -> None:
-    """Make ``tests/servers.py`` importable (``import servers``)."""
-    for path in (str(ROOT), str(TESTS)):
-        if path not in sys.path:
-            sys.path.insert(0, path)
 
 
 # --- records

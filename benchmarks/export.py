@@ -36,21 +36,22 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import servers_install
+from daemons import HOST, free_port_range
+from servers import RunningServer, openssh_server
+from servers_ftpd import vsftpd_server
+
 from .common import (
     REPO,
+    TLS_NAMES,
     Inbox,
-    Server,
     ensure_commands,
     filesystem_type,
-    free_port_range,
     log,
     make_inbox,
-    openssh_server,
     pyftpdlib_server,
     tool_version,
     tree_size,
-    vsftpd_server,
-    which,
     work_root,
 )
 
@@ -60,6 +61,8 @@ WAN_HOST = "127.0.0.2"
 RUN_TIMEOUT = 900.0
 CLIENT_ID = "bench"
 TARGET = "run"  # the folder every run writes into, under the server's login folder
+#: the tests' vsftpd, unpacked by tests/servers_install.py
+VSFTPD = servers_install.program("vsftpd", "usr/sbin/vsftpd")
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,7 @@ class Context:
 
     work: Path
     payloads: dict[str, Payload] = field(default_factory=dict)  # per net
-    servers: dict[str, Server] = field(default_factory=dict)  # "sftp" / "ftp" (FTP and FTPS)
+    servers: dict[str, RunningServer] = field(default_factory=dict)  # "sftp" / "ftp" (FTP and FTPS)
     #: where clients connect: (host, port) per protocol; the WAN proxy for the WAN scenarios
     address: dict[str, tuple[str, int]] = field(default_factory=dict)
     rclone_config: Path | None = None
@@ -136,7 +139,7 @@ def rules_text(ctx: Context, protocol: str, layout: str, conns: int) -> str:
     if protocol == "sftp":
         destination = f"""
   - name: dms
-    url: sftp://{server.username}@{host}:{port}{server.remote(TARGET)}
+    url: sftp://{server.username}@{host}:{port}{server.remote_path(TARGET)}
     key_file: {server.client_key_file}
     host_key: "{server.host_key}"
 """
@@ -182,7 +185,7 @@ def build_zips(payload: Payload, rules_dir: Path) -> None:
 # --- commands
 
 
-def _ssh_options(server: Server) -> list[str]:
+def _ssh_options(server: RunningServer) -> list[str]:
     return [
         "-o",
         "StrictHostKeyChecking=no",
@@ -228,7 +231,7 @@ def command(ctx: Context, s: Scenario, scratch: Path) -> tuple[list[str], dict[s
         return argv, env
     if s.tool == "sftp-b":
         batch = scratch / "batch"
-        batch.write_text(f"put -r {source}/* {server.remote(TARGET)}/\n")
+        batch.write_text(f"put -r {source}/* {server.remote_path(TARGET)}/\n")
         return [
             "sftp",
             "-q",
@@ -245,7 +248,7 @@ def command(ctx: Context, s: Scenario, scratch: Path) -> tuple[list[str], dict[s
         if s.protocol == "sftp":
             remote = (
                 f":sftp,host={host},port={port},user={server.username},key_file={server.client_key_file},"
-                f"disable_hashcheck=true,shell_type=none:{server.remote(TARGET)}"
+                f"disable_hashcheck=true,shell_type=none:{server.remote_path(TARGET)}"
             )
             extra: list[str] = []
         else:
@@ -282,7 +285,7 @@ def command(ctx: Context, s: Scenario, scratch: Path) -> tuple[list[str], dict[s
             program = "ssh -a -x " + " ".join(shlex.quote(a) for a in _ssh_options(server))
             settings.append(f'set sftp:connect-program "{program}"')
             opening = f"open -u {server.username}, -p {port} sftp://{host}"
-            remote = server.remote(TARGET)
+            remote = server.remote_path(TARGET)
         else:
             if s.protocol == "ftp":
                 settings.append("set ftp:ssl-allow no")
@@ -359,7 +362,7 @@ def startup_time(ctx: Context, rules: Path) -> float:
 
 def run_once(ctx: Context, s: Scenario) -> Measure:
     server = ctx.servers["sftp" if s.protocol == "sftp" else "ftp"]
-    server.clear()
+    server.clear_root()
     # the target folder exists, as a DMS's incoming folder would (rclone 1.60 fails to list a missing
     # folder on pyftpdlib)
     server.make_dir(TARGET)
@@ -449,6 +452,14 @@ def wan_proxy(ctx: Context, ports: list[int], delay: float, window: int) -> Iter
         process.wait(timeout=10)
 
 
+def vsftpd_ready(*, install: bool) -> bool:
+    """Whether the tests' vsftpd and its PAM service are there; ``tests/servers_install.py`` runs first if allowed."""
+    if install and not (VSFTPD.exists() and servers_install.PAM_FILE.exists()):
+        log("unpacking vsftpd with tests/servers_install.py ...")
+        servers_install.main()
+    return VSFTPD.exists() and servers_install.PAM_FILE.exists()
+
+
 @contextlib.contextmanager
 def servers_for(ctx: Context, net: str, ftp_server: str, wan: tuple[float, int]) -> Iterator[None]:
     """Start sshd and the FTP server (and the WAN proxy in front of them for ``net == "wan"``)."""
@@ -457,9 +468,21 @@ def servers_for(ctx: Context, net: str, ftp_server: str, wan: tuple[float, int])
         base.mkdir(exist_ok=True)
         passive = free_port_range(64) if net == "wan" else None
         announce = WAN_HOST if net == "wan" else None
-        ctx.servers["sftp"] = stack.enter_context(openssh_server(base))
+        ctx.servers["sftp"] = stack.enter_context(
+            openssh_server(parent=base, extra_config=("MaxStartups 100:30:200", "MaxSessions 100"), log_level="ERROR")
+        )
         if ftp_server == "vsftpd":
-            ctx.servers["ftp"] = stack.enter_context(vsftpd_server(base, pasv_address=announce, passive_ports=passive))
+            ctx.servers["ftp"] = stack.enter_context(
+                vsftpd_server(
+                    "ftp+ftps",
+                    parent=base,
+                    pasv_address=announce or HOST,
+                    passive_ports=passive,
+                    tls_names=TLS_NAMES,
+                    idle_timeout=600,
+                    log_protocol=False,
+                )
+            )
         else:
             ctx.servers["ftp"] = stack.enter_context(
                 pyftpdlib_server(base, "ftp+ftps", masquerade_address=announce, passive_ports=passive)
@@ -605,7 +628,7 @@ def profile(ctx: Context, out: Path, chosen: list[Scenario], rate: int, conns: s
         name = str(s).replace("/", "-")
         for mode in ("idle", "gil"):
             server = ctx.servers["sftp" if s.protocol == "sftp" else "ftp"]
-            server.clear()
+            server.clear_root()
             scratch = ctx.scratch("profile")
             argv, env = command(ctx, s, scratch)
             raw = out / f"{name}-{mode}.txt"
@@ -742,7 +765,7 @@ def machine_facts(work: Path) -> dict[str, str]:
     facts["openssh"] = tool_version(["ssh", "-V"])
     facts["rclone"] = tool_version(["rclone", "version"])
     facts["lftp"] = tool_version(["lftp", "--version"]).replace("LFTP | ", "").split(" | Copyright")[0]
-    facts["vsftpd"] = tool_version(["sh", "-c", f"{which('vsftpd') or 'vsftpd'} -v 0>&1"])  # it prints on stdin
+    facts["vsftpd"] = tool_version(["sh", "-c", f"{VSFTPD} -v 0>&1"])  # it prints on stdin
     return facts
 
 
@@ -790,9 +813,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--wan-conns", default="1,4", help="WAN: connection counts for ftpexport")
     parser.add_argument("--wan-loose-x1", action="store_true", help="WAN: also loose files over 1 connection (slow)")
-    parser.add_argument(
-        "--ftp-server", choices=("vsftpd", "pyftpdlib"), default="vsftpd" if which("vsftpd") else "pyftpdlib"
-    )
+    parser.add_argument("--ftp-server", choices=("vsftpd", "pyftpdlib"), default="vsftpd")
     parser.add_argument(
         "--workdir",
         type=Path,
@@ -822,10 +843,8 @@ def main(argv: list[str] | None = None) -> int:
     only = {x.strip() for x in args.only.split(",") if x.strip()}
     tools = {x.strip() for x in args.tools.split(",") if x.strip()}
     wan_conns = tuple(int(x) for x in args.wan_conns.split(","))
-    available = ensure_commands(
-        ["sshd", "ssh", "sftp", "ssh-keygen", "vsftpd", "rclone", "lftp"], install=not args.no_install
-    )
-    if args.ftp_server == "vsftpd" and not available["vsftpd"]:
+    available = ensure_commands(["sshd", "ssh", "sftp", "ssh-keygen", "rclone", "lftp"], install=not args.no_install)
+    if args.ftp_server == "vsftpd" and not vsftpd_ready(install=not args.no_install):
         args.ftp_server = "pyftpdlib"
     for tool, command_name in (("sftp-b", "sftp"), ("rclone", "rclone"), ("lftp", "lftp")):
         if tool in tools and not available[command_name]:

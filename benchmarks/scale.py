@@ -49,7 +49,6 @@ from ._scale_helpers import (
     run_measured,
     sftp_rule,
     table,
-    tests_on_path,
     verdict,
     vin,
     write_record,
@@ -73,7 +72,6 @@ def _sftp(enabled: bool) -> Iterator[Any]:
         print("SFTP skipped: needs root and /usr/sbin/sshd")
         yield None
         return
-    tests_on_path()
     from servers import openssh_server
 
     with openssh_server() as server:

@@ -43,7 +43,6 @@ from ._scale_helpers import (
     product_env,
     sftp_rule,
     table,
-    tests_on_path,
     verdict,
     vin,
     write_record,
@@ -59,7 +58,6 @@ def _server(scheme: str, work: Path) -> Iterator[tuple[str, dict[str, str], int]
         with ftp_server(work / "ftp-root", ["w01"]) as ftp:
             yield ftp_rule("w01", "w01", ftp.port), {PASSWORD_ENV: ftp.password}, ftp.port
     else:
-        tests_on_path()
         from servers import openssh_server
 
         with openssh_server() as sftp:

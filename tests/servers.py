@@ -253,7 +253,12 @@ def _ssh_keygen(path: Path, comment: str) -> str:
 
 @contextlib.contextmanager
 def openssh_server(
-    *, refuse: tuple[str, ...] = (), idle_timeout: int | None = None, extra_config: tuple[str, ...] = ()
+    *,
+    refuse: tuple[str, ...] = (),
+    idle_timeout: int | None = None,
+    extra_config: tuple[str, ...] = (),
+    parent: Path | None = None,
+    log_level: str = "VERBOSE",
 ) -> Iterator[RunningServer]:
     """OpenSSH's sshd as root with its own config, host key and temporary user; SFTP only.
 
@@ -263,11 +268,12 @@ def openssh_server(
     the OpenSSH extension, whose plain rename does not replace. ``idle_timeout``: sshd closes the
     SFTP channel, then the connection, after that many seconds without traffic (``ChannelTimeout``,
     OpenSSH 9.2+). ``extra_config`` lines go at the end of sshd_config, e.g. ``("Ciphers aes128-cbc",)``
-    for a server that offers only that cipher.
+    for a server that offers only that cipher. ``parent``: the folder to make the server's temporary
+    folder in (the benchmarks' tmpfs), else the system's. ``log_level``: sshd's ``LogLevel``.
     """
     subsystem = f"internal-sftp -P {','.join(refuse)}" if refuse else "internal-sftp"
     idle = [f"ChannelTimeout session:*={idle_timeout}s", f"UnusedConnectionTimeout {idle_timeout}s"]
-    base = world_traversable_tempdir("ftpexport-sshd-")
+    base = world_traversable_tempdir("ftpexport-sshd-", parent)
     try:
         etc = base / "etc"
         etc.mkdir()
@@ -307,7 +313,7 @@ def openssh_server(
                             "AllowTcpForwarding no",
                             f"Subsystem sftp {subsystem}",
                             *(idle if idle_timeout else []),
-                            "LogLevel VERBOSE",
+                            f"LogLevel {log_level}",
                             *extra_config,
                             "",
                         ]

@@ -64,14 +64,30 @@ def _running(
 
 
 @contextlib.contextmanager
-def vsftpd_server(scheme: str = "ftps", *, idle_timeout: int | None = None) -> Iterator[RunningServer]:
-    """vsftpd 3.0.3; with ``ftps``: ``require_ssl_reuse=YES``, TLS forced for logins and data."""
+def vsftpd_server(
+    scheme: str = "ftps",
+    *,
+    idle_timeout: int | None = None,
+    parent: Path | None = None,
+    pasv_address: str = HOST,
+    passive_ports: tuple[int, int] | None = None,
+    tls_names: tuple[str, ...] = (HOST, "localhost"),
+    log_protocol: bool = True,
+) -> Iterator[RunningServer]:
+    """vsftpd 3.0.3; with ``ftps``: ``require_ssl_reuse=YES``, TLS forced for logins and data;
+    ``ftp+ftps``: TLS offered, not forced (one server for ``ftp://`` and ``ftps://`` clients).
+
+    For the benchmarks: ``parent`` (where its temporary folder goes, else the system's temporary
+    folder), ``pasv_address`` / ``passive_ports`` (what PASV announces, for a proxy in front of the
+    server), ``tls_names`` (the names of its certificate), ``log_protocol=False`` (no command log).
+    """
     vsftpd = unpacked("vsftpd", "usr/sbin/vsftpd")
-    base = world_traversable_tempdir(f"ftpexport-vsftpd-{scheme}-")
+    base = world_traversable_tempdir(f"ftpexport-vsftpd-{scheme}-", parent)
     try:
         etc = base / "etc"
         etc.mkdir()
-        tls = make_tls_files(etc) if scheme == "ftps" else None
+        tls = make_tls_files(etc, tls_names) if "ftps" in scheme else None
+        forced = "YES" if scheme == "ftps" else "NO"
         home = base / "home"
         # vsftpd refuses to run without its secure_chroot_dir, even when nobody is chrooted.
         empty = base / "empty"
@@ -92,8 +108,8 @@ def vsftpd_server(scheme: str = "ftps", *, idle_timeout: int | None = None) -> I
                     "ssl_sslv2=NO",
                     "ssl_sslv3=NO",
                     "require_ssl_reuse=YES",
-                    "force_local_data_ssl=YES",
-                    "force_local_logins_ssl=YES",
+                    f"force_local_data_ssl={forced}",
+                    f"force_local_logins_ssl={forced}",
                     "allow_anon_ssl=NO",
                     "ssl_ciphers=HIGH",
                 ]
@@ -120,17 +136,22 @@ def vsftpd_server(scheme: str = "ftps", *, idle_timeout: int | None = None) -> I
                             "seccomp_sandbox=NO",
                             f"secure_chroot_dir={empty}",
                             "pasv_enable=YES",
-                            f"pasv_address={HOST}",
+                            f"pasv_address={pasv_address}",
                             "pasv_addr_resolve=NO",
                             "port_enable=NO",
                             "connect_from_port_20=NO",
                             # a wrong password is answered at once (vsftpd waits 1 s by default)
                             "delay_failed_login=0",
+                            *(
+                                [f"pasv_min_port={passive_ports[0]}", f"pasv_max_port={passive_ports[1]}"]
+                                if passive_ports
+                                else []
+                            ),
                             f"idle_session_timeout={idle_timeout}" if idle_timeout else None,
                             *tls_lines,
                             f"vsftpd_log_file={etc / 'vsftpd.log'}",
-                            "xferlog_enable=YES",
-                            "log_ftp_protocol=YES",
+                            f"xferlog_enable={'YES' if log_protocol else 'NO'}",
+                            f"log_ftp_protocol={'YES' if log_protocol else 'NO'}",
                         ]
                     )
                 )
