@@ -28,8 +28,8 @@ import pytest
 import servers
 import yaml
 from daemons import HOST
-from fault_helpers import make_record
 from faults import closed_port
+from records import make_record
 from servers import RunningServer
 
 pytestmark = pytest.mark.integration

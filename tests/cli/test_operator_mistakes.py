@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner, Result
-from crash_helpers import ExporterProcess, start_watch
+from processes import ExporterProcess, start_watch
 
 from ftpexport.cli import cli
 

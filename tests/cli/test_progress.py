@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from fault_helpers import ftp_destination, make_record, write_rules
 from faults import closed_port
+from records import make_record
+from rulefiles import ftp_destination, rule_document, write_rules
 from servers import RunningServer
 
 from ftpexport.display import human_bytes
@@ -36,16 +37,18 @@ def setup(tmp_path: Path, ftp_server: RunningServer) -> tuple[list[str], dict[st
     """The command line of a run of 3 records to acme/ok (works) and acme/down (closed port), and its env."""
     inbox = tmp_path / "inbox"
     for n in range(1, RECORDS + 1):
-        make_record(inbox, n, "acme", extra_image_bytes=200_000)
+        make_record(inbox, n, "acme", image_sizes={"99.jpg": 200_000})
     rules = tmp_path / "rules"
     write_rules(
         rules,
-        "acme",
-        [
-            ftp_destination("ok", ftp_server, "ok", PASSWORD_ENV),
-            ftp_destination("down", ftp_server, "down", PASSWORD_ENV, port=closed_port()),
-        ],
-        upload={"retries": 0},
+        rule_document(
+            "acme",
+            [
+                ftp_destination("ok", ftp_server, "ok", PASSWORD_ENV),
+                ftp_destination("down", ftp_server, "down", PASSWORD_ENV, port=closed_port()),
+            ],
+            upload={"retries": 0},
+        ),
     )
     env = {**os.environ, PASSWORD_ENV: ftp_server.password, "PYTHONPATH": str(ROOT), "COLUMNS": "140"}
     env.pop("FTPEXPORT_JSON", None)

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner, Result
-from fault_helpers import ftp_destination, make_record, write_rules
+from records import make_record
+from rulefiles import ftp_destination, rule_document, write_rules
 from servers import RunningServer
 
 from ftpexport.cli import cli
@@ -42,8 +43,8 @@ def setup(tmp_path: Path, ftp_server: RunningServer, monkeypatch: pytest.MonkeyP
     """(inbox, rules, state): acme-motors and bravo-cars over FTP; 4 records, 3 of them refused."""
     monkeypatch.setenv(PASSWORD_ENV, ftp_server.password)
     inbox, rules = tmp_path / "inbox", tmp_path / "rules"
-    write_rules(rules, "acme-motors", [ftp_destination("dms", ftp_server, "acme", PASSWORD_ENV)])
-    bravo = write_rules(rules, "bravo-cars", [ftp_destination("dms", ftp_server, "bravo", PASSWORD_ENV)])
+    write_rules(rules, rule_document("acme-motors", [ftp_destination("dms", ftp_server, "acme", PASSWORD_ENV)]))
+    bravo = write_rules(rules, rule_document("bravo-cars", [ftp_destination("dms", ftp_server, "bravo", PASSWORD_ENV)]))
     document = yaml.safe_load(bravo.read_text())
     document["package"] = {"archive_name": "{{ stock_number }}.zip"}
     bravo.write_text(yaml.safe_dump(document))

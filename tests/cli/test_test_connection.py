@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from crash_helpers import remote_files
 from faults import closed_port
+from remote_files import remote_files
 from servers import RunningServer, pyftpdlib_server
 
 from ftpexport.cli import cli

@@ -20,21 +20,14 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from crash_helpers import (
-    ExporterProcess,
-    FtpSpy,
-    attempts,
-    deliveries,
-    eventually,
-    expected_files,
-    journal,
-    make_record,
-    part_files,
-    remote_files,
-    throttled_dtp,
-    write_rule_file,
-)
 from faults import FaultProxy
+from ftp_handlers import FtpSpy, throttled_dtp
+from ledger_rows import attempts, deliveries, journal
+from polling import eventually
+from processes import ExporterProcess
+from records import make_record
+from remote_files import expected_files, part_files, remote_files
+from rulefiles import write_rules
 from servers import RunningServer, pyftpdlib_server
 
 pytestmark = pytest.mark.integration
@@ -47,8 +40,8 @@ def _ftp_rules(tmp_path: Path, server: RunningServer, monkeypatch: pytest.Monkey
     monkeypatch.setenv("CRASH_FTP_PASSWORD", server.password)
     folder = tmp_path / "rules"
     folder.mkdir()
-    write_rule_file(
-        folder / "acme-motors.yaml",
+    write_rules(
+        folder,
         f"""
 client_id: acme-motors
 destinations:
@@ -57,6 +50,7 @@ destinations:
     password: ${{CRASH_FTP_PASSWORD}}
     allow_plain_ftp: true
 {body}""",
+        "acme-motors",
     )
     return folder
 
@@ -79,15 +73,15 @@ def test_kill_9_during_a_large_upload_leaves_no_final_file_and_the_restart_deliv
     tmp_path: Path, sftp_server: RunningServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     inbox = tmp_path / "inbox"
-    record = make_record(inbox, "veh-big", number=1, image_sizes={"1.jpg": 7 * MB, "2.jpg": 7 * MB, "10.jpg": 6 * MB})
+    record = make_record(inbox, 1, name="veh-big", image_sizes={"1.jpg": 7 * MB, "2.jpg": 7 * MB, "10.jpg": 6 * MB})
     state = tmp_path / "state" / "ledger.sqlite3"
     monkeypatch.setenv("CRASH_SFTP_PASSWORD", sftp_server.password)
     with FaultProxy(sftp_server.host, sftp_server.port) as proxy:
         proxy.throttle(2 * MB)
         rules = tmp_path / "rules"
         rules.mkdir()
-        write_rule_file(
-            rules / "acme-motors.yaml",
+        write_rules(
+            rules,
             f"""
 client_id: acme-motors
 destinations:
@@ -96,6 +90,7 @@ destinations:
     password: ${{CRASH_SFTP_PASSWORD}}
     host_key: "{sftp_server.host_key}"
 """,
+            "acme-motors",
         )
         [(name, content)] = expected_files(record, rules).items()
         assert len(content) > 19 * MB
@@ -148,7 +143,7 @@ def test_kill_9_right_after_the_rename_does_not_send_the_file_again(
         )
         rules = _ftp_rules(tmp_path, server, monkeypatch, body)
         inbox = tmp_path / "inbox"
-        record = make_record(inbox, "veh-rename", number=2)
+        record = make_record(inbox, 2, name="veh-rename")
         expected = expected_files(record, rules)
         # zip: the only file; files: the second image, so one file is published before and others after
         victim = next(iter(expected)) if fmt == "zip" else "wvwzzzauzlw000002_02.jpg"
@@ -197,20 +192,21 @@ def test_random_kill_9_loses_nothing_and_delivers_nothing_twice(
         monkeypatch.setenv("CRASH_FTP_PASSWORD", server.password)
         rules = tmp_path / "rules"
         rules.mkdir()
-        write_rule_file(
-            rules / "acme-motors.yaml",
+        write_rules(
+            rules,
             "client_id: acme-motors\ndestinations:\n"
             + "".join(
                 f"  - {{name: {d}, url: '{server.url(d)}', password: '${{CRASH_FTP_PASSWORD}}',"
                 " allow_plain_ftp: true}\n"
                 for d in ("east", "west")
             ),
+            "acme-motors",
         )
         inbox = tmp_path / "inbox"
         sizes = [40_000, 150_000, 320_000, 600_000]
         rng.shuffle(sizes)
         records = [
-            make_record(inbox, f"veh-r{i}", number=10 + i, image_sizes={"1.jpg": size}) for i, size in enumerate(sizes)
+            make_record(inbox, 10 + i, name=f"veh-r{i}", image_sizes={"1.jpg": size}) for i, size in enumerate(sizes)
         ]
         expected = {}
         for record in records:
@@ -255,7 +251,7 @@ def test_a_second_run_on_the_same_ledger_is_refused_until_the_first_is_killed(
     with pyftpdlib_server("ftp", dtp_handler=dtp) as server:
         rules = _ftp_rules(tmp_path, server, monkeypatch)
         inbox = tmp_path / "inbox"
-        record = make_record(inbox, "veh-lock", number=3, image_sizes={"1.jpg": 3 * MB})
+        record = make_record(inbox, 3, name="veh-lock", image_sizes={"1.jpg": 3 * MB})
         [(name, content)] = expected_files(record, rules).items()
         part = server.root / "dms" / f".{name}.part"
         state = tmp_path / "ledger.sqlite3"
@@ -295,7 +291,7 @@ def test_the_archive_a_killed_run_was_sending_does_not_stay_in_the_spool(
     with pyftpdlib_server("ftp", dtp_handler=dtp) as server:
         rules = _ftp_rules(tmp_path, server, monkeypatch)
         inbox = tmp_path / "inbox"
-        record = make_record(inbox, "veh-spool", number=4, image_sizes={"1.jpg": 2 * MB})
+        record = make_record(inbox, 4, name="veh-spool", image_sizes={"1.jpg": 2 * MB})
         [(name, _)] = expected_files(record, rules).items()
         part = server.root / "dms" / f".{name}.part"
         state = tmp_path / "state" / "ledger.sqlite3"

@@ -12,21 +12,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from crash_helpers import (
-    ExporterProcess,
-    FtpSpy,
-    attempts,
-    deliveries,
-    eventually,
-    expected_files,
-    make_record,
-    part_files,
-    remote_files,
-    start_watch,
-    statuses,
-    write_rule_file,
-)
 from faults import FaultProxy, closed_port
+from ftp_handlers import FtpSpy
+from ledger_rows import attempts, deliveries, statuses
+from polling import eventually
+from processes import ExporterProcess, start_watch
+from records import make_record
+from remote_files import expected_files, part_files, remote_files
+from rulefiles import write_rules
 from servers import RunningServer, pyftpdlib_server
 
 from ftpexport.cli import cli
@@ -55,7 +48,7 @@ def rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ftp_server: RunningSe
     monkeypatch.setenv("DAEMON_FTP_PASSWORD", ftp_server.password)
     folder = tmp_path / "rules"
     folder.mkdir()
-    write_rule_file(folder / "acme-motors.yaml", _ftp_rule(ftp_server.url("dms")))
+    write_rules(folder, _ftp_rule(ftp_server.url("dms")), "acme-motors")
     return folder
 
 
@@ -80,7 +73,7 @@ def test_a_burst_of_300_records_is_delivered_once_each(tmp_path: Path, monkeypat
         monkeypatch.setenv("DAEMON_FTP_PASSWORD", server.password)
         rules = tmp_path / "rules"
         rules.mkdir()
-        write_rule_file(rules / "acme-motors.yaml", _ftp_rule(server.url("dms"), extra_key="max_connections: 4"))
+        write_rules(rules, _ftp_rule(server.url("dms"), extra_key="max_connections: 4"), "acme-motors")
         inbox = tmp_path / "inbox"
         inbox.mkdir()
         state = tmp_path / "ledger.sqlite3"
@@ -89,7 +82,7 @@ def test_a_burst_of_300_records_is_delivered_once_each(tmp_path: Path, monkeypat
 
         with start_watch(inbox, rules, state, "--jobs", "4") as daemon:
             for number, record_id in enumerate(ids):  # as fast as the platform can write them
-                make_record(inbox, record_id, number=1000 + number)
+                make_record(inbox, 1000 + number, name=record_id)
             eventually(lambda: statuses(state)["delivered"] == 300 or not daemon.alive(), "300 deliveries", timeout=60)
             _stop(daemon)
 
@@ -118,11 +111,11 @@ def test_watch_resumes_the_ledgers_pending_deliveries_at_startup(
 ) -> None:
     # A record outside any inbox the daemon will watch, left pending by a run against a dead server.
     elsewhere = tmp_path / "elsewhere"
-    record = make_record(elsewhere, "veh-left", number=6)
+    record = make_record(elsewhere, 6, name="veh-left")
     rule_file = rules / "acme-motors.yaml"
     good_rules = rule_file.read_text()
     dead_url = f"ftp://{ftp_server.username}@127.0.0.1:{closed_port()}/dms"
-    write_rule_file(rule_file, _ftp_rule(dead_url))
+    write_rules(rule_file.parent, _ftp_rule(dead_url), rule_file.stem)
     state = tmp_path / "ledger.sqlite3"
     with ExporterProcess(
         "run", elsewhere, "--rules", rules, "--state", state, "--retries", "5", "--pause", "60", "--backoff", "0.05"
@@ -132,7 +125,7 @@ def test_watch_resumes_the_ledgers_pending_deliveries_at_startup(
     assert row["status"] == "pending", row
     assert row["record_path"] == str(record)
 
-    write_rule_file(rule_file, good_rules)
+    write_rules(rule_file.parent, good_rules, rule_file.stem)
     [(name, content)] = expected_files(record, rules).items()
     inbox = tmp_path / "inbox"  # empty: only the ledger knows about the record
     inbox.mkdir()
@@ -154,14 +147,14 @@ def test_sigterm_during_an_upload_exits_0_and_the_delivery_stays_pending(
 ) -> None:
     monkeypatch.setenv("DAEMON_SFTP_PASSWORD", sftp_server.password)
     inbox = tmp_path / "inbox"
-    record = make_record(inbox, "veh-term", number=7, image_sizes={"1.jpg": 4 * MB, "2.jpg": 4 * MB})
+    record = make_record(inbox, 7, name="veh-term", image_sizes={"1.jpg": 4 * MB, "2.jpg": 4 * MB})
     state = tmp_path / "ledger.sqlite3"
     with FaultProxy(sftp_server.host, sftp_server.port) as proxy:
         proxy.throttle(MB)
         rules = tmp_path / "rules"
         rules.mkdir()
-        write_rule_file(
-            rules / "acme-motors.yaml",
+        write_rules(
+            rules,
             f"""
 client_id: acme-motors
 destinations:
@@ -170,6 +163,7 @@ destinations:
     password: ${{DAEMON_SFTP_PASSWORD}}
     host_key: "{sftp_server.host_key}"
 """,
+            "acme-motors",
         )
         [(name, content)] = expected_files(record, rules).items()
         final = sftp_server.root / "dms" / name
@@ -212,8 +206,8 @@ def test_retry_requeues_failed_deliveries_and_the_running_daemon_sends_them(
     inbox = tmp_path / "inbox"
     elsewhere = tmp_path / "elsewhere"
     records = {
-        "veh-retry-in": make_record(inbox, "veh-retry-in", number=81),
-        "veh-retry-out": make_record(elsewhere, "veh-retry-out", number=82),
+        "veh-retry-in": make_record(inbox, 81, name="veh-retry-in"),
+        "veh-retry-out": make_record(elsewhere, 82, name="veh-retry-out"),
     }
     expected = {rid: expected_files(folder, rules) for rid, folder in records.items()}
     state = tmp_path / "ledger.sqlite3"
@@ -260,16 +254,18 @@ def test_rule_changes_are_picked_up_and_a_broken_rule_file_keeps_the_last_good_r
     state = tmp_path / "ledger.sqlite3"
     rule_file = rules / "acme-motors.yaml"
     with start_watch(inbox, rules, state) as daemon:
-        make_record(inbox, "veh-one", number=91)
+        make_record(inbox, 91, name="veh-one")
         eventually(lambda: _delivered(state, "veh-one") or not daemon.alive(), "the first record")
         assert remote_files(ftp_server.root) == {"dms/WVWZZZAUZLW000091.zip"}
 
-        write_rule_file(rule_file, _ftp_rule(ftp_server.url("dms-v2/incoming")))
+        write_rules(rule_file.parent, _ftp_rule(ftp_server.url("dms-v2/incoming")), rule_file.stem)
         eventually(lambda: daemon.logged("rules reloaded") or not daemon.alive(), "the rules to be reloaded")
-        make_record(inbox, "veh-two", number=92)
+        make_record(inbox, 92, name="veh-two")
         eventually(lambda: _delivered(state, "veh-two") or not daemon.alive(), "the second record")
 
-        write_rule_file(rule_file, "client_id: acme-motors\ndestinations: [\n  - {name: dms, url: \n")
+        write_rules(
+            rule_file.parent, "client_id: acme-motors\ndestinations: [\n  - {name: dms, url: \n", rule_file.stem
+        )
         eventually(
             lambda: (
                 any(e["level"] == "error" and str(rule_file) in e["message"] for e in daemon.events())
@@ -277,7 +273,7 @@ def test_rule_changes_are_picked_up_and_a_broken_rule_file_keeps_the_last_good_r
             ),
             "an error naming the broken rule file",
         )
-        make_record(inbox, "veh-three", number=93)
+        make_record(inbox, 93, name="veh-three")
         eventually(lambda: _delivered(state, "veh-three") or not daemon.alive(), "the third record")
         _stop(daemon)
 
@@ -300,7 +296,7 @@ def test_an_idle_daemon_leaves_delivered_records_alone(tmp_path: Path, rules: Pa
     with start_watch(inbox, rules, state, rescan=3600) as daemon:
         # one record after the other, each waited for: the later ones give the daemon time to misbehave
         for number, record_id in enumerate(["veh-idle-1", "veh-idle-2", "veh-idle-3"]):
-            make_record(inbox, record_id, number=70 + number)
+            make_record(inbox, 70 + number, name=record_id)
             eventually(lambda rid=record_id: _delivered(state, rid) or not daemon.alive(), f"{record_id}")
         _stop(daemon)
 

@@ -16,14 +16,11 @@ import os
 from pathlib import Path
 
 import pytest
-from fault_helpers import (
-    ftp_destination,
-    make_record,
-    part_files,
-    quota_dtp_handler,
-    small_tmpfs,
-    write_rules,
-)
+from disks import small_tmpfs
+from ftp_handlers import quota_dtp_handler
+from records import make_record
+from remote_files import part_files
+from rulefiles import ftp_destination, rule_document, write_rules
 from servers import RunningServer, pyftpdlib_server
 
 from ftpexport.errors import TransientError
@@ -72,8 +69,8 @@ def test_a_run_against_an_ftp_quota_leaves_no_temporary_file(tmp_path: Path, mon
     with pyftpdlib_server("ftp", dtp_handler=quota_dtp_handler(QUOTA)) as server:
         monkeypatch.setenv(PASSWORD_ENV, server.password)
         rules = tmp_path / "rules"
-        write_rules(rules, CLIENT, [ftp_destination("dms", server, "photos", PASSWORD_ENV)])
-        folder = make_record(tmp_path / "inbox", 1, CLIENT, extra_image_bytes=300_000)
+        write_rules(rules, rule_document(CLIENT, [ftp_destination("dms", server, "photos", PASSWORD_ENV)]))
+        folder = make_record(tmp_path / "inbox", 1, CLIENT, image_sizes={"99.jpg": 300_000})
         options = Options(retries=1, backoff=0.01, spool_dir=tmp_path / "spool")
         with (
             Ledger(tmp_path / "ledger.db") as ledger,
@@ -84,7 +81,7 @@ def test_a_run_against_an_ftp_quota_leaves_no_temporary_file(tmp_path: Path, mon
         [outcome] = summary.outcomes
         assert (outcome.result, outcome.attempts) == ("failed", 2)
         assert outcome.error is not None and "552 Disk quota exceeded" in outcome.error
-        assert part_files(server.root) == []
+        assert part_files(server.root) == set()
 
 
 def test_sftp_disk_full_reports_the_write_failure_and_removes_the_temporary_file(

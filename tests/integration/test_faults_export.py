@@ -19,20 +19,12 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from fault_helpers import (
-    ServerEvents,
-    counting_handler,
-    expected_files,
-    files_under,
-    ftp_destination,
-    make_record,
-    part_files,
-    sftp_destination,
-    small_tmpfs,
-    vin,
-    write_rules,
-)
+from disks import small_tmpfs
 from faults import FaultProxy, closed_port
+from ftp_handlers import ServerEvents, counting_handler
+from records import make_record, vin
+from remote_files import expected_files, files_under, part_files
+from rulefiles import ftp_destination, rule_document, sftp_destination, write_rules
 from servers import RunningServer, pyftpdlib_server
 
 from ftpexport.cli import cli
@@ -132,7 +124,7 @@ def test_451_twice_then_delivered_on_the_third_attempt(
     handler = counting_handler(events, stor_reply=lambda n: "451 Local error, try again." if n <= 2 else None)
     with pyftpdlib_server("ftp", **handler) as server:
         monkeypatch.setenv(PASSWORD_ENV, server.password)
-        write_rules(rules_dir, CLIENT, [ftp_destination("dms", server, "photos", PASSWORD_ENV)])
+        write_rules(rules_dir, rule_document(CLIENT, [ftp_destination("dms", server, "photos", PASSWORD_ENV)]))
         folder = make_record(inbox, 1, CLIENT)
 
         summary = export(rules_dir, state, [folder], retries=3)
@@ -142,7 +134,7 @@ def test_451_twice_then_delivered_on_the_third_attempt(
         assert outcome.remote_paths == (f"photos/{archive(1)}",)
         expected = expected_files(folder, load_rules(rules_dir))[archive(1)]
         assert (server.root / "photos" / archive(1)).read_bytes() == expected
-        assert part_files(server.root) == []
+        assert part_files(server.root) == set()
         assert events["STOR"] == 3
 
     row, attempts = the_delivery(state)
@@ -162,7 +154,7 @@ def test_retries_exhausted_parks_the_delivery_until_ftpexport_retry(
     handler = counting_handler(events, stor_reply=lambda n: "451 Try again later." if failing.is_set() else None)
     with pyftpdlib_server("ftp", **handler) as server:
         monkeypatch.setenv(PASSWORD_ENV, server.password)
-        write_rules(rules_dir, CLIENT, [ftp_destination("dms", server, "photos", PASSWORD_ENV)])
+        write_rules(rules_dir, rule_document(CLIENT, [ftp_destination("dms", server, "photos", PASSWORD_ENV)]))
         make_record(inbox, 1, CLIENT)
         run = ("run", inbox, "--rules", rules_dir, "--state", state, "--json", "--retries", "1", "--backoff", "0.01")
 
@@ -218,7 +210,10 @@ def test_rule_file_retries_override_the_command_line(
     handler = counting_handler(events, stor_reply=lambda n: "451 Try again later.")
     with pyftpdlib_server("ftp", **handler) as server:
         monkeypatch.setenv(PASSWORD_ENV, server.password)
-        write_rules(rules_dir, CLIENT, [ftp_destination("dms", server, "photos", PASSWORD_ENV)], upload={"retries": 0})
+        write_rules(
+            rules_dir,
+            rule_document(CLIENT, [ftp_destination("dms", server, "photos", PASSWORD_ENV)], upload={"retries": 0}),
+        )
         make_record(inbox, 1, CLIENT)
         result = cli_run(
             "run", inbox, "--rules", rules_dir, "--state", state, "--json", "--retries", "5", "--backoff", "0.01"
@@ -247,7 +242,10 @@ def test_permission_denied_550_is_not_retried(
     authorizer.add_user("reader", "reader-password", str(home), perm="elr")  # list and read, no write
     with pyftpdlib_server("ftp", authorizer=authorizer) as server:
         monkeypatch.setenv(PASSWORD_ENV, "reader-password")
-        write_rules(rules_dir, CLIENT, [ftp_destination("readonly", server, "photos", PASSWORD_ENV, username="reader")])
+        write_rules(
+            rules_dir,
+            rule_document(CLIENT, [ftp_destination("readonly", server, "photos", PASSWORD_ENV, username="reader")]),
+        )
         folder = make_record(inbox, 1, CLIENT)
 
         summary = export(rules_dir, state, [folder], retries=3)
@@ -270,7 +268,7 @@ def test_552_out_of_space_is_retried_up_to_the_limit(
     handler = counting_handler(events, stor_reply=lambda n: "552 Quota exceeded.")
     with pyftpdlib_server("ftp", **handler) as server:
         monkeypatch.setenv(PASSWORD_ENV, server.password)
-        write_rules(rules_dir, CLIENT, [ftp_destination("dms", server, "photos", PASSWORD_ENV)])
+        write_rules(rules_dir, rule_document(CLIENT, [ftp_destination("dms", server, "photos", PASSWORD_ENV)]))
         folder = make_record(inbox, 1, CLIENT)
 
         summary = export(rules_dir, state, [folder], retries=2)
@@ -294,7 +292,7 @@ def test_rename_refused_553_names_the_final_path(
     handler = counting_handler(events, rnto_reply="553 Rename refused.")
     with pyftpdlib_server("ftp", **handler) as server:
         monkeypatch.setenv(PASSWORD_ENV, server.password)
-        write_rules(rules_dir, CLIENT, [ftp_destination("dms", server, "photos", PASSWORD_ENV)])
+        write_rules(rules_dir, rule_document(CLIENT, [ftp_destination("dms", server, "photos", PASSWORD_ENV)]))
         folder = make_record(inbox, 1, CLIENT)
 
         summary = export(rules_dir, state, [folder], retries=3)
@@ -303,7 +301,7 @@ def test_rename_refused_553_names_the_final_path(
         assert (outcome.result, outcome.attempts) == ("failed", 1)
         assert events["RNTO"] == 1
         assert not (server.root / "photos" / archive(1)).exists()
-        assert part_files(server.root) == []  # a refused rename leaves no hidden file behind
+        assert part_files(server.root) == set()  # a refused rename leaves no hidden file behind
     row, attempts = the_delivery(state)
     assert (row.status, row.attempts, len(attempts)) == ("failed", 1, 1)
     with Ledger(state) as ledger:
@@ -322,8 +320,9 @@ def test_folder_that_cannot_be_created_is_named(
         server.make_dir("photos")
         write_rules(
             rules_dir,
-            CLIENT,
-            [ftp_destination("dms", server, "photos", PASSWORD_ENV, remote_dir="{{ stock_number }}")],
+            rule_document(
+                CLIENT, [ftp_destination("dms", server, "photos", PASSWORD_ENV, remote_dir="{{ stock_number }}")]
+            ),
         )
         folder = make_record(inbox, 1, CLIENT)  # stock_number A1240
 
@@ -345,8 +344,8 @@ def test_folder_that_cannot_be_created_is_named(
 def test_sftp_disk_full_is_retried_then_delivered_after_requeue(
     inbox: Path, rules_dir: Path, state: Path, sftp_server: RunningServer
 ) -> None:
-    write_rules(rules_dir, CLIENT, [sftp_destination("dms", sftp_server, "full")])
-    folder = make_record(inbox, 1, CLIENT, extra_image_bytes=1_300_000)
+    write_rules(rules_dir, rule_document(CLIENT, [sftp_destination("dms", sftp_server, "full")]))
+    folder = make_record(inbox, 1, CLIENT, image_sizes={"99.jpg": 1_300_000})
     expected = expected_files(folder, load_rules(rules_dir))[archive(1)]
     assert len(expected) > 1024 * 1024
 
@@ -376,7 +375,7 @@ def test_sftp_disk_full_is_retried_then_delivered_after_requeue(
     [outcome] = summary.outcomes
     assert (outcome.result, outcome.attempts) == ("delivered", 1)
     assert (sftp_server.root / "full" / archive(1)).read_bytes() == expected
-    assert part_files(sftp_server.root) == []
+    assert part_files(sftp_server.root) == set()
     row, attempts = the_delivery(state)
     assert (row.status, row.attempts, row.bytes) == ("delivered", 1, len(expected))
     assert [a["result"] for a in attempts] == ["failed", "failed", "delivered"]
@@ -407,9 +406,9 @@ def after_first_connection(proxy: FaultProxy, action: Callable[[], None]) -> Ite
 def test_sftp_cut_mid_transfer_is_delivered_complete_on_a_later_attempt(
     inbox: Path, rules_dir: Path, state: Path, sftp_server: RunningServer
 ) -> None:
-    folder = make_record(inbox, 1, CLIENT, extra_image_bytes=600_000)
+    folder = make_record(inbox, 1, CLIENT, image_sizes={"99.jpg": 600_000})
     with FaultProxy(sftp_server.host, sftp_server.port) as proxy:
-        write_rules(rules_dir, CLIENT, [sftp_destination("dms", sftp_server, "cut", port=proxy.port)])
+        write_rules(rules_dir, rule_document(CLIENT, [sftp_destination("dms", sftp_server, "cut", port=proxy.port)]))
         expected = expected_files(folder, load_rules(rules_dir))[archive(1)]
         proxy.cut_after(200_000, "up")
         with after_first_connection(proxy, proxy.passthrough):
@@ -421,7 +420,7 @@ def test_sftp_cut_mid_transfer_is_delivered_complete_on_a_later_attempt(
     assert (outcome.result, outcome.attempts) == ("delivered", 2)
     final = sftp_server.root / "cut" / archive(1)
     assert final.read_bytes() == expected
-    assert part_files(sftp_server.root) == []
+    assert part_files(sftp_server.root) == set()
     row, attempts = the_delivery(state)
     assert row.status == "delivered" and row.attempts == outcome.attempts
     assert row.remote_paths == (f"{sftp_server.remote_path('cut')}/{archive(1)}",)
@@ -448,7 +447,7 @@ def test_dead_destinations_do_not_hold_up_twenty_healthy_ones(
             ftp_destination("blackhole", ftp_server, "bh", PASSWORD_ENV, port=blackhole.port, timeout=1),
             ftp_destination("closed", ftp_server, "closed", PASSWORD_ENV, port=closed_port(), timeout=1),
         ]
-        write_rules(rules_dir, CLIENT, destinations)
+        write_rules(rules_dir, rule_document(CLIENT, destinations))
         expected = expected_archives(rules_dir, folders)
 
         started = time.monotonic()
@@ -465,7 +464,7 @@ def test_dead_destinations_do_not_hold_up_twenty_healthy_ones(
         assert [o.result for o in by_destination[name]] == ["delivered"] * 10, name
         for n in range(1, 11):
             assert (ftp_server.root / name / archive(n)).read_bytes() == expected[archive(n)], (name, n)
-    assert part_files(ftp_server.root) == []
+    assert part_files(ftp_server.root) == set()
 
     rows = deliveries(state)
     for name in ("blackhole", "closed"):
@@ -492,7 +491,7 @@ def test_a_slow_destination_does_not_slow_the_others(
 ) -> None:
     monkeypatch.setenv(PASSWORD_ENV, ftp_server.password)
     healthy = [f"fast{i}" for i in range(5)]
-    folders = [make_record(inbox, n, CLIENT, extra_image_bytes=25_000) for n in range(1, 7)]
+    folders = [make_record(inbox, n, CLIENT, image_sizes={"99.jpg": 25_000}) for n in range(1, 7)]
     order: list[Outcome] = []
     lock = threading.Lock()
 
@@ -504,7 +503,7 @@ def test_a_slow_destination_does_not_slow_the_others(
         proxy.throttle(50_000)
         destinations = [ftp_destination(name, ftp_server, name, PASSWORD_ENV) for name in healthy]
         destinations.append(sftp_destination("slow", sftp_server, "slow", port=proxy.port))
-        write_rules(rules_dir, CLIENT, destinations)
+        write_rules(rules_dir, rule_document(CLIENT, destinations))
         expected = expected_archives(rules_dir, folders)
         summary = export(rules_dir, state, folders, jobs=4, retries=3, on_outcome=on_outcome)
 
@@ -517,7 +516,7 @@ def test_a_slow_destination_does_not_slow_the_others(
         for name in healthy:
             assert (ftp_server.root / name / archive(n)).read_bytes() == expected[archive(n)]
         assert (sftp_server.root / "slow" / archive(n)).read_bytes() == expected[archive(n)]
-    assert part_files(ftp_server.root) == [] and part_files(sftp_server.root) == []
+    assert part_files(ftp_server.root) == set() and part_files(sftp_server.root) == set()
     assert summary.count("delivered") == 36
     assert {row.status for row, _ in deliveries(state).values()} == {"delivered"}
 
@@ -536,8 +535,9 @@ def test_connections_are_reused_and_a_dropped_one_is_replaced(
         monkeypatch.setenv(PASSWORD_ENV, server.password)
         write_rules(
             rules_dir,
-            CLIENT,
-            [ftp_destination("dms", server, "photos", PASSWORD_ENV, port=proxy.port, max_connections=1)],
+            rule_document(
+                CLIENT, [ftp_destination("dms", server, "photos", PASSWORD_ENV, port=proxy.port, max_connections=1)]
+            ),
         )
         first = [make_record(inbox, n, CLIENT) for n in range(1, 9)]
         ruleset = load_rules(rules_dir)
@@ -558,7 +558,7 @@ def test_connections_are_reused_and_a_dropped_one_is_replaced(
         expected = expected_archives(rules_dir, first + second)
         for n in range(1, 13):
             assert (server.root / "photos" / archive(n)).read_bytes() == expected[archive(n)]
-        assert part_files(server.root) == []
+        assert part_files(server.root) == set()
     rows = deliveries(state)
     assert len(rows) == 12
     for row, attempts in rows.values():
@@ -574,8 +574,9 @@ def test_login_refused_is_not_retried_nor_repeated_for_every_record(
         monkeypatch.setenv(PASSWORD_ENV, server.password + "-wrong")
         write_rules(
             rules_dir,
-            CLIENT,
-            [ftp_destination("dms", server, "photos", PASSWORD_ENV, max_connections=max_connections)],
+            rule_document(
+                CLIENT, [ftp_destination("dms", server, "photos", PASSWORD_ENV, max_connections=max_connections)]
+            ),
         )
         folders = [make_record(inbox, n, CLIENT) for n in range(1, 7)]
 
@@ -635,7 +636,7 @@ def test_open_connections_never_exceed_jobs_across_many_destinations(
     monkeypatch.setattr(pool_module, "open_transport", counted_open)
     monkeypatch.setenv(PASSWORD_ENV, ftp_server.password)
     names = [f"d{i:02d}" for i in range(12)]
-    write_rules(rules_dir, CLIENT, [ftp_destination(n, ftp_server, n, PASSWORD_ENV) for n in names])
+    write_rules(rules_dir, rule_document(CLIENT, [ftp_destination(n, ftp_server, n, PASSWORD_ENV) for n in names]))
     folders = [make_record(inbox, n, CLIENT) for n in range(1, 4)]
 
     summary = export(rules_dir, state, folders, jobs=3, retries=0)

@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fault_helpers import expected_files, ftp_destination, make_record, part_files, write_rules
+from records import make_record
+from remote_files import expected_files, part_files
+from rulefiles import ftp_destination, rule_document, write_rules
 from servers import RunningServer, pyftpdlib_server
 
 import ftpexport.transport.ftp as ftp_module
@@ -255,7 +257,7 @@ def test_a_folder_deleted_on_the_server_is_made_again_within_the_same_put(
         verbs = transfer_verbs(commands())
     assert result.size == 3
     assert (server.root / "photos/incoming/2.zip").read_bytes() == b"two"
-    assert part_files(server.root) == []
+    assert part_files(server.root) == set()
     assert verbs[:2] == ["PASV", "STOR"]  # refused: 550, no such folder
     assert verbs.count("MKD") >= 2 and verbs.count("STOR") == 2
     assert verbs[-5:] == ["PASV", "STOR", "SIZE", "RNFR", "RNTO"]
@@ -311,8 +313,10 @@ def test_export_a_folder_deleted_between_two_records_is_delivered_in_one_attempt
         monkeypatch.setenv(PASSWORD_ENV, server.password)
         write_rules(
             rules_dir,
-            CLIENT,
-            [ftp_destination("dms", server, "photos", PASSWORD_ENV, remote_dir="incoming", max_connections=1)],
+            rule_document(
+                CLIENT,
+                [ftp_destination("dms", server, "photos", PASSWORD_ENV, remote_dir="incoming", max_connections=1)],
+            ),
         )
         first, second = make_record(inbox, 1, CLIENT), make_record(inbox, 2, CLIENT)
         ruleset = load_rules(rules_dir)
@@ -329,4 +333,4 @@ def test_export_a_folder_deleted_between_two_records_is_delivered_in_one_attempt
         assert commands.count("STOR") == 2  # refused once (550, no folder), then stored
         [(name, data)] = expected_files(second, ruleset).items()
         assert (server.root / "photos" / "incoming" / name).read_bytes() == data
-        assert part_files(server.root) == []
+        assert part_files(server.root) == set()

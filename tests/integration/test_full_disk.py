@@ -1,6 +1,6 @@
 """A full disk under the state folder: an expected failure, told in one line, and nothing lost.
 
-The state folder lives on a real tmpfs of a few megabytes (``state_helpers.small_disk``), filled
+The state folder lives on a real tmpfs of a few megabytes (``disks.small_disk``), filled
 with a file until the kernel answers ENOSPC: before a run, while a file is being uploaded (the FTP
 server of the test fills it when the upload starts), with the spool's zips, and under a running
 daemon. Each time: exit status 1, one ``ftpexport: error:`` line naming the path and saying to
@@ -16,9 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from crash_helpers import ExporterProcess, FtpSpy, deliveries, eventually, make_record, start_watch, write_rule_file
+from disks import fill, small_disk
+from ftp_handlers import FtpSpy
+from ledger_rows import deliveries
+from polling import eventually
+from processes import ExporterProcess, start_watch
+from records import make_record
+from rulefiles import write_rules
 from servers import RunningServer, pyftpdlib_server
-from state_helpers import fill, small_disk
 
 pytestmark = pytest.mark.integration
 
@@ -35,10 +40,11 @@ def disk(tmp_path: Path) -> Iterator[Path]:
 def _rules(tmp_path: Path, server: RunningServer) -> Path:
     rules = tmp_path / "rules"
     rules.mkdir(exist_ok=True)
-    write_rule_file(
-        rules / "acme-motors.yaml",
+    write_rules(
+        rules,
         f"client_id: acme-motors\ndestinations:\n  - {{name: dms, url: '{server.url('dms')}', "
         f"password: '${{{PASSWORD_ENV}}}', allow_plain_ftp: true}}\n",
+        "acme-motors",
     )
     return rules
 
@@ -66,7 +72,7 @@ def _delivered_once(spy: FtpSpy, server: RunningServer, numbers: range) -> None:
 def test_a_run_on_a_disk_full_from_the_start_says_so_in_one_line(tmp_path: Path, disk: Path) -> None:
     with pyftpdlib_server("ftp") as server:
         inbox = tmp_path / "inbox"
-        make_record(inbox, "veh-d1", number=901)
+        make_record(inbox, 901, name="veh-d1")
         state = disk / "state" / "ledger.sqlite3"
         filler = fill(disk)
 
@@ -96,7 +102,7 @@ def test_a_disk_that_fills_during_an_upload_stops_the_run_and_loses_nothing(tmp_
     with pyftpdlib_server("ftp", **attributes) as server:
         inbox = tmp_path / "inbox"
         for n in range(3):
-            make_record(inbox, f"veh-d{n}", number=910 + n)
+            make_record(inbox, 910 + n, name=f"veh-d{n}")
         rules = _rules(tmp_path, server)
         state = disk / "state" / "ledger.sqlite3"
 
@@ -120,13 +126,13 @@ def test_a_spool_that_fills_up_stops_the_run_with_the_deliveries_pending(tmp_pat
     spy = FtpSpy()
     with pyftpdlib_server("ftp", **spy.attributes()) as server:
         inbox = tmp_path / "inbox"
-        make_record(inbox, "veh-d0", number=920)
+        make_record(inbox, 920, name="veh-d0")
         rules = _rules(tmp_path, server)
         state = disk / "state" / "ledger.sqlite3"
         with _run(inbox, rules, state, server) as run:
             assert run.wait() == 0, run.stderr  # the ledger exists, with room for a few more deliveries
         for n in (1, 2):
-            make_record(inbox, f"veh-d{n}", number=920 + n, image_sizes={"1.jpg": 3_000_000})
+            make_record(inbox, 920 + n, name=f"veh-d{n}", image_sizes={"1.jpg": 3_000_000})
         filler = fill(disk, leave=1_000_000)  # less than one zip
 
         with _run(inbox, rules, state, server) as run:
@@ -158,7 +164,7 @@ def test_a_daemon_whose_disk_fills_up_says_so_once_and_exits_1(tmp_path: Path, d
         env = {PASSWORD_ENV: server.password}
         with start_watch(inbox, rules, state, env=env) as daemon:
             filler = fill(disk)
-            make_record(inbox, "veh-d1", number=930)
+            make_record(inbox, 930, name="veh-d1")
             eventually(lambda: not daemon.alive(), "the daemon to stop")
             assert daemon.wait() == 1, daemon.stderr
         assert "Traceback" not in daemon.stderr and "please report it" not in daemon.stderr, daemon.stderr

@@ -18,18 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from crash_helpers import (
-    ExporterProcess,
-    attempts,
-    deliveries,
-    eventually,
-    make_record,
-    start_watch,
-    write_rule_file,
-)
 from faults import FaultProxy, closed_port
 from http_clients import BadClients
+from ledger_rows import attempts, deliveries
+from polling import eventually
+from processes import ExporterProcess, start_watch
 from prometheus_client.parser import text_string_to_metric_families
+from records import make_record
+from rulefiles import write_rules
 from servers import RunningServer
 
 from ftpexport import __version__
@@ -93,7 +89,7 @@ def _stop(daemon: ExporterProcess, base: str) -> None:
 def _rules(tmp_path: Path, destinations: str) -> Path:
     folder = tmp_path / "rules"
     folder.mkdir()
-    write_rule_file(folder / f"{CLIENT}.yaml", f"client_id: {CLIENT}\ndestinations:\n{destinations}")
+    write_rules(folder, f"client_id: {CLIENT}\ndestinations:\n{destinations}", CLIENT)
     return folder
 
 
@@ -126,7 +122,7 @@ def test_metrics_scraped_from_a_running_daemon_match_the_ledger(
         assert status == 200 and document["status"] == "ok", document
 
         for number in range(5):
-            make_record(inbox, f"veh-m{number}", number=500 + number)
+            make_record(inbox, 500 + number, name=f"veh-m{number}")
 
         def settled() -> bool:
             s = _scrape(base)
@@ -214,7 +210,7 @@ def test_healthz_turns_503_on_an_upload_stuck_without_progress_and_recovers(
         with daemon:
             base = _metrics_url(daemon)
             assert _health(base)[0] == 200
-            make_record(inbox, "veh-stuck", number=900)
+            make_record(inbox, 900, name="veh-stuck")
 
             eventually(lambda: _health(base)[0] == 503 or not daemon.alive(), "/healthz to report the stuck upload")
             status, document = _health(base)
@@ -285,9 +281,9 @@ def test_refused_records_are_counted_and_shown_until_fixed(
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     state = tmp_path / "ledger.sqlite3"
-    broken = make_record(inbox, "veh-r1", number=601)
+    broken = make_record(inbox, 601, name="veh-r1")
     good_json = (broken / "vehicle.json").read_text()
-    make_record(inbox, "veh-r2", number=602)
+    make_record(inbox, 602, name="veh-r2")
     (broken / "vehicle.json").write_text("{}")  # parses, but has no id, client or VIN
     (inbox / "veh-r2" / "vehicle.json").write_text(good_json.replace(CLIENT, "zulu-auto").replace("veh-r1", "veh-r2"))
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from crash_helpers import eventually
+from polling import eventually
 from servers import RunningServer
 
 from ftpexport import pipeline

@@ -25,9 +25,11 @@ from typing import Any
 
 import paramiko
 import pytest
-from fault_helpers import expected_files, make_record, part_files, sftp_destination, write_rules
 from faults import FaultProxy
 from paramiko.sftp import CMD_CLOSE, CMD_EXTENDED, CMD_FSTAT, CMD_NAMES, CMD_WRITE
+from records import make_record
+from remote_files import expected_files, part_files
+from rulefiles import rule_document, sftp_destination, write_rules
 from servers import RunningServer
 
 import ftpexport.transport.pool as pool_module
@@ -153,7 +155,7 @@ def test_an_upload_is_three_round_trips_and_sends_no_stat(
     ]
     assert (sftp_server.root / "in" / "car.jpg").read_bytes() == b"x" * 10_000
     assert result.size == 10_000
-    assert part_files(sftp_server.root) == []
+    assert part_files(sftp_server.root) == set()
 
 
 def test_a_large_upload_sends_fstat_and_close_right_behind_its_last_write(
@@ -313,7 +315,8 @@ class _Exporters:
     def __call__(self, **destination: Any) -> Exporter:
         rules_dir = self.tmp_path / "rules"
         write_rules(
-            rules_dir, CLIENT, [sftp_destination("dms", self.server, "photos", max_connections=1, **destination)]
+            rules_dir,
+            rule_document(CLIENT, [sftp_destination("dms", self.server, "photos", max_connections=1, **destination)]),
         )
         ruleset = load_rules(rules_dir)
         assert not ruleset.errors, ruleset.errors
@@ -384,7 +387,7 @@ def test_a_folder_removed_between_two_records_is_created_again_in_the_same_attem
     [(name, data)] = expected_files(second, load_rules(tmp_path / "rules")).items()
     landed = [p for p in (sftp_server.root / "photos").rglob(name)]
     assert [p.read_bytes() for p in landed] == [data]
-    assert part_files(sftp_server.root) == []
+    assert part_files(sftp_server.root) == set()
     ledger = exporter_for.ledger
     rows = {d.record_id: ledger.attempts(d.id) for d in ledger.deliveries()}
     assert [a["result"] for a in rows["veh-000002"]] == ["delivered"]

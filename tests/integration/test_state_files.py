@@ -13,9 +13,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from crash_helpers import ExporterProcess, eventually, make_record, start_watch, throttled_dtp, write_rule_file
+from filemodes import modes, open_to_others, umask
+from ftp_handlers import throttled_dtp
+from polling import eventually
+from processes import ExporterProcess, start_watch
+from records import make_record
+from rulefiles import write_rules
 from servers import pyftpdlib_server
-from state_helpers import modes, open_to_others, umask
 
 from ftpexport.cli import cli
 
@@ -27,10 +31,11 @@ PASSWORD_ENV = "STATE_FTP_PASSWORD"
 def _rules(tmp_path: Path, url: str) -> Path:
     rules = tmp_path / "rules"
     rules.mkdir()
-    write_rule_file(
-        rules / "acme-motors.yaml",
+    write_rules(
+        rules,
         f"client_id: acme-motors\ndestinations:\n  - {{name: dms, url: '{url}', password: '${{{PASSWORD_ENV}}}',"
         " allow_plain_ftp: true}\n",
+        "acme-motors",
     )
     return rules
 
@@ -53,7 +58,7 @@ def test_everything_a_run_creates_is_private_under_umask_022(tmp_path: Path) -> 
     dtp = throttled_dtp(50_000)
     with pyftpdlib_server("ftp", dtp_handler=dtp) as server:
         inbox = tmp_path / "inbox"
-        make_record(inbox, "veh-s1", number=801, image_sizes={"1.jpg": 1_500_000})
+        make_record(inbox, 801, name="veh-s1", image_sizes={"1.jpg": 1_500_000})
         rules = _rules(tmp_path, server.url("dms"))
         state_folder = tmp_path / "state"
         with umask(0o022):
@@ -81,7 +86,7 @@ def test_everything_a_watch_creates_is_private_under_umask_022(tmp_path: Path) -
         with umask(0o022):
             daemon = start_watch(inbox, rules, state_folder / "ledger.sqlite3", env={PASSWORD_ENV: server.password})
         with daemon:
-            make_record(inbox, "veh-s2", number=802, image_sizes={"1.jpg": 1_500_000})
+            make_record(inbox, 802, name="veh-s2", image_sizes={"1.jpg": 1_500_000})
             seen = _check_while_uploading(state_folder, dtp, daemon, "watch")
             eventually(lambda: (server.root / "dms" / "WVWZZZAUZLW000802.zip").is_file(), "the delivery")
             daemon.terminate()

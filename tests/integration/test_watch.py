@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from crash_helpers import eventually
+from polling import eventually
 from servers import RunningServer
 
 from ftpexport.ledger import Ledger

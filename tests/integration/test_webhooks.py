@@ -27,11 +27,13 @@ import pytest
 import yaml
 from certificates import TLSFiles, make_tls_files
 from click.testing import CliRunner, Result
-from crash_helpers import ExporterProcess, eventually
 from daemons import HOST
-from fault_helpers import ftp_destination, make_record
 from faults import closed_port
+from polling import eventually
+from processes import ExporterProcess
 from pydantic import SecretStr
+from records import make_record
+from rulefiles import ftp_destination
 from servers import RunningServer
 from standardwebhooks import Webhook
 

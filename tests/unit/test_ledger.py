@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from state_helpers import umask
+from filemodes import umask
 
 from ftpexport.errors import ConfigError, StateError
 from ftpexport.ledger import SCHEMA_VERSION, Delivery, Ledger

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from state_helpers import umask
+from filemodes import umask
 
 from ftpexport.errors import ConfigError
 from ftpexport.lock import exclusive, lock_path

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from crash_helpers import eventually
 from http_clients import BadClients, closed_by_server
+from polling import eventually
 
 from ftpexport.health import Health, Report
 from ftpexport.metrics import Metrics, MetricsServer

@@ -10,7 +10,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from state_helpers import umask
+from filemodes import umask
 
 from ftpexport.errors import ConfigError, StateError
 from ftpexport.private import (

@@ -683,8 +683,13 @@ def test_a_template_that_fails_only_for_the_sample_is_a_warning(tmp_path: Path) 
 
     assert isinstance(rules, ClientRules)
     warnings = rule_warnings(rules)
-    assert any(w.startswith("package.archive_name: template '{{ extra.branch }}_{{ vin }}.zip' fails for the sample "
-                            "vehicle (README: Templates): 'dict object' has no attribute 'branch'") for w in warnings)
+    assert any(
+        w.startswith(
+            "package.archive_name: template '{{ extra.branch }}_{{ vin }}.zip' fails for the sample "
+            "vehicle (README: Templates): 'dict object' has no attribute 'branch'"
+        )
+        for w in warnings
+    )
     assert any(w.startswith("package.image_name: template") and "TypeError" in w for w in warnings), warnings
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from crash_helpers import eventually
+from polling import eventually
 
 from ftpexport.errors import NamingError, RecordError, StateError
 from ftpexport.package import Artifact, Package

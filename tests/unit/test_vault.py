@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from cryptography.fernet import Fernet
+from filemodes import umask
 from pydantic import SecretStr
-from state_helpers import umask
 
 from ftpexport import vault
 from ftpexport.cli import cli
