@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from certificates import TLSFiles, make_tls_files
 from click.testing import CliRunner, Result
 from daemons import HOST
@@ -33,7 +32,7 @@ from polling import eventually
 from processes import ExporterProcess
 from pydantic import SecretStr
 from records import make_record
-from rulefiles import ftp_destination
+from rulefiles import ftp_destination, rule_document, write_rules
 from servers import RunningServer
 from standardwebhooks import Webhook
 
@@ -191,21 +190,6 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ftp_server: RunningSe
     return Setup(inbox, tmp_path / "rules", tmp_path / "state" / "ledger.sqlite3", store, secret, key)
 
 
-def write_rules(
-    setup: Setup,
-    client_id: str,
-    destination: dict[str, Any],
-    notify: dict[str, Any],
-    *,
-    upload: dict[str, Any] | None = None,
-) -> None:
-    setup.rules_dir.mkdir(exist_ok=True)
-    document: dict[str, Any] = {"client_id": client_id, "destinations": [destination], "notify": notify}
-    if upload is not None:
-        document["upload"] = upload
-    (setup.rules_dir / f"{client_id}.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
-
-
 def notify_block(receiver: Receiver, path: str = "/hooks/acme", **extra: Any) -> dict[str, Any]:
     """A notify block to the receiver (on 127.0.0.1: allow_private), the secret from the store."""
     base = receiver.url.rsplit("/hooks/", 1)[0]
@@ -251,10 +235,17 @@ def notifications(setup: Setup) -> list[dict[str, Any]]:
 def test_delivered_and_failed_vehicles_are_posted_signed_and_equal_to_the_ledger(
     setup: Setup, receiver: Receiver, ftp_server: RunningServer
 ) -> None:
-    write_rules(setup, "acme", ftp_to(ftp_server), notify_block(receiver, "/hooks/acme"))
+    write_rules(
+        setup.rules_dir, rule_document("acme", [ftp_to(ftp_server)], notify=notify_block(receiver, "/hooks/acme"))
+    )
     # bravo's server is down and it allows no retry: its vehicle fails for good
     down = ftp_to(ftp_server, port=closed_port())
-    write_rules(setup, "bravo", down, notify_block(receiver, "/hooks/bravo?source=ftpexport"), upload={"retries": 0})
+    write_rules(
+        setup.rules_dir,
+        rule_document(
+            "bravo", [down], notify=notify_block(receiver, "/hooks/bravo?source=ftpexport"), upload={"retries": 0}
+        ),
+    )
     folders = [make_record(setup.inbox, 1, "acme"), make_record(setup.inbox, 2, "acme"),
                make_record(setup.inbox, 3, "bravo")]  # fmt: skip
 
@@ -319,7 +310,7 @@ def test_an_endpoint_answering_500_twice_gets_three_attempts_with_the_same_webho
     setup: Setup, receiver: Receiver, ftp_server: RunningServer
 ) -> None:
     receiver.answers = [500, 500]
-    write_rules(setup, "acme", ftp_to(ftp_server), notify_block(receiver))
+    write_rules(setup.rules_dir, rule_document("acme", [ftp_to(ftp_server)], notify=notify_block(receiver)))
 
     with notifying(setup) as (ledger, notifier):
         export(setup, ledger, notifier, [make_record(setup.inbox, 1, "acme")])
@@ -338,7 +329,7 @@ def test_a_notification_whose_attempts_run_out_is_failed_with_the_last_answer(
     setup: Setup, receiver: Receiver, ftp_server: RunningServer
 ) -> None:
     receiver.answers = [503, 500, 500]
-    write_rules(setup, "acme", ftp_to(ftp_server), notify_block(receiver))
+    write_rules(setup.rules_dir, rule_document("acme", [ftp_to(ftp_server)], notify=notify_block(receiver)))
     settings = NotifySettings(backoff=0.01, max_backoff=0.05, attempts=3, poll=0.5, close_wait=30.0)
 
     with notifying(setup, settings) as (ledger, notifier):
@@ -355,7 +346,7 @@ def test_a_hanging_endpoint_never_holds_up_an_upload_and_the_next_process_sends_
     setup: Setup, receiver: Receiver, ftp_server: RunningServer
 ) -> None:
     receiver.hang = True
-    write_rules(setup, "acme", ftp_to(ftp_server), notify_block(receiver))
+    write_rules(setup.rules_dir, rule_document("acme", [ftp_to(ftp_server)], notify=notify_block(receiver)))
     first = make_record(setup.inbox, 1, "acme")
     later = [make_record(setup.inbox, n, "acme") for n in (2, 3, 4)]
 
@@ -395,7 +386,7 @@ def test_loopback_is_refused_without_allow_private(setup: Setup, tls: TLSFiles, 
         assert receiver.url.startswith("https://localhost:")
         block = notify_block(receiver)
         del block["allow_private"]
-        write_rules(setup, "acme", ftp_to(ftp_server), block)
+        write_rules(setup.rules_dir, rule_document("acme", [ftp_to(ftp_server)], notify=block))
 
         with notifying(setup) as (ledger, notifier):
             summary = export(setup, ledger, notifier, [make_record(setup.inbox, 1, "acme")])
@@ -413,7 +404,9 @@ def test_the_same_endpoint_with_allow_private_receives_it(
     setup: Setup, tls: TLSFiles, ftp_server: RunningServer
 ) -> None:
     with https_receiver(tls, host="localhost") as receiver:
-        write_rules(setup, "acme", ftp_to(ftp_server), notify_block(receiver))  # allow_private: true
+        write_rules(
+            setup.rules_dir, rule_document("acme", [ftp_to(ftp_server)], notify=notify_block(receiver))
+        )  # allow_private: true
         with notifying(setup) as (ledger, notifier):
             export(setup, ledger, notifier, [make_record(setup.inbox, 1, "acme")])
         assert len(receiver.verified(setup.secret)) == 1
@@ -433,7 +426,7 @@ def test_the_request_goes_to_the_checked_address_with_the_host_name_for_tls_and_
         return [HOST]
 
     with https_receiver(make_tls_files(folder, names=("hooks.acme.test",)), host="hooks.acme.test") as receiver:
-        write_rules(setup, "acme", ftp_to(ftp_server), notify_block(receiver))
+        write_rules(setup.rules_dir, rule_document("acme", [ftp_to(ftp_server)], notify=notify_block(receiver)))
         with notifying(setup, resolver=resolver) as (ledger, notifier):
             export(setup, ledger, notifier, [make_record(setup.inbox, 1, "acme")])
         assert len(receiver.verified(setup.secret)) == 1
@@ -447,7 +440,7 @@ def test_the_request_goes_to_the_checked_address_with_the_host_name_for_tls_and_
 
 def test_a_redirect_is_not_followed(setup: Setup, receiver: Receiver, ftp_server: RunningServer) -> None:
     receiver.answers = [302]
-    write_rules(setup, "acme", ftp_to(ftp_server), notify_block(receiver))
+    write_rules(setup.rules_dir, rule_document("acme", [ftp_to(ftp_server)], notify=notify_block(receiver)))
     settings = NotifySettings(backoff=0.01, max_backoff=0.05, attempts=1, poll=0.5, close_wait=30.0)
 
     with notifying(setup, settings) as (ledger, notifier):
@@ -464,7 +457,7 @@ def test_an_endpoint_certificate_from_an_unknown_ca_is_refused(
 ) -> None:
     block = notify_block(receiver)
     del block["ca_file"]  # the system CAs do not know the test CA
-    write_rules(setup, "acme", ftp_to(ftp_server), block)
+    write_rules(setup.rules_dir, rule_document("acme", [ftp_to(ftp_server)], notify=block))
     settings = NotifySettings(backoff=0.01, max_backoff=0.05, attempts=1, poll=0.5, close_wait=30.0)
 
     with notifying(setup, settings) as (ledger, notifier):
@@ -480,7 +473,9 @@ def test_an_endpoint_that_answers_too_slowly_is_cut(
     setup: Setup, receiver: Receiver, ftp_server: RunningServer
 ) -> None:
     receiver.drip = True  # a byte every 50 ms: never idle long enough for the socket timeout
-    write_rules(setup, "acme", ftp_to(ftp_server), notify_block(receiver, timeout=0.3))
+    write_rules(
+        setup.rules_dir, rule_document("acme", [ftp_to(ftp_server)], notify=notify_block(receiver, timeout=0.3))
+    )
     settings = NotifySettings(backoff=0.01, max_backoff=0.05, attempts=1, poll=0.1, close_wait=30.0)
 
     with notifying(setup, settings) as (ledger, notifier):
@@ -513,7 +508,7 @@ def test_the_webhook_secret_is_never_written_to_the_ledger_or_the_logs(
     setup: Setup, receiver: Receiver, ftp_server: RunningServer, captured_logs: io.StringIO
 ) -> None:
     receiver.answers = [500, 400]  # a retry, logged with its error, then sent
-    write_rules(setup, "acme", ftp_to(ftp_server), notify_block(receiver))
+    write_rules(setup.rules_dir, rule_document("acme", [ftp_to(ftp_server)], notify=notify_block(receiver)))
     key = base64.b64decode(setup.secret.removeprefix("whsec_"))
 
     with notifying(setup) as (ledger, notifier):
@@ -542,7 +537,7 @@ def test_ftpexport_run_posts_the_webhook_with_the_secret_from_the_store(
     store.create()
     store.set(SECRET_NAME, SecretStr(setup.secret))
     write_private(key_file, key.get_secret_value().encode() + b"\n")
-    write_rules(setup, "acme", ftp_to(ftp_server), notify_block(receiver))
+    write_rules(setup.rules_dir, rule_document("acme", [ftp_to(ftp_server)], notify=notify_block(receiver)))
     make_record(setup.inbox, 1, "acme")
 
     result = CliRunner().invoke(
@@ -568,7 +563,7 @@ def test_watch_sends_what_an_earlier_process_left_pending_then_each_new_vehicle(
 ) -> None:
     key_file = tmp_path / "keys" / "store.key"
     write_private(key_file, setup.key.get_secret_value().encode() + b"\n")
-    write_rules(setup, "acme", ftp_to(ftp_server), notify_block(receiver))
+    write_rules(setup.rules_dir, rule_document("acme", [ftp_to(ftp_server)], notify=notify_block(receiver)))
     setup.state.parent.mkdir(parents=True)
     with Ledger(setup.state) as ledger:  # a notification a killed run left in the outbox
         ledger.add_notification(
@@ -615,7 +610,10 @@ def test_run_fails_a_notification_whose_secret_does_not_resolve_at_once_and_stat
     setup: Setup, receiver: Receiver, ftp_server: RunningServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(SECRET_ENV, raising=False)
-    write_rules(setup, "acme", ftp_to(ftp_server), notify_block(receiver, secret="${" + SECRET_ENV + "}"))
+    write_rules(
+        setup.rules_dir,
+        rule_document("acme", [ftp_to(ftp_server)], notify=notify_block(receiver, secret="${" + SECRET_ENV + "}")),
+    )
     make_record(setup.inbox, 1, "acme")
     make_record(setup.inbox, 2, "acme")
 
@@ -649,7 +647,7 @@ def test_run_says_what_it_waits_for_at_its_end_and_status_shows_what_it_left_pen
     receiver.hang = True  # the endpoint takes the request and never answers (the request times out after 5 s)
     key_file = tmp_path / "keys" / "store.key"
     write_private(key_file, setup.key.get_secret_value().encode() + b"\n")
-    write_rules(setup, "acme", ftp_to(ftp_server), notify_block(receiver))
+    write_rules(setup.rules_dir, rule_document("acme", [ftp_to(ftp_server)], notify=notify_block(receiver)))
     make_record(setup.inbox, 1, "acme")
 
     result = CliRunner().invoke(

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from records import write_record
 from unit_helpers import MakeRecord, vehicle
 
 from ftpexport import secret
@@ -29,16 +29,10 @@ def make_record(tmp_path: Path) -> MakeRecord:
         raw: bytes | None = None,
         write_json: bool = True,
     ) -> Path:
-        folder = tmp_path / name
-        folder.mkdir(parents=True)
         if images is None:
             images = {"01.jpg": b"\xff\xd8first image\xff\xd9", "02.jpg": b"\xff\xd8second image\xff\xd9"}
-        for image_name, content in images.items():
-            (folder / image_name).write_bytes(content)
-        if write_json:
-            content = raw if raw is not None else json.dumps(fields if fields is not None else vehicle()).encode()
-            (folder / "vehicle.json").write_bytes(content)
-        return folder
+        document = (raw if raw is not None else fields if fields is not None else vehicle()) if write_json else None
+        return write_record(tmp_path / name, images, document)
 
     return make
 

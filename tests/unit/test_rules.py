@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+from rulefiles import write_rules
 from unit_helpers import RULES, SAMPLES, MakeRecord, vehicle
 
 from ftpexport.errors import ConfigError, RecordError, RuleError
@@ -43,13 +44,6 @@ def base_rules() -> dict[str, Any]:
             "u-42": {"destinations": [{"name": "own-ftps", "url": "ftps://jeanne@ftp.example/p", "password": "${U42}"}]}
         },
     }
-
-
-def write_rules(folder: Path, document: dict[str, Any] | str, name: str = "acme") -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.yaml"
-    path.write_text(document if isinstance(document, str) else yaml.safe_dump(document, sort_keys=False))
-    return path
 
 
 def errors_of(path: Path) -> list[RuleError]:
@@ -321,7 +315,7 @@ BROKEN: dict[str, tuple[dict[str, Any] | str, str | None, str]] = {
 def test_a_broken_rule_file_names_the_file_the_field_and_the_reason(
     tmp_path: Path, document: dict[str, Any] | str, field: str | None, reason: str
 ) -> None:
-    path = write_rules(tmp_path, document)
+    path = write_rules(tmp_path, document, "acme")
 
     errors = errors_of(path)
 
@@ -336,7 +330,7 @@ def test_a_broken_rule_file_names_the_file_the_field_and_the_reason(
 def test_load_rule_file_raises_one_config_error_with_every_problem(tmp_path: Path) -> None:
     document = change("destinations.1.password", LITERAL)
     document["destinations"][0]["colour"] = "red"
-    path = write_rules(tmp_path, document)
+    path = write_rules(tmp_path, document, "acme")
 
     with pytest.raises(RuleFileError) as caught:
         load_rule_file(path)
@@ -351,7 +345,7 @@ def test_load_rule_file_raises_one_config_error_with_every_problem(tmp_path: Pat
 def test_a_literal_password_never_appears_in_any_error_output(tmp_path: Path) -> None:
     document = change("destinations.1.password", LITERAL)
     document["destinations"][1]["url"] = f"ftps://acme:{LITERAL}@h.example/"
-    path = write_rules(tmp_path, document)
+    path = write_rules(tmp_path, document, "acme")
 
     ruleset = load_rules(tmp_path)
 
@@ -364,7 +358,7 @@ def test_a_literal_password_never_appears_in_any_error_output(tmp_path: Path) ->
 
 def test_a_valid_rule_file_keeps_secret_references_not_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ACME_FTPS", LITERAL)
-    rules = load_rule_file(write_rules(tmp_path, base_rules()))
+    rules = load_rule_file(write_rules(tmp_path, base_rules(), "acme"))
 
     dumped = json.dumps(rules.model_dump(mode="json"))
     assert "${ACME_FTPS}" in dumped
@@ -376,7 +370,7 @@ def test_a_valid_rule_file_keeps_secret_references_not_values(tmp_path: Path, mo
 
 
 def test_load_rules_collects_broken_files_and_keeps_the_good_ones(tmp_path: Path) -> None:
-    write_rules(tmp_path, base_rules())
+    write_rules(tmp_path, base_rules(), "acme")
     bravo = base_rules() | {"client_id": "bravo"}
     bravo["destinations"][1]["password"] = LITERAL
     write_rules(tmp_path, bravo, name="bravo")
@@ -390,7 +384,7 @@ def test_load_rules_collects_broken_files_and_keeps_the_good_ones(tmp_path: Path
 
 
 def test_two_files_for_one_client_are_refused(tmp_path: Path) -> None:
-    write_rules(tmp_path, base_rules())
+    write_rules(tmp_path, base_rules(), "acme")
     (tmp_path / "acme.yml").write_text(yaml.safe_dump(base_rules()))
 
     ruleset = load_rules(tmp_path)
@@ -456,7 +450,7 @@ def test_a_client_whose_rule_file_is_broken_gets_a_record_error_saying_so(
     tmp_path: Path, make_record: MakeRecord
 ) -> None:
     rules_dir = tmp_path / "rules"
-    write_rules(rules_dir, change("destinations.1.password", LITERAL))
+    write_rules(rules_dir, change("destinations.1.password", LITERAL), "acme")
     record = load_record(make_record(fields=vehicle(client_id="acme")))
 
     with pytest.raises(RecordError) as caught:
@@ -470,7 +464,7 @@ def test_a_user_without_destinations_of_a_client_without_any_is_a_record_error(
     tmp_path: Path, make_record: MakeRecord
 ) -> None:
     rules_dir = tmp_path / "rules"
-    write_rules(rules_dir, _mutate(lambda d: d.pop("destinations")))
+    write_rules(rules_dir, _mutate(lambda d: d.pop("destinations")), "acme")
     ruleset = load_rules(rules_dir)
     record = load_record(make_record(fields=vehicle(client_id="acme", user={"id": "u-7"})))
 
@@ -553,7 +547,7 @@ def test_rule_warnings_name_the_user_of_a_plain_ftp_destination(tmp_path: Path) 
         "users.u-42.destinations.0",
         {"name": "own", "url": "ftp://j@h/", "password": "${P}", "allow_plain_ftp": True},
     )
-    rules = load_rule_file(write_rules(tmp_path, document))
+    rules = load_rule_file(write_rules(tmp_path, document, "acme"))
 
     assert rule_warnings(rules) == [
         "destination own (user u-42) uses plain FTP: password and photos cross the network unencrypted"
@@ -567,7 +561,7 @@ def test_relative_files_are_resolved_against_the_rule_files_folder(tmp_path: Pat
     document["destinations"][1]["ca_file"] = "certs/ca.pem"
     document["users"]["u-42"]["destinations"][0]["ca_file"] = "../user-ca.pem"
 
-    rules = load_rule_file(write_rules(folder, document))
+    rules = load_rule_file(write_rules(folder, document, "acme"))
 
     sftp, ftps = rules.destinations
     assert isinstance(sftp, SFTPDestination)
@@ -597,11 +591,11 @@ def test_one_host_key_or_a_list_of_them() -> None:
 
 
 def test_destinations_need_portable_names_unless_they_say_posix(tmp_path: Path) -> None:
-    rules = load_rule_file(write_rules(tmp_path, change("destinations.1.names", "posix")))
+    rules = load_rule_file(write_rules(tmp_path, change("destinations.1.names", "posix"), "acme"))
 
     assert [d.names for d in rules.destinations] == ["portable", "posix"]
     assert rules.users["u-42"].destinations[0].names == "portable"
-    errors = errors_of(write_rules(tmp_path, change("destinations.1.names", "windows")))
+    errors = errors_of(write_rules(tmp_path, change("destinations.1.names", "windows"), "acme"))
     assert [e.field for e in errors] == ["destinations[1].names"]
     assert "'portable' or 'posix'" in errors[0].reason
 
@@ -653,7 +647,7 @@ TEMPLATE_ERRORS: dict[str, tuple[str, Any, str, str]] = {
 def test_a_template_that_cannot_work_for_any_record_is_an_error_of_the_rule_file(
     tmp_path: Path, path: str, template: str, field: str, reason: str
 ) -> None:
-    errors = errors_of(write_rules(tmp_path, change(path, template)))
+    errors = errors_of(write_rules(tmp_path, change(path, template), "acme"))
 
     assert [e.field for e in errors] == [field]
     assert reason in errors[0].reason, errors[0].reason
@@ -664,22 +658,22 @@ def test_a_posix_destination_accepts_what_windows_cannot_store(tmp_path: Path) -
     document = change("destinations.0.remote_dir", "{{ processed_at }}")
     document["destinations"][0]["names"] = "posix"
 
-    assert isinstance(read_rule_file(write_rules(tmp_path, document)), ClientRules)
+    assert isinstance(read_rule_file(write_rules(tmp_path, document, "acme")), ClientRules)
     # the package's names go to every destination: portable while one destination needs it
     document["package"]["archive_name"] = "{{ processed_at }}.zip"
-    errors = errors_of(write_rules(tmp_path, document))
+    errors = errors_of(write_rules(tmp_path, document, "acme"))
     assert [e.field for e in errors] == ["package.archive_name"]
     assert "destinations tls, own-ftps need portable names" in errors[0].reason
     for destination in (*document["destinations"], *document["users"]["u-42"]["destinations"]):
         destination["names"] = "posix"
-    assert isinstance(read_rule_file(write_rules(tmp_path, document)), ClientRules)
+    assert isinstance(read_rule_file(write_rules(tmp_path, document, "acme")), ClientRules)
 
 
 def test_a_template_that_fails_only_for_the_sample_is_a_warning(tmp_path: Path) -> None:
     document = change("package.archive_name", "{{ extra.branch }}_{{ vin }}.zip")
     document["package"]["image_name"] = "{{ vin }}_{{ '%02d' | format(stock_number) }}_{{ n }}.{{ ext }}"
 
-    rules = read_rule_file(write_rules(tmp_path, document))
+    rules = read_rule_file(write_rules(tmp_path, document, "acme"))
 
     assert isinstance(rules, ClientRules)
     warnings = rule_warnings(rules)
