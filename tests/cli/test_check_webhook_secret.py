@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from click.testing import CliRunner, Result
-
-from ftpexport.cli import cli
+from cli_runner import invoke
+from click.testing import Result
 
 SECRET_ENV = "CHECK_TEST_WEBHOOK_SECRET"
 CONSEQUENCE = "until it is fixed, each webhook notification of this client fails"
@@ -30,7 +29,7 @@ def _rules(tmp_path: Path) -> Path:
 
 
 def _check(rules: Path, *options: str) -> Result:
-    return CliRunner().invoke(cli, ["check", str(rules), *options], catch_exceptions=False)
+    return invoke("check", rules, *options)
 
 
 @pytest.mark.parametrize(

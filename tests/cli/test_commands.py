@@ -7,21 +7,15 @@ import os
 import shutil
 from pathlib import Path
 
-from click.testing import CliRunner, Result
-
-from ftpexport.cli import cli
+from cli_runner import invoke
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "rules"
 SAMPLES = ROOT / "samples"
 
 
-def _run(*args: str | Path) -> Result:
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
 def test_check_accepts_the_example_rules_and_warns_about_plain_ftp() -> None:
-    result = _run("check", RULES)
+    result = invoke("check", RULES)
     assert result.exit_code == 0, result.output
     assert f"{RULES / 'acme-motors.yaml'}: ok" in result.stdout
     assert "charlie-auto.yaml: ok" in result.stdout
@@ -42,7 +36,7 @@ package:
   image_name: "{{ vin }"
 """
     )
-    result = _run("check", tmp_path, "--json")
+    result = invoke("check", tmp_path, "--json")
     assert result.exit_code == 2
     report = json.loads(result.stdout)
     broken = report["files"][str(tmp_path / "broken.yaml")]
@@ -55,7 +49,7 @@ package:
     assert "hunter2-literal" not in result.output
     assert report["files"][str(tmp_path / "bravo-cars.yaml")]["ok"] is True
 
-    text = _run("check", tmp_path)
+    text = invoke("check", tmp_path)
     assert text.exit_code == 2
     assert f"{tmp_path / 'broken.yaml'}: INVALID" in text.stdout
     assert "error: destinations[0].passwrd: unknown key" in text.stdout
@@ -65,7 +59,7 @@ def test_check_refuses_plain_ftp_without_opt_in(tmp_path: Path) -> None:
     (tmp_path / "acme.yaml").write_text(
         "client_id: acme\ndestinations:\n  - {name: old, url: 'ftp://u@h/p', password: '${P}'}\n"
     )
-    result = _run("check", tmp_path)
+    result = invoke("check", tmp_path)
     assert result.exit_code == 2
     assert "destinations[0]: plain ftp:// sends the password and the photos unencrypted" in result.stdout
     assert "allow_plain_ftp: true" in result.stdout
@@ -73,7 +67,7 @@ def test_check_refuses_plain_ftp_without_opt_in(tmp_path: Path) -> None:
 
 def test_preview_shows_names_and_paths_without_network() -> None:
     # The example rules point at hosts that do not exist: a preview that connected would fail.
-    result = _run("preview", SAMPLES / "veh-000124", "--rules", RULES, "--json")
+    result = invoke("preview", SAMPLES / "veh-000124", "--rules", RULES, "--json")
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)
     assert info["archive_listing"] == [
@@ -87,11 +81,11 @@ def test_preview_shows_names_and_paths_without_network() -> None:
     assert info["destinations"][0]["files"] == ["/incoming/2026-11-20/WVWZZZAUZLW000124.zip"]
     assert info["destinations"][1]["files"] == ["photos/WVWZZZAUZLW000124.zip"]
 
-    user = json.loads(_run("preview", SAMPLES / "veh-000123", "--rules", RULES, "--json").stdout)
+    user = json.loads(invoke("preview", SAMPLES / "veh-000123", "--rules", RULES, "--json").stdout)
     assert [(d["destination"], d["level"]) for d in user["destinations"]] == [
         ("acme-motors/users/u-42/own-ftps", "user")
     ]
-    text = _run("preview", SAMPLES / "veh-000201", "--rules", RULES)
+    text = invoke("preview", SAMPLES / "veh-000201", "--rules", RULES)
     assert "inbox/B-77/VF3MCYHZRKS000201.done" in text.stdout
 
 
@@ -100,7 +94,7 @@ def test_preview_of_a_broken_record_is_one_line_and_exit_1(tmp_path: Path) -> No
     shutil.copytree(SAMPLES / "veh-000123", record)
     data = json.loads((record / "vehicle.json").read_text())
     (record / "vehicle.json").write_text(json.dumps({**data, "vin": "TOO-SHORT"}))
-    result = _run("preview", record, "--rules", RULES)
+    result = invoke("preview", record, "--rules", RULES)
     assert result.exit_code == 1
     assert result.stderr.startswith(f"ftpexport: error: {record}: vehicle.json: vin:")
     assert "Traceback" not in result.output
@@ -114,12 +108,16 @@ def test_preview_checks_the_record_files_as_run_does(tmp_path: Path) -> None:
     (record / "03.png").unlink()
     os.link(ledger, record / "03.png")
 
-    refused = _run("preview", record, "--rules", RULES, "--state", tmp_path / "other.sqlite3")
-    allowed = _run("preview", record, "--rules", RULES, "--state", tmp_path / "other.sqlite3", "--allow-hardlinks")
-    from_env = CliRunner(env={"FTPEXPORT_ALLOW_HARDLINKS": "1", "FTPEXPORT_STATE": str(tmp_path / "o.sqlite3")}).invoke(
-        cli, ["preview", str(record), "--rules", str(RULES)], catch_exceptions=False
+    refused = invoke("preview", record, "--rules", RULES, "--state", tmp_path / "other.sqlite3")
+    allowed = invoke("preview", record, "--rules", RULES, "--state", tmp_path / "other.sqlite3", "--allow-hardlinks")
+    from_env = invoke(
+        "preview",
+        record,
+        "--rules",
+        RULES,
+        env={"FTPEXPORT_ALLOW_HARDLINKS": "1", "FTPEXPORT_STATE": str(tmp_path / "o.sqlite3")},
     )
-    own = _run("preview", record, "--rules", RULES, "--state", ledger, "--allow-hardlinks")
+    own = invoke("preview", record, "--rules", RULES, "--state", ledger, "--allow-hardlinks")
 
     assert refused.exit_code == 1
     assert refused.stderr.startswith(f"ftpexport: error: {record}: image '03.png' has 2 hard links")
@@ -131,13 +129,13 @@ def test_preview_checks_the_record_files_as_run_does(tmp_path: Path) -> None:
 
 
 def test_status_without_a_ledger_exits_2(tmp_path: Path) -> None:
-    result = _run("status", "--state", tmp_path / "none.sqlite3")
+    result = invoke("status", "--state", tmp_path / "none.sqlite3")
     assert result.exit_code == 2
     assert "no ledger here yet" in result.stderr
 
 
 def test_demo_exports_the_samples_to_a_loopback_ftp_server() -> None:
-    result = _run("demo")
+    result = invoke("demo")
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert "exporting 3 sample records" in out
@@ -151,9 +149,7 @@ def test_demo_exports_the_samples_to_a_loopback_ftp_server() -> None:
 
 
 def test_environment_variables_mirror_the_options(tmp_path: Path) -> None:
-    result = CliRunner(env={"FTPEXPORT_RULES": str(RULES)}).invoke(
-        cli, ["preview", str(SAMPLES / "veh-000201"), "--json"], catch_exceptions=False
-    )
+    result = invoke("preview", SAMPLES / "veh-000201", "--json", env={"FTPEXPORT_RULES": str(RULES)})
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["client_id"] == "bravo-cars"
 
@@ -163,7 +159,7 @@ def test_check_refuses_control_characters_smuggled_into_a_url(tmp_path: Path) ->
     (tmp_path / "acme.yaml").write_text(
         "client_id: acme\ndestinations:\n  - {name: d, url: 'ftps://u@h/in%0d%0aDELE%20x', password: '${P}'}\n"
     )
-    result = _run("check", tmp_path)
+    result = invoke("check", tmp_path)
     assert result.exit_code == 2
     assert "destinations[0].url: the URL's user or path holds control characters" in result.stdout
 
@@ -189,7 +185,7 @@ package:
 """
     )
 
-    result = _run("check", tmp_path)
+    result = invoke("check", tmp_path)
 
     assert result.exit_code == 2
     acme = str(tmp_path / "acme.yaml")

@@ -6,9 +6,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from click.testing import CliRunner
+from cli_runner import invoke
 
-from ftpexport.cli import cli
 from ftpexport.ledger import Ledger
 
 
@@ -30,9 +29,8 @@ def test_history_lists_every_attempt_of_a_client_on_a_day(tmp_path: Path) -> Non
     state = tmp_path / "ledger.sqlite3"
     _ledger(state)
     today = datetime.now(UTC).date()
-    runner = CliRunner()
 
-    result = runner.invoke(cli, ["history", "--state", str(state), "--client", "acme", "--day", str(today), "--json"])
+    result = invoke("history", "--state", state, "--client", "acme", "--day", today, "--json")
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)["attempts"]
     assert [(r["record_id"], r["result"]) for r in rows] == [
@@ -43,17 +41,17 @@ def test_history_lists_every_attempt_of_a_client_on_a_day(tmp_path: Path) -> Non
     assert delivered["bytes"] == 1234 and delivered["correlation_id"] == "c-veh-1-2"
     assert rows[0]["error"] == "remote path x: timed out after 30 s" and rows[0]["remote_paths"] == []
 
-    text = runner.invoke(cli, ["history", "--state", str(state), "--client", "acme", "--day", str(today)])
+    text = invoke("history", "--state", state, "--client", "acme", "--day", today)
     assert text.exit_code == 0
     assert "photos/veh-2.zip" in text.output and "veh-3" not in text.output
     assert "4 attempts, 2 delivered, 2.4 KB sent" in text.output
 
     yesterday = str(today - timedelta(days=1))
-    other = runner.invoke(cli, ["history", "--state", str(state), "--client", "acme", "--day", yesterday])
+    other = invoke("history", "--state", state, "--client", "acme", "--day", yesterday)
     assert other.exit_code == 0 and "no delivery attempt matches" in other.output
 
 
 def test_history_without_a_ledger_is_a_clear_error(tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli, ["history", "--state", str(tmp_path / "none.sqlite3")])
+    result = invoke("history", "--state", tmp_path / "none.sqlite3")
     assert result.exit_code == 2
     assert "no ledger here yet" in result.output

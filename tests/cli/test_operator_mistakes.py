@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 import pytest
-from click.testing import CliRunner, Result
+from cli_runner import invoke
 from processes import ExporterProcess, start_watch
 
 from ftpexport.cli import cli
@@ -20,10 +20,6 @@ from ftpexport.cli import cli
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "rules"
 SAMPLES = ROOT / "samples"
-
-
-def _run(*args: str | Path, env: dict[str, str] | None = None) -> Result:
-    return CliRunner(env=env).invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 def _refused(*args: str | Path) -> tuple[int, str]:
@@ -51,14 +47,14 @@ def test_a_record_folder_given_as_the_inbox_is_refused_naming_its_parent(command
 def test_the_parent_of_the_inbox_is_refused_naming_the_inbox(tmp_path: Path) -> None:
     inbox = tmp_path / "data" / "inbox"
     shutil.copytree(SAMPLES, inbox)
-    result = _run("run", tmp_path / "data", "--rules", RULES, "--state", tmp_path / "l.sqlite3")
+    result = invoke("run", tmp_path / "data", "--rules", RULES, "--state", tmp_path / "l.sqlite3")
     assert result.exit_code == 2
     assert f"{tmp_path / 'data'} holds no record, but {inbox} does (e.g. veh-000123)" in result.stderr
     assert f"ftpexport run {inbox})" in result.stderr
 
 
 def test_a_file_given_as_the_inbox_is_refused(tmp_path: Path) -> None:
-    result = _run("run", SAMPLES / "veh-000123" / "vehicle.json", "--rules", RULES, "--state", tmp_path / "l")
+    result = invoke("run", SAMPLES / "veh-000123" / "vehicle.json", "--rules", RULES, "--state", tmp_path / "l")
     assert result.exit_code == 2
     assert "vehicle.json is a file, not an inbox folder" in result.stderr
 
@@ -66,7 +62,7 @@ def test_a_file_given_as_the_inbox_is_refused(tmp_path: Path) -> None:
 def test_run_on_an_inbox_without_records_says_so_and_exits_0(tmp_path: Path) -> None:
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    result = _run("run", inbox, "--rules", RULES, "--state", tmp_path / "l.sqlite3")
+    result = invoke("run", inbox, "--rules", RULES, "--state", tmp_path / "l.sqlite3")
     # nothing is owed: a cron job over an inbox the platform emptied is not a failure
     assert result.exit_code == 0, result.output
     assert f"ftpexport: {inbox} holds no record folder (one folder per vehicle, with its vehicle.json): " \
@@ -75,11 +71,11 @@ def test_run_on_an_inbox_without_records_says_so_and_exits_0(tmp_path: Path) -> 
 
     (inbox / "01.jpg").write_bytes(b"x")
     (inbox / "vehicle.txt").write_bytes(b"x")
-    loose = _run("run", inbox, "--rules", RULES, "--state", tmp_path / "l.sqlite3")
+    loose = invoke("run", inbox, "--rules", RULES, "--state", tmp_path / "l.sqlite3")
     assert loose.exit_code == 0
     assert "(the 2 file(s) in it are not records: a record is a folder)" in loose.stderr
 
-    quiet = _run("-q", "run", inbox, "--rules", RULES, "--state", tmp_path / "l.sqlite3")
+    quiet = invoke("-q", "run", inbox, "--rules", RULES, "--state", tmp_path / "l.sqlite3")
     assert quiet.exit_code == 0 and quiet.output == ""
 
 
@@ -88,7 +84,7 @@ def test_run_counts_the_record_folders_still_without_vehicle_json(tmp_path: Path
     for name in ("veh-1", "veh-2"):
         (inbox / name).mkdir(parents=True)
         (inbox / name / "01.jpg").write_bytes(b"x")
-    result = _run("run", inbox, "--rules", RULES, "--state", tmp_path / "l.sqlite3")
+    result = invoke("run", inbox, "--rules", RULES, "--state", tmp_path / "l.sqlite3")
     assert result.exit_code == 0, result.output
     assert "2 record folder(s) without vehicle.json yet, left for later" in result.stdout
 
@@ -108,7 +104,7 @@ def test_watch_on_an_inbox_without_records_keeps_watching_and_logs_it(tmp_path: 
 
 
 def test_preview_of_an_inbox_names_a_record_to_pass() -> None:
-    result = _run("preview", SAMPLES, "--rules", RULES)
+    result = invoke("preview", SAMPLES, "--rules", RULES)
     assert result.exit_code == 2
     assert result.stderr == (
         f"ftpexport: error: {SAMPLES} is an inbox (3 record folder(s) in it), not a record "
@@ -118,11 +114,11 @@ def test_preview_of_an_inbox_names_a_record_to_pass() -> None:
 
 
 def test_preview_of_vehicle_json_or_of_nothing_says_what_to_pass(tmp_path: Path) -> None:
-    file = _run("preview", SAMPLES / "veh-000123" / "vehicle.json", "--rules", RULES)
+    file = invoke("preview", SAMPLES / "veh-000123" / "vehicle.json", "--rules", RULES)
     assert file.exit_code == 2
     assert f"ftpexport preview {SAMPLES / 'veh-000123'})" in file.stderr
 
-    missing = _run("preview", tmp_path / "veh-404", "--rules", RULES)
+    missing = invoke("preview", tmp_path / "veh-404", "--rules", RULES)
     assert missing.exit_code == 2
     assert f"{tmp_path / 'veh-404'}: the record folder does not exist" in missing.stderr
 
@@ -131,14 +127,14 @@ def test_preview_of_vehicle_json_or_of_nothing_says_what_to_pass(tmp_path: Path)
 
 
 def test_check_validates_one_rule_file(tmp_path: Path) -> None:
-    good = _run("check", RULES / "bravo-cars.yaml")
+    good = invoke("check", RULES / "bravo-cars.yaml")
     assert good.exit_code == 0, good.output
     assert good.stdout.startswith(f"{RULES / 'bravo-cars.yaml'}: ok\n")
     assert "rules folder" not in good.output
 
     copied = tmp_path / "delta-cars.yaml"
     shutil.copy(RULES / "bravo-cars.yaml", copied)
-    result = _run("check", copied)
+    result = invoke("check", copied)
     assert result.exit_code == 2
     assert (
         "error: client_id: 'bravo-cars' does not match the file name delta-cars.yaml: "
@@ -147,7 +143,7 @@ def test_check_validates_one_rule_file(tmp_path: Path) -> None:
 
     other = tmp_path / "bravo-cars.txt"
     shutil.copy(RULES / "bravo-cars.yaml", other)
-    refused = _run("check", other)
+    refused = invoke("check", other)
     assert refused.exit_code == 2
     assert "is not a rule file: run and watch read only *.yaml and *.yml files" in refused.stderr
 
@@ -156,22 +152,22 @@ def test_an_empty_or_missing_rules_folder_is_an_error(tmp_path: Path) -> None:
     empty = tmp_path / "rules"
     empty.mkdir()
     (empty / "README.txt").write_text("rule files go here")
-    checked = _run("check", empty)
+    checked = invoke("check", empty)
     assert checked.exit_code == 2
     assert f"no rule files (*.yaml) in {empty}" in checked.stderr
 
     inbox = tmp_path / "inbox"
     shutil.copytree(SAMPLES, inbox)
-    run = _run("run", inbox, "--rules", empty, "--state", tmp_path / "l.sqlite3")
+    run = invoke("run", inbox, "--rules", empty, "--state", tmp_path / "l.sqlite3")
     assert run.exit_code == 2
     assert f"no rule files (*.yaml) in {empty}" in run.stderr
 
-    missing = _run("check", tmp_path / "nope")
+    missing = invoke("check", tmp_path / "nope")
     assert missing.exit_code == 2
     assert "--rules" not in missing.stderr  # check has no such option
     assert "pass a rules folder or one rule file" in missing.stderr
 
-    file = _run("run", inbox, "--rules", RULES / "bravo-cars.yaml", "--state", tmp_path / "l.sqlite3")
+    file = invoke("run", inbox, "--rules", RULES / "bravo-cars.yaml", "--state", tmp_path / "l.sqlite3")
     assert file.exit_code == 2
     assert f"is a file, not the rules folder (pass --rules {RULES})" in file.stderr
 
@@ -188,7 +184,7 @@ package:
 retries: 2
 """
     )
-    result = _run("check", tmp_path)
+    result = invoke("check", tmp_path)
     assert result.exit_code == 2
     out = result.stdout
     assert "error: destinations[0].max_conections: unknown key: did you mean 'max_connections'?" in out
@@ -238,7 +234,7 @@ def _commands(group: click.Group, path: str = "ftpexport") -> list[tuple[str, cl
 def test_every_option_has_an_environment_variable_shown_in_help() -> None:
     meaning: dict[str, str] = {}
     for path, command in _commands(cli):
-        help_text = " ".join(_run(*path.split()[1:], "--help").stdout.split())
+        help_text = " ".join(invoke(*path.split()[1:], "--help").stdout.split())
         for param in command.params:
             if not isinstance(param, click.Option):
                 continue
@@ -256,16 +252,16 @@ def test_every_option_has_an_environment_variable_shown_in_help() -> None:
 
 def test_a_bad_value_says_whether_it_came_from_the_environment(tmp_path: Path) -> None:
     args = ("run", SAMPLES, "--rules", RULES, "--state", tmp_path / "l.sqlite3")
-    from_env = _run(*args, env={"FTPEXPORT_JOBS": "abc"})
+    from_env = invoke(*args, env={"FTPEXPORT_JOBS": "abc"})
     assert from_env.exit_code == 2
     assert "Invalid value for '--jobs' from the environment variable FTPEXPORT_JOBS: 'abc'" in from_env.stderr
 
-    typed = _run(*args, "--jobs", "abc", env={"FTPEXPORT_JOBS": "4"})
+    typed = invoke(*args, "--jobs", "abc", env={"FTPEXPORT_JOBS": "4"})
     assert typed.exit_code == 2
     assert "Invalid value for '--jobs': 'abc'" in typed.stderr
     assert "FTPEXPORT_JOBS" not in typed.stderr
 
-    top = _run("status", env={"FTPEXPORT_LOG_FORMAT": "xml"})
+    top = invoke("status", env={"FTPEXPORT_LOG_FORMAT": "xml"})
     assert top.exit_code == 2
     assert "Invalid value for '--log-format' from the environment variable FTPEXPORT_LOG_FORMAT" in top.stderr
 
@@ -326,6 +322,6 @@ def _stable(lines: list[str]) -> list[str]:
 
 def test_the_readme_shows_what_the_demo_really_prints(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)  # the README runs it from the checkout: "from samples"
-    result = _run("demo")
+    result = invoke("demo")
     assert result.exit_code == 0, result.output
     assert _stable(_readme_demo_block()) == _stable(result.stdout.splitlines())

@@ -15,24 +15,18 @@ from typing import Any
 
 import pytest
 import yaml
-from click.testing import CliRunner, Result
+from cli_runner import invoke
 from records import make_record
 from rulefiles import ftp_destination, rule_document, write_rules
 from servers import RunningServer
-
-from ftpexport.cli import cli
 
 pytestmark = pytest.mark.integration
 
 PASSWORD_ENV = "REFUSED_FTP_PASSWORD"
 
 
-def _run(*args: str | Path) -> Result:
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
 def _status_json(state: Path, *options: str) -> dict[str, Any]:
-    result = _run("status", "--state", state, "--json", *options)
+    result = invoke("status", "--state", state, "--json", *options)
     assert result.exit_code == 0, result.output
     document: dict[str, Any] = json.loads(result.stdout)
     return document
@@ -61,7 +55,7 @@ def test_refused_records_are_in_status_until_fixed_and_delivered_or_gone(
     setup: tuple[Path, Path, Path], ftp_server: RunningServer
 ) -> None:
     inbox, rules, state = setup
-    first = _run("run", inbox, "--rules", rules, "--state", state)
+    first = invoke("run", inbox, "--rules", rules, "--state", state)
     assert first.exit_code == 1 and "3 refused records" in first.stdout, first.output
 
     refused = {row["record_path"]: row for row in _status_json(state)["refused_records"]}
@@ -77,19 +71,19 @@ def test_refused_records_are_in_status_until_fixed_and_delivered_or_gone(
     assert "../B4" in naming["reason"]
     assert _status_json(state, "--client", "zulu-auto")["refused_records"] == [rules_missing]
 
-    text = _run("status", "--state", state)
+    text = invoke("status", "--state", state)
     assert text.exit_code == 0, text.output
     assert "refused records (not sent until fixed; a changed record or rule file is read again):" in text.stdout
     assert f"  {inbox / 'veh-000003'}: no rule file for client 'zulu-auto'" in text.stdout
     assert "    rules, client zulu-auto, record veh-000003; refused once, last " in text.stdout
     assert f"    naming, client bravo-cars, record veh-000004, rule file {rules / 'bravo-cars.yaml'}; " in text.stdout
-    history = _run("history", "--state", state)
+    history = invoke("history", "--state", state)
     assert "3 record folder(s) refused and never attempted: ftpexport status lists them" in history.stdout
 
     # refused again: counted
-    assert _run("run", inbox, "--rules", rules, "--state", state).exit_code == 1
+    assert invoke("run", inbox, "--rules", rules, "--state", state).exit_code == 1
     assert {row["times"] for row in _status_json(state)["refused_records"]} == {2}
-    assert "refused 2 times since " in _run("status", "--state", state).stdout
+    assert "refused 2 times since " in invoke("status", "--state", state).stdout
 
     # fixed, or gone: delivered, and no longer refused
     data = json.loads((inbox / "veh-000001" / "vehicle.json").read_text())
@@ -97,13 +91,13 @@ def test_refused_records_are_in_status_until_fixed_and_delivered_or_gone(
     (inbox / "veh-000002" / "vehicle.json").write_text(json.dumps(fixed))
     (rules / "zulu-auto.yaml").write_text((rules / "acme-motors.yaml").read_text().replace("acme-motors", "zulu-auto"))
     shutil.rmtree(inbox / "veh-000004")
-    last = _run("run", inbox, "--rules", rules, "--state", state)
+    last = invoke("run", inbox, "--rules", rules, "--state", state)
     assert last.exit_code == 0, last.output
     assert "2 delivered, 1 unchanged" in last.stdout
     assert _status_json(state)["refused_records"] == []
-    text = _run("status", "--state", state).stdout
+    text = invoke("status", "--state", state).stdout
     assert "refused" not in text
-    assert "refused" not in _run("history", "--state", state).stdout
+    assert "refused" not in invoke("history", "--state", state).stdout
     assert (ftp_server.root / "acme" / "WVWZZZAUZLW000002.zip").is_file()
 
 
@@ -112,9 +106,9 @@ def test_status_shows_refused_records_when_nothing_was_ever_delivered(
 ) -> None:
     inbox, rules, state = setup
     shutil.rmtree(inbox / "veh-000001")
-    assert _run("run", inbox, "--rules", rules, "--state", state).exit_code == 1
+    assert invoke("run", inbox, "--rules", rules, "--state", state).exit_code == 1
 
-    text = _run("status", "--state", state)
+    text = invoke("status", "--state", state)
     assert text.exit_code == 0, text.output
     assert text.stdout.startswith("the ledger has no delivery for these filters\n\nrefused records")
     assert text.stdout.count(str(inbox)) == 3

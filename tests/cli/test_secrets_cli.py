@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from cli_runner import invoke
+from click.testing import Result
 from cryptography.fernet import Fernet
 
-from ftpexport.cli import cli
 from ftpexport.vault import KEY_ENV, KEY_FILE_ENV, STORE_ENV, SecretsStore, read_key_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +39,7 @@ def _no_store_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
 
 
 def _invoke(*args: str | Path, input: str | None = None, env: dict[str, str] | None = None) -> Result:
-    result = CliRunner().invoke(cli, [str(a) for a in args], input=input, env=env, catch_exceptions=False)
+    result = invoke(*args, input=input, env=env)
     assert "Traceback" not in result.output
     return result
 
@@ -116,9 +116,7 @@ def test_a_tampered_or_foreign_store_is_a_clear_error_not_a_traceback(store: Sto
     # encrypted with the right key but not a store (another program's file, a future format)
     fernet = Fernet(read_key_file(store.key_file).get_secret_value().encode())
     store.path.write_bytes(fernet.encrypt(b"this is not a secrets store"))
-    foreign = CliRunner().invoke(
-        cli, ["--secrets", str(store.path), "--secrets-key-file", str(store.key_file), "secrets", "list"]
-    )
+    foreign = invoke("--secrets", store.path, "--secrets-key-file", store.key_file, "secrets", "list")
 
     assert isinstance(foreign.exception, SystemExit), foreign.exception
     assert foreign.exit_code == 2

@@ -12,9 +12,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from cli_runner import invoke
 
-from ftpexport.cli import cli
 from ftpexport.ledger import Ledger
 
 NOW = datetime.now(UTC)
@@ -22,10 +21,6 @@ NOW = datetime.now(UTC)
 
 def _ago(**delta: float) -> str:
     return (NOW - timedelta(**delta)).isoformat(timespec="milliseconds")
-
-
-def _run(*args: str | Path) -> Result:
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 def _delivery(
@@ -68,7 +63,7 @@ def state(tmp_path: Path) -> Path:
 
 
 def test_status_shows_each_destination_its_last_success_oldest_undelivered_and_last_error(state: Path) -> None:
-    result = _run("status", "--state", state)
+    result = invoke("status", "--state", state)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["client", "destination", "delivered", "pending", "failed", "last", "success",
@@ -83,13 +78,13 @@ def test_status_shows_each_destination_its_last_success_oldest_undelivered_and_l
 
 
 def test_status_filters_by_client_failed_and_since(state: Path) -> None:
-    only_bravo = _run("status", "--state", state, "--client", "bravo").stdout
+    only_bravo = invoke("status", "--state", state, "--client", "bravo").stdout
     assert "bravo/ftp" in only_bravo and "acme" not in only_bravo
 
-    failed = _run("status", "--state", state, "--failed").stdout
+    failed = invoke("status", "--state", state, "--failed").stdout
     assert "acme/dms" in failed and "acme/backup" not in failed.split("last errors:")[0] and "bravo" not in failed
 
-    recent = json.loads(_run("status", "--state", state, "--since", "3h", "--json").stdout)
+    recent = json.loads(invoke("status", "--state", state, "--since", "3h", "--json").stdout)
     # r2 (1 h) and r4 (10 min) changed in the last 3 hours; r3's failure (4 h) and bravo did not
     assert {(d["destination"], d["delivered"], d["pending"], d["failed"]) for d in recent["destinations"]} == {
         ("acme/dms", 1, 0, 0),
@@ -98,7 +93,7 @@ def test_status_filters_by_client_failed_and_since(state: Path) -> None:
 
 
 def test_status_json_has_ages_and_errors_per_destination(state: Path) -> None:
-    document = json.loads(_run("status", "--state", state, "--json").stdout)
+    document = json.loads(invoke("status", "--state", state, "--json").stdout)
     by_destination = {d["destination"]: d for d in document["destinations"]}
     dms = by_destination["acme/dms"]
     assert (dms["delivered"], dms["pending"], dms["failed"]) == (2, 0, 1)
@@ -110,20 +105,20 @@ def test_status_json_has_ages_and_errors_per_destination(state: Path) -> None:
 
 
 def test_status_of_a_missing_ledger_is_an_error_not_a_traceback(tmp_path: Path) -> None:
-    result = _run("status", "--state", tmp_path / "nope.sqlite3")
+    result = invoke("status", "--state", tmp_path / "nope.sqlite3")
     assert result.exit_code == 2
     assert "no ledger here yet" in result.stderr
 
 
 def test_report_lists_what_was_sent_to_whom_as_a_table_csv_or_json(state: Path) -> None:
-    table = _run("report", "--state", state, "--since", _ago(days=2))
+    table = invoke("report", "--state", state, "--since", _ago(days=2))
     assert table.exit_code == 0, table.output
     assert "acme/dms" in table.stdout and "bravo/ftp" in table.stdout
     assert "r3" not in table.stdout and "r4" not in table.stdout  # not delivered
     assert "acme: 1 vehicle(s) to 1 destination(s)" in table.stdout
     assert "bravo: 1 vehicle(s) to 1 destination(s)" in table.stdout
 
-    text = _run("report", "--state", state, "--since", "7d", "--client", "acme", "--format", "csv").stdout
+    text = invoke("report", "--state", state, "--since", "7d", "--client", "acme", "--format", "csv").stdout
     rows = list(csv.DictReader(io.StringIO(text)))
     assert [(r["record_id"], r["destination"], r["remote_paths"]) for r in rows] == [
         ("r1", "acme/dms", "/acme/dms/r1.zip"),
@@ -133,12 +128,12 @@ def test_report_lists_what_was_sent_to_whom_as_a_table_csv_or_json(state: Path) 
     assert rows[0]["bytes"] == "1002"
 
     window = json.loads(
-        _run("report", "--state", state, "--since", _ago(days=4), "--until", _ago(days=2), "--format", "json").stdout
+        invoke("report", "--state", state, "--since", _ago(days=4), "--until", _ago(days=2), "--format", "json").stdout
     )
     assert [(d["client_id"], d["record_id"]) for d in window["deliveries"]] == [("acme", "r1")]
 
 
 def test_report_refuses_a_date_it_cannot_read(state: Path) -> None:
-    result = _run("report", "--state", state, "--since", "last tuesday")
+    result = invoke("report", "--state", state, "--since", "last tuesday")
     assert result.exit_code == 2
     assert "expected a date (2026-11-20)" in result.output

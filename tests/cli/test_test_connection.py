@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from cli_runner import invoke
+from click.testing import Result
 from faults import closed_port
 from remote_files import remote_files
 from servers import RunningServer, pyftpdlib_server
-
-from ftpexport.cli import cli
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +22,7 @@ STEPS = ["connect and log in", "create the folder", "write a file", "check its s
 
 
 def _test_connection(*args: str | Path) -> Result:
-    return CliRunner().invoke(cli, ["test-connection", *[str(a) for a in args]], catch_exceptions=False)
+    return invoke("test-connection", *args)
 
 
 def _rules(tmp_path: Path, destinations: str, users: str = "") -> Path:

@@ -7,11 +7,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from cli_runner import invoke
 from faults import closed_port
 from servers import RunningServer
 
-from ftpexport.cli import cli
 from ftpexport.ledger import Ledger
 
 pytestmark = pytest.mark.integration
@@ -45,11 +44,22 @@ destinations:
     shutil.copytree(SAMPLES / "veh-000201", inbox / "veh-000201")
     log_file, state = tmp_path / "audit.log", tmp_path / "ledger.sqlite3"
 
-    result = CliRunner().invoke(
-        cli,
-        ["--log-format", "json", "--log-file", str(log_file), "run", str(inbox), "--rules", str(rules),
-         "--state", str(state), "--retries", "1", "--backoff", "0.01"],
-    )  # fmt: skip
+    result = invoke(
+        "--log-format",
+        "json",
+        "--log-file",
+        log_file,
+        "run",
+        inbox,
+        "--rules",
+        rules,
+        "--state",
+        state,
+        "--retries",
+        "1",
+        "--backoff",
+        "0.01",
+    )
     assert result.exit_code == 1, result.output  # the destination that is down failed
 
     events = [json.loads(line) for line in log_file.read_text().splitlines()]

@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from cli_runner import invoke
 from faults import FaultProxy, closed_port
 from ftp_handlers import FtpSpy
 from ledger_rows import attempts, deliveries, statuses
@@ -21,8 +21,6 @@ from records import make_record
 from remote_files import expected_files, part_files, remote_files
 from rulefiles import write_rules
 from servers import RunningServer, pyftpdlib_server
-
-from ftpexport.cli import cli
 
 pytestmark = pytest.mark.integration
 
@@ -226,7 +224,7 @@ def test_retry_requeues_failed_deliveries_and_the_running_daemon_sends_them(
         )
         assert remote_files(ftp_server.root) == set()
 
-        result = CliRunner().invoke(cli, ["retry", "--all", "--state", str(state)], catch_exceptions=False)
+        result = invoke("retry", "--all", "--state", state)
         assert result.exit_code == 0, result.output
         assert "2 failed deliveries requeued" in result.stdout
 

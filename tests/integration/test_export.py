@@ -12,18 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from cli_runner import invoke
+from click.testing import Result
 from servers import RunningServer
-
-from ftpexport.cli import cli
 
 pytestmark = pytest.mark.integration
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
-
-
-def _run(*args: str | Path) -> Result:
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 def _report(result: Result) -> dict[str, Any]:
@@ -107,7 +102,7 @@ def test_run_delivers_samples_to_sftp_ftps_and_ftp(
     ftp_server: RunningServer,
 ) -> None:
     state = tmp_path / "state" / "ledger.sqlite3"
-    result = _run("run", inbox, "--rules", rules, "--state", state, "--json")
+    result = invoke("run", inbox, "--rules", rules, "--state", state, "--json")
     assert result.exit_code == 0, result.output
     report = _report(result)
     assert (report["delivered"], report["failed"], report["record_errors"]) == (4, 0, [])
@@ -176,18 +171,18 @@ def test_second_run_sends_nothing_and_a_changed_image_resends_that_record_only(
     inbox: Path, rules: Path, tmp_path: Path, sftp_server: RunningServer, ftps_server: RunningServer
 ) -> None:
     state = tmp_path / "ledger.sqlite3"
-    assert _run("run", inbox, "--rules", rules, "--state", state).exit_code == 0
+    assert invoke("run", inbox, "--rules", rules, "--state", state).exit_code == 0
     # Remove what arrived: if the second run uploaded anything, it would reappear.
     sftp_server.clear_root()
     ftps_server.clear_root()
 
-    again = _report(_run("run", inbox, "--rules", rules, "--state", state, "--json"))
+    again = _report(invoke("run", inbox, "--rules", rules, "--state", state, "--json"))
     assert (again["delivered"], again["unchanged"], again["failed"]) == (0, 4, 0)
     assert _files(sftp_server.root) == set() and _files(ftps_server.root) == set()
 
     image = inbox / "veh-000124" / "2.jpg"
     image.write_bytes(image.read_bytes() + b"\x00retouched")
-    changed = _report(_run("run", inbox, "--rules", rules, "--state", state, "--json"))
+    changed = _report(invoke("run", inbox, "--rules", rules, "--state", state, "--json"))
     assert (changed["delivered"], changed["unchanged"], changed["failed"]) == (2, 2, 0)
     assert {d["record_id"] for d in changed["deliveries"] if d["result"] == "delivered"} == {"veh-000124"}
     assert _files(ftps_server.root) == {"photos/WVWZZZAUZLW000124.zip"}
@@ -211,7 +206,7 @@ def test_wrong_host_key_is_refused_and_other_destinations_still_get_the_record(
     shutil.rmtree(inbox / "veh-000201")
     state = tmp_path / "ledger.sqlite3"
 
-    result = _run("run", inbox, "--rules", rules, "--state", state, "--json", "--retries", "0")
+    result = invoke("run", inbox, "--rules", rules, "--state", state, "--json", "--retries", "0")
     assert result.exit_code == 1
     report = _report(result)
     failed = [d for d in report["deliveries"] if d["result"] == "failed"]
@@ -223,7 +218,7 @@ def test_wrong_host_key_is_refused_and_other_destinations_still_get_the_record(
     assert _files(sftp_server.root) == set()
     assert _files(ftps_server.root) == {"photos/WVWZZZAUZLW000124.zip"}
 
-    status = json.loads(_run("status", "--state", state, "--json", "--failed").stdout)
+    status = json.loads(invoke("status", "--state", state, "--json", "--failed").stdout)
     assert [(d["destination"], d["status"]) for d in status["deliveries"]] == [("acme-motors/dms", "failed")]
     assert fingerprint in status["deliveries"][0]["last_error"]
 
@@ -241,7 +236,7 @@ def test_no_password_appears_in_any_output_on_success_or_failure(
     log_file = tmp_path / "log.jsonl"
     state = tmp_path / "ledger.sqlite3"
     outputs = []
-    result = _run(
+    result = invoke(
         "-vv", "--log-format", "json", "--log-file", log_file,
         "run", inbox, "--rules", rules, "--state", state, "--json", "--retries", "0",
     )  # fmt: skip
@@ -250,9 +245,9 @@ def test_no_password_appears_in_any_output_on_success_or_failure(
     failed = [d for d in _report(result)["deliveries"] if d["result"] == "failed"]
     assert [d["destination"] for d in failed] == ["acme-motors/dms"]  # bravo-cars logs in with a key
     assert "authentication" in failed[0]["error"].lower() or "login" in failed[0]["error"].lower()
-    text_run = _run("-vv", "run", inbox, "--rules", rules, "--state", tmp_path / "other.sqlite3", "--retries", "0")
+    text_run = invoke("-vv", "run", inbox, "--rules", rules, "--state", tmp_path / "other.sqlite3", "--retries", "0")
     outputs += [text_run.stdout, text_run.stderr]
-    outputs.append(_run("status", "--state", state, "--json").stdout)
+    outputs.append(invoke("status", "--state", state, "--json").stdout)
     outputs.append(log_file.read_text())
     outputs.append(state.read_bytes().decode("utf-8", "replace"))
     assert len(log_file.read_text().splitlines()) >= 4
@@ -286,7 +281,7 @@ def test_broken_records_are_reported_and_the_others_delivered(
     (inbox / "still-copying").mkdir()
     (inbox / "still-copying" / "01.jpg").write_bytes(b"\xff\xd8")
 
-    result = _run("run", inbox, "--rules", rules, "--state", tmp_path / "l.sqlite3", "--json", "--retries", "0")
+    result = invoke("run", inbox, "--rules", rules, "--state", tmp_path / "l.sqlite3", "--json", "--retries", "0")
     assert result.exit_code == 1
     report = _report(result)
     reasons = {Path(e["path"]).name: e["reason"] for e in report["record_errors"]}
@@ -304,14 +299,14 @@ def test_broken_records_are_reported_and_the_others_delivered(
     assert report["delivered"] == 4
     assert (ftp_server.root / "u42/WVWZZZ1JZXW000001.zip").is_file()
 
-    text = _run("run", inbox, "--rules", rules, "--state", tmp_path / "l.sqlite3")
+    text = invoke("run", inbox, "--rules", rules, "--state", tmp_path / "l.sqlite3")
     assert "record refused:" in text.stdout and "escaping-link" in text.stdout
     assert "Traceback" not in text.output
 
 
 def test_configuration_errors_exit_2_with_a_clear_message(tmp_path: Path, inbox: Path) -> None:
-    missing = _run("run", inbox, "--rules", tmp_path / "nowhere", "--state", tmp_path / "l.sqlite3")
+    missing = invoke("run", inbox, "--rules", tmp_path / "nowhere", "--state", tmp_path / "l.sqlite3")
     assert missing.exit_code == 2
     assert "rules folder does not exist" in missing.stderr and "Traceback" not in missing.output
-    no_inbox = _run("run", tmp_path / "no-inbox", "--rules", tmp_path, "--state", tmp_path / "l.sqlite3")
+    no_inbox = invoke("run", tmp_path / "no-inbox", "--rules", tmp_path, "--state", tmp_path / "l.sqlite3")
     assert no_inbox.exit_code == 2 and "inbox folder does not exist" in no_inbox.stderr

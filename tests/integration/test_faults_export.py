@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from cli_runner import invoke
 from disks import small_tmpfs
 from faults import FaultProxy, closed_port
 from ftp_handlers import ServerEvents, counting_handler
@@ -27,7 +27,6 @@ from remote_files import expected_files, files_under, part_files
 from rulefiles import ftp_destination, rule_document, sftp_destination, write_rules
 from servers import RunningServer, pyftpdlib_server
 
-from ftpexport.cli import cli
 from ftpexport.ledger import Delivery, Ledger
 from ftpexport.pipeline import Exporter, Options, Outcome, Summary
 from ftpexport.rules import load_rules
@@ -89,10 +88,6 @@ def the_delivery(state: Path) -> tuple[Delivery, list[dict[str, Any]]]:
     rows = deliveries(state)
     assert len(rows) == 1, rows
     return next(iter(rows.values()))
-
-
-def cli_run(*args: str | Path) -> Result:
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 def archive(n: int) -> str:
@@ -159,7 +154,7 @@ def test_retries_exhausted_parks_the_delivery_until_ftpexport_retry(
         run = ("run", inbox, "--rules", rules_dir, "--state", state, "--json", "--retries", "1", "--backoff", "0.01")
 
         # 1. retries=1: two attempts, then failed with the last error
-        first = cli_run(*run)
+        first = invoke(*run)
         assert first.exit_code == 1, first.output
         [outcome] = json.loads(first.stdout)["deliveries"]
         assert (outcome["result"], outcome["attempts"], outcome["destination"]) == ("failed", 2, f"{CLIENT}/dms")
@@ -172,7 +167,7 @@ def test_retries_exhausted_parks_the_delivery_until_ftpexport_retry(
         assert files_under(server.root) == {}
 
         # 2. parked: the next run reports it and does not touch it
-        second = cli_run(*run)
+        second = invoke(*run)
         assert second.exit_code == 1, second.output
         [outcome] = json.loads(second.stdout)["deliveries"]
         assert (outcome["result"], outcome["attempts"]) == ("parked", 2)
@@ -182,7 +177,7 @@ def test_retries_exhausted_parks_the_delivery_until_ftpexport_retry(
         assert (row.status, row.attempts, len(attempts)) == ("failed", 2, 2)
 
         # 3. ftpexport retry --client: pending again, with a fresh attempt budget
-        retried = cli_run("retry", "--client", CLIENT, "--state", state)
+        retried = invoke("retry", "--client", CLIENT, "--state", state)
         assert retried.exit_code == 0, retried.output
         assert f"{CLIENT}/dms" in retried.stdout and "veh-000001" in retried.stdout
         assert "1 failed deliveries requeued" in retried.stdout
@@ -191,7 +186,7 @@ def test_retries_exhausted_parks_the_delivery_until_ftpexport_retry(
 
         # 4. the server is healthy again: the next run delivers it
         failing.clear()
-        third = cli_run(*run)
+        third = invoke(*run)
         assert third.exit_code == 0, third.output
         [outcome] = json.loads(third.stdout)["deliveries"]
         assert (outcome["result"], outcome["attempts"]) == ("delivered", 1)
@@ -215,7 +210,7 @@ def test_rule_file_retries_override_the_command_line(
             rule_document(CLIENT, [ftp_destination("dms", server, "photos", PASSWORD_ENV)], upload={"retries": 0}),
         )
         make_record(inbox, 1, CLIENT)
-        result = cli_run(
+        result = invoke(
             "run", inbox, "--rules", rules_dir, "--state", state, "--json", "--retries", "5", "--backoff", "0.01"
         )
         assert result.exit_code == 1, result.output

@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from cli_runner import invoke
 from polling import eventually
 from servers import RunningServer
 
 from ftpexport import pipeline
-from ftpexport.cli import cli
 from ftpexport.ledger import Ledger
 from ftpexport.package import Package
 from ftpexport.pipeline import Exporter, Options, Summary
@@ -34,10 +33,6 @@ from ftpexport.watch import InboxWatcher
 pytestmark = pytest.mark.integration
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
-
-
-def _invoke(*args: str | Path) -> Result:
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 def _server_bytes(root: Path) -> dict[str, bytes]:
@@ -89,7 +84,7 @@ def test_run_never_sends_an_image_hard_linked_to_the_secrets_key_file(
     tmp_path: Path, ftp_server: RunningServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     key_file, store = tmp_path / "keys" / "secrets.key", tmp_path / "state" / "secrets.enc"
-    assert _invoke("--secrets", store, "secrets", "init", "--key-file", key_file).exit_code == 0
+    assert invoke("--secrets", store, "secrets", "init", "--key-file", key_file).exit_code == 0
     key = key_file.read_bytes().strip()
     rules = _rules(tmp_path, ftp_server, monkeypatch)
     inbox = tmp_path / "inbox"
@@ -103,9 +98,9 @@ def test_run_never_sends_an_image_hard_linked_to_the_secrets_key_file(
     os.link(shared, deduplicated / "2.jpg")  # a platform that deduplicates photos with hard links
     common = ["--secrets", store, "--secrets-key-file", key_file]
 
-    refused = _invoke(*common, "run", inbox, "--rules", rules, "--state", tmp_path / "one.sqlite3", "--json")
-    text = _invoke(*common, "run", inbox, "--rules", rules, "--state", tmp_path / "two.sqlite3")
-    allowed = _invoke(*common, "run", inbox, "--rules", rules, "--state", tmp_path / "three.sqlite3", "--json",
+    refused = invoke(*common, "run", inbox, "--rules", rules, "--state", tmp_path / "one.sqlite3", "--json")
+    text = invoke(*common, "run", inbox, "--rules", rules, "--state", tmp_path / "two.sqlite3")
+    allowed = invoke(*common, "run", inbox, "--rules", rules, "--state", tmp_path / "three.sqlite3", "--json",
                       "--allow-hardlinks")  # fmt: skip
 
     assert refused.exit_code == 1 and text.exit_code == 1 and allowed.exit_code == 1
@@ -170,12 +165,12 @@ def test_an_image_replaced_after_the_record_was_read_is_deferred_and_read_again(
         return package
 
     monkeypatch.setattr(pipeline, "make_package", make_package)
-    first = _invoke("run", folder.parent, "--rules", rules, "--state", state, "--json")
+    first = invoke("run", folder.parent, "--rules", rules, "--state", state, "--json")
     monkeypatch.setattr(pipeline, "make_package", real)
     sent_first = _server_bytes(ftp_server.root)
     with Ledger(state) as ledger:
         after_first = [(d.status, d.last_error) for d in ledger.deliveries()]
-    second = _invoke("run", folder.parent, "--rules", rules, "--state", state, "--json")
+    second = invoke("run", folder.parent, "--rules", rules, "--state", state, "--json")
 
     assert first.exit_code == 1, first.output
     (outcome,) = json.loads(first.stdout)["deliveries"]

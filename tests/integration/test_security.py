@@ -22,11 +22,11 @@ from typing import Any
 
 import pytest
 from certificates import make_tls_files
-from click.testing import CliRunner, Result
+from cli_runner import invoke
+from click.testing import Result
 from daemons import HOST
 from servers import RunningServer, pyftpdlib_server
 
-from ftpexport.cli import cli
 from ftpexport.ledger import Ledger
 from ftpexport.pipeline import endpoint_for
 from ftpexport.rules import client_routes, load_rules
@@ -38,10 +38,6 @@ SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 #: veh-000124: client acme-motors, user u-7 (no destination of their own), zip WVWZZZAUZLW000124.zip
 RECORD = "veh-000124"
 ZIP = "WVWZZZAUZLW000124.zip"
-
-
-def _invoke(*args: str | Path, input: str | None = None) -> Result:
-    return CliRunner().invoke(cli, [str(a) for a in args], input=input, catch_exceptions=False)
 
 
 def _files(root: Path) -> set[str]:
@@ -67,7 +63,7 @@ class Store:
         return ["--secrets", self.path, "--secrets-key-file", self.key_file]
 
     def set(self, name: str, value: str) -> None:
-        result = _invoke(*self.options, "secrets", "set", name, input=value)
+        result = invoke(*self.options, "secrets", "set", name, input=value)
         assert result.exit_code == 0, result.output
         assert value.strip() not in result.output
 
@@ -75,7 +71,7 @@ class Store:
         """``ftpexport [global options] --secrets S --secrets-key-file K COMMAND ...``: the global
         options (-vv, --log-file ...) come first in ``args``, up to the command."""
         index = next(i for i, a in enumerate(args) if str(a) in COMMANDS)
-        return _invoke(*args[:index], *self.options, *args[index:], input=input)
+        return invoke(*args[:index], *self.options, *args[index:], input=input)
 
 
 COMMANDS = {"run", "status", "retry", "test-connection", "secrets", "check", "preview", "history"}
@@ -84,7 +80,7 @@ COMMANDS = {"run", "status", "retry", "test-connection", "secrets", "check", "pr
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     created = Store(tmp_path / "state" / "secrets.enc", tmp_path / "keys" / "secrets.key")
-    result = _invoke("--secrets", created.path, "secrets", "init", "--key-file", created.key_file)
+    result = invoke("--secrets", created.path, "secrets", "init", "--key-file", created.key_file)
     assert result.exit_code == 0, result.output
     return created
 
@@ -146,7 +142,7 @@ def test_passwords_and_private_keys_from_the_store_deliver_to_ftps_and_sftp(
         _ftps("tls", ftps_server, "${secret:acme-ftps}", ca_file=ftps_server.ca_file)
         + _sftp("dms", sftp_server, "private_key: ${secret:acme-sftp-key}"),
     )
-    assert _invoke("check", rules).exit_code == 0
+    assert invoke("check", rules).exit_code == 0
 
     result = store.run("run", inbox, "--rules", rules, "--state", tmp_path / "ledger.sqlite3", "--json")
 
@@ -173,7 +169,7 @@ def test_the_store_key_can_come_from_the_environment(
     monkeypatch.setenv(KEY_ENV, store.key_file.read_text().strip())
     monkeypatch.setenv(STORE_ENV, str(store.path))
 
-    result = _invoke("run", inbox, "--rules", rules, "--state", tmp_path / "ledger.sqlite3")
+    result = invoke("run", inbox, "--rules", rules, "--state", tmp_path / "ledger.sqlite3")
 
     assert result.exit_code == 0, result.output
     assert _files(ftps_server.root) == {f"photos/{ZIP}"}
@@ -555,8 +551,8 @@ def test_plain_ftp_needs_allow_plain_ftp_and_is_warned_about(
     rules = _rules(tmp_path, plain)
     rule_file = str(rules / "acme-motors.yaml")
 
-    refused = _invoke("check", rules)
-    refused_json = _invoke("check", rules, "--json")
+    refused = invoke("check", rules)
+    refused_json = invoke("check", rules, "--json")
     run_refused = store.run("run", inbox, "--rules", rules, "--state", tmp_path / "refused.sqlite3")
 
     assert refused.exit_code == 2 and refused_json.exit_code == 2
@@ -571,8 +567,8 @@ def test_plain_ftp_needs_allow_plain_ftp_and_is_warned_about(
 
     rules = _rules(tmp_path, plain + "    allow_plain_ftp: true\n")
 
-    allowed = _invoke("check", rules)
-    allowed_json = _invoke("check", rules, "--json")
+    allowed = invoke("check", rules)
+    allowed_json = invoke("check", rules, "--json")
     delivered = store.run("run", inbox, "--rules", rules, "--state", tmp_path / "allowed.sqlite3")
 
     assert allowed.exit_code == 0 and allowed_json.exit_code == 0

@@ -24,12 +24,11 @@ from pathlib import Path
 import pytest
 import servers
 import yaml
-from click.testing import CliRunner
+from cli_runner import invoke
 from daemons import HOST
 from pydantic import SecretStr
 from servers import RunningServer
 
-from ftpexport.cli import cli
 from ftpexport.errors import PermanentError, TransportError
 from ftpexport.transport import Endpoint, open_transport, upload_file
 from ftpexport.transport.sftp import SFTPTransport
@@ -210,10 +209,9 @@ def test_check_and_test_connection_warn_about_each_legacy_algorithm(
     cbc_sha1_server.clear_root()
     monkeypatch.setenv("LEGACY_SSH_PASSWORD", cbc_sha1_server.password)
     rules = _rules_naming_legacy(tmp_path, cbc_sha1_server)
-    runner = CliRunner()
 
-    checked = runner.invoke(cli, ["check", str(rules)], catch_exceptions=False)
-    probed = runner.invoke(cli, ["test-connection", "acme", "--rules", str(rules), "--json"], catch_exceptions=False)
+    checked = invoke("check", rules)
+    probed = invoke("test-connection", "acme", "--rules", rules, "--json")
 
     assert checked.exit_code == 0, checked.output
     for name in ("aes128-cbc", "hmac-sha1", "3des-cbc"):
@@ -226,5 +224,5 @@ def test_check_and_test_connection_warn_about_each_legacy_algorithm(
         "in use: ssh_legacy_algorithms enables hmac-sha1",
         "ssh_legacy_algorithms names 3des-cbc",
     ]
-    text = runner.invoke(cli, ["test-connection", "acme", "--rules", str(rules)], catch_exceptions=False)
+    text = invoke("test-connection", "acme", "--rules", rules)
     assert "  warning: in use: ssh_legacy_algorithms enables aes128-cbc, a CBC cipher" in text.output

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from cli_runner import invoke
 from filemodes import modes, open_to_others, umask
 from ftp_handlers import throttled_dtp
 from polling import eventually
@@ -20,8 +20,6 @@ from processes import ExporterProcess, start_watch
 from records import make_record
 from rulefiles import write_rules
 from servers import pyftpdlib_server
-
-from ftpexport.cli import cli
 
 pytestmark = pytest.mark.integration
 
@@ -99,7 +97,7 @@ def test_everything_a_watch_creates_is_private_under_umask_022(tmp_path: Path) -
 def test_a_log_file_that_cannot_be_made_is_one_line_and_exit_2(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     log_file = tmp_path / "file" / "ftpexport.log"
-    result = CliRunner().invoke(cli, ["--log-file", str(log_file), "status", "--state", str(tmp_path / "l.sqlite3")])
+    result = invoke("--log-file", log_file, "status", "--state", tmp_path / "l.sqlite3")
     assert result.exit_code == 2
     assert result.stderr.startswith(f"ftpexport: error: {log_file}: cannot open the log file: "), result.output
     assert result.stderr.rstrip().endswith("(check --log-file)")

@@ -25,7 +25,8 @@ from typing import Any
 
 import pytest
 from certificates import TLSFiles, make_tls_files
-from click.testing import CliRunner, Result
+from cli_runner import invoke
+from click.testing import Result
 from daemons import HOST
 from faults import closed_port
 from polling import eventually
@@ -36,7 +37,6 @@ from rulefiles import ftp_destination, rule_document, write_rules
 from servers import RunningServer
 from standardwebhooks import Webhook
 
-from ftpexport.cli import cli
 from ftpexport.ledger import Ledger
 from ftpexport.logs import JsonFormatter
 from ftpexport.pipeline import Exporter, Options, Summary
@@ -540,12 +540,21 @@ def test_ftpexport_run_posts_the_webhook_with_the_secret_from_the_store(
     write_rules(setup.rules_dir, rule_document("acme", [ftp_to(ftp_server)], notify=notify_block(receiver)))
     make_record(setup.inbox, 1, "acme")
 
-    result = CliRunner().invoke(
-        cli,
-        ["--secrets", str(store.path), "--secrets-key-file", str(key_file), "run", str(setup.inbox),
-         "--rules", str(setup.rules_dir), "--state", str(setup.state), "--json", "--notify-wait", "30"],
-        catch_exceptions=False,
-    )  # fmt: skip
+    result = invoke(
+        "--secrets",
+        store.path,
+        "--secrets-key-file",
+        key_file,
+        "run",
+        setup.inbox,
+        "--rules",
+        setup.rules_dir,
+        "--state",
+        setup.state,
+        "--json",
+        "--notify-wait",
+        "30",
+    )
 
     assert result.exit_code == 0, result.output
     assert setup.secret not in result.output
@@ -599,11 +608,11 @@ SECRET_ENV = "WEBHOOK_TEST_SECRET_NOT_SET"
 
 def _run(setup: Setup, *options: str | Path) -> Result:
     args = ["run", setup.inbox, "--rules", setup.rules_dir, "--state", setup.state, *options]
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    return invoke(*args)
 
 
 def _status(setup: Setup, *options: str) -> Result:
-    return CliRunner().invoke(cli, ["status", "--state", str(setup.state), *options], catch_exceptions=False)
+    return invoke("status", "--state", setup.state, *options)
 
 
 def test_run_fails_a_notification_whose_secret_does_not_resolve_at_once_and_status_shows_it(
@@ -650,12 +659,20 @@ def test_run_says_what_it_waits_for_at_its_end_and_status_shows_what_it_left_pen
     write_rules(setup.rules_dir, rule_document("acme", [ftp_to(ftp_server)], notify=notify_block(receiver)))
     make_record(setup.inbox, 1, "acme")
 
-    result = CliRunner().invoke(
-        cli,
-        ["--secrets", str(setup.store.path), "--secrets-key-file", str(key_file), "run", str(setup.inbox),
-         "--rules", str(setup.rules_dir), "--state", str(setup.state), "--notify-wait", "4"],
-        catch_exceptions=False,
-    )  # fmt: skip
+    result = invoke(
+        "--secrets",
+        setup.store.path,
+        "--secrets-key-file",
+        key_file,
+        "run",
+        setup.inbox,
+        "--rules",
+        setup.rules_dir,
+        "--state",
+        setup.state,
+        "--notify-wait",
+        "4",
+    )
 
     assert result.exit_code == 0, result.output
     host = receiver.url.split("/")[2]
@@ -671,10 +688,19 @@ def test_run_says_what_it_waits_for_at_its_end_and_status_shows_what_it_left_pen
     text = _status(setup).stdout
     assert "webhook notifications not sent:" in text and "interrupted, ftpexport stopped" in text
     # quiet: not a word about it
-    quiet = CliRunner().invoke(
-        cli,
-        ["--secrets", str(setup.store.path), "--secrets-key-file", str(key_file), "-q", "run", str(setup.inbox),
-         "--rules", str(setup.rules_dir), "--state", str(setup.state), "--notify-wait", "1.5"],
-        catch_exceptions=False,
-    )  # fmt: skip
+    quiet = invoke(
+        "--secrets",
+        setup.store.path,
+        "--secrets-key-file",
+        key_file,
+        "-q",
+        "run",
+        setup.inbox,
+        "--rules",
+        setup.rules_dir,
+        "--state",
+        setup.state,
+        "--notify-wait",
+        "1.5",
+    )
     assert quiet.exit_code == 0 and quiet.stderr == "", quiet.output

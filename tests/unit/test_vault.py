@@ -18,13 +18,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from cli_runner import invoke
 from cryptography.fernet import Fernet
 from filemodes import umask
 from pydantic import SecretStr
 
 from ftpexport import vault
-from ftpexport.cli import cli
 from ftpexport.errors import SecretError
 from ftpexport.rules import load_rules
 from ftpexport.secret import MASK, SecretRef, parse_ref, redact
@@ -147,7 +146,7 @@ def test_secrets_init_writes_a_private_key_file_and_a_private_store(tmp_path: Pa
     key_file = tmp_path / "keys" / "secrets.key"
     store_file = tmp_path / "state" / "secrets.enc"
 
-    result = CliRunner().invoke(cli, ["--secrets", str(store_file), "secrets", "init", "--key-file", str(key_file)])
+    result = invoke("--secrets", store_file, "secrets", "init", "--key-file", key_file)
 
     assert result.exit_code == 0, result.output
     assert _mode(key_file) == 0o600
@@ -159,7 +158,7 @@ def test_secrets_init_writes_a_private_key_file_and_a_private_store(tmp_path: Pa
 
 def test_secrets_init_under_umask_022_makes_every_folder_and_file_it_creates_private(tmp_path: Path) -> None:
     with umask(0o022):
-        result = CliRunner().invoke(cli, ["secrets", "init", "--key-file", "keys/secrets.key"])  # cwd: tmp_path
+        result = invoke("secrets", "init", "--key-file", "keys/secrets.key")  # cwd: tmp_path
 
     assert result.exit_code == 0, result.output
     expected = {"keys": 0o700, "keys/secrets.key": 0o600, ".ftpexport": 0o700, ".ftpexport/secrets.enc": 0o600}

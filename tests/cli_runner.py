@@ -1,0 +1,22 @@
+"""The commands run in-process: ``invoke(*args)`` is ``ftpexport ARGS`` through click's CliRunner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+
+from ftpexport.cli import cli
+
+
+def invoke(
+    *args: str | Path,
+    input: str | None = None,
+    env: dict[str, str] | None = None,
+) -> Result:
+    """``ftpexport ARGS`` in this process, with ``input`` on its stdin and ``env`` added to the environment.
+
+    An exception the command lets out is raised in the test (a user would have seen a traceback);
+    the exit code, stdout and stderr are on the result.
+    """
+    return CliRunner().invoke(cli, [str(a) for a in args], input=input, env=env, catch_exceptions=False)
