@@ -59,14 +59,22 @@ def ftp_destination(
 
 
 def sftp_destination(
-    name: str, server: RunningServer, folder: str, *, port: int | None = None, **extra: Any
+    name: str,
+    server: RunningServer,
+    folder: str,
+    *,
+    port: int | None = None,
+    password_env: str | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
-    """An SFTP destination of a rule file, key login, host key pinned; ``port``: through a proxy."""
+    """An SFTP destination of a rule file, host key pinned; key login, or the password in the variable
+    ``password_env``; ``port``: through a proxy."""
     assert server.client_key_file is not None and server.host_key is not None
+    login = {"password": "${" + password_env + "}"} if password_env else {"key_file": str(server.client_key_file)}
     return {
         "name": name,
         "url": f"sftp://{server.username}@{server.host}:{port or server.port}{server.remote_path(folder)}",
-        "key_file": str(server.client_key_file),
+        **login,
         "host_key": server.host_key,
         **extra,
     }

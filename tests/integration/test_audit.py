@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from cli_runner import invoke
 from faults import closed_port
+from rulefiles import ftp_destination, rule_document, write_rules
 from servers import RunningServer
 
 from ftpexport.ledger import Ledger
@@ -24,22 +25,9 @@ def test_every_attempt_is_logged_with_the_audit_fields_and_kept_in_the_ledger(
 ) -> None:
     monkeypatch.setenv("AUDIT_FTP_PASSWORD", ftp_server.password)
     rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "bravo-cars.yaml").write_text(
-        f"""
-client_id: bravo-cars
-destinations:
-  - name: dms
-    url: {ftp_server.url("dms")}
-    password: ${{AUDIT_FTP_PASSWORD}}
-    allow_plain_ftp: true
-  - name: down
-    url: ftp://{ftp_server.username}@127.0.0.1:{closed_port()}/x
-    password: ${{AUDIT_FTP_PASSWORD}}
-    allow_plain_ftp: true
-    timeout: 2
-"""
-    )
+    dms = ftp_destination("dms", ftp_server, "dms", "AUDIT_FTP_PASSWORD")
+    down = ftp_destination("down", ftp_server, "x", "AUDIT_FTP_PASSWORD", port=closed_port(), timeout=2)
+    write_rules(rules, rule_document("bravo-cars", [dms, down]))
     inbox = tmp_path / "inbox"
     shutil.copytree(SAMPLES / "veh-000201", inbox / "veh-000201")
     log_file, state = tmp_path / "audit.log", tmp_path / "ledger.sqlite3"

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from faults import FaultProxy
@@ -27,7 +28,7 @@ from polling import eventually
 from processes import ExporterProcess
 from records import make_record
 from remote_files import expected_files, part_files, remote_files
-from rulefiles import write_rules
+from rulefiles import ftp_destination, rule_document, sftp_destination, write_rules
 from servers import RunningServer, pyftpdlib_server
 
 pytestmark = pytest.mark.integration
@@ -35,23 +36,12 @@ pytestmark = pytest.mark.integration
 MB = 1024 * 1024
 
 
-def _ftp_rules(tmp_path: Path, server: RunningServer, monkeypatch: pytest.MonkeyPatch, body: str = "") -> Path:
-    """acme-motors: one plain FTP destination ``dms`` on ``server``, plus ``body`` (extra YAML)."""
+def _ftp_rules(tmp_path: Path, server: RunningServer, monkeypatch: pytest.MonkeyPatch, **sections: Any) -> Path:
+    """acme-motors: one plain FTP destination ``dms`` on ``server``, plus ``sections`` (``package`` ...)."""
     monkeypatch.setenv("CRASH_FTP_PASSWORD", server.password)
     folder = tmp_path / "rules"
-    folder.mkdir()
-    write_rules(
-        folder,
-        f"""
-client_id: acme-motors
-destinations:
-  - name: dms
-    url: {server.url("dms")}
-    password: ${{CRASH_FTP_PASSWORD}}
-    allow_plain_ftp: true
-{body}""",
-        "acme-motors",
-    )
+    dms = ftp_destination("dms", server, "dms", "CRASH_FTP_PASSWORD")
+    write_rules(folder, rule_document("acme-motors", [dms], **sections))
     return folder
 
 
@@ -79,19 +69,8 @@ def test_kill_9_during_a_large_upload_leaves_no_final_file_and_the_restart_deliv
     with FaultProxy(sftp_server.host, sftp_server.port) as proxy:
         proxy.throttle(2 * MB)
         rules = tmp_path / "rules"
-        rules.mkdir()
-        write_rules(
-            rules,
-            f"""
-client_id: acme-motors
-destinations:
-  - name: dms
-    url: sftp://{sftp_server.username}@{proxy.host}:{proxy.port}{sftp_server.remote_path("dms")}
-    password: ${{CRASH_SFTP_PASSWORD}}
-    host_key: "{sftp_server.host_key}"
-""",
-            "acme-motors",
-        )
+        dms = sftp_destination("dms", sftp_server, "dms", port=proxy.port, password_env="CRASH_SFTP_PASSWORD")
+        write_rules(rules, rule_document("acme-motors", [dms]))
         [(name, content)] = expected_files(record, rules).items()
         assert len(content) > 19 * MB
         final = sftp_server.root / "dms" / name
@@ -136,12 +115,9 @@ def test_kill_9_right_after_the_rename_does_not_send_the_file_again(
 ) -> None:
     spy = FtpSpy()
     with pyftpdlib_server("ftp", **spy.attributes()) as server:
-        body = (
-            ""
-            if fmt == "zip"
-            else 'package:\n  format: files\n  done_marker: "{{ vin }}.done"\n'  # several files, then a marker
-        )
-        rules = _ftp_rules(tmp_path, server, monkeypatch, body)
+        # files: several files, then a marker
+        package = None if fmt == "zip" else {"format": "files", "done_marker": "{{ vin }}.done"}
+        rules = _ftp_rules(tmp_path, server, monkeypatch, package=package)
         inbox = tmp_path / "inbox"
         record = make_record(inbox, 2, name="veh-rename")
         expected = expected_files(record, rules)
@@ -191,17 +167,8 @@ def test_random_kill_9_loses_nothing_and_delivers_nothing_twice(
     with pyftpdlib_server("ftp", **spy.attributes()) as server:
         monkeypatch.setenv("CRASH_FTP_PASSWORD", server.password)
         rules = tmp_path / "rules"
-        rules.mkdir()
-        write_rules(
-            rules,
-            "client_id: acme-motors\ndestinations:\n"
-            + "".join(
-                f"  - {{name: {d}, url: '{server.url(d)}', password: '${{CRASH_FTP_PASSWORD}}',"
-                " allow_plain_ftp: true}\n"
-                for d in ("east", "west")
-            ),
-            "acme-motors",
-        )
+        destinations = [ftp_destination(d, server, d, "CRASH_FTP_PASSWORD") for d in ("east", "west")]
+        write_rules(rules, rule_document("acme-motors", destinations))
         inbox = tmp_path / "inbox"
         sizes = [40_000, 150_000, 320_000, 600_000]
         rng.shuffle(sizes)

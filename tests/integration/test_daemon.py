@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cli_runner import invoke
@@ -19,7 +20,7 @@ from polling import eventually
 from processes import ExporterProcess, start_watch
 from records import make_record
 from remote_files import expected_files, part_files, remote_files
-from rulefiles import write_rules
+from rulefiles import ftp_destination, rule_document, sftp_destination, write_rules
 from servers import RunningServer, pyftpdlib_server
 
 pytestmark = pytest.mark.integration
@@ -27,17 +28,9 @@ pytestmark = pytest.mark.integration
 MB = 1024 * 1024
 
 
-def _ftp_rule(url: str, *, extra_key: str = "") -> str:
-    """acme-motors with one plain FTP destination ``dms``; ``extra_key`` is one more key of it."""
-    return f"""
-client_id: acme-motors
-destinations:
-  - name: dms
-    url: {url}
-    password: ${{DAEMON_FTP_PASSWORD}}
-    allow_plain_ftp: true
-    {extra_key}
-"""
+def _ftp_rule(server: RunningServer, folder: str, **extra: Any) -> dict[str, Any]:
+    """acme-motors with one plain FTP destination ``dms`` to ``folder``; ``extra``: ``port`` and more keys of it."""
+    return rule_document("acme-motors", [ftp_destination("dms", server, folder, "DAEMON_FTP_PASSWORD", **extra)])
 
 
 @pytest.fixture
@@ -45,8 +38,7 @@ def rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ftp_server: RunningSe
     """acme-motors -> plain FTP ``dms/`` on the ftp_server fixture."""
     monkeypatch.setenv("DAEMON_FTP_PASSWORD", ftp_server.password)
     folder = tmp_path / "rules"
-    folder.mkdir()
-    write_rules(folder, _ftp_rule(ftp_server.url("dms")), "acme-motors")
+    write_rules(folder, _ftp_rule(ftp_server, "dms"))
     return folder
 
 
@@ -70,8 +62,7 @@ def test_a_burst_of_300_records_is_delivered_once_each(tmp_path: Path, monkeypat
     with pyftpdlib_server("ftp", **spy.attributes()) as server:
         monkeypatch.setenv("DAEMON_FTP_PASSWORD", server.password)
         rules = tmp_path / "rules"
-        rules.mkdir()
-        write_rules(rules, _ftp_rule(server.url("dms"), extra_key="max_connections: 4"), "acme-motors")
+        write_rules(rules, _ftp_rule(server, "dms", max_connections=4))
         inbox = tmp_path / "inbox"
         inbox.mkdir()
         state = tmp_path / "ledger.sqlite3"
@@ -112,8 +103,7 @@ def test_watch_resumes_the_ledgers_pending_deliveries_at_startup(
     record = make_record(elsewhere, 6, name="veh-left")
     rule_file = rules / "acme-motors.yaml"
     good_rules = rule_file.read_text()
-    dead_url = f"ftp://{ftp_server.username}@127.0.0.1:{closed_port()}/dms"
-    write_rules(rule_file.parent, _ftp_rule(dead_url), rule_file.stem)
+    write_rules(rules, _ftp_rule(ftp_server, "dms", port=closed_port()))
     state = tmp_path / "ledger.sqlite3"
     with ExporterProcess(
         "run", elsewhere, "--rules", rules, "--state", state, "--retries", "5", "--pause", "60", "--backoff", "0.05"
@@ -123,7 +113,7 @@ def test_watch_resumes_the_ledgers_pending_deliveries_at_startup(
     assert row["status"] == "pending", row
     assert row["record_path"] == str(record)
 
-    write_rules(rule_file.parent, good_rules, rule_file.stem)
+    write_rules(rules, good_rules, "acme-motors")
     [(name, content)] = expected_files(record, rules).items()
     inbox = tmp_path / "inbox"  # empty: only the ledger knows about the record
     inbox.mkdir()
@@ -150,19 +140,8 @@ def test_sigterm_during_an_upload_exits_0_and_the_delivery_stays_pending(
     with FaultProxy(sftp_server.host, sftp_server.port) as proxy:
         proxy.throttle(MB)
         rules = tmp_path / "rules"
-        rules.mkdir()
-        write_rules(
-            rules,
-            f"""
-client_id: acme-motors
-destinations:
-  - name: dms
-    url: sftp://{sftp_server.username}@{proxy.host}:{proxy.port}{sftp_server.remote_path("dms")}
-    password: ${{DAEMON_SFTP_PASSWORD}}
-    host_key: "{sftp_server.host_key}"
-""",
-            "acme-motors",
-        )
+        dms = sftp_destination("dms", sftp_server, "dms", port=proxy.port, password_env="DAEMON_SFTP_PASSWORD")
+        write_rules(rules, rule_document("acme-motors", [dms]))
         [(name, content)] = expected_files(record, rules).items()
         final = sftp_server.root / "dms" / name
         part = sftp_server.root / "dms" / f".{name}.part"
@@ -256,14 +235,12 @@ def test_rule_changes_are_picked_up_and_a_broken_rule_file_keeps_the_last_good_r
         eventually(lambda: _delivered(state, "veh-one") or not daemon.alive(), "the first record")
         assert remote_files(ftp_server.root) == {"dms/WVWZZZAUZLW000091.zip"}
 
-        write_rules(rule_file.parent, _ftp_rule(ftp_server.url("dms-v2/incoming")), rule_file.stem)
+        write_rules(rules, _ftp_rule(ftp_server, "dms-v2/incoming"))
         eventually(lambda: daemon.logged("rules reloaded") or not daemon.alive(), "the rules to be reloaded")
         make_record(inbox, 92, name="veh-two")
         eventually(lambda: _delivered(state, "veh-two") or not daemon.alive(), "the second record")
 
-        write_rules(
-            rule_file.parent, "client_id: acme-motors\ndestinations: [\n  - {name: dms, url: \n", rule_file.stem
-        )
+        write_rules(rules, "client_id: acme-motors\ndestinations: [\n  - {name: dms, url: \n", "acme-motors")
         eventually(
             lambda: (
                 any(e["level"] == "error" and str(rule_file) in e["message"] for e in daemon.events())

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from cli_runner import invoke
 from click.testing import Result
+from rulefiles import ftp_destination, rule_document, sftp_destination, write_rules
 from servers import RunningServer
 
 pytestmark = pytest.mark.integration
@@ -45,47 +46,25 @@ def rules(
     monkeypatch.setenv("E2E_FTPS_PASSWORD", ftps_server.password)
     monkeypatch.setenv("E2E_FTP_PASSWORD", ftp_server.password)
     folder = tmp_path / "rules"
-    folder.mkdir()
-    (folder / "acme-motors.yaml").write_text(
-        f"""
-client_id: acme-motors
-destinations:
-  - name: dms
-    url: {sftp_server.url("dms")}
-    password: ${{E2E_SFTP_PASSWORD}}
-    host_key: "{sftp_server.host_key}"
-    remote_dir: "{{{{ processed_at[:10] }}}}"
-  - name: tls
-    url: {ftps_server.url("photos")}
-    password: ${{E2E_FTPS_PASSWORD}}
-    ca_file: {ftps_server.ca_file}
-users:
-  u-42:
-    destinations:
-      - name: own
-        url: {ftp_server.url("u42")}
-        password: ${{E2E_FTP_PASSWORD}}
-        allow_plain_ftp: true
-"""
+    sftp_dms = sftp_destination(
+        "dms", sftp_server, "dms", password_env="E2E_SFTP_PASSWORD", remote_dir="{{ processed_at[:10] }}"
     )
-    (folder / "bravo-cars.yaml").write_text(
-        f"""
-client_id: bravo-cars
-destinations:
-  - name: dms
-    url: {sftp_server.url("bravo")}
-    key_file: {sftp_server.client_key_file}
-    host_key: "{sftp_server.host_key}"
-    remote_dir: "{{{{ stock_number | safe_name }}}}"
-package:
-  format: files
-  image_name: "{{{{ vin }}}}-{{{{ n }}}}.{{{{ ext }}}}"
-  metadata:
-    name: "{{{{ vin }}}}.json"
-    fields: [id, vin, user.name, extra.branch]
-  done_marker: "{{{{ vin }}}}.done"
-"""
-    )
+    tls = {
+        "name": "tls",
+        "url": ftps_server.url("photos"),
+        "password": "${E2E_FTPS_PASSWORD}",
+        "ca_file": str(ftps_server.ca_file),
+    }
+    own = ftp_destination("own", ftp_server, "u42", "E2E_FTP_PASSWORD")
+    write_rules(folder, rule_document("acme-motors", [sftp_dms, tls], users={"u-42": {"destinations": [own]}}))
+    package = {
+        "format": "files",
+        "image_name": "{{ vin }}-{{ n }}.{{ ext }}",
+        "metadata": {"name": "{{ vin }}.json", "fields": ["id", "vin", "user.name", "extra.branch"]},
+        "done_marker": "{{ vin }}.done",
+    }
+    bravo = sftp_destination("dms", sftp_server, "bravo", remote_dir="{{ stock_number | safe_name }}")
+    write_rules(folder, rule_document("bravo-cars", [bravo], package=package))
     return folder
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from polling import eventually
+from rulefiles import ftp_destination, rule_document, write_rules
 from servers import RunningServer
 
 from ftpexport.ledger import Ledger
@@ -32,17 +33,7 @@ DEADLINE = 20.0
 def rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ftp_server: RunningServer) -> Path:
     monkeypatch.setenv("WATCH_FTP_PASSWORD", ftp_server.password)
     folder = tmp_path / "rules"
-    folder.mkdir()
-    (folder / "acme-motors.yaml").write_text(
-        f"""
-client_id: acme-motors
-destinations:
-  - name: dms
-    url: {ftp_server.url("dms")}
-    password: ${{WATCH_FTP_PASSWORD}}
-    allow_plain_ftp: true
-"""
-    )
+    write_rules(folder, rule_document("acme-motors", [ftp_destination("dms", ftp_server, "dms", "WATCH_FTP_PASSWORD")]))
     return folder
 
 
