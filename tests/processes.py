@@ -15,9 +15,8 @@ from types import TracebackType
 from typing import Any
 
 import pytest
+from paths import ROOT
 from polling import DEADLINE, eventually
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 class ExporterProcess:

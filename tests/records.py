@@ -1,15 +1,42 @@
-"""Record folders for the tests: ``write_record`` writes one (images first, vehicle.json last, as the
-platform does); ``make_record`` writes a copy of a sample record with its own id, VIN and client.
+"""Records for the tests: ``vehicle()`` is a valid vehicle.json document, ``write_record`` writes a
+record folder (images first, vehicle.json last, as the platform does), ``make_record`` a copy of a
+sample record with its own id, VIN and client.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+from paths import SAMPLES
+
+VIN = "WVWZZZ1JZXW000001"
+
+#: the unit tests' ``make_record`` fixture: ``make_record(name, fields=, images=, raw=, write_json=)``
+MakeRecord = Callable[..., Path]
+
+
+def vehicle(**overrides: Any) -> dict[str, Any]:
+    """A valid vehicle.json document; ``overrides`` replace or add top-level fields."""
+    document: dict[str, Any] = {
+        "id": "veh-1",
+        "event": "vehicle.processed",
+        "client_id": "acme-motors",
+        "user": {"id": "u-1", "name": "Jeanne Dupont", "email": "jeanne@acme.example"},
+        "vin": VIN,
+        "stock_number": "A1234",
+        "make": "Volkswagen",
+        "model": "Golf",
+        "year": 2021,
+        "processed_at": "2026-11-20T14:03:00+01:00",
+        "images": ["01.jpg", "02.jpg"],
+        "extra": {"dealer_code": "ACM01"},
+    }
+    document.update(overrides)
+    return document
 
 
 def vin(n: int) -> str:

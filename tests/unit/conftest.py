@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from records import write_record
-from unit_helpers import MakeRecord, vehicle
+from records import MakeRecord, vehicle, write_record
 
 from ftpexport import secret
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from unit_helpers import ROOT
+from paths import ROOT
 
 PACKAGE = ROOT / "ftpexport"
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import click
-from unit_helpers import ROOT
+from paths import ROOT
 
 from ftpexport.cli import cli
 

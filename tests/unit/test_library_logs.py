@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 import pytest
-from unit_helpers import ROOT
+from paths import ROOT
 
 SCRIPT = """
 import logging, socket, sys

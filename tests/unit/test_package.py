@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from unit_helpers import RULES, SAMPLES, VIN, MakeRecord, vehicle, without_hanging
+from fifo_guard import without_hanging
+from paths import RULES, SAMPLES
+from records import VIN, MakeRecord, vehicle
 
 from ftpexport.errors import NamingError, RecordChangedError, RecordError
 from ftpexport.naming import NameTemplate

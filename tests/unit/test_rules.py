@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 import yaml
+from paths import RULES, SAMPLES
+from records import MakeRecord, vehicle
 from rulefiles import write_rules
-from unit_helpers import RULES, SAMPLES, MakeRecord, vehicle
 
 from ftpexport.errors import ConfigError, RecordError, RuleError
 from ftpexport.record import load_record

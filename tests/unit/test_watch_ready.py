@@ -6,7 +6,7 @@ import os
 import threading
 from pathlib import Path
 
-from unit_helpers import without_hanging
+from fifo_guard import without_hanging
 
 from ftpexport.watch import InboxWatcher
 
