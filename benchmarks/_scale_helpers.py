@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -27,6 +26,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from daemons import wait_for_greeting
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -356,7 +357,7 @@ def ftp_server(root: Path, usernames: Sequence[str], *, workers: int = 1) -> Ite
                 raise RuntimeError(f"FTP server did not start, see {log.name}")
             time.sleep(0.05)
         port = int(port_file.read_text())
-        _wait_greeting(port, b"220")
+        wait_for_greeting(port, b"220", alive=lambda: process.poll() is None)
         yield FTPServerProcess(port, password, root, process, list(usernames))
     finally:
         if process.poll() is None:
@@ -367,20 +368,6 @@ def ftp_server(root: Path, usernames: Sequence[str], *, workers: int = 1) -> Ite
                 process.kill()
                 process.wait()
         log.close()
-
-
-def _wait_greeting(port: int, expected: bytes, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection((HOST, port), timeout=1) as sock:
-                if sock.recv(64).startswith(expected):
-                    return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"no {expected!r} greeting on port {port}")
-        time.sleep(0.05)
 
 
 def _serve_ftp(config_path: str) -> None:
