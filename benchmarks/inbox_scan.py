@@ -41,24 +41,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._scale_helpers import (
-    PASSWORD_ENV,
-    ROOT,
-    cpu_seconds,
-    exit_on_sigterm,
-    ftp_rule,
-    ftp_server,
-    ftpexport,
-    machine_note,
-    median,
-    open_ro,
-    parse_ts,
-    product_env,
-    run_measured,
-    table,
-    vin,
-    write_record,
-)
+from .ftp_server import ftp_server
+from .product import ROOT, cpu_seconds, exit_on_sigterm, ftpexport, machine_note, product_env, run_measured
+from .report import median, open_ro, parse_ts, table
+from .synthetic import PASSWORD_ENV, ftp_rule, vin, write_record
 
 sys.path.insert(0, str(ROOT))
 

@@ -36,7 +36,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ._scale_helpers import ROOT, exit_on_sigterm, ftpexport, machine_note, median, product_env, table
+from .product import ROOT, exit_on_sigterm, ftpexport, machine_note, product_env
+from .report import median, table
 
 STATUS_TARGET_S = 1.0
 #: candidate indexes for --what-if (not in the product): each aimed at a slow call below

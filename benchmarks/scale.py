@@ -32,27 +32,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ._scale_helpers import (
-    PASSWORD_ENV,
-    SFTP_PASSWORD_ENV,
-    exit_on_sigterm,
-    ftp_rule,
-    ftp_server,
-    ftpexport,
-    machine_note,
-    mb,
-    median,
-    open_ro,
-    parse_ts,
-    product_env,
-    pyspy_summary,
-    run_measured,
-    sftp_rule,
-    table,
-    verdict,
-    vin,
-    write_record,
-)
+from .ftp_server import ftp_server
+from .product import exit_on_sigterm, ftpexport, machine_note, product_env, run_measured
+from .report import mb, median, open_ro, parse_ts, pyspy_summary, table, verdict
+from .synthetic import PASSWORD_ENV, SFTP_PASSWORD_ENV, ftp_rule, sftp_rule, vin, write_record
 
 RSS_FLEET_MB = 300
 RSS_BIG_MB = 150

@@ -29,24 +29,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ._scale_helpers import (
-    PASSWORD_ENV,
-    SFTP_PASSWORD_ENV,
-    exit_on_sigterm,
-    ftp_rule,
-    ftp_server,
-    ftpexport,
-    machine_note,
-    open_ro,
-    parse_ts,
-    percentile,
-    product_env,
-    sftp_rule,
-    table,
-    verdict,
-    vin,
-    write_record,
-)
+from .ftp_server import ftp_server
+from .product import exit_on_sigterm, ftpexport, machine_note, product_env
+from .report import open_ro, parse_ts, percentile, table, verdict
+from .synthetic import PASSWORD_ENV, SFTP_PASSWORD_ENV, ftp_rule, sftp_rule, vin, write_record
 
 P50_TARGET = 0.5
 
