@@ -230,7 +230,8 @@ def layer(module: str) -> int:
 
 
 def test_every_module_has_a_layer() -> None:
-    unknown = [m for m in MODULES if m not in LAYERS and not m.startswith("ftpexport.transport.")]
+    packages = ("ftpexport.transport.", "ftpexport.ledger.")  # their modules take their package's layer
+    unknown = [m for m in MODULES if m not in LAYERS and not m.startswith(packages)]
     assert unknown == [], "place new modules in LAYERS"
 
 

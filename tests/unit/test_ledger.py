@@ -1,4 +1,4 @@
-"""ledger.py: delivery states, attempts, supersession, counts, persistence and schema versions."""
+"""The ledger package: delivery states, attempts, supersession, counts, persistence and schema versions."""
 
 from __future__ import annotations
 

@@ -41,8 +41,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import ConfigError, StateError
-from .private import FULL_ERRNOS, create_private, disk_hint, narrow, private_folder
+from ..errors import ConfigError, StateError
+from ..private import FULL_ERRNOS, create_private, disk_hint, narrow, private_folder
 
 Status = Literal["pending", "delivered", "failed", "superseded"]
 FileState = Literal["renaming", "published"]

@@ -1,0 +1,5 @@
+"""The ledger: what was sent to whom, the crash journal, the seen cache and the webhook outbox."""
+
+from .sqlite import SCHEMA_VERSION, Delivery, FileState, Ledger, RefusalKind, Status, now
+
+__all__ = ["SCHEMA_VERSION", "Delivery", "FileState", "Ledger", "RefusalKind", "Status", "now"]
