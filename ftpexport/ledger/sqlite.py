@@ -43,6 +43,7 @@ from typing import Any, Literal
 
 from ..errors import ConfigError, StateError
 from ..private import FULL_ERRNOS, create_private, disk_hint, narrow, private_folder
+from .schema import check_version, create_or_migrate
 
 Status = Literal["pending", "delivered", "failed", "superseded"]
 FileState = Literal["renaming", "published"]
@@ -50,138 +51,8 @@ FileState = Literal["renaming", "published"]
 #: destination), or the names its templates render
 RefusalKind = Literal["record", "rules", "naming"]
 
-SCHEMA_VERSION = 5
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS deliveries (
-    id             INTEGER PRIMARY KEY,
-    record_id      TEXT NOT NULL,
-    content_hash   TEXT NOT NULL,
-    client_id      TEXT NOT NULL,
-    destination    TEXT NOT NULL,
-    record_path    TEXT NOT NULL,
-    status         TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed', 'superseded')),
-    attempts       INTEGER NOT NULL DEFAULT 0,
-    last_error     TEXT,
-    remote_paths   TEXT NOT NULL DEFAULT '[]',
-    bytes          INTEGER NOT NULL DEFAULT 0,
-    correlation_id TEXT,
-    created_at     TEXT NOT NULL,
-    updated_at     TEXT NOT NULL,
-    delivered_at   TEXT,
-    vin            TEXT,
-    user_id        TEXT,
-    UNIQUE (record_id, content_hash, destination)
-);
-CREATE INDEX IF NOT EXISTS deliveries_by_status ON deliveries (status, client_id);
-CREATE INDEX IF NOT EXISTS deliveries_by_destination ON deliveries (destination, record_id);
-CREATE TABLE IF NOT EXISTS attempts (
-    id             INTEGER PRIMARY KEY,
-    delivery_id    INTEGER NOT NULL REFERENCES deliveries (id),
-    correlation_id TEXT NOT NULL,
-    started_at     TEXT NOT NULL,
-    finished_at    TEXT,
-    result         TEXT,
-    error          TEXT,
-    bytes          INTEGER
-);
-CREATE INDEX IF NOT EXISTS attempts_by_delivery ON attempts (delivery_id);
-CREATE TABLE IF NOT EXISTS files (
-    delivery_id    INTEGER NOT NULL REFERENCES deliveries (id),
-    remote_path    TEXT NOT NULL,
-    state          TEXT NOT NULL CHECK (state IN ('renaming', 'published')),
-    updated_at     TEXT NOT NULL,
-    PRIMARY KEY (delivery_id, remote_path)
-);
-CREATE TABLE IF NOT EXISTS notifications (
-    id             INTEGER PRIMARY KEY,
-    webhook_id     TEXT NOT NULL UNIQUE,
-    delivery_id    INTEGER REFERENCES deliveries (id),
-    client_id      TEXT NOT NULL,
-    event          TEXT NOT NULL,
-    url            TEXT NOT NULL,
-    payload        TEXT NOT NULL,
-    correlation_id TEXT,
-    status         TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'failed')),
-    attempts       INTEGER NOT NULL DEFAULT 0,
-    last_error     TEXT,
-    response_code  INTEGER,
-    next_at        TEXT NOT NULL,
-    created_at     TEXT NOT NULL,
-    updated_at     TEXT NOT NULL,
-    sent_at        TEXT
-);
-CREATE INDEX IF NOT EXISTS notifications_due ON notifications (status, next_at);
-"""
-
-#: columns added after schema 2, and the indexes that need them
-_MIGRATIONS = (
-    "ALTER TABLE deliveries ADD COLUMN vin TEXT",
-    "ALTER TABLE deliveries ADD COLUMN user_id TEXT",
-)
-_INDEXES = """
-CREATE INDEX IF NOT EXISTS deliveries_by_route
-    ON deliveries (client_id, destination, status, created_at, delivered_at, updated_at);
-CREATE INDEX IF NOT EXISTS deliveries_by_delivered_at ON deliveries (delivered_at) WHERE delivered_at IS NOT NULL;
-CREATE INDEX IF NOT EXISTS deliveries_by_update ON deliveries (updated_at, id);
-CREATE INDEX IF NOT EXISTS deliveries_by_status_delivered ON deliveries (status, delivered_at);
-CREATE INDEX IF NOT EXISTS deliveries_by_status_created ON deliveries (status, created_at);
-CREATE INDEX IF NOT EXISTS attempts_unfinished ON attempts (id) WHERE finished_at IS NULL;
-CREATE INDEX IF NOT EXISTS attempts_by_start ON attempts (started_at);
-CREATE INDEX IF NOT EXISTS deliveries_by_route_delivered ON deliveries (client_id, destination, delivered_at);
-CREATE TABLE IF NOT EXISTS records_seen (
-    record_path    TEXT PRIMARY KEY,
-    signature      TEXT NOT NULL,
-    rules          TEXT NOT NULL,
-    delivery_ids   TEXT NOT NULL,
-    updated_at     TEXT NOT NULL
-) WITHOUT ROWID;
-"""
-
-#: record folders refused, and why (schema 5)
-_REFUSED = """
-CREATE TABLE IF NOT EXISTS refused_records (
-    record_path    TEXT PRIMARY KEY,
-    record_id      TEXT,
-    client_id      TEXT,
-    kind           TEXT NOT NULL,
-    reason         TEXT NOT NULL,
-    rule_file      TEXT,
-    first_seen     TEXT NOT NULL,
-    last_seen      TEXT NOT NULL,
-    times          INTEGER NOT NULL DEFAULT 1
-) WITHOUT ROWID;
-"""
-
 #: SQLite's primary result codes of a disk that is full, read-only or failing (or a file that cannot be made)
 _DISK_CODES = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN})
-
-#: deliveries counted by (client, destination, status); filled from the deliveries when created
-_TOTALS = """
-CREATE TABLE route_totals (
-    client_id      TEXT NOT NULL,
-    destination    TEXT NOT NULL,
-    status         TEXT NOT NULL,
-    n              INTEGER NOT NULL,
-    PRIMARY KEY (client_id, destination, status)
-) WITHOUT ROWID;
-INSERT INTO route_totals SELECT client_id, destination, status, COUNT(*) FROM deliveries GROUP BY 1, 2, 3;
-CREATE TRIGGER route_totals_insert AFTER INSERT ON deliveries BEGIN
-    INSERT INTO route_totals VALUES (NEW.client_id, NEW.destination, NEW.status, 1)
-        ON CONFLICT DO UPDATE SET n = n + 1;
-END;
-CREATE TRIGGER route_totals_update AFTER UPDATE OF status, client_id, destination ON deliveries
-    WHEN OLD.status IS NOT NEW.status OR OLD.client_id IS NOT NEW.client_id OR OLD.destination IS NOT NEW.destination
-BEGIN
-    UPDATE route_totals SET n = n - 1
-        WHERE client_id = OLD.client_id AND destination = OLD.destination AND status = OLD.status;
-    INSERT INTO route_totals VALUES (NEW.client_id, NEW.destination, NEW.status, 1)
-        ON CONFLICT DO UPDATE SET n = n + 1;
-END;
-CREATE TRIGGER route_totals_delete AFTER DELETE ON deliveries BEGIN
-    UPDATE route_totals SET n = n - 1
-        WHERE client_id = OLD.client_id AND destination = OLD.destination AND status = OLD.status;
-END;
-"""
 
 
 def now() -> str:
@@ -229,29 +100,12 @@ class Ledger:
             raise self._open_error(exc) from exc
         try:
             self._db.row_factory = sqlite3.Row
-            # the version first: a ledger of a newer ftpexport is left exactly as it is
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise ConfigError(
-                    f"{path}: the ledger was written by a newer ftpexport (schema {version})",
-                    hint="upgrade ftpexport, or use another --state file",
-                )
+            version = check_version(self._db, path)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             for companion in ("-wal", "-shm", "-journal"):
                 narrow(path.with_name(path.name + companion))  # left by an older ftpexport with its 0644
-            # only what is missing is created: opening a complete ledger writes nothing (a full disk
-            # still lets `status` read it)
-            self._db.executescript(_SCHEMA)
-            columns = {row["name"] for row in self._db.execute("PRAGMA table_info(deliveries)")}
-            for statement in _MIGRATIONS:
-                if statement.split()[-2] not in columns:
-                    self._db.execute(statement)
-            self._db.executescript(_INDEXES)
-            self._db.executescript(_REFUSED)
-            self._add_totals()
-            if version != SCHEMA_VERSION:
-                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            create_or_migrate(self._db, version)
         except BaseException as exc:
             self._db.close()  # a refused ledger must not stay open (and locked) behind the error
             if isinstance(exc, OSError | sqlite3.Error):
@@ -274,22 +128,6 @@ class Ledger:
         if (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF in _DISK_CODES:
             return StateError(f"{self.path}: cannot {doing} the ledger: {exc}", hint=disk_hint(self.path.parent))
         return None
-
-    def _add_totals(self) -> None:
-        """Create and fill ``route_totals`` with its triggers, once, in one transaction (another
-        process opening the same ledger waits, then finds it done)."""
-        exists = "SELECT 1 FROM sqlite_master WHERE name = 'route_totals'"
-        if self._db.execute(exists).fetchone():
-            return
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            if not self._db.execute(exists).fetchone():
-                for statement in _statements(_TOTALS):
-                    self._db.execute(statement)
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:
@@ -835,17 +673,6 @@ _ROUTES = (
     " MIN(CASE WHEN status IN ('pending', 'failed') THEN created_at END) AS oldest_undelivered"
     " FROM deliveries"
 )
-
-
-def _statements(script: str) -> list[str]:
-    """The statements of ``script`` (a trigger's body keeps its own semicolons)."""
-    statements, current = [], ""
-    for line in script.strip().splitlines(keepends=True):
-        current += line
-        if sqlite3.complete_statement(current):
-            statements.append(current.strip())
-            current = ""
-    return statements
 
 
 def _filters(*clauses: tuple[str, Any]) -> tuple[str, list[Any]]:
