@@ -36,55 +36,16 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from ..errors import ConfigError, StateError
 from ..private import FULL_ERRNOS, create_private, disk_hint, narrow, private_folder
+from .base import Delivery, FileState, RefusalKind, Status, now
 from .schema import check_version, create_or_migrate
-
-Status = Literal["pending", "delivered", "failed", "superseded"]
-FileState = Literal["renaming", "published"]
-#: why a record was refused: its folder (vehicle.json, images), its rules (no rule file, no
-#: destination), or the names its templates render
-RefusalKind = Literal["record", "rules", "naming"]
 
 #: SQLite's primary result codes of a disk that is full, read-only or failing (or a file that cannot be made)
 _DISK_CODES = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN})
-
-
-def now() -> str:
-    """The current time, ISO 8601 with its UTC offset."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """One row of the ledger."""
-
-    id: int
-    record_id: str
-    content_hash: str
-    client_id: str
-    destination: str
-    record_path: str
-    status: Status
-    attempts: int
-    last_error: str | None
-    remote_paths: tuple[str, ...]
-    bytes: int
-    correlation_id: str | None
-    created_at: str
-    updated_at: str
-    delivered_at: str | None
-    vin: str | None = None
-    user_id: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return {**self.__dict__, "remote_paths": list(self.remote_paths)}
 
 
 class Ledger:
