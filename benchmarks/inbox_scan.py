@@ -60,10 +60,10 @@ def build_inbox(inbox: Path, records: int, clients: int, images: list[int]) -> f
 
 def build_ledger(state: Path, records: list[Any]) -> float:
     """Every record delivered to its client's destination, through direct SQL on the product's schema."""
-    from ftpexport.ledger import Ledger, now
+    from ftpexport.ledger import now, open_ledger
 
     t0 = time.perf_counter()
-    Ledger(state).close()
+    open_ledger(state).close()
     stamp = now()
     db = sqlite3.connect(state, isolation_level=None)
     db.execute("BEGIN")
@@ -89,12 +89,12 @@ def sha256_speed() -> float:
 
 def profile_prepare(inbox: Path, rules: Path, state: Path, folders: list[Path], top: int) -> tuple[float, str]:
     """cProfile of Exporter.prepare (load, plan, ledger lookups) over ``folders``."""
-    from ftpexport.ledger import Ledger
+    from ftpexport.ledger import open_ledger
     from ftpexport.pipeline import Exporter, Options, Summary
     from ftpexport.rules import load_rules
 
     ruleset = load_rules(rules)
-    with tempfile.TemporaryDirectory() as spool, Ledger(state) as ledger:
+    with tempfile.TemporaryDirectory() as spool, open_ledger(state) as ledger:
         exporter = Exporter(ruleset, ledger, Options(jobs=1, spool_dir=Path(spool)))
         try:
             profiler = cProfile.Profile()

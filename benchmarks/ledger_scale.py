@@ -1,6 +1,6 @@
 """Costs that grow, part 1: the ledger with a million deliveries.
 
-Issue 6, point 5. Builds a ledger with the product's own schema and indexes (``Ledger(path)``
+Issue 6, point 5. Builds a ledger with the product's own schema and indexes (``open_ledger(path)``
 creates the file), fills it with direct SQL inserts (``--deliveries`` rows over
 ``--destinations`` destinations: ~2 % pending, ~1 % failed, a few superseded, the rest delivered,
 over a year; their attempts and the files journal), then times:
@@ -63,9 +63,9 @@ def _destinations(count: int) -> list[tuple[str, str]]:
 
 def build(path: Path, deliveries: int, destinations: int, pending: float, failed: float, seed: int = 1) -> None:
     sys.path.insert(0, str(ROOT))
-    from ftpexport.ledger import Ledger
+    from ftpexport.ledger import open_ledger
 
-    Ledger(path).close()  # the product's schema, indexes and user_version
+    open_ledger(path).close()  # the product's schema, indexes and user_version
     rng = random.Random(seed)
     routes = _destinations(destinations)
     end = datetime.now(UTC).replace(microsecond=0)
@@ -169,10 +169,10 @@ def _scan_notes(plan: list[str]) -> list[str]:
 
 def time_methods(path: Path, repeat: int, slow_ms: float = 50.0) -> tuple[list[list[Any]], list[str]]:
     sys.path.insert(0, str(ROOT))
-    from ftpexport.ledger import Ledger
+    from ftpexport.ledger import open_ledger
 
     t0 = time.perf_counter()
-    ledger = Ledger(path)
+    ledger = open_ledger(path)
     opened = time.perf_counter() - t0
     db: sqlite3.Connection = ledger._db
     probe = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -235,7 +235,7 @@ def time_methods(path: Path, repeat: int, slow_ms: float = 50.0) -> tuple[list[l
         ("give_up_on_missing(path)", lambda: ledger.give_up_on_missing("/data/inbox/not-there", "bench")),
         ("requeue(record_id=unknown)", lambda: ledger.requeue(record_id="not-there")),
     ]  # fmt: skip
-    rows: list[list[Any]] = [["Ledger(path) (open)", f"{opened * 1000:.1f}", "", "", ""]]
+    rows: list[list[Any]] = [["open_ledger(path) (open)", f"{opened * 1000:.1f}", "", "", ""]]
     slow: list[str] = []
     for name, call in calls:
         statements: list[str] = []

@@ -36,7 +36,7 @@ from .display import (
     summary_text,
 )
 from .errors import ConfigError, FtpexportError
-from .ledger import Ledger
+from .ledger import Ledger, open_ledger
 from .lock import exclusive
 from .logs import setup_logging
 from .recordfiles import ALLOW_HARDLINKS_ENV, own_files
@@ -256,7 +256,7 @@ def _open_ledger(state: Path) -> Ledger:
     """The ledger for a reading command; it must exist."""
     if not state.exists():
         raise ConfigError(f"{state}: no ledger here yet", hint="run an export first, or pass --state")
-    return Ledger(state)
+    return open_ledger(state)
 
 
 def _timing_options(f: Any) -> Any:
@@ -353,7 +353,7 @@ def _hardlinks_option(f: Any) -> Any:
 @contextmanager
 def _exclusive_ledger(state: Path) -> Iterator[Ledger]:
     """The ledger, for this process alone; attempts a killed process left open are closed."""
-    with exclusive(state), Ledger(state) as ledger:
+    with exclusive(state), open_ledger(state) as ledger:
         # archives a killed process was building or sending: nobody else can be using them
         shutil.rmtree(_spool(state), ignore_errors=True)
         interrupted = ledger.close_interrupted()

@@ -17,7 +17,7 @@ from typing import TextIO
 
 from .display import human_bytes, summary_text
 from .errors import ConfigError
-from .ledger import Ledger
+from .ledger import open_ledger
 from .pipeline import Exporter, Options, Summary
 from .record import RECORD_FILE, is_complete, iter_record_folders
 from .rules import load_rules
@@ -147,7 +147,7 @@ def run_demo(out: TextIO, samples: Path | None = None) -> Summary:
                     user = (data.get("user") or {}).get("id", "-")
                     out.write(f"  {folder.name}: client {data.get('client_id')}, user {user}\n")
                 with (
-                    Ledger(base / "ledger.sqlite3") as ledger,
+                    open_ledger(base / "ledger.sqlite3") as ledger,
                     Exporter(load_rules(rules_dir), ledger, Options(jobs=4, retries=0)) as exporter,
                 ):
                     started = time.monotonic()

@@ -1,4 +1,4 @@
-"""The ledger: a SQLite file of deliveries and attempts; the only module that speaks SQL.
+"""The SQLite backend of the ledger: one file of deliveries and attempts.
 
 A delivery is one (record id, content hash, destination). It is ``pending`` until every file is
 on the server, then ``delivered``; ``failed`` keeps the last error and is parked until someone
@@ -41,14 +41,14 @@ from typing import Any
 
 from ..errors import ConfigError, StateError
 from ..private import FULL_ERRNOS, create_private, disk_hint, narrow, private_folder
-from .base import Delivery, FileState, RefusalKind, Status, now
+from .base import Delivery, FileState, Ledger, RefusalKind, Status, now
 from .schema import check_version, create_or_migrate
 
 #: SQLite's primary result codes of a disk that is full, read-only or failing (or a file that cannot be made)
 _DISK_CODES = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN})
 
 
-class Ledger:
+class SQLiteLedger(Ledger):
     """The delivery ledger in one SQLite file; safe to share between threads."""
 
     def __init__(self, path: Path) -> None:
@@ -93,12 +93,6 @@ class Ledger:
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-    def __enter__(self) -> Ledger:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from cli_runner import invoke
 
-from ftpexport.ledger import Ledger
+from ftpexport.ledger import open_ledger
 
 
 def _ledger(path: Path) -> None:
-    with Ledger(path) as ledger:
+    with open_ledger(path) as ledger:
         for record, client, destination in [("veh-1", "acme", "acme/dms"), ("veh-2", "acme", "acme/ftp"),
                                             ("veh-3", "bravo", "bravo/dms")]:  # fmt: skip
             delivery = ledger.open_delivery(

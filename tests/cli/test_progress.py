@@ -22,7 +22,7 @@ from rulefiles import ftp_destination, rule_document, write_rules
 from servers import RunningServer
 
 from ftpexport.display import human_bytes
-from ftpexport.ledger import Ledger
+from ftpexport.ledger import open_ledger
 
 pytestmark = pytest.mark.integration
 
@@ -78,7 +78,7 @@ def test_a_terminal_gets_the_live_display_failures_as_they_happen_and_the_summar
     assert "\x1b[1A" in raw and "\x1b[2K" in raw
     screen = ANSI.sub("", raw).replace("\r", "")
     # the last frame: every record done, the bytes of this run, the state of each destination
-    with Ledger(tmp_path / "l.db") as ledger:
+    with open_ledger(tmp_path / "l.db") as ledger:
         sent = sum(d.bytes for d in ledger.deliveries(status="delivered"))
     assert f"Records {RECORDS}/{RECORDS}" in screen
     assert f"Sent {human_bytes(sent)} / {human_bytes(sent)} (100%)" in screen, screen
@@ -139,6 +139,6 @@ def test_verbose_adds_log_lines_with_iso_times_and_correlation_ids(
     for event in delivered:
         # ISO 8601 with the UTC offset
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d", event["time"]), event["time"]
-    with Ledger(tmp_path / "l.db") as ledger:
+    with open_ledger(tmp_path / "l.db") as ledger:
         in_ledger = {d.correlation_id for d in ledger.deliveries(status="delivered")}
     assert {e["correlation_id"] for e in delivered} == in_ledger

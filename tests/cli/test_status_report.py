@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from cli_runner import invoke
 
-from ftpexport.ledger import Ledger
+from ftpexport.ledger import Ledger, open_ledger
 
 NOW = datetime.now(UTC)
 
@@ -51,7 +51,7 @@ def _delivery(
 @pytest.fixture
 def state(tmp_path: Path) -> Path:
     path = tmp_path / "ledger.sqlite3"
-    with Ledger(path) as ledger:
+    with open_ledger(path) as ledger:
         _delivery(ledger, "r1", "acme", "acme/dms", result="delivered", created=_ago(days=3), finished=_ago(days=3))
         _delivery(ledger, "r2", "acme", "acme/dms", result="delivered", created=_ago(hours=2), finished=_ago(hours=1))
         _delivery(ledger, "r3", "acme", "acme/dms", result="failed", created=_ago(hours=5), finished=_ago(hours=4),

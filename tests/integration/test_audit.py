@@ -12,7 +12,7 @@ from faults import closed_port
 from rulefiles import ftp_destination, rule_document, write_rules
 from servers import RunningServer
 
-from ftpexport.ledger import Ledger
+from ftpexport.ledger import open_ledger
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +65,7 @@ def test_every_attempt_is_logged_with_the_audit_fields_and_kept_in_the_ledger(
     assert failed[0]["correlation_id"] == failed[1]["correlation_id"]  # one id per record delivery
     assert failed[0]["correlation_id"] != delivered[0]["correlation_id"]
 
-    with Ledger(state) as ledger:
+    with open_ledger(state) as ledger:
         history = ledger.history(client_id="bravo-cars")
     assert sorted((h["destination"], h["result"]) for h in history) == [
         ("bravo-cars/dms", "delivered"), ("bravo-cars/down", "failed"), ("bravo-cars/down", "failed")

@@ -24,7 +24,7 @@ from rulefiles import ftp_destination, rule_document, write_rules
 from servers import RunningServer, pyftpdlib_server
 
 from ftpexport.errors import TransientError
-from ftpexport.ledger import Ledger
+from ftpexport.ledger import open_ledger
 from ftpexport.pipeline import Exporter, Options
 from ftpexport.rules import load_rules
 from ftpexport.transport import Transport, open_transport, upload_file
@@ -73,7 +73,7 @@ def test_a_run_against_an_ftp_quota_leaves_no_temporary_file(tmp_path: Path, mon
         folder = make_record(tmp_path / "inbox", 1, CLIENT, image_sizes={"99.jpg": 300_000})
         options = Options(retries=1, backoff=0.01, spool_dir=tmp_path / "spool")
         with (
-            Ledger(tmp_path / "ledger.db") as ledger,
+            open_ledger(tmp_path / "ledger.db") as ledger,
             Exporter(load_rules(rules), ledger, options) as exporter,
         ):
             summary = exporter.export([folder])

@@ -27,7 +27,7 @@ from remote_files import expected_files, files_under, part_files
 from rulefiles import ftp_destination, rule_document, sftp_destination, write_rules
 from servers import RunningServer, pyftpdlib_server
 
-from ftpexport.ledger import Delivery, Ledger
+from ftpexport.ledger import Delivery, open_ledger
 from ftpexport.pipeline import Exporter, Options, Outcome, Summary
 from ftpexport.rules import load_rules
 
@@ -73,13 +73,16 @@ def export(
     ruleset = load_rules(rules_dir)
     assert not ruleset.errors, ruleset.errors
     settings = {"backoff": BACKOFF, "pause": 30.0, "spool_dir": state.parent / "spool", **options}
-    with Ledger(state) as ledger, Exporter(ruleset, ledger, Options(**settings), on_outcome=on_outcome) as exporter:
+    with (
+        open_ledger(state) as ledger,
+        Exporter(ruleset, ledger, Options(**settings), on_outcome=on_outcome) as exporter,
+    ):
         return exporter.export(folders)
 
 
 def deliveries(state: Path) -> dict[tuple[str, str], tuple[Delivery, list[dict[str, Any]]]]:
     """``{(record_id, destination): (ledger row, its attempts)}``."""
-    with Ledger(state) as ledger:
+    with open_ledger(state) as ledger:
         return {(d.record_id, d.destination): (d, ledger.attempts(d.id)) for d in ledger.deliveries()}
 
 
@@ -299,7 +302,7 @@ def test_rename_refused_553_names_the_final_path(
         assert part_files(server.root) == set()  # a refused rename leaves no hidden file behind
     row, attempts = the_delivery(state)
     assert (row.status, row.attempts, len(attempts)) == ("failed", 1, 1)
-    with Ledger(state) as ledger:
+    with open_ledger(state) as ledger:
         assert ledger.file_states(row.id) == {}  # the journal does not claim the rename may have happened
     assert f"remote path photos/{archive(1)}:" in row.last_error
     assert "553 Rename refused" in row.last_error
@@ -361,7 +364,7 @@ def test_sftp_disk_full_is_retried_then_delivered_after_requeue(
 
         umount()  # room again: the folder is back on the big disk
 
-    with Ledger(state) as ledger:
+    with open_ledger(state) as ledger:
         assert [d.record_id for d in ledger.requeue(destination=f"{CLIENT}/dms")] == ["veh-000001"]
     row, _ = the_delivery(state)
     assert (row.status, row.attempts) == ("pending", 0)
@@ -537,7 +540,7 @@ def test_connections_are_reused_and_a_dropped_one_is_replaced(
         first = [make_record(inbox, n, CLIENT) for n in range(1, 9)]
         ruleset = load_rules(rules_dir)
         options = Options(jobs=4, retries=3, backoff=BACKOFF, pause=30.0, spool_dir=state.parent / "spool")
-        with Ledger(state) as ledger, Exporter(ruleset, ledger, options) as exporter:
+        with open_ledger(state) as ledger, Exporter(ruleset, ledger, options) as exporter:
             summary = exporter.export(first)
             assert [o.result for o in summary.outcomes] == ["delivered"] * 8
             assert events["login"] == 1

@@ -29,7 +29,7 @@ from servers import RunningServer, pyftpdlib_server
 
 import ftpexport.transport.ftp as ftp_module
 from ftpexport.errors import PermanentError, TransientError
-from ftpexport.ledger import Ledger
+from ftpexport.ledger import open_ledger
 from ftpexport.pipeline import Exporter, Options
 from ftpexport.rules import load_rules
 from ftpexport.transport import Transport, Upload, open_transport, upload_file
@@ -321,7 +321,7 @@ def test_export_a_folder_deleted_between_two_records_is_delivered_in_one_attempt
         first, second = make_record(inbox, 1, CLIENT), make_record(inbox, 2, CLIENT)
         ruleset = load_rules(rules_dir)
         options = Options(jobs=1, retries=3, backoff=0.01, pause=30.0, spool_dir=state.parent / "spool")
-        with Ledger(state) as ledger, Exporter(ruleset, ledger, options) as exporter:
+        with open_ledger(state) as ledger, Exporter(ruleset, ledger, options) as exporter:
             assert [o.result for o in exporter.export([first]).outcomes] == ["delivered"]
             shutil.rmtree(server.root / "photos")  # the DMS ingested the record and removed the folder
             commands.clear()

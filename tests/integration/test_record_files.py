@@ -23,7 +23,7 @@ from polling import eventually
 from servers import RunningServer
 
 from ftpexport import pipeline
-from ftpexport.ledger import Ledger
+from ftpexport.ledger import open_ledger
 from ftpexport.package import Package
 from ftpexport.pipeline import Exporter, Options, Summary
 from ftpexport.rules import load_rules
@@ -168,7 +168,7 @@ def test_an_image_replaced_after_the_record_was_read_is_deferred_and_read_again(
     first = invoke("run", folder.parent, "--rules", rules, "--state", state, "--json")
     monkeypatch.setattr(pipeline, "make_package", real)
     sent_first = _server_bytes(ftp_server.root)
-    with Ledger(state) as ledger:
+    with open_ledger(state) as ledger:
         after_first = [(d.status, d.last_error) for d in ledger.deliveries()]
     second = invoke("run", folder.parent, "--rules", rules, "--state", state, "--json")
 
@@ -183,7 +183,7 @@ def test_an_image_replaced_after_the_record_was_read_is_deferred_and_read_again(
     assert second.exit_code == 0, second.output
     assert [d["result"] for d in json.loads(second.stdout)["deliveries"]] == ["delivered"]
     assert (folder / "1.jpg").read_bytes() in _server_bytes(ftp_server.root).values()
-    with Ledger(state) as ledger:
+    with open_ledger(state) as ledger:
         statuses = sorted(d.status for d in ledger.deliveries())
     same = new_content(b"x") == b"x"
     # the same bytes: the same delivery, pending then delivered; new bytes: a new version, the old one superseded
@@ -207,7 +207,7 @@ def test_watch_reads_again_a_record_whose_image_changed_after_it_was_read(
         return real(plan, workdir)
 
     monkeypatch.setattr(pipeline, "make_package", make_package)
-    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    ledger = open_ledger(tmp_path / "ledger.sqlite3")
     summary = Summary()
     stop = threading.Event()
     exporter = Exporter(load_rules(rules), ledger, Options(jobs=2, retries=0))
@@ -262,7 +262,7 @@ def test_a_version_replaced_while_its_attempt_runs_ends_superseded_not_pending(
         return real(plan, workdir)
 
     monkeypatch.setattr(pipeline, "make_package", make_package)
-    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    ledger = open_ledger(tmp_path / "ledger.sqlite3")
     summary = Summary()
     exporter = Exporter(load_rules(rules), ledger, Options(jobs=2, retries=0))
     try:

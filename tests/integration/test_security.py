@@ -27,7 +27,7 @@ from click.testing import Result
 from daemons import HOST
 from servers import RunningServer, pyftpdlib_server
 
-from ftpexport.ledger import Ledger
+from ftpexport.ledger import SQLiteLedger
 from ftpexport.pipeline import endpoint_for
 from ftpexport.rules import client_routes, load_rules
 from ftpexport.vault import KEY_ENV, KEY_FILE_ENV, STORE_ENV, LazyStore
@@ -268,16 +268,16 @@ def test_no_password_or_private_key_appears_in_any_output_log_ledger_or_repr(
     # SQLite folds the -wal file into the database when the last connection closes: keep a copy of
     # the -wal (and -shm) bytes of every ledger as it was just before each close.
     wal_snapshots: dict[str, bytes] = {}
-    real_close = Ledger.close
+    real_close = SQLiteLedger.close
 
-    def close_after_snapshot(self: Ledger) -> None:
+    def close_after_snapshot(self: SQLiteLedger) -> None:
         for suffix in ("-wal", "-shm"):
             side = Path(f"{self.path}{suffix}")
             if side.exists():
                 wal_snapshots[f"{side.name} before close #{len(wal_snapshots)}"] = side.read_bytes()
         real_close(self)
 
-    monkeypatch.setattr(Ledger, "close", close_after_snapshot)
+    monkeypatch.setattr(SQLiteLedger, "close", close_after_snapshot)
 
     token = secrets.token_urlsafe(24)
     password = f"{token}'\"\\q"

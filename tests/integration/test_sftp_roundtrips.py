@@ -34,7 +34,7 @@ from servers import RunningServer
 
 import ftpexport.transport.pool as pool_module
 from ftpexport.errors import PermanentError, TransientError
-from ftpexport.ledger import Ledger
+from ftpexport.ledger import Ledger, open_ledger
 from ftpexport.pipeline import Exporter, Options, Summary
 from ftpexport.rules import load_rules
 from ftpexport.transport import Transport, Upload, open_transport, upload_file
@@ -303,7 +303,7 @@ def exporter_for(tmp_path: Path, sftp_server: RunningServer, monkeypatch: pytest
     # The second record must meet a connection released "a moment ago" also on a slow machine.
     monkeypatch.setattr(pool_module, "RECENT_SECONDS", 60.0)
     state = tmp_path / "state" / "ledger.sqlite3"
-    with Ledger(state) as ledger, _Exporters(tmp_path, sftp_server, ledger) as make:
+    with open_ledger(state) as ledger, _Exporters(tmp_path, sftp_server, ledger) as make:
         yield make
 
 

@@ -21,7 +21,7 @@ from faults import closed_port
 from servers import RunningServer
 
 import ftpexport.pipeline
-from ftpexport.ledger import Ledger
+from ftpexport.ledger import open_ledger
 from ftpexport.pipeline import Exporter, Options, Summary
 from ftpexport.record import Record
 from ftpexport.rules import load_rules
@@ -88,7 +88,7 @@ def run(
 ) -> Iterator[Callable[[Path], Summary]]:
     """Export the inbox once with the rules of a folder, as ``ftpexport run`` does; the same ledger each time."""
     monkeypatch.setenv("UNCHANGED_FTP_PASSWORD", ftp_server.password)
-    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    ledger = open_ledger(tmp_path / "ledger.sqlite3")
 
     def once(rules: Path) -> Summary:
         with Exporter(load_rules(rules), ledger, Options(jobs=2, retries=0)) as exporter:

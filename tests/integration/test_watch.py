@@ -18,7 +18,7 @@ from polling import eventually
 from rulefiles import ftp_destination, rule_document, write_rules
 from servers import RunningServer
 
-from ftpexport.ledger import Ledger
+from ftpexport.ledger import Ledger, open_ledger
 from ftpexport.pipeline import Exporter, Options, Summary
 from ftpexport.rules import load_rules
 from ftpexport.watch import InboxWatcher
@@ -45,7 +45,7 @@ def watcher(request: pytest.FixtureRequest, tmp_path: Path, rules: Path) -> Iter
     """
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    ledger = open_ledger(tmp_path / "ledger.sqlite3")
     summary = Summary()
     stop = threading.Event()
     exporter = Exporter(load_rules(rules), ledger, Options(jobs=2, retries=0))
@@ -162,7 +162,7 @@ def test_records_present_at_startup_and_updates_are_exported(
     inbox = tmp_path / "inbox"
     shutil.copytree(SAMPLES / "veh-000124", inbox / "veh-000124")
     with (
-        Ledger(tmp_path / "ledger.sqlite3") as ledger,
+        open_ledger(tmp_path / "ledger.sqlite3") as ledger,
         Exporter(load_rules(rules), ledger, Options(retries=0)) as exporter,
     ):
         stop = threading.Event()

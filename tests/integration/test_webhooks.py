@@ -37,7 +37,7 @@ from rulefiles import ftp_destination, rule_document, write_rules
 from servers import RunningServer
 from standardwebhooks import Webhook
 
-from ftpexport.ledger import Ledger
+from ftpexport.ledger import Ledger, open_ledger
 from ftpexport.logs import JsonFormatter
 from ftpexport.pipeline import Exporter, Options, Summary
 from ftpexport.rules import load_rules
@@ -212,7 +212,10 @@ def notifying(setup: Setup, settings: NotifySettings = FAST, **kwargs: Any) -> I
     """A ledger and a notifier for one process; the notifier is closed (``close_wait``) before the ledger."""
     ruleset = load_rules(setup.rules_dir)
     assert not ruleset.errors, ruleset.errors
-    with Ledger(setup.state) as ledger, Notifier(ledger, lambda: ruleset, setup.store, settings, **kwargs) as notifier:
+    with (
+        open_ledger(setup.state) as ledger,
+        Notifier(ledger, lambda: ruleset, setup.store, settings, **kwargs) as notifier,
+    ):
         yield ledger, notifier
 
 
@@ -225,7 +228,7 @@ def export(setup: Setup, ledger: Ledger, notifier: Notifier, folders: list[Path]
 
 
 def notifications(setup: Setup) -> list[dict[str, Any]]:
-    with Ledger(setup.state) as ledger:
+    with open_ledger(setup.state) as ledger:
         return ledger.notifications()
 
 
@@ -562,7 +565,7 @@ def test_ftpexport_run_posts_the_webhook_with_the_secret_from_the_store(
     assert (document["type"], document["data"]["record_id"]) == ("vehicle.delivered", "veh-000001")
     [row] = notifications(setup)
     assert (row["status"], row["attempts"], row["response_code"]) == ("sent", 1, 200)
-    with Ledger(setup.state) as ledger:
+    with open_ledger(setup.state) as ledger:
         [delivery] = ledger.deliveries()
     assert document["data"]["correlation_id"] == delivery.correlation_id == row["correlation_id"]
 
@@ -574,7 +577,7 @@ def test_watch_sends_what_an_earlier_process_left_pending_then_each_new_vehicle(
     write_private(key_file, setup.key.get_secret_value().encode() + b"\n")
     write_rules(setup.rules_dir, rule_document("acme", [ftp_to(ftp_server)], notify=notify_block(receiver)))
     setup.state.parent.mkdir(parents=True)
-    with Ledger(setup.state) as ledger:  # a notification a killed run left in the outbox
+    with open_ledger(setup.state) as ledger:  # a notification a killed run left in the outbox
         ledger.add_notification(
             webhook_id="msg_left_by_an_earlier_run", delivery_id=None, client_id="acme", event="vehicle.delivered",
             url=receiver.url, payload=encode({"type": "vehicle.delivered", "data": {"record_id": "veh-earlier"}}),
@@ -595,7 +598,7 @@ def test_watch_sends_what_an_earlier_process_left_pending_then_each_new_vehicle(
     assert [p["data"]["record_id"] for p in payloads] == ["veh-earlier", "veh-000001"]
     assert receiver.requests[0].headers["webhook-id"] == "msg_left_by_an_earlier_run"
     assert [(r["status"], r["correlation_id"] is not None) for r in notifications(setup)] == [("sent", True)] * 2
-    with Ledger(setup.state) as ledger:
+    with open_ledger(setup.state) as ledger:
         [delivery] = ledger.deliveries()
     assert [e["correlation_id"] for e in daemon.logged("webhook sent")] == ["c-earlier", delivery.correlation_id]
     assert setup.secret not in daemon.stderr + daemon.stdout

@@ -171,6 +171,13 @@ def test_cli_is_the_only_module_that_imports_click() -> None:
     assert users == ["ftpexport.cli", "ftpexport.cli_base"]
 
 
+def test_only_the_ledger_package_speaks_sql() -> None:
+    users = sorted(module for module in MODULES if any(i.target == "sqlite3" for i in imports_of(module)))
+
+    # a second backend (PostgreSQL) goes beside sqlite in ftpexport/ledger/, callers do not change
+    assert users and all(module.startswith("ftpexport.ledger.") for module in users), users
+
+
 # the direction of STYLE.md as layers: a module may import its own layer or a lower one
 LAYERS: dict[str, int] = {
     "ftpexport": 0,

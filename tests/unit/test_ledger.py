@@ -13,12 +13,12 @@ import pytest
 from filemodes import umask
 
 from ftpexport.errors import ConfigError, StateError
-from ftpexport.ledger import SCHEMA_VERSION, Delivery, Ledger
+from ftpexport.ledger import SCHEMA_VERSION, Delivery, Ledger, SQLiteLedger, open_ledger
 
 
 @pytest.fixture
 def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    with Ledger(tmp_path / "state" / "ledger.sqlite") as opened:
+    with open_ledger(tmp_path / "state" / "ledger.sqlite") as opened:
         yield opened
 
 
@@ -204,7 +204,7 @@ def test_deliveries_filter_and_limit(ledger: Ledger) -> None:
 
 def test_reopening_the_file_keeps_everything(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite"
-    with Ledger(path) as ledger:
+    with open_ledger(path) as ledger:
         delivery = open_delivery(ledger)
         attempt = ledger.start_attempt(delivery.id, "c1")
         ledger.succeed(delivery.id, attempt, ["photos/V.zip"], 99)
@@ -212,7 +212,7 @@ def test_reopening_the_file_keeps_everything(tmp_path: Path) -> None:
         ledger.fail(failed.id, ledger.start_attempt(failed.id, "c2"), "550 denied", final=True)
         before = [d.as_dict() for d in ledger.deliveries()]
 
-    with Ledger(path) as reopened:
+    with open_ledger(path) as reopened:
         assert [d.as_dict() for d in reopened.deliveries()] == before
         assert [a["result"] for a in reopened.attempts(delivery.id)] == ["delivered"]
         again = open_delivery(reopened)
@@ -221,7 +221,7 @@ def test_reopening_the_file_keeps_everything(tmp_path: Path) -> None:
 
 def test_the_ledger_file_records_its_schema_version(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite"
-    Ledger(path).close()
+    open_ledger(path).close()
 
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
@@ -237,7 +237,7 @@ def test_a_ledger_from_a_newer_schema_is_a_config_error(tmp_path: Path) -> None:
     before = path.read_bytes()
 
     with pytest.raises(ConfigError) as caught:
-        Ledger(path)
+        open_ledger(path)
 
     assert caught.value.exit_code == 2
     assert f"{path}: the ledger was written by a newer ftpexport (schema {SCHEMA_VERSION + 1})" in str(caught.value)
@@ -252,20 +252,20 @@ def test_a_file_that_is_not_a_ledger_is_a_config_error(tmp_path: Path) -> None:
     path.write_bytes(b"this is not a SQLite database, " * 100)
 
     with pytest.raises(ConfigError, match=re.escape(f"{path}: cannot open the ledger")):
-        Ledger(path)
+        open_ledger(path)
 
 
 def test_a_ledger_path_under_a_file_is_a_config_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
 
     with pytest.raises(ConfigError, match="cannot open the ledger"):
-        Ledger(tmp_path / "file" / "ledger.sqlite")
+        open_ledger(tmp_path / "file" / "ledger.sqlite")
 
 
 def test_the_ledger_is_created_with_its_folder(tmp_path: Path) -> None:
     path = tmp_path / "a" / "b" / "ledger.sqlite"
 
-    with Ledger(path) as ledger:
+    with open_ledger(path) as ledger:
         open_delivery(ledger)
 
     assert path.is_file()
@@ -348,7 +348,7 @@ def test_defer_keeps_a_delivery_pending_with_the_reason(ledger: Ledger) -> None:
 
 def test_a_schema_1_ledger_is_upgraded_in_place(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite"
-    with Ledger(path) as ledger:
+    with open_ledger(path) as ledger:
         delivery = open_delivery(ledger)
     db = sqlite3.connect(path)
     db.execute("DROP TABLE files")
@@ -356,7 +356,7 @@ def test_a_schema_1_ledger_is_upgraded_in_place(tmp_path: Path) -> None:
     db.commit()
     db.close()
 
-    with Ledger(path) as ledger:
+    with open_ledger(path) as ledger:
         assert ledger.get(delivery.id).status == "pending"
         ledger.mark_file(delivery.id, "A.zip", "published")
         assert ledger.file_states(delivery.id) == {"A.zip": "published"}
@@ -367,7 +367,7 @@ def test_a_schema_1_ledger_is_upgraded_in_place(tmp_path: Path) -> None:
 
 def test_a_schema_2_ledger_gains_the_vin_and_the_notifications_outbox(tmp_path: Path) -> None:
     path = tmp_path / "v2.sqlite"
-    with Ledger(path) as ledger:
+    with open_ledger(path) as ledger:
         delivery = open_delivery(ledger)
     db = sqlite3.connect(path)
     db.execute("DROP INDEX deliveries_by_route")
@@ -378,7 +378,7 @@ def test_a_schema_2_ledger_gains_the_vin_and_the_notifications_outbox(tmp_path: 
     db.commit()
     db.close()
 
-    with Ledger(path) as ledger:
+    with open_ledger(path) as ledger:
         assert ledger.get(delivery.id).vin is None  # rows of before keep going
         again = ledger.open_delivery(record_id="r2", content_hash="h", client_id="c", destination="c/d",
                                      record_path="/in/r2", vin="1HGCM82633A004352", user_id="u-1")  # fmt: skip
@@ -434,7 +434,7 @@ def test_route_totals_follow_every_change_of_the_deliveries(tmp_path: Path) -> N
 
     path = tmp_path / "ledger.sqlite"
     rng = random.Random(6)
-    with Ledger(path) as ledger:
+    with open_ledger(path) as ledger:
         for step in range(400):
             destination = rng.choice(["acme/dms", "acme/backup", "bravo/dms"])
             delivery = open_delivery(ledger, f"veh-{rng.randrange(40)}", f"h{rng.randrange(3)}", destination)
@@ -464,7 +464,7 @@ def test_route_totals_follow_every_change_of_the_deliveries(tmp_path: Path) -> N
 
 def test_a_schema_3_ledger_gains_route_totals_counted_from_its_deliveries(tmp_path: Path) -> None:
     path = tmp_path / "v3.sqlite"
-    with Ledger(path) as ledger:
+    with open_ledger(path) as ledger:
         for n in range(5):
             delivery = open_delivery(ledger, f"veh-{n}", destination="acme/dms" if n % 2 else "bravo/dms")
             if n < 3:
@@ -478,14 +478,14 @@ def test_a_schema_3_ledger_gains_route_totals_counted_from_its_deliveries(tmp_pa
     db.commit()
     db.close()
 
-    with Ledger(path) as ledger:
+    with open_ledger(path) as ledger:
         open_delivery(ledger, "veh-9", destination="acme/dms")
         assert {(r["destination"], r["delivered"], r["pending"]) for r in ledger.routes()} == {
             ("acme/dms", 1, 2),
             ("bravo/dms", 2, 1),
         }
     assert _counted(path)[("acme", "acme/dms", "pending")] == 2
-    with Ledger(path):
+    with open_ledger(path):
         pass  # opened again: counted once, not twice
     _counted(path)
 
@@ -505,7 +505,7 @@ def test_a_record_marked_seen_is_remembered_with_its_signature_rules_and_deliver
 
 def test_the_ledger_its_folder_and_its_wal_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
     path = tmp_path / "state" / "ledger.sqlite3"
-    with umask(0o022), Ledger(path) as ledger:
+    with umask(0o022), open_ledger(path) as ledger:
         open_delivery(ledger)
         files = {p.name: stat.S_IMODE(p.stat().st_mode) for p in path.parent.iterdir()}
     assert files == {"ledger.sqlite3": 0o600, "ledger.sqlite3-wal": 0o600, "ledger.sqlite3-shm": 0o600}
@@ -520,7 +520,7 @@ def test_a_ledger_left_0644_by_an_older_version_is_narrowed_when_opened(tmp_path
         db.execute("CREATE TABLE t (x)")
         db.commit()
         assert stat.S_IMODE(path.stat().st_mode) == 0o644
-        with Ledger(path) as ledger:
+        with open_ledger(path) as ledger:
             open_delivery(ledger)
             modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
         db.close()
@@ -530,9 +530,9 @@ def test_a_ledger_left_0644_by_an_older_version_is_narrowed_when_opened(tmp_path
 def test_opening_a_complete_ledger_writes_nothing(tmp_path: Path) -> None:
     # so that `status` can still read a ledger whose disk is full
     path = tmp_path / "ledger.sqlite3"
-    with Ledger(path) as ledger:
+    with open_ledger(path) as ledger:
         open_delivery(ledger)
-    with Ledger(path) as ledger:
+    with open_ledger(path) as ledger:
         assert ledger.get(1).record_id == "veh-1"
         assert (tmp_path / "ledger.sqlite3-wal").stat().st_size == 0
 
@@ -541,7 +541,7 @@ def test_a_full_disk_is_a_state_error_naming_the_file_and_the_ledger_goes_on_onc
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "state" / "ledger.sqlite3"
-    with Ledger(path) as ledger:
+    with open_ledger(path) as ledger:
         first = open_delivery(ledger)
         # SQLite's own "database or disk is full": the file may not grow by a single page
         pages = ledger._db.execute("PRAGMA page_count").fetchone()[0]
@@ -592,7 +592,7 @@ def test_a_refused_record_is_kept_counted_and_cleared(ledger: Ledger) -> None:
 
 def test_a_schema_4_ledger_gains_the_refused_records(tmp_path: Path) -> None:
     path = tmp_path / "v4.sqlite"
-    with Ledger(path) as ledger:
+    with open_ledger(path) as ledger:
         open_delivery(ledger)
     db = sqlite3.connect(path)
     db.execute("DROP TABLE refused_records")
@@ -600,10 +600,37 @@ def test_a_schema_4_ledger_gains_the_refused_records(tmp_path: Path) -> None:
     db.commit()
     db.close()
 
-    with Ledger(path) as ledger:
+    with open_ledger(path) as ledger:
         assert ledger.refused() == []
         ledger.refuse("/inbox/x", kind="record", reason="bad")
         assert ledger.refused_counts() == {"": 1}
         assert ledger.get(1).record_id == "veh-1"
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+
+
+@pytest.mark.parametrize("as_text", [False, True])
+def test_open_ledger_opens_a_sqlite_file_for_a_path(tmp_path: Path, as_text: bool) -> None:
+    path = tmp_path / "state" / "ledger.sqlite3"
+
+    with open_ledger(str(path) if as_text else path) as ledger:
+        assert isinstance(ledger, SQLiteLedger)
+        open_delivery(ledger)
+
+    assert sqlite3.connect(path).execute("SELECT COUNT(*) FROM deliveries").fetchone() == (1,)
+
+
+def test_open_ledger_refuses_a_url_of_an_unknown_scheme_without_showing_its_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # a URL taken for a relative path would create a folder "mysql:" here
+
+    with pytest.raises(ConfigError) as raised:
+        open_ledger("mysql://exporter:s3cret@db.example:3306/ledger?sslmode=require")
+
+    message = str(raised.value)
+    assert "--state mysql://db.example:3306/ledger" in message
+    assert "no ledger backend for URLs of scheme 'mysql'" in message
+    assert "s3cret" not in message and "exporter" not in message
+    assert raised.value.hint == "pass the path of a SQLite file as --state (e.g. .ftpexport/ledger.sqlite3)"
+    assert list(tmp_path.iterdir()) == []  # nothing created: not taken for a file

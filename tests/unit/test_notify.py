@@ -21,7 +21,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from ftpexport.errors import ConfigError
 from ftpexport.events import Outcome
-from ftpexport.ledger import Ledger
+from ftpexport.ledger import Ledger, open_ledger
 from ftpexport.rules import (
     ClientRules,
     RuleSet,
@@ -234,7 +234,10 @@ def notifier_for(
     ruleset = RuleSet(directory=tmp_path / "rules", clients={"acme": loaded})
     options = NotifySettings(**{"backoff": 0.01, "max_backoff": 0.02, "poll": 0.2, "close_wait": 10.0, **settings})
     kwargs = {"resolver": resolver} if resolver else {}
-    with Ledger(tmp_path / "ledger.sqlite3") as ledger, Notifier(ledger, lambda: ruleset, None, options, **kwargs) as n:
+    with (
+        open_ledger(tmp_path / "ledger.sqlite3") as ledger,
+        Notifier(ledger, lambda: ruleset, None, options, **kwargs) as n,
+    ):
         yield ledger, n, ruleset
 
 
@@ -386,7 +389,7 @@ def test_what_a_closing_notifier_waits_for_said_per_client_and_endpoint() -> Non
 
 
 def test_notification_totals_count_the_unsent_per_client_and_endpoint_with_the_newest_error(tmp_path: Path) -> None:
-    with Ledger(tmp_path / "ledger.sqlite3") as ledger:
+    with open_ledger(tmp_path / "ledger.sqlite3") as ledger:
 
         def add(client: str, url: str, *results: tuple[bool, str | None]) -> None:
             number = len(ledger.notifications())
