@@ -20,9 +20,6 @@ folder and the rules the same counts it unchanged without reading and hashing it
 no rule file for the client, a name that renders badly) and why, until the folder is accepted or
 is gone: ``status`` and the metrics show them.
 
-The file and its companions (``-wal``, ``-shm``) are created 0600. A full disk, a read-only file
-system or an I/O error becomes a ``StateError`` naming the file and what to do.
-
 The ``notifications`` table is the outbox of the clients' webhooks: a notification is written
 when a delivery ends and stays ``pending`` until the client's endpoint accepts it (``sent``) or
 its attempts run out (``failed``).
@@ -30,104 +27,15 @@ its attempts run out (``failed``).
 
 from __future__ import annotations
 
-import errno
 import json
-import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, StateError
-from ..private import FULL_ERRNOS, create_private, disk_hint, narrow, private_folder
 from .base import Delivery, FileState, Ledger, RefusalKind, Status, now
-from .schema import check_version, create_or_migrate
-
-#: SQLite's primary result codes of a disk that is full, read-only or failing (or a file that cannot be made)
-_DISK_CODES = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN})
+from .connection import Connection, filters, to_delivery
 
 
-class SQLiteLedger(Ledger):
+class SQLiteLedger(Connection, Ledger):
     """The delivery ledger in one SQLite file; safe to share between threads."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            private_folder(path.parent)
-            create_private(path)  # SQLite gives its -wal, -shm and -journal files the mode of this one
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        except (OSError, sqlite3.Error) as exc:
-            raise self._open_error(exc) from exc
-        try:
-            self._db.row_factory = sqlite3.Row
-            version = check_version(self._db, path)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            for companion in ("-wal", "-shm", "-journal"):
-                narrow(path.with_name(path.name + companion))  # left by an older ftpexport with its 0644
-            create_or_migrate(self._db, version)
-        except BaseException as exc:
-            self._db.close()  # a refused ledger must not stay open (and locked) behind the error
-            if isinstance(exc, OSError | sqlite3.Error):
-                raise self._open_error(exc) from exc
-            raise
-        self._lock = threading.Lock()
-
-    def _open_error(self, exc: OSError | sqlite3.Error) -> ConfigError | StateError:
-        """A full or read-only disk is a ``StateError`` (exit 1); anything else a ``ConfigError`` (exit 2)."""
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        message = f"{self.path}: cannot open the ledger: {reason}"
-        full = isinstance(exc, OSError) and exc.errno in FULL_ERRNOS | {errno.EIO}
-        code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
-        if full or code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY):
-            return StateError(message, hint=disk_hint(self.path.parent))
-        return ConfigError(message, hint="check --state")
-
-    def _failure(self, exc: sqlite3.Error, doing: str) -> StateError | None:
-        """``exc`` as a ``StateError`` when the disk is at fault; None for anything else (a bug)."""
-        if (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF in _DISK_CODES:
-            return StateError(f"{self.path}: cannot {doing} the ledger: {exc}", hint=disk_hint(self.path.parent))
-        return None
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._db
-                except BaseException:
-                    self._rollback()
-                    raise
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                # a COMMIT refused for a full disk may leave the transaction open: the next one must start clean
-                self._rollback()
-                failure = self._failure(exc, "write")
-                if failure is None:
-                    raise
-                raise failure from exc
-
-    def _rollback(self) -> None:
-        if self._db.in_transaction:
-            with suppress(sqlite3.Error):  # SQLite may have rolled it back itself
-                self._db.execute("ROLLBACK")
-
-    @contextmanager
-    def _reading(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            try:
-                yield self._db
-            except sqlite3.Error as exc:
-                failure = self._failure(exc, "read")
-                if failure is None:
-                    raise
-                raise failure from exc
 
     def find(self, record_id: str, content_hash: str, destination: str) -> Delivery | None:
         """The delivery of this version of a record to a destination, if the ledger has it."""
@@ -136,7 +44,7 @@ class SQLiteLedger(Ledger):
                 "SELECT * FROM deliveries WHERE record_id = ? AND content_hash = ? AND destination = ?",
                 (record_id, content_hash, destination),
             ).fetchone()
-        return _delivery(row) if row else None
+        return to_delivery(row) if row else None
 
     def open_delivery(
         self,
@@ -169,7 +77,7 @@ class SQLiteLedger(Ledger):
                 "SELECT * FROM deliveries WHERE record_id = ? AND content_hash = ? AND destination = ?",
                 (record_id, content_hash, destination),
             ).fetchone()
-        return _delivery(row)
+        return to_delivery(row)
 
     def start_attempt(self, delivery_id: int, correlation_id: str) -> int:
         """Record that an attempt begins; returns the attempt id.
@@ -230,14 +138,14 @@ class SQLiteLedger(Ledger):
         limit: int | None = None,
     ) -> list[Delivery]:
         """Deliveries, newest first, optionally filtered (``since``: changed since then, ISO 8601)."""
-        where, params = _filters(("status = ?", status), ("client_id = ?", client_id), ("updated_at >= ?", since))
+        where, params = filters(("status = ?", status), ("client_id = ?", client_id), ("updated_at >= ?", since))
         query = f"SELECT * FROM deliveries WHERE {where} ORDER BY updated_at DESC, id DESC"  # noqa: S608
         if limit is not None:
             query += " LIMIT ?"
             params.append(limit)
         with self._reading():
             rows = self._db.execute(query, params).fetchall()
-        return [_delivery(row) for row in rows]
+        return [to_delivery(row) for row in rows]
 
     def counts(self) -> dict[str, dict[str, int]]:
         """``{client_id: {status: count}}``."""
@@ -256,7 +164,7 @@ class SQLiteLedger(Ledger):
             row = self._db.execute("SELECT * FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
         if row is None:
             raise KeyError(delivery_id)
-        return _delivery(row)
+        return to_delivery(row)
 
     def mark_file(self, delivery_id: int, remote_path: str, state: FileState) -> None:
         """Journal one file of a delivery: ``renaming`` before the rename, ``published`` after it."""
@@ -321,7 +229,7 @@ class SQLiteLedger(Ledger):
                 f"UPDATE deliveries SET status = 'pending', attempts = 0, updated_at = ? WHERE {where}",  # noqa: S608
                 [now(), *params],
             )
-        return [_delivery(row) for row in rows]
+        return [to_delivery(row) for row in rows]
 
     def pending_record_paths(self) -> list[str]:
         """The record folders of pending deliveries, oldest first (what a restart must resume)."""
@@ -384,7 +292,7 @@ class SQLiteLedger(Ledger):
             if since is None:
                 result = self._routes_from_totals(client_id)
             else:
-                where, params = _filters(("client_id = ?", client_id), ("updated_at >= ?", since))
+                where, params = filters(("client_id = ?", client_id), ("updated_at >= ?", since))
                 query = f"{_ROUTES} WHERE {where} GROUP BY client_id, destination ORDER BY client_id, destination"
                 result = [dict(row) for row in self._db.execute(query, params)]
             # the newest error of each destination's undelivered deliveries, in one pass
@@ -408,7 +316,7 @@ class SQLiteLedger(Ledger):
     def _routes_from_totals(self, client_id: str | None) -> list[dict[str, Any]]:
         """``routes()`` without ``since``: the counts from ``route_totals``, the times by index seeks
         (a few per destination, instead of reading every delivery)."""
-        where, params = _filters(("client_id = ?", client_id))
+        where, params = filters(("client_id = ?", client_id))
         counts: dict[tuple[str, str], dict[str, int]] = {}
         for row in self._db.execute(f"SELECT * FROM route_totals WHERE {where} AND n > 0", params):  # noqa: S608
             counts.setdefault((row["client_id"], row["destination"]), {})[row["status"]] = row["n"]
@@ -443,7 +351,7 @@ class SQLiteLedger(Ledger):
         self, *, since: str | None = None, until: str | None = None, client_id: str | None = None
     ) -> list[Delivery]:
         """Deliveries completed in [since, until), oldest first: what was sent to whom."""
-        where, params = _filters(
+        where, params = filters(
             ("delivered_at IS NOT NULL", True),
             ("delivered_at >= ?", since),
             ("delivered_at < ?", until),
@@ -454,7 +362,7 @@ class SQLiteLedger(Ledger):
                 f"SELECT * FROM deliveries WHERE {where} AND status = 'delivered' ORDER BY delivered_at, id",  # noqa: S608
                 params,
             ).fetchall()
-        return [_delivery(row) for row in rows]
+        return [to_delivery(row) for row in rows]
 
     # --- records whose every delivery is done (skipped without reading them again)
 
@@ -482,7 +390,7 @@ class SQLiteLedger(Ledger):
                 f"SELECT * FROM deliveries WHERE id IN ({marks}) ORDER BY id",  # noqa: S608
                 delivery_ids,
             ).fetchall()
-        return [_delivery(row) for row in rows]
+        return [to_delivery(row) for row in rows]
 
     # --- record folders refused (invalid vehicle.json, no rule file, a name that renders badly)
 
@@ -516,7 +424,7 @@ class SQLiteLedger(Ledger):
 
     def refused(self, *, client_id: str | None = None, since: str | None = None) -> list[dict[str, Any]]:
         """The refused record folders, last refused first (``since``: refused again since then)."""
-        where, params = _filters(("client_id = ?", client_id), ("last_seen >= ?", since))
+        where, params = filters(("client_id = ?", client_id), ("last_seen >= ?", since))
         with self._reading():
             query = f"SELECT * FROM refused_records WHERE {where} ORDER BY last_seen DESC, record_path"  # noqa: S608
             rows = self._db.execute(query, params).fetchall()
@@ -577,7 +485,7 @@ class SQLiteLedger(Ledger):
 
     def notifications(self, *, client_id: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
         """Notifications, oldest first, optionally filtered."""
-        where, params = _filters(("client_id = ?", client_id), ("status = ?", status))
+        where, params = filters(("client_id = ?", client_id), ("status = ?", status))
         with self._reading():
             query = f"SELECT * FROM notifications WHERE {where} ORDER BY id"  # noqa: S608
             rows = self._db.execute(query, params).fetchall()
@@ -590,7 +498,7 @@ class SQLiteLedger(Ledger):
         Sent notifications are not read (the ``notifications_due`` index finds the others); ``since``
         keeps the notifications that changed since then.
         """
-        where, params = _filters(("client_id = ?", client_id), ("updated_at >= ?", since))
+        where, params = filters(("client_id = ?", client_id), ("updated_at >= ?", since))
         unsent = f"status IN ('pending', 'failed') AND {where}"
         totals_query = (
             "SELECT client_id, url, SUM(status = 'pending') AS pending, SUM(status = 'failed') AS failed,"  # noqa: S608
@@ -628,22 +536,3 @@ _ROUTES = (
     " MIN(CASE WHEN status IN ('pending', 'failed') THEN created_at END) AS oldest_undelivered"
     " FROM deliveries"
 )
-
-
-def _filters(*clauses: tuple[str, Any]) -> tuple[str, list[Any]]:
-    """A WHERE clause of the clauses whose value is not None; ``True`` adds a clause without a parameter."""
-    where = ["1 = 1"]
-    params: list[Any] = []
-    for clause, value in clauses:
-        if value is None:
-            continue
-        where.append(clause)
-        if value is not True:
-            params.append(value)
-    return " AND ".join(where), params
-
-
-def _delivery(row: sqlite3.Row) -> Delivery:
-    values = dict(row)
-    values["remote_paths"] = tuple(json.loads(values["remote_paths"]))
-    return Delivery(**values)
