@@ -1,10 +1,5 @@
 """The SQLite backend of the ledger: one file of deliveries and attempts.
 
-The ``files`` table is the crash journal of a delivery: a file is marked ``renaming`` before its
-temporary name is renamed to the final one and ``published`` after. A process killed between the
-two leaves ``renaming``; the next attempt resolves it from the server (temporary file still there
-or not) instead of sending the file a second time.
-
 ``route_totals`` keeps the number of deliveries of each (client, destination, status), updated
 by triggers in the same transaction as the deliveries, so ``status`` does not count a million
 rows. ``records_seen`` remembers, for a record folder whose every delivery is done, what its
@@ -25,12 +20,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .base import Delivery, FileState, Ledger, RefusalKind, Status, now
+from .base import Delivery, Ledger, RefusalKind, Status, now
 from .connection import Connection, filters, to_delivery
 from .deliveries import Deliveries
+from .journal import Journal
 
 
-class SQLiteLedger(Deliveries, Connection, Ledger):
+class SQLiteLedger(Deliveries, Journal, Connection, Ledger):
     """The delivery ledger in one SQLite file; safe to share between threads."""
 
     def deliveries(
@@ -61,29 +57,6 @@ class SQLiteLedger(Deliveries, Connection, Ledger):
         for row in rows:
             result.setdefault(row["client_id"], {})[row["status"]] = row["n"]
         return result
-
-    def mark_file(self, delivery_id: int, remote_path: str, state: FileState) -> None:
-        """Journal one file of a delivery: ``renaming`` before the rename, ``published`` after it."""
-        with self._transaction() as db:
-            db.execute(
-                "INSERT INTO files (delivery_id, remote_path, state, updated_at) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (delivery_id, remote_path) DO UPDATE SET state = excluded.state,"
-                " updated_at = excluded.updated_at",
-                (delivery_id, remote_path, state, now()),
-            )
-
-    def forget_file(self, delivery_id: int, remote_path: str) -> None:
-        """Drop a journal entry: the server answered that the rename did not happen."""
-        with self._transaction() as db:
-            db.execute("DELETE FROM files WHERE delivery_id = ? AND remote_path = ?", (delivery_id, remote_path))
-
-    def file_states(self, delivery_id: int) -> dict[str, FileState]:
-        """``{remote_path: state}`` of the files an earlier attempt of this delivery got to rename."""
-        with self._reading():
-            rows = self._db.execute(
-                "SELECT remote_path, state FROM files WHERE delivery_id = ?", (delivery_id,)
-            ).fetchall()
-        return {row["remote_path"]: row["state"] for row in rows}
 
     def history(
         self, *, client_id: str | None = None, since: str | None = None, until: str | None = None

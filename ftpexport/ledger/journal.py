@@ -1,0 +1,39 @@
+"""The crash journal of a delivery (SQLite): the ``files`` table.
+
+A file is marked ``renaming`` before its temporary name is renamed to the final one and
+``published`` after. A process killed between the two leaves ``renaming``; the next attempt
+resolves it from the server (temporary file still there or not) instead of sending the file a
+second time.
+"""
+
+from __future__ import annotations
+
+from .base import FileState, now
+from .connection import Connection
+
+
+class Journal(Connection):
+    """The crash journal: the files of a delivery around their rename."""
+
+    def mark_file(self, delivery_id: int, remote_path: str, state: FileState) -> None:
+        """Journal one file of a delivery: ``renaming`` before the rename, ``published`` after it."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO files (delivery_id, remote_path, state, updated_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (delivery_id, remote_path) DO UPDATE SET state = excluded.state,"
+                " updated_at = excluded.updated_at",
+                (delivery_id, remote_path, state, now()),
+            )
+
+    def forget_file(self, delivery_id: int, remote_path: str) -> None:
+        """Drop a journal entry: the server answered that the rename did not happen."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM files WHERE delivery_id = ? AND remote_path = ?", (delivery_id, remote_path))
+
+    def file_states(self, delivery_id: int) -> dict[str, FileState]:
+        """``{remote_path: state}`` of the files an earlier attempt of this delivery got to rename."""
+        with self._reading():
+            rows = self._db.execute(
+                "SELECT remote_path, state FROM files WHERE delivery_id = ?", (delivery_id,)
+            ).fetchall()
+        return {row["remote_path"]: row["state"] for row in rows}
