@@ -2,13 +2,7 @@
 
 ``route_totals`` keeps the number of deliveries of each (client, destination, status), updated
 by triggers in the same transaction as the deliveries, so ``status`` does not count a million
-rows. ``records_seen`` remembers, for a record folder whose every delivery is done, what its
-files looked like (names, sizes, times, inodes) and under which rules: a later run that finds the
-folder and the rules the same counts it unchanged without reading and hashing its images.
-
-``refused_records`` holds the record folders that were refused (a vehicle.json that is not valid,
-no rule file for the client, a name that renders badly) and why, until the folder is accepted or
-is gone: ``status`` and the metrics show them.
+rows.
 
 The ``notifications`` table is the outbox of the clients' webhooks: a notification is written
 when a delivery ends and stays ``pending`` until the client's endpoint accepts it (``sent``) or
@@ -20,13 +14,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .base import Delivery, Ledger, RefusalKind, Status, now
+from .base import Delivery, Ledger, Status, now
 from .connection import Connection, filters, to_delivery
 from .deliveries import Deliveries
 from .journal import Journal
+from .records import RecordFolders
 
 
-class SQLiteLedger(Deliveries, Journal, Connection, Ledger):
+class SQLiteLedger(Deliveries, Journal, RecordFolders, Connection, Ledger):
     """The delivery ledger in one SQLite file; safe to share between threads."""
 
     def deliveries(
@@ -171,70 +166,6 @@ class SQLiteLedger(Deliveries, Journal, Connection, Ledger):
                 params,
             ).fetchall()
         return [to_delivery(row) for row in rows]
-
-    # --- records whose every delivery is done (skipped without reading them again)
-
-    def seen(self, record_path: str) -> tuple[str, str, list[int]] | None:
-        """(files signature, rules fingerprint, delivery ids) of a record folder marked done, or None."""
-        with self._reading():
-            row = self._db.execute(
-                "SELECT signature, rules, delivery_ids FROM records_seen WHERE record_path = ?", (record_path,)
-            ).fetchone()
-        return (row["signature"], row["rules"], json.loads(row["delivery_ids"])) if row else None
-
-    def mark_seen(self, record_path: str, signature: str, rules: str, delivery_ids: list[int]) -> None:
-        """Remember that every delivery of the record folder, as it was (``signature``), is done."""
-        with self._transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO records_seen VALUES (?, ?, ?, ?, ?)",
-                (record_path, signature, rules, json.dumps(sorted(delivery_ids)), now()),
-            )
-
-    # --- record folders refused (invalid vehicle.json, no rule file, a name that renders badly)
-
-    def refuse(
-        self,
-        record_path: str,
-        *,
-        kind: RefusalKind,
-        reason: str,
-        record_id: str | None = None,
-        client_id: str | None = None,
-        rule_file: str | None = None,
-    ) -> None:
-        """Remember that a record folder was refused and why; refused again, it counts one more time
-        and keeps the latest reason."""
-        stamp = now()
-        with self._transaction() as db:
-            db.execute(
-                "INSERT INTO refused_records VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1) ON CONFLICT (record_path) DO UPDATE"
-                " SET record_id = excluded.record_id, client_id = excluded.client_id, kind = excluded.kind,"
-                " reason = excluded.reason, rule_file = excluded.rule_file, last_seen = excluded.last_seen,"
-                " times = times + 1",
-                (record_path, record_id, client_id, kind, reason, rule_file, stamp, stamp),
-            )
-
-    def clear_refused(self, record_path: str) -> bool:
-        """Forget the refusal of a record folder (accepted since, or gone); False when there was none."""
-        with self._transaction() as db:
-            cursor = db.execute("DELETE FROM refused_records WHERE record_path = ?", (record_path,))
-        return cursor.rowcount > 0
-
-    def refused(self, *, client_id: str | None = None, since: str | None = None) -> list[dict[str, Any]]:
-        """The refused record folders, last refused first (``since``: refused again since then)."""
-        where, params = filters(("client_id = ?", client_id), ("last_seen >= ?", since))
-        with self._reading():
-            query = f"SELECT * FROM refused_records WHERE {where} ORDER BY last_seen DESC, record_path"  # noqa: S608
-            rows = self._db.execute(query, params).fetchall()
-        return [dict(row) for row in rows]
-
-    def refused_counts(self) -> dict[str, int]:
-        """How many record folders are refused now, by client id ("" when the record could not tell)."""
-        with self._reading():
-            rows = self._db.execute(
-                "SELECT COALESCE(client_id, '') AS client, COUNT(*) AS n FROM refused_records GROUP BY 1"
-            ).fetchall()
-        return {row["client"]: row["n"] for row in rows}
 
     # --- webhook notifications (the outbox)
 
