@@ -1,211 +1,26 @@
-"""The SQLite backend of the ledger: one file of deliveries and attempts.
+"""The SQLite backend of the ledger: one file, the queries of each job in a module of its own.
 
-``route_totals`` keeps the number of deliveries of each (client, destination, status), updated
-by triggers in the same transaction as the deliveries, so ``status`` does not count a million
-rows.
+    connection.py   opening the file (0600, WAL, the schema of schema.py), transactions, errors
+    deliveries.py   deliveries and their attempts, as the exporter records them
+    journal.py      the crash journal: the files of a delivery around their rename
+    records.py      record folders: the seen cache and the refusals
+    outbox.py       the webhook outbox
+    reports.py      what status, history, report and the metrics read
+
+Every query class works on the one ``Connection``; ``SQLiteLedger`` puts them together behind the
+interface ``Ledger`` (base.py).
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
-from .base import Delivery, Ledger, Status
-from .connection import Connection, filters, to_delivery
+from .base import Ledger
+from .connection import Connection
 from .deliveries import Deliveries
 from .journal import Journal
 from .outbox import Outbox
 from .records import RecordFolders
+from .reports import Reports
 
 
-class SQLiteLedger(Deliveries, Journal, RecordFolders, Outbox, Connection, Ledger):
+class SQLiteLedger(Deliveries, Journal, RecordFolders, Outbox, Reports, Connection, Ledger):
     """The delivery ledger in one SQLite file; safe to share between threads."""
-
-    def deliveries(
-        self,
-        *,
-        status: Status | None = None,
-        client_id: str | None = None,
-        since: str | None = None,
-        limit: int | None = None,
-    ) -> list[Delivery]:
-        """Deliveries, newest first, optionally filtered (``since``: changed since then, ISO 8601)."""
-        where, params = filters(("status = ?", status), ("client_id = ?", client_id), ("updated_at >= ?", since))
-        query = f"SELECT * FROM deliveries WHERE {where} ORDER BY updated_at DESC, id DESC"  # noqa: S608
-        if limit is not None:
-            query += " LIMIT ?"
-            params.append(limit)
-        with self._reading():
-            rows = self._db.execute(query, params).fetchall()
-        return [to_delivery(row) for row in rows]
-
-    def counts(self) -> dict[str, dict[str, int]]:
-        """``{client_id: {status: count}}``."""
-        with self._reading():
-            rows = self._db.execute(
-                "SELECT client_id, status, COUNT(*) AS n FROM deliveries GROUP BY client_id, status ORDER BY client_id"
-            ).fetchall()
-        result: dict[str, dict[str, int]] = {}
-        for row in rows:
-            result.setdefault(row["client_id"], {})[row["status"]] = row["n"]
-        return result
-
-    def history(
-        self, *, client_id: str | None = None, since: str | None = None, until: str | None = None
-    ) -> list[dict[str, Any]]:
-        """Every attempt started in [since, until) (ISO 8601 UTC), oldest first, with its delivery.
-
-        Answers "what was sent to client X on day D": each row has the record, the destination,
-        the remote paths, the bytes, the result, the error and the correlation id.
-        """
-        query = (
-            "SELECT a.started_at, a.finished_at, a.result, a.error, a.bytes, a.correlation_id,"
-            " d.client_id, d.destination, d.record_id, d.content_hash, d.record_path, d.remote_paths,"
-            " d.status AS delivery_status FROM attempts a JOIN deliveries d ON d.id = a.delivery_id WHERE 1 = 1"
-        )
-        params: list[Any] = []
-        for clause, value in (
-            ("d.client_id = ?", client_id),
-            ("a.started_at >= ?", since),
-            ("a.started_at < ?", until),
-        ):
-            if value is not None:
-                query += f" AND {clause}"
-                params.append(value)
-        with self._reading():
-            rows = self._db.execute(query + " ORDER BY a.started_at, a.id", params).fetchall()
-        result = []
-        for row in rows:
-            entry = dict(row)
-            # remote paths are known once delivered; a failed attempt shows none
-            entry["remote_paths"] = json.loads(entry["remote_paths"]) if entry["result"] == "delivered" else []
-            result.append(entry)
-        return result
-
-    def routes(self, *, client_id: str | None = None, since: str | None = None) -> list[dict[str, Any]]:
-        """One row per (client, destination): delivered, pending and failed counts, the last success,
-        the oldest undelivered delivery (pending or failed) and the newest error of one.
-
-        ``since`` (ISO 8601) keeps the deliveries that changed since then.
-        """
-        with self._reading():
-            if since is None:
-                result = self._routes_from_totals(client_id)
-            else:
-                where, params = filters(("client_id = ?", client_id), ("updated_at >= ?", since))
-                query = f"{_ROUTES} WHERE {where} GROUP BY client_id, destination ORDER BY client_id, destination"
-                result = [dict(row) for row in self._db.execute(query, params)]
-            # the newest error of each destination's undelivered deliveries, in one pass
-            errors = {
-                (row["client_id"], row["destination"]): row
-                for row in self._db.execute(
-                    "SELECT client_id, destination, last_error, updated_at FROM (SELECT client_id, destination,"
-                    " last_error, updated_at, ROW_NUMBER() OVER (PARTITION BY client_id, destination"
-                    " ORDER BY updated_at DESC) AS n FROM deliveries WHERE status IN ('pending', 'failed')"
-                    " AND last_error IS NOT NULL AND (?1 IS NULL OR client_id = ?1)) WHERE n = 1",
-                    (client_id,),
-                )
-            }
-        for entry in result:
-            undelivered = entry["pending"] or entry["failed"]
-            error = errors.get((entry["client_id"], entry["destination"])) if undelivered else None
-            entry["last_error"] = error["last_error"] if error else None
-            entry["last_error_at"] = error["updated_at"] if error else None
-        return result
-
-    def _routes_from_totals(self, client_id: str | None) -> list[dict[str, Any]]:
-        """``routes()`` without ``since``: the counts from ``route_totals``, the times by index seeks
-        (a few per destination, instead of reading every delivery)."""
-        where, params = filters(("client_id = ?", client_id))
-        counts: dict[tuple[str, str], dict[str, int]] = {}
-        for row in self._db.execute(f"SELECT * FROM route_totals WHERE {where} AND n > 0", params):  # noqa: S608
-            counts.setdefault((row["client_id"], row["destination"]), {})[row["status"]] = row["n"]
-        result = []
-        for (client, destination), n in sorted(counts.items()):
-            key = (client, destination)
-            last_success = self._db.execute(
-                "SELECT MAX(delivered_at) FROM deliveries WHERE client_id = ? AND destination = ?", key
-            ).fetchone()[0]
-            oldest = [
-                self._db.execute(
-                    "SELECT MIN(created_at) FROM deliveries WHERE client_id = ? AND destination = ? AND status = ?",
-                    (*key, status),
-                ).fetchone()[0]
-                for status in ("pending", "failed")
-                if n.get(status)
-            ]
-            result.append({
-                "client_id": client, "destination": destination,
-                "delivered": n.get("delivered", 0), "pending": n.get("pending", 0), "failed": n.get("failed", 0),
-                "last_success": last_success, "oldest_undelivered": min(oldest, default=None),
-            })  # fmt: skip
-        return result
-
-    def oldest_pending(self) -> str | None:
-        """When the oldest delivery still pending was created (ISO 8601), or None."""
-        with self._reading():
-            row = self._db.execute("SELECT MIN(created_at) FROM deliveries WHERE status = 'pending'").fetchone()
-        return row[0]
-
-    def delivered(
-        self, *, since: str | None = None, until: str | None = None, client_id: str | None = None
-    ) -> list[Delivery]:
-        """Deliveries completed in [since, until), oldest first: what was sent to whom."""
-        where, params = filters(
-            ("delivered_at IS NOT NULL", True),
-            ("delivered_at >= ?", since),
-            ("delivered_at < ?", until),
-            ("client_id = ?", client_id),
-        )
-        with self._reading():
-            rows = self._db.execute(
-                f"SELECT * FROM deliveries WHERE {where} AND status = 'delivered' ORDER BY delivered_at, id",  # noqa: S608
-                params,
-            ).fetchall()
-        return [to_delivery(row) for row in rows]
-
-    def notification_totals(self, *, client_id: str | None = None, since: str | None = None) -> list[dict[str, Any]]:
-        """One row per (client, endpoint URL) with notifications not sent: pending and failed counts, the
-        oldest pending one's creation time, and the newest error (``last_error``, ``last_error_at``).
-
-        Sent notifications are not read (the ``notifications_due`` index finds the others); ``since``
-        keeps the notifications that changed since then.
-        """
-        where, params = filters(("client_id = ?", client_id), ("updated_at >= ?", since))
-        unsent = f"status IN ('pending', 'failed') AND {where}"
-        totals_query = (
-            "SELECT client_id, url, SUM(status = 'pending') AS pending, SUM(status = 'failed') AS failed,"  # noqa: S608
-            " MIN(CASE WHEN status = 'pending' THEN created_at END) AS oldest_pending"
-            f" FROM notifications WHERE {unsent} GROUP BY client_id, url ORDER BY client_id, url"
-        )
-        errors_query = (
-            "SELECT client_id, url, last_error, updated_at FROM (SELECT client_id, url, last_error, updated_at,"  # noqa: S608
-            " ROW_NUMBER() OVER (PARTITION BY client_id, url ORDER BY updated_at DESC, id DESC) AS n"
-            f" FROM notifications WHERE {unsent} AND last_error IS NOT NULL) WHERE n = 1"
-        )
-        with self._lock:
-            totals = self._db.execute(totals_query, params).fetchall()
-            errors = {(row["client_id"], row["url"]): row for row in self._db.execute(errors_query, params)}
-        result = []
-        for row in totals:
-            error = errors.get((row["client_id"], row["url"]))
-            result.append({**dict(row), "last_error": error["last_error"] if error else None,
-                           "last_error_at": error["updated_at"] if error else None})  # fmt: skip
-        return result
-
-    def attempts(self, delivery_id: int) -> list[dict[str, Any]]:
-        """The attempts of one delivery, oldest first."""
-        with self._reading():
-            rows = self._db.execute(
-                "SELECT * FROM attempts WHERE delivery_id = ? ORDER BY id", (delivery_id,)
-            ).fetchall()
-        return [dict(row) for row in rows]
-
-
-_ROUTES = (
-    "SELECT client_id, destination,"
-    " SUM(status = 'delivered') AS delivered, SUM(status = 'pending') AS pending,"
-    " SUM(status = 'failed') AS failed, MAX(delivered_at) AS last_success,"
-    " MIN(CASE WHEN status IN ('pending', 'failed') THEN created_at END) AS oldest_undelivered"
-    " FROM deliveries"
-)
