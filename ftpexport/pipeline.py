@@ -401,10 +401,10 @@ class Exporter:
         """The folder is as it was when all its deliveries were done, under the same rules, and they
         still are: count them unchanged without reading the record again."""
         seen = self.ledger.seen(str(folder))
-        if seen is None or seen[:2] != (signature, self.ruleset.fingerprint):
+        if seen is None or (seen.signature, seen.rules) != (signature, self.ruleset.fingerprint):
             return False
-        deliveries = self.ledger.by_ids(seen[2])
-        if len(deliveries) != len(seen[2]) or any(d.status != "delivered" for d in deliveries):
+        deliveries = self.ledger.by_ids(seen.delivery_ids)
+        if len(deliveries) != len(seen.delivery_ids) or any(d.status != "delivered" for d in deliveries):
             return False  # one was requeued or replaced since: read the record again
         for known in deliveries:
             self._settled(folder, known, summary)

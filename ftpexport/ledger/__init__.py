@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError
-from .base import Delivery, FileState, Ledger, RefusalKind, Status, now
+from .base import Delivery, FileState, Ledger, RefusalKind, SeenRecord, Status, now
 from .schema import SCHEMA_VERSION
 from .sqlite import SQLiteLedger
 
@@ -25,6 +25,7 @@ __all__ = [
     "Ledger",
     "RefusalKind",
     "SQLiteLedger",
+    "SeenRecord",
     "Status",
     "now",
     "open_ledger",

@@ -12,6 +12,7 @@ picks the backend from ``--state``; nothing outside ftpexport/ledger/ speaks SQL
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -53,6 +54,15 @@ class Delivery:
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return {**self.__dict__, "remote_paths": list(self.remote_paths)}
+
+
+@dataclass(frozen=True)
+class SeenRecord:
+    """A record folder whose every delivery is done: its files as they were, under which rules."""
+
+    signature: str  # the folder's files: names, sizes, times, inodes
+    rules: str  # the fingerprint of the rules it was routed with
+    delivery_ids: tuple[int, ...]
 
 
 class Ledger(ABC):
@@ -99,7 +109,7 @@ class Ledger(ABC):
         """One delivery by id (``KeyError`` when there is none)."""
 
     @abstractmethod
-    def by_ids(self, delivery_ids: list[int]) -> list[Delivery]:
+    def by_ids(self, delivery_ids: Sequence[int]) -> list[Delivery]:
         """The deliveries of these ids (those that exist), in id order."""
 
     @abstractmethod
@@ -156,11 +166,11 @@ class Ledger(ABC):
     # --- record folders whose every delivery is done (skipped without reading them again)
 
     @abstractmethod
-    def seen(self, record_path: str) -> tuple[str, str, list[int]] | None:
-        """(files signature, rules fingerprint, delivery ids) of a record folder marked done, or None."""
+    def seen(self, record_path: str) -> SeenRecord | None:
+        """What ``mark_seen`` remembered of a record folder marked done, or None."""
 
     @abstractmethod
-    def mark_seen(self, record_path: str, signature: str, rules: str, delivery_ids: list[int]) -> None:
+    def mark_seen(self, record_path: str, signature: str, rules: str, delivery_ids: Sequence[int]) -> None:
         """Remember that every delivery of the record folder, as it was (``signature``), is done."""
 
     # --- record folders refused (invalid vehicle.json, no rule file, a name that renders badly)

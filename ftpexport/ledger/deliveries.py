@@ -9,6 +9,7 @@ newer version replaced. Every attempt is kept, so the ledger answers "what was s
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from .base import Delivery, now
@@ -179,7 +180,7 @@ class Deliveries(Connection):
             )
         return cursor.rowcount
 
-    def by_ids(self, delivery_ids: list[int]) -> list[Delivery]:
+    def by_ids(self, delivery_ids: Sequence[int]) -> list[Delivery]:
         """The deliveries of these ids (those that exist), in id order."""
         marks = ", ".join("?" * len(delivery_ids))
         with self._reading():

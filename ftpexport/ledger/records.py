@@ -12,9 +12,10 @@ is gone: ``status`` and the metrics show them.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
-from .base import RefusalKind, now
+from .base import RefusalKind, SeenRecord, now
 from .connection import Connection, filters
 
 
@@ -23,15 +24,17 @@ class RecordFolders(Connection):
 
     # --- records whose every delivery is done (skipped without reading them again)
 
-    def seen(self, record_path: str) -> tuple[str, str, list[int]] | None:
-        """(files signature, rules fingerprint, delivery ids) of a record folder marked done, or None."""
+    def seen(self, record_path: str) -> SeenRecord | None:
+        """What ``mark_seen`` remembered of a record folder marked done, or None."""
         with self._reading():
             row = self._db.execute(
                 "SELECT signature, rules, delivery_ids FROM records_seen WHERE record_path = ?", (record_path,)
             ).fetchone()
-        return (row["signature"], row["rules"], json.loads(row["delivery_ids"])) if row else None
+        if row is None:
+            return None
+        return SeenRecord(row["signature"], row["rules"], tuple(json.loads(row["delivery_ids"])))
 
-    def mark_seen(self, record_path: str, signature: str, rules: str, delivery_ids: list[int]) -> None:
+    def mark_seen(self, record_path: str, signature: str, rules: str, delivery_ids: Sequence[int]) -> None:
         """Remember that every delivery of the record folder, as it was (``signature``), is done."""
         with self._transaction() as db:
             db.execute(

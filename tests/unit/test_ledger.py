@@ -13,7 +13,7 @@ import pytest
 from filemodes import umask
 
 from ftpexport.errors import ConfigError, StateError
-from ftpexport.ledger import SCHEMA_VERSION, Delivery, Ledger, SQLiteLedger, open_ledger
+from ftpexport.ledger import SCHEMA_VERSION, Delivery, Ledger, SeenRecord, SQLiteLedger, open_ledger
 
 
 @pytest.fixture
@@ -494,9 +494,9 @@ def test_a_record_marked_seen_is_remembered_with_its_signature_rules_and_deliver
     first, second = open_delivery(ledger, destination="acme/dms"), open_delivery(ledger, destination="acme/b")
     assert ledger.seen("/inbox/veh-1") is None
     ledger.mark_seen("/inbox/veh-1", "sig-1", "rules-1", [second.id, first.id])
-    assert ledger.seen("/inbox/veh-1") == ("sig-1", "rules-1", [first.id, second.id])
+    assert ledger.seen("/inbox/veh-1") == SeenRecord("sig-1", "rules-1", (first.id, second.id))
     ledger.mark_seen("/inbox/veh-1", "sig-2", "rules-1", [first.id])
-    assert ledger.seen("/inbox/veh-1") == ("sig-2", "rules-1", [first.id])
+    assert ledger.seen("/inbox/veh-1") == SeenRecord("sig-2", "rules-1", (first.id,))
     assert [d.id for d in ledger.by_ids([second.id, first.id, 999])] == [first.id, second.id]
 
 
