@@ -14,16 +14,36 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError
-from .base import Delivery, FileState, Ledger, RefusalKind, SeenRecord, Status, now
+from .base import (
+    AttemptTrail,
+    Delivery,
+    FileState,
+    Ledger,
+    Notification,
+    NotificationStatus,
+    NotificationTotals,
+    RefusalKind,
+    RefusedRecord,
+    RouteTotals,
+    SeenRecord,
+    Status,
+    now,
+)
 from .schema import SCHEMA_VERSION
 from .sqlite import SQLiteLedger
 
 __all__ = [
     "SCHEMA_VERSION",
+    "AttemptTrail",
     "Delivery",
     "FileState",
     "Ledger",
+    "Notification",
+    "NotificationStatus",
+    "NotificationTotals",
     "RefusalKind",
+    "RefusedRecord",
+    "RouteTotals",
     "SQLiteLedger",
     "SeenRecord",
     "Status",

@@ -15,13 +15,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 Status = Literal["pending", "delivered", "failed", "superseded"]
 FileState = Literal["renaming", "published"]
 #: why a record was refused: its folder (vehicle.json, images), its rules (no rule file, no
 #: destination), or the names its templates render
 RefusalKind = Literal["record", "rules", "naming"]
+NotificationStatus = Literal["pending", "sent", "failed"]
 
 
 def now() -> str:
@@ -63,6 +64,89 @@ class SeenRecord:
     signature: str  # the folder's files: names, sizes, times, inodes
     rules: str  # the fingerprint of the rules it was routed with
     delivery_ids: tuple[int, ...]
+
+
+# The rows below are plain dicts, JSON-ready as ``status --json``, ``history --json`` and the
+# webhook outbox use them; the TypedDicts name their keys.
+
+
+class RefusedRecord(TypedDict):
+    """A record folder refused, and why (``refused``)."""
+
+    record_path: str
+    record_id: str | None
+    client_id: str | None
+    kind: RefusalKind
+    reason: str
+    rule_file: str | None
+    first_seen: str
+    last_seen: str
+    times: int  # how many times it was refused
+
+
+class Notification(TypedDict):
+    """A webhook notification of the outbox (``due_notifications``, ``notifications``)."""
+
+    id: int
+    webhook_id: str
+    delivery_id: int | None
+    client_id: str
+    event: str
+    url: str
+    payload: str  # the JSON body, as signed
+    correlation_id: str | None
+    status: NotificationStatus
+    attempts: int
+    last_error: str | None
+    response_code: int | None
+    next_at: str
+    created_at: str
+    updated_at: str
+    sent_at: str | None
+
+
+class AttemptTrail(TypedDict):
+    """One attempt with its delivery (``history``): the audit trail."""
+
+    started_at: str
+    finished_at: str | None
+    result: str | None  # delivered, failed, interrupted; None while it runs
+    error: str | None
+    bytes: int | None
+    correlation_id: str
+    client_id: str
+    destination: str
+    record_id: str
+    content_hash: str
+    record_path: str
+    remote_paths: list[str]  # empty unless this attempt delivered
+    delivery_status: Status
+
+
+class RouteTotals(TypedDict):
+    """The deliveries of one (client, destination) counted (``routes``)."""
+
+    client_id: str
+    destination: str
+    delivered: int
+    pending: int
+    failed: int
+    last_success: str | None
+    oldest_undelivered: str | None
+    last_error: str | None  # the newest error of an undelivered delivery
+    last_error_at: str | None
+
+
+class NotificationTotals(TypedDict):
+    """The notifications not sent of one (client, endpoint URL) counted (``notification_totals``)."""
+
+    client_id: str
+    url: str
+    pending: int
+    failed: int
+    oldest_pending: str | None
+    last_error: str | None
+    last_error_at: str | None
 
 
 class Ledger(ABC):
@@ -194,7 +278,7 @@ class Ledger(ABC):
         """Forget the refusal of a record folder (accepted since, or gone); False when there was none."""
 
     @abstractmethod
-    def refused(self, *, client_id: str | None = None, since: str | None = None) -> list[dict[str, Any]]:
+    def refused(self, *, client_id: str | None = None, since: str | None = None) -> list[RefusedRecord]:
         """The refused record folders, last refused first (``since``: refused again since then)."""
 
     @abstractmethod
@@ -218,7 +302,7 @@ class Ledger(ABC):
         """Queue a notification, due now; returns its id."""
 
     @abstractmethod
-    def due_notifications(self, at: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def due_notifications(self, at: str | None = None, limit: int = 100) -> list[Notification]:
         """Pending notifications whose next attempt is due at ``at`` (default now), oldest first."""
 
     @abstractmethod
@@ -228,7 +312,9 @@ class Ledger(ABC):
         """Record one sending attempt: ``ok`` -> sent; else pending again at ``next_at``, or failed when None."""
 
     @abstractmethod
-    def notifications(self, *, client_id: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+    def notifications(
+        self, *, client_id: str | None = None, status: NotificationStatus | None = None
+    ) -> list[Notification]:
         """Notifications, oldest first, optionally filtered."""
 
     # --- reports (status, history, report, the metrics)
@@ -253,12 +339,12 @@ class Ledger(ABC):
     @abstractmethod
     def history(
         self, *, client_id: str | None = None, since: str | None = None, until: str | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[AttemptTrail]:
         """Every attempt started in [since, until) (ISO 8601 UTC), oldest first, with its delivery's
         record, destination, remote paths (once delivered) and status."""
 
     @abstractmethod
-    def routes(self, *, client_id: str | None = None, since: str | None = None) -> list[dict[str, Any]]:
+    def routes(self, *, client_id: str | None = None, since: str | None = None) -> list[RouteTotals]:
         """One row per (client, destination): delivered, pending and failed counts, the last success,
         the oldest undelivered delivery and the newest error of one (``since``: changed since then)."""
 
@@ -267,6 +353,8 @@ class Ledger(ABC):
         """When the oldest delivery still pending was created (ISO 8601), or None."""
 
     @abstractmethod
-    def notification_totals(self, *, client_id: str | None = None, since: str | None = None) -> list[dict[str, Any]]:
+    def notification_totals(
+        self, *, client_id: str | None = None, since: str | None = None
+    ) -> list[NotificationTotals]:
         """One row per (client, endpoint URL) with notifications not sent: pending and failed counts, the
         oldest pending one's creation time, and the newest error (``last_error``, ``last_error_at``)."""

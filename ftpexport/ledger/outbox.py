@@ -6,9 +6,7 @@ accepts it (``sent``) or its attempts run out (``failed``).
 
 from __future__ import annotations
 
-from typing import Any
-
-from .base import now
+from .base import Notification, NotificationStatus, now
 from .connection import Connection, filters
 
 
@@ -36,7 +34,7 @@ class Outbox(Connection):
             )
         return int(cursor.lastrowid or 0)
 
-    def due_notifications(self, at: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def due_notifications(self, at: str | None = None, limit: int = 100) -> list[Notification]:
         """Pending notifications whose next attempt is due at ``at`` (default now), oldest first."""
         with self._reading():
             rows = self._db.execute(
@@ -58,7 +56,9 @@ class Outbox(Connection):
                 (status, code, error, next_at, stamp, ok, stamp, notification_id),
             )
 
-    def notifications(self, *, client_id: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+    def notifications(
+        self, *, client_id: str | None = None, status: NotificationStatus | None = None
+    ) -> list[Notification]:
         """Notifications, oldest first, optionally filtered."""
         where, params = filters(("client_id = ?", client_id), ("status = ?", status))
         with self._reading():

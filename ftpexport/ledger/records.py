@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
 
-from .base import RefusalKind, SeenRecord, now
+from .base import RefusalKind, RefusedRecord, SeenRecord, now
 from .connection import Connection, filters
 
 
@@ -72,7 +71,7 @@ class RecordFolders(Connection):
             cursor = db.execute("DELETE FROM refused_records WHERE record_path = ?", (record_path,))
         return cursor.rowcount > 0
 
-    def refused(self, *, client_id: str | None = None, since: str | None = None) -> list[dict[str, Any]]:
+    def refused(self, *, client_id: str | None = None, since: str | None = None) -> list[RefusedRecord]:
         """The refused record folders, last refused first (``since``: refused again since then)."""
         where, params = filters(("client_id = ?", client_id), ("last_seen >= ?", since))
         with self._reading():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .base import Delivery, Status
+from .base import AttemptTrail, Delivery, NotificationTotals, RouteTotals, Status
 from .connection import Connection, filters, to_delivery
 
 
@@ -48,7 +48,7 @@ class Reports(Connection):
 
     def history(
         self, *, client_id: str | None = None, since: str | None = None, until: str | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[AttemptTrail]:
         """Every attempt started in [since, until) (ISO 8601 UTC), oldest first, with its delivery.
 
         Answers "what was sent to client X on day D": each row has the record, the destination,
@@ -78,7 +78,7 @@ class Reports(Connection):
             result.append(entry)
         return result
 
-    def routes(self, *, client_id: str | None = None, since: str | None = None) -> list[dict[str, Any]]:
+    def routes(self, *, client_id: str | None = None, since: str | None = None) -> list[RouteTotals]:
         """One row per (client, destination): delivered, pending and failed counts, the last success,
         the oldest undelivered delivery (pending or failed) and the newest error of one.
 
@@ -109,7 +109,7 @@ class Reports(Connection):
             entry["last_error_at"] = error["updated_at"] if error else None
         return result
 
-    def _routes_from_totals(self, client_id: str | None) -> list[dict[str, Any]]:
+    def _routes_from_totals(self, client_id: str | None) -> list[RouteTotals]:
         """``routes()`` without ``since``: the counts from ``route_totals``, the times by index seeks
         (a few per destination, instead of reading every delivery)."""
         where, params = filters(("client_id = ?", client_id))
@@ -160,7 +160,9 @@ class Reports(Connection):
             ).fetchall()
         return [to_delivery(row) for row in rows]
 
-    def notification_totals(self, *, client_id: str | None = None, since: str | None = None) -> list[dict[str, Any]]:
+    def notification_totals(
+        self, *, client_id: str | None = None, since: str | None = None
+    ) -> list[NotificationTotals]:
         """One row per (client, endpoint URL) with notifications not sent: pending and failed counts, the
         oldest pending one's creation time, and the newest error (``last_error``, ``last_error_at``).
 

@@ -8,12 +8,25 @@ import stat
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from filemodes import umask
 
 from ftpexport.errors import ConfigError, StateError
-from ftpexport.ledger import SCHEMA_VERSION, Delivery, Ledger, SeenRecord, SQLiteLedger, open_ledger
+from ftpexport.ledger import (
+    SCHEMA_VERSION,
+    AttemptTrail,
+    Delivery,
+    Ledger,
+    Notification,
+    NotificationTotals,
+    RefusedRecord,
+    RouteTotals,
+    SeenRecord,
+    SQLiteLedger,
+    open_ledger,
+)
 
 
 @pytest.fixture
@@ -634,3 +647,26 @@ def test_open_ledger_refuses_a_url_of_an_unknown_scheme_without_showing_its_pass
     assert "s3cret" not in message and "exporter" not in message
     assert raised.value.hint == "pass the path of a SQLite file as --state (e.g. .ftpexport/ledger.sqlite3)"
     assert list(tmp_path.iterdir()) == []  # nothing created: not taken for a file
+
+
+def test_the_rows_returned_as_dicts_have_exactly_the_keys_their_types_declare(ledger: Ledger) -> None:
+    delivery = open_delivery(ledger)
+    ledger.succeed(delivery.id, ledger.start_attempt(delivery.id, "c-1"), ["/in/veh-1.zip"], 10)
+    ledger.refuse("/inbox/bad", kind="record", reason="vehicle.json is not JSON")
+    ledger.add_notification(
+        webhook_id="w-1", delivery_id=delivery.id, client_id="acme", event="delivery.succeeded",
+        url="https://hooks.example/x", payload="{}", correlation_id="c-1",
+    )  # fmt: skip
+    rows: dict[str, tuple[list[Any], Any]] = {
+        "refused": (ledger.refused(), RefusedRecord),
+        "notifications": (ledger.notifications(), Notification),
+        "due_notifications": (ledger.due_notifications(), Notification),
+        "history": (ledger.history(), AttemptTrail),
+        "routes": (ledger.routes(), RouteTotals),
+        "routes since": (ledger.routes(since="2000-01-01"), RouteTotals),
+        "notification_totals": (ledger.notification_totals(), NotificationTotals),
+    }
+
+    for method, (found, declared) in rows.items():
+        assert len(found) == 1, method
+        assert set(found[0]) == set(declared.__required_keys__), method
