@@ -9,7 +9,7 @@ over a year; their attempts and the files journal), then times:
   ``history --client X --day D``, ``report`` when the command exists), next to ``--version``
   (the interpreter and import cost every command pays);
 * the Ledger methods on the big file, in process, each with the SQL it ran (captured with
-  sqlite3's trace callback, so this stays in step with ledger.py) and that SQL's
+  sqlite3's trace callback, so this stays in step with ftpexport/ledger/) and that SQL's
   ``EXPLAIN QUERY PLAN``: full table scans, full index scans and temporary sorts are listed.
 
     python -m benchmarks.ledger_scale                          # 1 M deliveries
