@@ -57,7 +57,8 @@ from .vault import (
 )
 
 if TYPE_CHECKING:
-    from .pipeline import Exporter, Options, Outcome
+    from .events import Outcome
+    from .pipeline import Exporter, Options
     from .rules import RuleSet
 
 # The pipeline, the rules (pydantic models), paramiko, rich and the webhooks are imported by the

@@ -1,4 +1,5 @@
-"""What the exporter tells the rest of the program while it works: deliveries queued, attempts, outcomes.
+"""What the exporter tells the rest of the program while it works: deliveries queued, attempts,
+outcomes, and the summary of a batch.
 
 The exporter calls its observers (the progress display, the metrics, the webhook notifier) from
 its worker threads. An observer must be quick and must not block an upload: anything slow goes
@@ -9,10 +10,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
-from .errors import FtpexportError
+from .errors import FtpexportError, RecordError, StateError
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,28 @@ class Outcome:
     finished_at: str | None = None
     #: the ledger row of the delivery (None for a record that never reached the ledger)
     delivery_id: int | None = None
+
+
+@dataclass
+class Summary:
+    """The result of exporting a batch of records."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    record_errors: list[RecordError] = field(default_factory=list)
+    incomplete: list[Path] = field(default_factory=list)
+    #: the ledger or the spool could not be written: the export stopped there (nothing is lost)
+    state_error: StateError | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when every record found was delivered (or already was) everywhere."""
+        return not self.record_errors and self.state_error is None and all(o.result in _DONE for o in self.outcomes)
+
+    def count(self, result: OutcomeResult) -> int:
+        return sum(1 for o in self.outcomes if o.result == result)
+
+
+_DONE = ("delivered", "skipped", "unchanged")
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from .errors import (
     TransientError,
     TransportError,
 )
-from .events import Attempt, Observer, Observers, Outcome, OutcomeResult
+from .events import Attempt, Observer, Observers, Outcome, OutcomeResult, Summary
 from .ledger import Delivery, Ledger, RefusalKind, now
 from .package import (
     Artifact,
@@ -95,28 +95,6 @@ class Options:
             breaker_pause=self.pause,
             max_pause=max(self.max_pause, self.pause),
         )
-
-
-@dataclass
-class Summary:
-    """The result of exporting a batch of records."""
-
-    outcomes: list[Outcome] = field(default_factory=list)
-    record_errors: list[RecordError] = field(default_factory=list)
-    incomplete: list[Path] = field(default_factory=list)
-    #: the ledger or the spool could not be written: the export stopped there (nothing is lost)
-    state_error: StateError | None = None
-
-    @property
-    def ok(self) -> bool:
-        """True when every record found was delivered (or already was) everywhere."""
-        return not self.record_errors and self.state_error is None and all(o.result in _DONE for o in self.outcomes)
-
-    def count(self, result: OutcomeResult) -> int:
-        return sum(1 for o in self.outcomes if o.result == result)
-
-
-_DONE = ("delivered", "skipped", "unchanged")
 
 
 @dataclass(frozen=True)

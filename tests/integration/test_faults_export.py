@@ -36,8 +36,9 @@ from faults import FaultProxy, closed_port
 from servers import RunningServer, pyftpdlib_server
 
 from ftpexport.cli import cli
+from ftpexport.events import Outcome, Summary
 from ftpexport.ledger import Delivery, Ledger
-from ftpexport.pipeline import Exporter, Options, Outcome, Summary
+from ftpexport.pipeline import Exporter, Options
 from ftpexport.rules import load_rules
 
 pytestmark = pytest.mark.integration

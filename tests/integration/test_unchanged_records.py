@@ -21,8 +21,9 @@ from faults import closed_port
 from servers import RunningServer
 
 import ftpexport.pipeline
+from ftpexport.events import Summary
 from ftpexport.ledger import Ledger
-from ftpexport.pipeline import Exporter, Options, Summary
+from ftpexport.pipeline import Exporter, Options
 from ftpexport.record import Record
 from ftpexport.rules import load_rules
 

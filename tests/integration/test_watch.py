@@ -17,8 +17,9 @@ import pytest
 from crash_helpers import eventually
 from servers import RunningServer
 
+from ftpexport.events import Summary
 from ftpexport.ledger import Ledger
-from ftpexport.pipeline import Exporter, Options, Summary
+from ftpexport.pipeline import Exporter, Options
 from ftpexport.rules import load_rules
 from ftpexport.watch import InboxWatcher
 

@@ -34,10 +34,11 @@ from servers import HOST, RunningServer, TLSFiles, make_tls_files
 from standardwebhooks import Webhook
 
 from ftpexport.cli import cli
+from ftpexport.events import Summary
 from ftpexport.ledger import Ledger
 from ftpexport.logs import JsonFormatter
 from ftpexport.notify import Notifier, NotifySettings, encode
-from ftpexport.pipeline import Exporter, Options, Summary
+from ftpexport.pipeline import Exporter, Options
 from ftpexport.rules import load_rules
 from ftpexport.vault import SecretsStore, generate_key, write_private
 
