@@ -25,11 +25,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
+
+from .events import Verdict
 
 log = logging.getLogger(__name__)
-
-Verdict = Literal["done", "retry", "failed", "deferred"]
 
 #: why a queued job was not run: the process is stopping
 STOPPING = "not tried: ftpexport was stopping"

@@ -18,8 +18,13 @@ from .errors import FtpexportError, RecordError, StateError
 
 log = logging.getLogger(__name__)
 
-#: delivered / skipped (if_exists: skip) / unchanged (delivered earlier) / failed (parked now) /
-#: parked (failed earlier, waiting for ``ftpexport retry``) / deferred (not finished, still pending)
+#: how one attempt of a delivery ended: done (every file is on the server), retry (a failure that
+#: may pass: tried again after a backoff), failed (parked) or deferred (not finished, still pending)
+Verdict = Literal["done", "retry", "failed", "deferred"]
+
+#: how a delivery settled for this run (``Outcome.result``): delivered / skipped (if_exists: skip) /
+#: unchanged (delivered earlier) / failed (parked now) / parked (failed earlier, waiting for
+#: ``ftpexport retry``) / deferred (not finished, still pending)
 OutcomeResult = Literal["delivered", "skipped", "unchanged", "failed", "parked", "deferred"]
 
 
@@ -89,7 +94,7 @@ class Observer:
     def sent(self, attempt: Attempt, n: int) -> None:
         """``n`` more bytes of the attempt went on the wire."""
 
-    def attempt_ended(self, attempt: Attempt, verdict: str, seconds: float, sent: int) -> None:
+    def attempt_ended(self, attempt: Attempt, verdict: Verdict, seconds: float, sent: int) -> None:
         """The attempt ended: ``done``, ``retry``, ``failed`` or ``deferred``."""
 
     def outcome(self, outcome: Outcome) -> None:
@@ -123,7 +128,7 @@ class Observers(Observer):
     def sent(self, attempt: Attempt, n: int) -> None:
         self._each("sent", attempt, n)
 
-    def attempt_ended(self, attempt: Attempt, verdict: str, seconds: float, sent: int) -> None:
+    def attempt_ended(self, attempt: Attempt, verdict: Verdict, seconds: float, sent: int) -> None:
         self._each("attempt_ended", attempt, verdict, seconds, sent)
 
     def outcome(self, outcome: Outcome) -> None:

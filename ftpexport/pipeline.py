@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from .dispatch import STOPPING, Dispatcher, Job, LaneState, Policy, Result, Verdict
+from .dispatch import STOPPING, Dispatcher, Job, LaneState, Policy, Result
 from .errors import (
     ConfigError,
     FtpexportError,
@@ -38,7 +38,7 @@ from .errors import (
     TransientError,
     TransportError,
 )
-from .events import Attempt, Observer, Observers, Outcome, OutcomeResult, Summary
+from .events import Attempt, Observer, Observers, Outcome, OutcomeResult, Summary, Verdict
 from .ledger import Delivery, Ledger, RefusalKind, now
 from .package import (
     Artifact,
