@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from .dispatch import STOPPING, Dispatcher, Job, LaneState, Policy, Result
+from .dispatch import STOPPING, Dispatcher, Job, JobResult, LaneState, Policy
 from .errors import (
     ConfigError,
     FtpexportError,
@@ -587,7 +587,7 @@ class Exporter:
             if excess <= 0:
                 return
 
-    def _attempt(self, job: Job) -> Result:
+    def _attempt(self, job: Job) -> JobResult:
         """One attempt of one delivery; never raises."""
         with self._pools_lock:
             self._running += 1
@@ -597,7 +597,7 @@ class Exporter:
             with self._pools_lock:
                 self._running -= 1
 
-    def _attempt_counted(self, job: Job) -> Result:
+    def _attempt_counted(self, job: Job) -> JobResult:
         d: _Delivery = job.payload
         first = not d.attempted
         d.attempted = True
@@ -619,7 +619,9 @@ class Exporter:
             self.events.attempt_ended(seen, "deferred", time.monotonic() - started, sent[0])
             return self._unrecorded(d, exc)
 
-    def _attempt_started(self, d: _Delivery, first: bool, attempt_id: int, started: float, sent: list[int]) -> Result:
+    def _attempt_started(
+        self, d: _Delivery, first: bool, attempt_id: int, started: float, sent: list[int]
+    ) -> JobResult:
         """The attempt once the ledger has it: package, connect, send, record the result."""
         fields = d.fields
         seen = d.attempt
@@ -674,7 +676,7 @@ class Exporter:
             if verdict != "retry":
                 self._finish(d, "deferred" if verdict == "deferred" else "failed", error=message, attempts=attempts)
             connect_level = phase == "connect" and isinstance(exc, PermanentError | ConfigError)
-            return Result(
+            return JobResult(
                 verdict,
                 destination_fault=isinstance(exc, TransientError) or connect_level,
                 pause_long=connect_level,
@@ -691,7 +693,7 @@ class Exporter:
         self.events.attempt_ended(seen, "done", time.monotonic() - started, sent[0])
         self._finish(d, "skipped" if skipped else "delivered", remote_paths=tuple(paths), bytes=size,
                      attempts=attempts)  # fmt: skip
-        return Result("done")
+        return JobResult("done")
 
     def _abandon(self, job: Job, reason: str) -> None:
         """A job that will not run now: its delivery stays pending for the next run or restart."""
@@ -706,13 +708,13 @@ class Exporter:
         log.warning("delivery deferred", extra={**d.fields, "reason": reason})
         self._finish(d, "deferred", error=reason, attempts=self._attempts_of(d))
 
-    def _unrecorded(self, d: _Delivery, exc: StateError) -> Result:
+    def _unrecorded(self, d: _Delivery, exc: StateError) -> JobResult:
         """An attempt the ledger could not record: the exporter stops, the delivery stays pending."""
         self._state_failed(exc)
         reason = self._unrecorded_reason()
         log.warning("delivery deferred", extra={**d.fields, "reason": reason})
         self._finish(d, "deferred", error=reason, attempts=self._attempts_of(d))
-        return Result("deferred", error=reason)
+        return JobResult("deferred", error=reason)
 
     def _unrecorded_reason(self) -> str:
         message = self.state_error.message if self.state_error is not None else "the ledger cannot be written"
