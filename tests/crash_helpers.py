@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from ftpexport.pipeline import make_package, plan_record
+from ftpexport.plan import make_package, plan_record
 from ftpexport.record import load_record
 from ftpexport.rules import load_rules, routes_for
 

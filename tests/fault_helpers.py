@@ -23,7 +23,7 @@ import pytest
 import yaml
 from servers import RunningServer
 
-from ftpexport.pipeline import make_package, plan_record
+from ftpexport.plan import make_package, plan_record
 from ftpexport.record import load_record
 from ftpexport.rules import RuleSet, routes_for
 

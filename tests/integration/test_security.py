@@ -26,7 +26,7 @@ from servers import HOST, RunningServer, make_tls_files, pyftpdlib_server
 
 from ftpexport.cli import cli
 from ftpexport.ledger import Ledger
-from ftpexport.pipeline import endpoint_for
+from ftpexport.plan import endpoint_for
 from ftpexport.rules import client_routes, load_rules
 from ftpexport.vault import KEY_ENV, KEY_FILE_ENV, STORE_ENV, LazyStore
 

@@ -16,7 +16,7 @@ from unit_helpers import RULES, SAMPLES, VIN, MakeRecord, vehicle, without_hangi
 
 from ftpexport import record as record_module
 from ftpexport.errors import RecordError
-from ftpexport.pipeline import file_policy
+from ftpexport.plan import file_policy
 from ftpexport.record import MAX_RECORD_BYTES, is_complete, iter_record_folders, load_record, natural_key
 from ftpexport.recordfiles import FilePolicy, own_files
 from ftpexport.rules import load_rules
