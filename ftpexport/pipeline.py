@@ -7,13 +7,13 @@ slow or dead destination never holds up another. Connections are pooled per dest
 reused from record to record. A record's package is built once and shared by its destinations.
 
 Every delivery is in the ledger before its first attempt, and every file of it is journalled
-around its rename, so a process killed at any moment resumes without losing or repeating work.
+around its rename (``publish.py``), so a process killed at any moment resumes without losing or
+repeating work.
 """
 
 from __future__ import annotations
 
 import logging
-import posixpath
 import shutil
 import tempfile
 import threading
@@ -38,20 +38,15 @@ from .errors import (
 )
 from .events import Attempt, Observer, Observers, Outcome, OutcomeResult, Summary, Verdict
 from .ledger import Delivery, Ledger, RefusalKind, now
-from .package import (
-    Artifact,
-    Package,
-)
 from .plan import Plan, endpoint_for, file_policy, make_package, plan_record
 from .private import local_error, private_folder
+from .publish import publish
 from .record import Record, folder_signature, is_complete, load_record
 from .recordfiles import FilePolicy
 from .refusals import Refusals
 from .rules import Route, RuleSet, routes_for
 from .secret import SecretSource, redact
 from .spool import SharedPackages
-from .transport import Transport, upload_file
-from .transport.base import resume_rename
 from .transport.pool import ConnectionPool
 
 log = logging.getLogger(__name__)
@@ -539,7 +534,9 @@ class Exporter:
             transport = pool.acquire()
             phase = "transfer"
             try:
-                paths, size, skipped = self._send(d, package, transport, counted)
+                upload = d.plan.rules.upload
+                uploads = publish(transport, package, d.remote_dir, journal=self.ledger, delivery_id=d.delivery_id,
+                                  atomic=upload.atomic, if_exists=upload.if_exists, callback=counted)  # fmt: skip
             except BaseException:
                 pool.release(transport, reuse=False)
                 raise
@@ -582,6 +579,9 @@ class Exporter:
                 pause_long=connect_level,
                 error=message,
             )
+        paths = [u.path for u in uploads]
+        size = sum(u.size for u in uploads)
+        skipped = all(u.skipped for u in uploads)
         self.ledger.succeed(d.delivery_id, attempt_id, paths, size)
         attempts = self.ledger.get(d.delivery_id).attempts
         log.info(
@@ -665,72 +665,6 @@ class Exporter:
             except StateError as exc:
                 self._state_failed(exc)  # only a shortcut for the next run is lost: it reads the record again
         self.events.outcome(outcome)
-
-    def _send(
-        self, d: _Delivery, package: Package, transport: Transport, callback: Callable[[int], None]
-    ) -> tuple[list[str], int, bool]:
-        """Upload a package over one connection; returns (remote paths, bytes, all skipped).
-
-        Files that an interrupted attempt of this delivery published already are not sent again.
-        """
-        upload = d.plan.rules.upload
-        journal = self.ledger.file_states(d.delivery_id)
-        if d.remote_dir:
-            transport.makedirs(d.remote_dir)
-        paths: list[str] = []
-        size = 0
-        skipped = True
-        artifacts: list[tuple[Artifact, str]] = [(a, upload.if_exists) for a in package.files]
-        journalled: list[str] = []  # the file of this iteration, once journalled as "renaming"
-
-        def before_rename(path: str) -> None:
-            self.ledger.mark_file(d.delivery_id, path, "renaming")
-            journalled.append(path)
-
-        for artifact, if_exists in artifacts + ([(package.done_marker, "overwrite")] if package.done_marker else []):
-            if artifact is package.done_marker and skipped:
-                break  # nothing new arrived: no new done marker either
-            final = posixpath.join(d.remote_dir, artifact.name)
-            if self._published_before(transport, journal.get(final), d.remote_dir, artifact, atomic=upload.atomic):
-                paths.append(final)
-                size += artifact.size
-                skipped = False
-                continue
-            journalled.clear()
-            try:
-                result = upload_file(
-                    transport,
-                    artifact.open,
-                    artifact.size,
-                    d.remote_dir,
-                    artifact.name,
-                    atomic=upload.atomic,
-                    if_exists=if_exists,  # type: ignore[arg-type]
-                    callback=callback,
-                    before_rename=before_rename,
-                )
-            except TransportError as exc:
-                if journalled and not exc.retriable:
-                    # the server answered that it did not rename: the journal must not claim it may have
-                    self.ledger.forget_file(d.delivery_id, journalled[0])
-                raise
-            if not result.skipped:
-                self.ledger.mark_file(d.delivery_id, final, "published")
-            paths.append(result.path)
-            size += result.size
-            skipped = skipped and result.skipped
-        return paths, size, skipped
-
-    @staticmethod
-    def _published_before(
-        transport: Transport, state: str | None, remote_dir: str, artifact: Artifact, *, atomic: bool
-    ) -> bool:
-        if state == "published":
-            return True
-        if state == "renaming":
-            # killed between the journal entry and the end of the rename: the server knows which
-            return not atomic or resume_rename(transport, remote_dir, artifact.name, artifact.size)
-        return False
 
 
 class _Callbacks(Observer):

@@ -255,7 +255,7 @@ def upload_file(
     The directory must exist. With ``atomic=False`` the file is written under its final name
     (for servers that cannot rename); the size is still checked. ``before_rename(final path)`` is
     called once the temporary file is complete, just before it takes its final name: the caller
-    journals there that the rename may have happened (see ``resume_rename``).
+    journals there that the rename may have happened (the crash journal: ``ftpexport.publish``).
     """
     final = posixpath.join(remote_dir, name)
     if if_exists != "overwrite":
@@ -309,26 +309,6 @@ def _remove_quietly(transport: Transport, path: str) -> None:
         transport.remove(path)
     except TransportError as exc:
         log.debug("could not remove %s: %s", path, exc.reason)
-
-
-def resume_rename(transport: Transport, remote_dir: str, name: str, size: int) -> bool:
-    """Finish the rename of an attempt that stopped between "renaming" and "published".
-
-    The temporary file exists only until the rename, so: still there with the full size, rename
-    it now; gone, the rename happened (the DMS may have taken the file since). Returns False only
-    when the temporary file is there but incomplete, and the file must be sent again.
-    """
-    final = posixpath.join(remote_dir, name)
-    temporary = posixpath.join(remote_dir, temporary_name(name))
-    remote = transport.size(temporary)
-    if remote is None:
-        log.info("the interrupted rename had happened; not sending again", extra={"remote_path": final})
-        return True
-    if remote != size:
-        return False
-    log.info("finishing an interrupted rename", extra={"remote_path": final})
-    transport.rename(temporary, final)
-    return True
 
 
 def _check_size(transport: Transport, path: str, *, expected: int, sent: int) -> None:
