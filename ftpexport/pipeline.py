@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .connections import Connections
 from .dispatch import STOPPING, Dispatcher, Job, JobResult, LaneState, Policy
 from .errors import (
     ConfigError,
@@ -38,7 +39,7 @@ from .errors import (
 )
 from .events import Attempt, Observer, Observers, Outcome, OutcomeResult, Summary, Verdict
 from .ledger import Delivery, Ledger, RefusalKind, now
-from .plan import Plan, endpoint_for, file_policy, make_package, plan_record
+from .plan import Plan, file_policy, make_package, plan_record
 from .private import local_error, private_folder
 from .publish import publish
 from .record import Record, folder_signature, is_complete, load_record
@@ -47,7 +48,6 @@ from .refusals import Refusals
 from .rules import Route, RuleSet, routes_for
 from .secret import SecretSource, redact
 from .spool import SharedPackages
-from .transport.pool import ConnectionPool
 
 log = logging.getLogger(__name__)
 
@@ -169,15 +169,12 @@ class Exporter:
         secrets: SecretSource | None = None,
     ) -> None:
         self.ruleset = ruleset
-        self.secrets = secrets
         self.ledger = ledger
         self.options = options or Options()
         self.events = Observers([*observers, _Callbacks(on_outcome, on_bytes)])
         self._stopping = threading.Event()
-        self._pools: dict[str, ConnectionPool] = {}
-        self._pools_lock = threading.Lock()
-        #: attempts running now (each holds at most one connection)
-        self._running = 0
+        self._connections = Connections(jobs=self.options.jobs, idle_timeout=self.options.idle_timeout,
+                                        lanes=lambda: self._dispatcher.lanes(), secrets=secrets)  # fmt: skip
         self._summary_lock = threading.Lock()
         #: record folders with a job queued or running, and how many
         self._active_paths: Counter[str] = Counter()
@@ -397,10 +394,7 @@ class Exporter:
 
     def housekeeping(self) -> None:
         """Close connections idle for longer than ``idle_timeout``; forget refused folders that are gone."""
-        with self._pools_lock:
-            pools = list(self._pools.values())
-        for pool in pools:
-            pool.reap()
+        self._connections.reap()
         self.forget_vanished_refusals()
 
     def paused(self) -> dict[str, tuple[float, str | None]]:
@@ -418,79 +412,22 @@ class Exporter:
         self._dispatcher.stop()
         if not self._dispatcher.wait_idle(grace):
             log.warning("cutting the uploads still running; they stay pending", extra={"grace_seconds": grace})
-            with self._pools_lock:
-                pools = list(self._pools.values())
-            for pool in pools:
-                pool.abort_active()
+            self._connections.abort_active()
 
     def close(self, grace: float | None = None) -> None:
         """``stop(grace)``, then end the workers, close every connection and remove the spool."""
         self.stop(grace)
         self._dispatcher.close()
-        with self._pools_lock:
-            pools, self._pools = list(self._pools.values()), {}
-        for pool in pools:
-            pool.close()
+        self._connections.close()
         self._packages.close()
         shutil.rmtree(self._spool, ignore_errors=True)
 
     # --- one attempt
 
-    def _pool(self, route: Route, source: str) -> ConnectionPool:
-        endpoint = endpoint_for(route, source, self.secrets)
-        with self._pools_lock:
-            pool = self._pools.get(route.key)
-            if pool is not None and pool.endpoint == endpoint:
-                return pool
-            stale = pool
-            pool = ConnectionPool(
-                endpoint, size=route.destination.max_connections, idle_timeout=self.options.idle_timeout
-            )
-            self._pools[route.key] = pool
-        if stale is not None:
-            stale.close()  # the rule file changed: new settings, new connections
-        return pool
-
-    def _make_room(self, pool: ConnectionPool) -> None:
-        """Keep the open connections within ``jobs``: before ``pool`` opens one, close idle ones elsewhere.
-
-        Open connections are at most the running attempts plus the idle ones; so when the idle
-        connections of all destinations and the running attempts (this one included) exceed
-        ``jobs``, the idle connections of destinations with nothing queued go first, oldest first.
-        Without this, a run over 400 destinations ends with 400 connections open.
-        """
-        if pool.idle_count():
-            return  # it reuses one: nothing new is opened
-        with self._pools_lock:
-            others = [(key, p) for key, p in self._pools.items() if p is not pool]
-            running = self._running
-        idle = sum(p.idle_count() for _, p in others)
-        excess = idle + running - self.options.jobs
-        if excess <= 0:
-            return
-        lanes = self._dispatcher.lanes()
-        candidates = []
-        for key, other in others:
-            since = other.oldest_idle()
-            if since is not None:
-                lane = lanes.get(key)
-                candidates.append((bool(lane and lane.queued), since, other))
-        candidates.sort(key=lambda c: (c[0], c[1]))
-        for _, _, other in candidates:
-            while excess > 0 and other.close_oldest_idle():
-                excess -= 1
-            if excess <= 0:
-                return
-
     def _attempt(self, job: Job) -> JobResult:
         """One attempt of one delivery; never raises."""
-        with self._pools_lock:
-            self._running += 1
-        try:
+        with self._connections.attempt():
             return self._attempt_counted(job)
-        finally:
-            with self._pools_lock:
-                self._running -= 1
 
     def _attempt_counted(self, job: Job) -> JobResult:
         d: _Delivery = job.payload
@@ -529,9 +466,7 @@ class Exporter:
         try:
             package = self._packages.get(d.plan)
             phase = "connect"
-            pool = self._pool(d.route, d.plan.source)
-            self._make_room(pool)
-            transport = pool.acquire()
+            pool, transport = self._connections.acquire(d.route, d.plan.source)
             phase = "transfer"
             try:
                 upload = d.plan.rules.upload
