@@ -21,7 +21,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,20 +32,18 @@ from .errors import (
     FtpexportError,
     PermanentError,
     RecordChangedError,
-    RecordError,
     StateError,
     TransientError,
     TransportError,
 )
 from .events import Attempt, Observer, Observers, Outcome, OutcomeResult, Summary, Verdict
-from .ledger import Delivery, Ledger, RefusalKind, now
-from .plan import Plan, file_policy, make_package, plan_record
+from .intake import Intake
+from .ledger import Ledger, now
+from .plan import Plan, make_package
 from .private import local_error, private_folder
 from .publish import publish
-from .record import Record, folder_signature, is_complete, load_record
-from .recordfiles import FilePolicy
 from .refusals import Refusals
-from .rules import Route, RuleSet, routes_for
+from .rules import Route, RuleSet
 from .secret import SecretSource, redact
 from .spool import SharedPackages
 
@@ -180,11 +178,10 @@ class Exporter:
         self._active_paths: Counter[str] = Counter()
         #: records to remember in the ledger once all their jobs are done, by id(plan)
         self._tracked: dict[int, _Tracked] = {}
-        #: the FilePolicy of the rule set it was made for (the rules name SFTP key files)
-        self._policy: tuple[RuleSet, FilePolicy] | None = None
         #: the first failure to write the ledger or the spool; the exporter stopped at it
         self.state_error: StateError | None = None
         self._refusals = Refusals(ledger)
+        self._intake = Intake(ledger, self._refusals, self.events, self.options)
         spool_root = self.options.spool_dir
         try:
             if spool_root is not None:
@@ -211,85 +208,10 @@ class Exporter:
         """Load and plan records; returns what still needs sending, fills in errors, unchanged and parked."""
         work = []
         for folder in folders:
-            prepared = self._prepare_one(folder, summary)
+            prepared = self._intake.prepare(folder, self.ruleset, summary)
             if prepared is not None:
                 work.append(prepared[:2])
         return work
-
-    def _prepare_one(self, folder: Path, summary: Summary) -> tuple[Plan, list[tuple[Route, str]], list[int]] | None:
-        """Load and plan one record: (plan, routes still to send, ids of its deliveries done), or None
-        when nothing is left to send (errors, unchanged and parked deliveries go to ``summary``)."""
-        if not is_complete(folder):
-            summary.incomplete.append(folder)
-            return None
-        # taken before reading: a file changed while we read it changes the signature for next time
-        signature = folder_signature(folder) if self.ruleset.fingerprint else None
-        if signature is not None and self._unchanged(folder, signature, summary):
-            self._refusals.accepted(folder)
-            return None
-        record: Record | None = None
-        kind: RefusalKind = "record"
-        try:
-            record = load_record(folder, self._file_policy())
-            kind = "rules"
-            routes = routes_for(self.ruleset, record)
-            kind = "naming"
-            plan = plan_record(record, self.ruleset, routes)
-        except RecordError as exc:
-            log.warning("record refused: %s", exc, extra={"record_path": str(folder), "kind": kind})
-            summary.record_errors.append(exc)
-            self.events.refused(str(folder), record.client_id if record is not None else None, kind)
-            self._refusals.refuse(folder, exc, kind, record, self.ruleset)
-            return None
-        self._refusals.accepted(folder)
-        if signature is not None and record.flat:
-            plan = replace(plan, signature=signature)
-        pending, done, parked = [], [], False
-        for route, remote_dir in plan.routes:
-            known = self.ledger.find(record.id, record.content_hash, route.key)
-            if known is not None and known.status in ("delivered", "failed"):
-                self._settled(folder, known, summary)
-                done.append(known.id)
-                parked = parked or known.status == "failed"
-            else:
-                pending.append((route, remote_dir))
-        if not pending:
-            if plan.signature is not None and not parked:
-                self.ledger.mark_seen(str(folder), plan.signature, self.ruleset.fingerprint, done)
-            return None
-        return plan, pending, done
-
-    def _file_policy(self) -> FilePolicy:
-        ruleset = self.ruleset
-        if self._policy is None or self._policy[0] is not ruleset:
-            options = self.options
-            policy = file_policy(ruleset, allow_hardlinks=options.allow_hardlinks, protected=options.protected)
-            self._policy = (ruleset, policy)
-        return self._policy[1]
-
-    def _unchanged(self, folder: Path, signature: str, summary: Summary) -> bool:
-        """The folder is as it was when all its deliveries were done, under the same rules, and they
-        still are: count them unchanged without reading the record again."""
-        seen = self.ledger.seen(str(folder))
-        if seen is None or seen[:2] != (signature, self.ruleset.fingerprint):
-            return False
-        deliveries = self.ledger.by_ids(seen[2])
-        if len(deliveries) != len(seen[2]) or any(d.status != "delivered" for d in deliveries):
-            return False  # one was requeued or replaced since: read the record again
-        for known in deliveries:
-            self._settled(folder, known, summary)
-        return True
-
-    def _settled(self, folder: Path, known: Delivery, summary: Summary) -> None:
-        """An outcome for a delivery the ledger has done (``unchanged``) or parked (``parked``)."""
-        result: OutcomeResult = "unchanged" if known.status == "delivered" else "parked"
-        outcome = Outcome(
-            known.record_id, str(folder), known.client_id, known.destination, result,
-            remote_paths=known.remote_paths, bytes=known.bytes, error=known.last_error,
-            attempts=known.attempts, vin=known.vin, user_id=known.user_id, delivery_id=known.id,
-        )  # fmt: skip
-        summary.outcomes.append(outcome)
-        self.events.outcome(outcome)
 
     def submit(self, folders: Iterable[Path], summary: Summary | None = None) -> Summary:
         """Queue every complete record of ``folders`` that is not delivered yet; returns once queued.
@@ -303,7 +225,7 @@ class Exporter:
             if self.state_error is not None:
                 break  # the ledger cannot be written: the records left stay in the inbox for the next run
             try:
-                planned = self._prepare_one(folder, prepared)
+                planned = self._intake.prepare(folder, self.ruleset, prepared)
                 if planned is not None:
                     self._queue(*planned, summary)
             except StateError as exc:
