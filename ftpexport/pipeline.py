@@ -116,8 +116,9 @@ class _Tracked:
 
 
 @dataclass
-class _Delivery:
-    """The payload of one job: one version of one record for one destination."""
+class InFlight:
+    """A delivery in flight: one version of one record for one destination, queued or being attempted
+    in this process (the payload of its dispatcher job). Its row in the ledger is ``ledger.Delivery``."""
 
     plan: Plan
     route: Route
@@ -255,7 +256,7 @@ class Exporter:
             )
             if delivery.status in ("delivered", "failed"):
                 continue  # a job finished it between prepare() and here
-            payload = _Delivery(plan, route, remote_dir, delivery.id, summary)
+            payload = InFlight(plan, route, remote_dir, delivery.id, summary)
             jobs.append(Job(route.key, ident, route.destination.max_connections, payload))
         if not jobs:
             return
@@ -352,7 +353,7 @@ class Exporter:
             return self._attempt_counted(job)
 
     def _attempt_counted(self, job: Job) -> JobResult:
-        d: _Delivery = job.payload
+        d: InFlight = job.payload
         first = not d.attempted
         d.attempted = True
         try:
@@ -373,9 +374,7 @@ class Exporter:
             self.events.attempt_ended(seen, "deferred", time.monotonic() - started, sent[0])
             return self._unrecorded(d, exc)
 
-    def _attempt_started(
-        self, d: _Delivery, first: bool, attempt_id: int, started: float, sent: list[int]
-    ) -> JobResult:
+    def _attempt_started(self, d: InFlight, first: bool, attempt_id: int, started: float, sent: list[int]) -> JobResult:
         """The attempt once the ledger has it: package, connect, send, record the result."""
         fields = d.fields
         seen = d.attempt
@@ -454,7 +453,7 @@ class Exporter:
 
     def _abandon(self, job: Job, reason: str) -> None:
         """A job that will not run now: its delivery stays pending for the next run or restart."""
-        d: _Delivery = job.payload
+        d: InFlight = job.payload
         if self.state_error is not None and reason == STOPPING:
             reason = self._unrecorded_reason()
         try:
@@ -465,7 +464,7 @@ class Exporter:
         log.warning("delivery deferred", extra={**d.fields, "reason": reason})
         self._finish(d, "deferred", error=reason, attempts=self._attempts_of(d))
 
-    def _unrecorded(self, d: _Delivery, exc: StateError) -> JobResult:
+    def _unrecorded(self, d: InFlight, exc: StateError) -> JobResult:
         """An attempt the ledger could not record: the exporter stops, the delivery stays pending."""
         self._state_failed(exc)
         reason = self._unrecorded_reason()
@@ -477,7 +476,7 @@ class Exporter:
         message = self.state_error.message if self.state_error is not None else "the ledger cannot be written"
         return f"not finished: {message}; still pending, the next run tries again"
 
-    def _attempts_of(self, d: _Delivery) -> int:
+    def _attempts_of(self, d: InFlight) -> int:
         try:
             return self.ledger.get(d.delivery_id).attempts
         except StateError:
@@ -494,7 +493,7 @@ class Exporter:
         self._stopping.set()
         self._dispatcher.stop()
 
-    def _finish(self, d: _Delivery, result: OutcomeResult, **details: Any) -> None:
+    def _finish(self, d: InFlight, result: OutcomeResult, **details: Any) -> None:
         record = d.plan.record
         outcome = Outcome(
             record.id, str(record.folder), record.client_id, d.route.key, result,
