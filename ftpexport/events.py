@@ -9,7 +9,7 @@ to a queue of its own. An exception in an observer is logged and changes nothing
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -136,3 +136,19 @@ class Observers(Observer):
 
     def refused(self, record_path: str, client_id: str | None, kind: str) -> None:
         self._each("refused", record_path, client_id, kind)
+
+
+class Callbacks(Observer):
+    """The plain callbacks ``on_outcome`` and ``on_bytes`` as an observer."""
+
+    def __init__(self, on_outcome: Callable[[Outcome], None] | None, on_bytes: Callable[[int], None] | None) -> None:
+        self._on_outcome = on_outcome
+        self._on_bytes = on_bytes
+
+    def sent(self, attempt: Attempt, n: int) -> None:
+        if self._on_bytes is not None:
+            self._on_bytes(n)
+
+    def outcome(self, outcome: Outcome) -> None:
+        if self._on_outcome is not None:
+            self._on_outcome(outcome)

@@ -36,7 +36,7 @@ from .errors import (
     TransientError,
     TransportError,
 )
-from .events import Attempt, Observer, Observers, Outcome, OutcomeResult, Summary, Verdict
+from .events import Attempt, Callbacks, Observer, Observers, Outcome, OutcomeResult, Summary, Verdict
 from .intake import Intake
 from .ledger import Ledger, now
 from .plan import Plan, make_package
@@ -170,7 +170,7 @@ class Exporter:
         self.ruleset = ruleset
         self.ledger = ledger
         self.options = options or Options()
-        self.events = Observers([*observers, _Callbacks(on_outcome, on_bytes)])
+        self.events = Observers([*observers, Callbacks(on_outcome, on_bytes)])
         self._stopping = threading.Event()
         self._connections = Connections(jobs=self.options.jobs, idle_timeout=self.options.idle_timeout,
                                         lanes=lambda: self._dispatcher.lanes(), secrets=secrets)  # fmt: skip
@@ -521,19 +521,3 @@ class Exporter:
             except StateError as exc:
                 self._state_failed(exc)  # only a shortcut for the next run is lost: it reads the record again
         self.events.outcome(outcome)
-
-
-class _Callbacks(Observer):
-    """The plain callbacks ``on_outcome`` and ``on_bytes`` as an observer."""
-
-    def __init__(self, on_outcome: Callable[[Outcome], None] | None, on_bytes: Callable[[int], None] | None) -> None:
-        self._on_outcome = on_outcome
-        self._on_bytes = on_bytes
-
-    def sent(self, attempt: Attempt, n: int) -> None:
-        if self._on_bytes is not None:
-            self._on_bytes(n)
-
-    def outcome(self, outcome: Outcome) -> None:
-        if self._on_outcome is not None:
-            self._on_outcome(outcome)
