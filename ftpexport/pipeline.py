@@ -17,34 +17,24 @@ import logging
 import shutil
 import tempfile
 import threading
-import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .attempt import Attempts, InFlight
 from .connections import Connections
 from .dispatch import STOPPING, Dispatcher, Job, JobResult, LaneState, Policy
-from .errors import (
-    ConfigError,
-    FtpexportError,
-    PermanentError,
-    RecordChangedError,
-    StateError,
-    TransientError,
-    TransportError,
-)
-from .events import Attempt, Callbacks, Observer, Observers, Outcome, OutcomeResult, Summary, Verdict
+from .errors import StateError
+from .events import Callbacks, Observer, Observers, Outcome, OutcomeResult, Summary
 from .intake import Intake
 from .ledger import Ledger, now
 from .plan import Plan, make_package
 from .private import local_error, private_folder
-from .publish import publish
 from .refusals import Refusals
 from .rules import Route, RuleSet
-from .secret import SecretSource, redact
+from .secret import SecretSource
 from .spool import SharedPackages
 
 log = logging.getLogger(__name__)
@@ -84,26 +74,6 @@ class Options:
         )
 
 
-def _ms_since(started: float) -> int:
-    return round((time.monotonic() - started) * 1000)
-
-
-def _describe(exc: BaseException) -> str:
-    """A one-line message for any failure of a delivery."""
-    if isinstance(exc, TransportError):
-        return exc.reason  # the destination is recorded beside the message
-    if isinstance(exc, FtpexportError):
-        return str(exc)
-    if isinstance(exc, OSError):
-        return f"local file error: {exc}"
-    return f"unexpected error {type(exc).__name__}: {exc}"
-
-
-def verdict_of(stopped: bool, final: bool) -> Verdict:
-    """What a failed attempt leads to: deferred (stopping), failed (parked) or retry."""
-    return "deferred" if stopped else "failed" if final else "retry"
-
-
 @dataclass
 class _Tracked:
     """A record whose deliveries are all queued by one submit: remembered when every one is done."""
@@ -113,36 +83,6 @@ class _Tracked:
     remaining: int
     delivery_ids: list[int]
     ok: bool = True
-
-
-@dataclass
-class InFlight:
-    """A delivery in flight: one version of one record for one destination, queued or being attempted
-    in this process (the payload of its dispatcher job). Its row in the ledger is ``ledger.Delivery``."""
-
-    plan: Plan
-    route: Route
-    remote_dir: str
-    delivery_id: int
-    summary: Summary | None
-    correlation_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
-    attempted: bool = False
-
-    @property
-    def attempt(self) -> Attempt:
-        record = self.plan.record
-        return Attempt(self.correlation_id, record.client_id, self.route.key, record.id)
-
-    @property
-    def fields(self) -> dict[str, Any]:
-        record = self.plan.record
-        return {
-            "correlation_id": self.correlation_id,
-            "client": record.client_id,
-            "destination": self.route.key,
-            "record_id": record.id,
-            "record_path": str(record.folder),
-        }
 
 
 class Exporter:
@@ -194,6 +134,9 @@ class Exporter:
         self._packages: SharedPackages[Plan] = SharedPackages(
             self._spool, make_package, lambda plan: str(plan.record.folder)
         )
+        self._attempts = Attempts(ledger=ledger, packages=self._packages, connections=self._connections,
+                                  events=self.events, stopping=self._stopping, retries=self.options.retries,
+                                  finish=self._finish, unrecorded=self._unrecorded)  # fmt: skip
         self._dispatcher = Dispatcher(self._attempt, self._abandon, workers=self.options.jobs,
                                       policy=self.options.policy())  # fmt: skip
 
@@ -350,106 +293,7 @@ class Exporter:
     def _attempt(self, job: Job) -> JobResult:
         """One attempt of one delivery; never raises."""
         with self._connections.attempt():
-            return self._attempt_counted(job)
-
-    def _attempt_counted(self, job: Job) -> JobResult:
-        d: InFlight = job.payload
-        first = not d.attempted
-        d.attempted = True
-        try:
-            attempt_id = self.ledger.start_attempt(d.delivery_id, d.correlation_id)
-        except StateError as exc:
-            self._packages.put(d.plan, attempted=False, first=first, finished=True)
-            return self._unrecorded(d, exc)
-        started = time.monotonic()
-        sent = [0]  # bytes this attempt put on the wire, also when it fails half way
-        seen = d.attempt
-        self.events.attempt_started(seen)
-        try:
-            return self._attempt_started(d, first, attempt_id, started, sent)
-        except StateError as exc:
-            # the ledger could not record the attempt's end (nothing else writes before the package
-            # is put back): the delivery stays pending, a later run sends or resumes it
-            self._packages.put(d.plan, attempted=True, first=first, finished=True)
-            self.events.attempt_ended(seen, "deferred", time.monotonic() - started, sent[0])
-            return self._unrecorded(d, exc)
-
-    def _attempt_started(self, d: InFlight, first: bool, attempt_id: int, started: float, sent: list[int]) -> JobResult:
-        """The attempt once the ledger has it: package, connect, send, record the result."""
-        fields = d.fields
-        seen = d.attempt
-
-        def counted(n: int) -> None:
-            sent[0] += n
-            self.events.sent(seen, n)
-
-        phase = "package"
-        try:
-            package = self._packages.get(d.plan)
-            phase = "connect"
-            pool, transport = self._connections.acquire(d.route, d.plan.source)
-            phase = "transfer"
-            try:
-                upload = d.plan.rules.upload
-                uploads = publish(transport, package, d.remote_dir, journal=self.ledger, delivery_id=d.delivery_id,
-                                  atomic=upload.atomic, if_exists=upload.if_exists, callback=counted)  # fmt: skip
-            except BaseException:
-                pool.release(transport, reuse=False)
-                raise
-            pool.release(transport, reuse=True)
-        except Exception as exc:  # any failure belongs to this delivery only
-            if isinstance(exc, StateError):
-                raise  # the ledger or the spool, not the delivery: see _attempt_counted
-            message = redact(_describe(exc))
-            stopped = self._stopping.is_set()
-            retriable = isinstance(exc, TransientError)
-            # a file of the record changed since it was read: not a failure of the delivery; it stays
-            # pending and the record is read again (watch: within seconds; run: the next run)
-            changed = isinstance(exc, RecordChangedError)
-            limit = d.plan.rules.upload.retries
-            limit = self.options.retries if limit is None else limit
-            attempts = self.ledger.get(d.delivery_id).attempts
-            final = not stopped and not changed and (not retriable or attempts > limit)
-            if stopped:
-                message = f"stopped during the attempt: {message}"
-            verdict = verdict_of(stopped or changed, final)
-            self.ledger.fail(d.delivery_id, attempt_id, message, final=final, sent=sent[0])
-            if not isinstance(exc, FtpexportError | OSError):
-                log.error("unexpected error, please report it", exc_info=exc, extra=fields)
-            remote_path = exc.path if isinstance(exc, TransportError) else None
-            log.warning(
-                "delivery attempt failed",
-                extra={**fields, "attempt": attempts, "host": d.route.destination.host, "remote_dir": d.remote_dir,
-                       "remote_path": remote_path, "bytes": sent[0], "result": verdict,
-                       "error": message,
-                       "retriable": retriable and not final, "phase": phase, "duration_ms": _ms_since(started)},
-            )  # fmt: skip
-            self._packages.put(d.plan, attempted=True, first=first, finished=verdict != "retry")
-            self.events.attempt_ended(seen, verdict, time.monotonic() - started, sent[0])
-            if verdict != "retry":
-                self._finish(d, "deferred" if verdict == "deferred" else "failed", error=message, attempts=attempts)
-            connect_level = phase == "connect" and isinstance(exc, PermanentError | ConfigError)
-            return JobResult(
-                verdict,
-                destination_fault=isinstance(exc, TransientError) or connect_level,
-                pause_long=connect_level,
-                error=message,
-            )
-        paths = [u.path for u in uploads]
-        size = sum(u.size for u in uploads)
-        skipped = all(u.skipped for u in uploads)
-        self.ledger.succeed(d.delivery_id, attempt_id, paths, size)
-        attempts = self.ledger.get(d.delivery_id).attempts
-        log.info(
-            "already on the server, skipped" if skipped else "delivered",
-            extra={**fields, "attempt": attempts, "host": d.route.destination.host, "remote_paths": paths,
-                   "bytes": size, "result": "skipped" if skipped else "delivered", "duration_ms": _ms_since(started)},
-        )  # fmt: skip
-        self._packages.put(d.plan, attempted=True, first=first, finished=True)
-        self.events.attempt_ended(seen, "done", time.monotonic() - started, sent[0])
-        self._finish(d, "skipped" if skipped else "delivered", remote_paths=tuple(paths), bytes=size,
-                     attempts=attempts)  # fmt: skip
-        return JobResult("done")
+            return self._attempts.run(job.payload)
 
     def _abandon(self, job: Job, reason: str) -> None:
         """A job that will not run now: its delivery stays pending for the next run or restart."""
