@@ -1,16 +1,21 @@
-"""The export pipeline: record -> routes -> names -> package -> upload -> ledger.
+"""The exporter: feed records to the dispatcher, one job per (record, destination), and finish each.
 
-Each (record, destination) is one job of the dispatcher (``dispatch.py``): one lane per
-destination with its own limit of simultaneous connections, a shared pool of ``jobs`` workers,
-backoff between attempts, and a breaker that pauses a destination that keeps failing. So one
-slow or dead destination never holds up another. Connections are pooled per destination and
-reused from record to record. A record's package is built once and shared by its destinations.
+The path of one record: ``intake`` reads it (complete? unchanged since done? refused?), plans it
+(``plan``: routes, names, remote folders) and settles what the ledger has done or parked; the
+exporter opens the rest in the ledger and queues one job per destination (``dispatch``); a worker
+runs ``attempt``: the package from the spool (built once, shared by its destinations), a connection
+from ``connections`` (pooled per destination, within ``jobs``), ``publish`` (the files over that
+connection, journalled); ``_finish`` gives the outcome to the observers and the summary, and
+remembers the folder once all its deliveries are done.
+
+Each destination is a lane of the dispatcher with its own limit of simultaneous connections, a
+shared pool of ``jobs`` workers, backoff between attempts, and a breaker that pauses a destination
+that keeps failing. So one slow or dead destination never holds up another.
 
 Every delivery is in the ledger before its first attempt, and every file of it is journalled
-around its rename (``publish.py``), so a process killed at any moment resumes without losing or
+around its rename (``publish``), so a process killed at any moment resumes without losing or
 repeating work.
 """
-
 from __future__ import annotations
 
 import logging
