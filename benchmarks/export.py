@@ -167,7 +167,7 @@ package:
 
 def build_zips(payload: Payload, rules_dir: Path) -> None:
     """Each record's zip, made by ftpexport's packager (deterministic: the bytes ftpexport uploads)."""
-    from ftpexport.pipeline import make_package, plan_record
+    from ftpexport.plan import make_package, plan_record
     from ftpexport.record import load_record
     from ftpexport.rules import load_rules, routes_for
 

@@ -89,8 +89,9 @@ def sha256_speed() -> float:
 
 def profile_prepare(inbox: Path, rules: Path, state: Path, folders: list[Path], top: int) -> tuple[float, str]:
     """cProfile of Exporter.prepare (load, plan, ledger lookups) over ``folders``."""
+    from ftpexport.events import Summary
     from ftpexport.ledger import open_ledger
-    from ftpexport.pipeline import Exporter, Options, Summary
+    from ftpexport.pipeline import Exporter, Options
     from ftpexport.rules import load_rules
 
     ruleset = load_rules(rules)

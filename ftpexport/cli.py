@@ -57,7 +57,8 @@ from .vault import (
 )
 
 if TYPE_CHECKING:
-    from .pipeline import Exporter, Options, Outcome
+    from .events import Outcome
+    from .pipeline import Exporter, Options
     from .rules import RuleSet
 
 # The pipeline, the rules (pydantic models), paramiko, rich and the webhooks are imported by the
@@ -701,7 +702,7 @@ def test_connection(
     For SFTP the server key fingerprint is shown, to check it with the server's operator and pin it.
     Exit status 0 when every destination passed, 1 otherwise.
     """
-    from .pipeline import endpoint_for
+    from .plan import endpoint_for
     from .probe import probe
     from .rules import client_routes
 
@@ -740,7 +741,8 @@ def preview(app: App, record: Path, rules_dir: Path, state: Path, allow_hardlink
     Its files are checked as run and watch check them (--state names the ledger they never send).
     """
     from .folders import record_folder
-    from .pipeline import Options, preview_record
+    from .pipeline import Options
+    from .plan import preview_record
 
     app.start_logging()
     options = Options(allow_hardlinks=allow_hardlinks, protected=app.own_files(state))

@@ -17,8 +17,9 @@ from typing import TextIO
 
 from .display import human_bytes, summary_text
 from .errors import ConfigError
+from .events import Summary
 from .ledger import open_ledger
-from .pipeline import Exporter, Options, Summary
+from .pipeline import Exporter, Options
 from .record import RECORD_FILE, is_complete, iter_record_folders
 from .rules import load_rules
 

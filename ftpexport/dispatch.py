@@ -11,7 +11,7 @@ doubled at each new trip up to ``max_pause``; then one job probes the destinatio
 the breaker when it succeeds. A paused lane takes no worker at all.
 
 This module knows nothing of records or servers: a job is run by the ``handler`` given to the
-Dispatcher, which answers with a ``Result``.
+Dispatcher, which answers with a ``JobResult``.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
+
+from .events import Verdict
 
 log = logging.getLogger(__name__)
-
-Verdict = Literal["done", "retry", "failed", "deferred"]
 
 #: why a queued job was not run: the process is stopping
 STOPPING = "not tried: ftpexport was stopping"
@@ -51,8 +51,9 @@ class Job:
 
 
 @dataclass(frozen=True)
-class Result:
-    """What one run of a job came to."""
+class JobResult:
+    """What one run of a job came to, as the scheduler needs it: the attempt's ``Verdict`` and what
+    the failure says about the destination (for the backoff and the breaker)."""
 
     verdict: Verdict
     #: the failure says something about the destination, not only this job (counts for the breaker)
@@ -148,7 +149,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        handler: Callable[[Job], Result],
+        handler: Callable[[Job], JobResult],
         abandon: Callable[[Job, str], None],
         *,
         workers: int,
@@ -279,7 +280,7 @@ class Dispatcher:
                 result = self._handler(job)
             except Exception as exc:  # a bug in the handler must not kill the worker
                 log.exception("unexpected error in a delivery, please report it")
-                result = Result("failed", error=f"unexpected error {type(exc).__name__}: {exc}")
+                result = JobResult("failed", error=f"unexpected error {type(exc).__name__}: {exc}")
             self._finish(job, result)
 
     def _next(self) -> Job | None:
@@ -314,7 +315,7 @@ class Dispatcher:
         wakes = [w for w in (lane.wake_at(now) for lane in self._lanes.values()) if w is not None and w > now]
         return max(0.01, min([*wakes, now + 1.0]) - now)
 
-    def _finish(self, job: Job, result: Result) -> None:
+    def _finish(self, job: Job, result: JobResult) -> None:
         abandoned = False
         with self._cond:
             lane = self._lanes[job.lane]
@@ -334,7 +335,7 @@ class Dispatcher:
         if abandoned:
             self._abandon(job, "stopped before it could be tried again")
 
-    def _breaker(self, lane: _Lane, result: Result, now: float) -> None:
+    def _breaker(self, lane: _Lane, result: JobResult, now: float) -> None:
         if result.verdict == "done":
             if lane.trips:
                 log.info("destination answers again; resuming", extra={"destination": lane.key})

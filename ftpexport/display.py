@@ -11,7 +11,7 @@ from .ledger import Delivery
 from .webhooks import endpoint
 
 if TYPE_CHECKING:
-    from .pipeline import Summary
+    from .events import Summary
 
 
 def human_bytes(n: float) -> str:

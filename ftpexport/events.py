@@ -1,4 +1,5 @@
-"""What the exporter tells the rest of the program while it works: deliveries queued, attempts, outcomes.
+"""What the exporter tells the rest of the program while it works: deliveries queued, attempts,
+outcomes, and the summary of a batch.
 
 The exporter calls its observers (the progress display, the metrics, the webhook notifier) from
 its worker threads. An observer must be quick and must not block an upload: anything slow goes
@@ -8,16 +9,22 @@ to a queue of its own. An exception in an observer is logged and changes nothing
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
-from .errors import FtpexportError
+from .errors import FtpexportError, RecordError, StateError
 
 log = logging.getLogger(__name__)
 
-#: delivered / skipped (if_exists: skip) / unchanged (delivered earlier) / failed (parked now) /
-#: parked (failed earlier, waiting for ``ftpexport retry``) / deferred (not finished, still pending)
+#: how one attempt of a delivery ended: done (every file is on the server), retry (a failure that
+#: may pass: tried again after a backoff), failed (parked) or deferred (not finished, still pending)
+Verdict = Literal["done", "retry", "failed", "deferred"]
+
+#: how a delivery settled for this run (``Outcome.result``): delivered / skipped (if_exists: skip) /
+#: unchanged (delivered earlier) / failed (parked now) / parked (failed earlier, waiting for
+#: ``ftpexport retry``) / deferred (not finished, still pending)
 OutcomeResult = Literal["delivered", "skipped", "unchanged", "failed", "parked", "deferred"]
 
 
@@ -43,6 +50,28 @@ class Outcome:
     delivery_id: int | None = None
 
 
+@dataclass
+class Summary:
+    """The result of exporting a batch of records."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    record_errors: list[RecordError] = field(default_factory=list)
+    incomplete: list[Path] = field(default_factory=list)
+    #: the ledger or the spool could not be written: the export stopped there (nothing is lost)
+    state_error: StateError | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when every record found was delivered (or already was) everywhere."""
+        return not self.record_errors and self.state_error is None and all(o.result in _DONE for o in self.outcomes)
+
+    def count(self, result: OutcomeResult) -> int:
+        return sum(1 for o in self.outcomes if o.result == result)
+
+
+_DONE = ("delivered", "skipped", "unchanged")
+
+
 @dataclass(frozen=True)
 class Attempt:
     """One delivery attempt, as observers see it."""
@@ -65,7 +94,7 @@ class Observer:
     def sent(self, attempt: Attempt, n: int) -> None:
         """``n`` more bytes of the attempt went on the wire."""
 
-    def attempt_ended(self, attempt: Attempt, verdict: str, seconds: float, sent: int) -> None:
+    def attempt_ended(self, attempt: Attempt, verdict: Verdict, seconds: float, sent: int) -> None:
         """The attempt ended: ``done``, ``retry``, ``failed`` or ``deferred``."""
 
     def outcome(self, outcome: Outcome) -> None:
@@ -99,7 +128,7 @@ class Observers(Observer):
     def sent(self, attempt: Attempt, n: int) -> None:
         self._each("sent", attempt, n)
 
-    def attempt_ended(self, attempt: Attempt, verdict: str, seconds: float, sent: int) -> None:
+    def attempt_ended(self, attempt: Attempt, verdict: Verdict, seconds: float, sent: int) -> None:
         self._each("attempt_ended", attempt, verdict, seconds, sent)
 
     def outcome(self, outcome: Outcome) -> None:
@@ -107,3 +136,19 @@ class Observers(Observer):
 
     def refused(self, record_path: str, client_id: str | None, kind: str) -> None:
         self._each("refused", record_path, client_id, kind)
+
+
+class Callbacks(Observer):
+    """The plain callbacks ``on_outcome`` and ``on_bytes`` as an observer."""
+
+    def __init__(self, on_outcome: Callable[[Outcome], None] | None, on_bytes: Callable[[int], None] | None) -> None:
+        self._on_outcome = on_outcome
+        self._on_bytes = on_bytes
+
+    def sent(self, attempt: Attempt, n: int) -> None:
+        if self._on_bytes is not None:
+            self._on_bytes(n)
+
+    def outcome(self, outcome: Outcome) -> None:
+        if self._on_outcome is not None:
+            self._on_outcome(outcome)

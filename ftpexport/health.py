@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .events import Attempt, Observer
+from .events import Attempt, Observer, Verdict
 
 
 @dataclass
@@ -104,7 +104,7 @@ class Health(Observer):
                 running.progress = now
                 running.bytes += n
 
-    def attempt_ended(self, attempt: Attempt, verdict: str, seconds: float, sent: int) -> None:
+    def attempt_ended(self, attempt: Attempt, verdict: Verdict, seconds: float, sent: int) -> None:
         with self._lock:
             self._running.pop(attempt, None)
 

@@ -40,7 +40,7 @@ from prometheus_client.registry import Collector
 from . import __version__
 from .dispatch import LaneState
 from .errors import ConfigError
-from .events import Attempt, Observer, Outcome
+from .events import Attempt, Observer, Outcome, Verdict
 from .health import Health
 from .httpd import Server, Server6
 
@@ -143,7 +143,7 @@ class Metrics(Observer):
         self.bytes_sent.labels(attempt.client_id, attempt.destination).inc(n)
         self.health.sent(attempt, n)
 
-    def attempt_ended(self, attempt: Attempt, verdict: str, seconds: float, sent: int) -> None:
+    def attempt_ended(self, attempt: Attempt, verdict: Verdict, seconds: float, sent: int) -> None:
         self.health.attempt_ended(attempt, verdict, seconds, sent)
         self.attempts.labels(attempt.client_id, attempt.destination, verdict).inc()
         self.durations.labels(attempt.destination).observe(seconds)

@@ -1,64 +1,46 @@
-"""The export pipeline: record -> routes -> names -> package -> upload -> ledger.
+"""The exporter: feed records to the dispatcher, one job per (record, destination), and finish each.
 
-Each (record, destination) is one job of the dispatcher (``dispatch.py``): one lane per
-destination with its own limit of simultaneous connections, a shared pool of ``jobs`` workers,
-backoff between attempts, and a breaker that pauses a destination that keeps failing. So one
-slow or dead destination never holds up another. Connections are pooled per destination and
-reused from record to record. A record's package is built once and shared by its destinations.
+The path of one record: ``intake`` reads it (complete? unchanged since done? refused?), plans it
+(``plan``: routes, names, remote folders) and settles what the ledger has done or parked; the
+exporter opens the rest in the ledger and queues one job per destination (``dispatch``); a worker
+runs ``attempt``: the package from the spool (built once, shared by its destinations), a connection
+from ``connections`` (pooled per destination, within ``jobs``), ``publish`` (the files over that
+connection, journalled); ``_finish`` gives the outcome to the observers and the summary, and
+remembers the folder once all its deliveries are done.
+
+Each destination is a lane of the dispatcher with its own limit of simultaneous connections, a
+shared pool of ``jobs`` workers, backoff between attempts, and a breaker that pauses a destination
+that keeps failing. So one slow or dead destination never holds up another.
 
 Every delivery is in the ledger before its first attempt, and every file of it is journalled
-around its rename, so a process killed at any moment resumes without losing or repeating work.
+around its rename (``publish``), so a process killed at any moment resumes without losing or
+repeating work.
 """
-
 from __future__ import annotations
 
 import logging
-import posixpath
 import shutil
 import tempfile
 import threading
-import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
-
-from .dispatch import STOPPING, Dispatcher, Job, LaneState, Policy, Result, Verdict
-from .errors import (
-    ConfigError,
-    FtpexportError,
-    PermanentError,
-    RecordChangedError,
-    RecordError,
-    StateError,
-    TransientError,
-    TransportError,
-)
-from .events import Attempt, Observer, Observers, Outcome, OutcomeResult
-from .ledger import Delivery, Ledger, RefusalKind, now
-from .package import (
-    Artifact,
-    Package,
-    PackageNames,
-    build_package,
-    refuse_unportable,
-    render_names,
-    template_context,
-)
+from .attempt import Attempts, InFlight
+from .connections import Connections
+from .dispatch import STOPPING, Dispatcher, Job, JobResult, LaneState, Policy
+from .errors import StateError
+from .events import Callbacks, Observer, Observers, Outcome, OutcomeResult, Summary
+from .intake import Intake
+from .ledger import Ledger, now
+from .plan import Plan, make_package
 from .private import local_error, private_folder
-from .record import Record, folder_signature, is_complete, load_record
-from .recordfiles import FilePolicy
 from .refusals import Refusals
-from .rules import ClientRules, Route, RuleSet, SFTPDestination, routes_for
-from .secret import SecretSource, redact
+from .rules import Route, RuleSet
+from .secret import SecretSource
 from .spool import SharedPackages
-from .transport import Endpoint, Transport, upload_file
-from .transport.base import resume_rename
-from .transport.pool import ConnectionPool
 
 log = logging.getLogger(__name__)
 
@@ -98,142 +80,6 @@ class Options:
 
 
 @dataclass
-class Summary:
-    """The result of exporting a batch of records."""
-
-    outcomes: list[Outcome] = field(default_factory=list)
-    record_errors: list[RecordError] = field(default_factory=list)
-    incomplete: list[Path] = field(default_factory=list)
-    #: the ledger or the spool could not be written: the export stopped there (nothing is lost)
-    state_error: StateError | None = None
-
-    @property
-    def ok(self) -> bool:
-        """True when every record found was delivered (or already was) everywhere."""
-        return not self.record_errors and self.state_error is None and all(o.result in _DONE for o in self.outcomes)
-
-    def count(self, result: OutcomeResult) -> int:
-        return sum(1 for o in self.outcomes if o.result == result)
-
-
-_DONE = ("delivered", "skipped", "unchanged")
-
-
-@dataclass(frozen=True)
-class Plan:
-    """A record ready to send: its names and the remote folder at each destination."""
-
-    record: Record
-    rules: ClientRules
-    source: str
-    names: PackageNames
-    routes: tuple[tuple[Route, str], ...]
-    #: ``folder_signature`` of the record folder taken before it was read; None: not to be remembered
-    signature: str | None = None
-
-
-def endpoint_for(route: Route, source: str, store: SecretSource | None = None) -> Endpoint:
-    """The transport endpoint of a route; secrets are resolved here, at the last moment."""
-    destination = route.destination
-    where = f"{source}: destination {destination.name}"
-
-    def resolve(field_name: str) -> SecretStr | None:
-        ref = getattr(destination, field_name, None)
-        return ref.resolve(where=f"{where}: {field_name}", store=store) if ref is not None else None
-
-    common = {
-        "scheme": destination.scheme,
-        "host": destination.host,
-        "port": destination.port,
-        "username": destination.username,
-        "password": resolve("password"),
-        "timeout": destination.timeout,
-        "label": route.key,
-    }
-    if isinstance(destination, SFTPDestination):
-        return Endpoint(
-            **common,  # type: ignore[arg-type]
-            host_keys=tuple(destination.host_key or ()),
-            known_hosts=destination.known_hosts,
-            key_file=destination.key_file,
-            private_key=resolve("private_key"),
-            key_passphrase=resolve("key_passphrase"),
-            ssh_legacy_algorithms=tuple(destination.ssh_legacy_algorithms),
-        )
-    return Endpoint(**common, ca_file=destination.ca_file, passive=destination.passive)  # type: ignore[arg-type]
-
-
-def file_policy(ruleset: RuleSet, *, allow_hardlinks: bool, protected: tuple[tuple[Path, str], ...]) -> FilePolicy:
-    """What records may deliver: ``protected`` and the SFTP key files of the rules are never sent."""
-    keys = []
-    for rules in ruleset.clients.values():
-        destinations = [*rules.destinations, *(d for user in rules.users.values() for d in user.destinations)]
-        keys += [(d.key_file, "an SFTP key file of the rules") for d in destinations if getattr(d, "key_file", None)]
-    return FilePolicy(allow_hardlinks=allow_hardlinks, protected=(*protected, *keys))
-
-
-def plan_record(record: Record, ruleset: RuleSet, routes: list[Route]) -> Plan:
-    """Render every name of the record for its destinations; raises ``NamingError``."""
-    rules = routes[0].client
-    source = ruleset.source(rules.client_id)
-    spec = rules.package
-    names = render_names(
-        record,
-        fmt=spec.format,
-        archive_name=spec.archive_name,
-        image_name=spec.image_name,
-        metadata_name=spec.metadata.name if spec.metadata else None,
-        done_marker=spec.done_marker,
-        origin=source,
-        names="posix",  # then checked for each destination that needs portable names
-    )
-    context = template_context(record)
-    planned = []
-    for route in routes:
-        if route.destination.names == "portable":
-            refuse_unportable(names, where=str(record.folder), origin=f"{source}: destination {route.destination.name}")
-        base = route.destination.base_path
-        template = route.destination.remote_dir
-        if template is None:
-            planned.append((route, base))
-            continue
-        sub = template.render(
-            context,
-            record=str(record.folder),
-            origin=f"{source}: destination {route.destination.name}: remote_dir",
-            names=route.destination.names,
-        )
-        planned.append((route, posixpath.join(base, sub)))
-    return Plan(record=record, rules=rules, source=source, names=names, routes=tuple(planned))
-
-
-def make_package(plan: Plan, workdir: Path) -> Package:
-    """Build the files of a planned record in ``workdir``."""
-    metadata = plan.rules.package.metadata
-    return build_package(plan.record, plan.names, metadata.fields if metadata else None, workdir)
-
-
-def _ms_since(started: float) -> int:
-    return round((time.monotonic() - started) * 1000)
-
-
-def _describe(exc: BaseException) -> str:
-    """A one-line message for any failure of a delivery."""
-    if isinstance(exc, TransportError):
-        return exc.reason  # the destination is recorded beside the message
-    if isinstance(exc, FtpexportError):
-        return str(exc)
-    if isinstance(exc, OSError):
-        return f"local file error: {exc}"
-    return f"unexpected error {type(exc).__name__}: {exc}"
-
-
-def verdict_of(stopped: bool, final: bool) -> Verdict:
-    """What a failed attempt leads to: deferred (stopping), failed (parked) or retry."""
-    return "deferred" if stopped else "failed" if final else "retry"
-
-
-@dataclass
 class _Tracked:
     """A record whose deliveries are all queued by one submit: remembered when every one is done."""
 
@@ -242,35 +88,6 @@ class _Tracked:
     remaining: int
     delivery_ids: list[int]
     ok: bool = True
-
-
-@dataclass
-class _Delivery:
-    """The payload of one job: one version of one record for one destination."""
-
-    plan: Plan
-    route: Route
-    remote_dir: str
-    delivery_id: int
-    summary: Summary | None
-    correlation_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
-    attempted: bool = False
-
-    @property
-    def attempt(self) -> Attempt:
-        record = self.plan.record
-        return Attempt(self.correlation_id, record.client_id, self.route.key, record.id)
-
-    @property
-    def fields(self) -> dict[str, Any]:
-        record = self.plan.record
-        return {
-            "correlation_id": self.correlation_id,
-            "client": record.client_id,
-            "destination": self.route.key,
-            "record_id": record.id,
-            "record_path": str(record.folder),
-        }
 
 
 class Exporter:
@@ -296,25 +113,21 @@ class Exporter:
         secrets: SecretSource | None = None,
     ) -> None:
         self.ruleset = ruleset
-        self.secrets = secrets
         self.ledger = ledger
         self.options = options or Options()
-        self.events = Observers([*observers, _Callbacks(on_outcome, on_bytes)])
+        self.events = Observers([*observers, Callbacks(on_outcome, on_bytes)])
         self._stopping = threading.Event()
-        self._pools: dict[str, ConnectionPool] = {}
-        self._pools_lock = threading.Lock()
-        #: attempts running now (each holds at most one connection)
-        self._running = 0
+        self._connections = Connections(jobs=self.options.jobs, idle_timeout=self.options.idle_timeout,
+                                        lanes=lambda: self._dispatcher.lanes(), secrets=secrets)  # fmt: skip
         self._summary_lock = threading.Lock()
         #: record folders with a job queued or running, and how many
         self._active_paths: Counter[str] = Counter()
         #: records to remember in the ledger once all their jobs are done, by id(plan)
         self._tracked: dict[int, _Tracked] = {}
-        #: the FilePolicy of the rule set it was made for (the rules name SFTP key files)
-        self._policy: tuple[RuleSet, FilePolicy] | None = None
         #: the first failure to write the ledger or the spool; the exporter stopped at it
         self.state_error: StateError | None = None
         self._refusals = Refusals(ledger)
+        self._intake = Intake(ledger, self._refusals, self.events, self.options)
         spool_root = self.options.spool_dir
         try:
             if spool_root is not None:
@@ -326,6 +139,9 @@ class Exporter:
         self._packages: SharedPackages[Plan] = SharedPackages(
             self._spool, make_package, lambda plan: str(plan.record.folder)
         )
+        self._attempts = Attempts(ledger=ledger, packages=self._packages, connections=self._connections,
+                                  events=self.events, stopping=self._stopping, retries=self.options.retries,
+                                  finish=self._finish, unrecorded=self._unrecorded)  # fmt: skip
         self._dispatcher = Dispatcher(self._attempt, self._abandon, workers=self.options.jobs,
                                       policy=self.options.policy())  # fmt: skip
 
@@ -341,85 +157,10 @@ class Exporter:
         """Load and plan records; returns what still needs sending, fills in errors, unchanged and parked."""
         work = []
         for folder in folders:
-            prepared = self._prepare_one(folder, summary)
+            prepared = self._intake.prepare(folder, self.ruleset, summary)
             if prepared is not None:
                 work.append(prepared[:2])
         return work
-
-    def _prepare_one(self, folder: Path, summary: Summary) -> tuple[Plan, list[tuple[Route, str]], list[int]] | None:
-        """Load and plan one record: (plan, routes still to send, ids of its deliveries done), or None
-        when nothing is left to send (errors, unchanged and parked deliveries go to ``summary``)."""
-        if not is_complete(folder):
-            summary.incomplete.append(folder)
-            return None
-        # taken before reading: a file changed while we read it changes the signature for next time
-        signature = folder_signature(folder) if self.ruleset.fingerprint else None
-        if signature is not None and self._unchanged(folder, signature, summary):
-            self._refusals.accepted(folder)
-            return None
-        record: Record | None = None
-        kind: RefusalKind = "record"
-        try:
-            record = load_record(folder, self._file_policy())
-            kind = "rules"
-            routes = routes_for(self.ruleset, record)
-            kind = "naming"
-            plan = plan_record(record, self.ruleset, routes)
-        except RecordError as exc:
-            log.warning("record refused: %s", exc, extra={"record_path": str(folder), "kind": kind})
-            summary.record_errors.append(exc)
-            self.events.refused(str(folder), record.client_id if record is not None else None, kind)
-            self._refusals.refuse(folder, exc, kind, record, self.ruleset)
-            return None
-        self._refusals.accepted(folder)
-        if signature is not None and record.flat:
-            plan = replace(plan, signature=signature)
-        pending, done, parked = [], [], False
-        for route, remote_dir in plan.routes:
-            known = self.ledger.find(record.id, record.content_hash, route.key)
-            if known is not None and known.status in ("delivered", "failed"):
-                self._settled(folder, known, summary)
-                done.append(known.id)
-                parked = parked or known.status == "failed"
-            else:
-                pending.append((route, remote_dir))
-        if not pending:
-            if plan.signature is not None and not parked:
-                self.ledger.mark_seen(str(folder), plan.signature, self.ruleset.fingerprint, done)
-            return None
-        return plan, pending, done
-
-    def _file_policy(self) -> FilePolicy:
-        ruleset = self.ruleset
-        if self._policy is None or self._policy[0] is not ruleset:
-            options = self.options
-            policy = file_policy(ruleset, allow_hardlinks=options.allow_hardlinks, protected=options.protected)
-            self._policy = (ruleset, policy)
-        return self._policy[1]
-
-    def _unchanged(self, folder: Path, signature: str, summary: Summary) -> bool:
-        """The folder is as it was when all its deliveries were done, under the same rules, and they
-        still are: count them unchanged without reading the record again."""
-        seen = self.ledger.seen(str(folder))
-        if seen is None or (seen.signature, seen.rules) != (signature, self.ruleset.fingerprint):
-            return False
-        deliveries = self.ledger.by_ids(seen.delivery_ids)
-        if len(deliveries) != len(seen.delivery_ids) or any(d.status != "delivered" for d in deliveries):
-            return False  # one was requeued or replaced since: read the record again
-        for known in deliveries:
-            self._settled(folder, known, summary)
-        return True
-
-    def _settled(self, folder: Path, known: Delivery, summary: Summary) -> None:
-        """An outcome for a delivery the ledger has done (``unchanged``) or parked (``parked``)."""
-        result: OutcomeResult = "unchanged" if known.status == "delivered" else "parked"
-        outcome = Outcome(
-            known.record_id, str(folder), known.client_id, known.destination, result,
-            remote_paths=known.remote_paths, bytes=known.bytes, error=known.last_error,
-            attempts=known.attempts, vin=known.vin, user_id=known.user_id, delivery_id=known.id,
-        )  # fmt: skip
-        summary.outcomes.append(outcome)
-        self.events.outcome(outcome)
 
     def submit(self, folders: Iterable[Path], summary: Summary | None = None) -> Summary:
         """Queue every complete record of ``folders`` that is not delivered yet; returns once queued.
@@ -433,7 +174,7 @@ class Exporter:
             if self.state_error is not None:
                 break  # the ledger cannot be written: the records left stay in the inbox for the next run
             try:
-                planned = self._prepare_one(folder, prepared)
+                planned = self._intake.prepare(folder, self.ruleset, prepared)
                 if planned is not None:
                     self._queue(*planned, summary)
             except StateError as exc:
@@ -463,7 +204,7 @@ class Exporter:
             )
             if delivery.status in ("delivered", "failed"):
                 continue  # a job finished it between prepare() and here
-            payload = _Delivery(plan, route, remote_dir, delivery.id, summary)
+            payload = InFlight(plan, route, remote_dir, delivery.id, summary)
             jobs.append(Job(route.key, ident, route.destination.max_connections, payload))
         if not jobs:
             return
@@ -524,10 +265,7 @@ class Exporter:
 
     def housekeeping(self) -> None:
         """Close connections idle for longer than ``idle_timeout``; forget refused folders that are gone."""
-        with self._pools_lock:
-            pools = list(self._pools.values())
-        for pool in pools:
-            pool.reap()
+        self._connections.reap()
         self.forget_vanished_refusals()
 
     def paused(self) -> dict[str, tuple[float, str | None]]:
@@ -545,179 +283,26 @@ class Exporter:
         self._dispatcher.stop()
         if not self._dispatcher.wait_idle(grace):
             log.warning("cutting the uploads still running; they stay pending", extra={"grace_seconds": grace})
-            with self._pools_lock:
-                pools = list(self._pools.values())
-            for pool in pools:
-                pool.abort_active()
+            self._connections.abort_active()
 
     def close(self, grace: float | None = None) -> None:
         """``stop(grace)``, then end the workers, close every connection and remove the spool."""
         self.stop(grace)
         self._dispatcher.close()
-        with self._pools_lock:
-            pools, self._pools = list(self._pools.values()), {}
-        for pool in pools:
-            pool.close()
+        self._connections.close()
         self._packages.close()
         shutil.rmtree(self._spool, ignore_errors=True)
 
     # --- one attempt
 
-    def _pool(self, route: Route, source: str) -> ConnectionPool:
-        endpoint = endpoint_for(route, source, self.secrets)
-        with self._pools_lock:
-            pool = self._pools.get(route.key)
-            if pool is not None and pool.endpoint == endpoint:
-                return pool
-            stale = pool
-            pool = ConnectionPool(
-                endpoint, size=route.destination.max_connections, idle_timeout=self.options.idle_timeout
-            )
-            self._pools[route.key] = pool
-        if stale is not None:
-            stale.close()  # the rule file changed: new settings, new connections
-        return pool
-
-    def _make_room(self, pool: ConnectionPool) -> None:
-        """Keep the open connections within ``jobs``: before ``pool`` opens one, close idle ones elsewhere.
-
-        Open connections are at most the running attempts plus the idle ones; so when the idle
-        connections of all destinations and the running attempts (this one included) exceed
-        ``jobs``, the idle connections of destinations with nothing queued go first, oldest first.
-        Without this, a run over 400 destinations ends with 400 connections open.
-        """
-        if pool.idle_count():
-            return  # it reuses one: nothing new is opened
-        with self._pools_lock:
-            others = [(key, p) for key, p in self._pools.items() if p is not pool]
-            running = self._running
-        idle = sum(p.idle_count() for _, p in others)
-        excess = idle + running - self.options.jobs
-        if excess <= 0:
-            return
-        lanes = self._dispatcher.lanes()
-        candidates = []
-        for key, other in others:
-            since = other.oldest_idle()
-            if since is not None:
-                lane = lanes.get(key)
-                candidates.append((bool(lane and lane.queued), since, other))
-        candidates.sort(key=lambda c: (c[0], c[1]))
-        for _, _, other in candidates:
-            while excess > 0 and other.close_oldest_idle():
-                excess -= 1
-            if excess <= 0:
-                return
-
-    def _attempt(self, job: Job) -> Result:
+    def _attempt(self, job: Job) -> JobResult:
         """One attempt of one delivery; never raises."""
-        with self._pools_lock:
-            self._running += 1
-        try:
-            return self._attempt_counted(job)
-        finally:
-            with self._pools_lock:
-                self._running -= 1
-
-    def _attempt_counted(self, job: Job) -> Result:
-        d: _Delivery = job.payload
-        first = not d.attempted
-        d.attempted = True
-        try:
-            attempt_id = self.ledger.start_attempt(d.delivery_id, d.correlation_id)
-        except StateError as exc:
-            self._packages.put(d.plan, attempted=False, first=first, finished=True)
-            return self._unrecorded(d, exc)
-        started = time.monotonic()
-        sent = [0]  # bytes this attempt put on the wire, also when it fails half way
-        seen = d.attempt
-        self.events.attempt_started(seen)
-        try:
-            return self._attempt_started(d, first, attempt_id, started, sent)
-        except StateError as exc:
-            # the ledger could not record the attempt's end (nothing else writes before the package
-            # is put back): the delivery stays pending, a later run sends or resumes it
-            self._packages.put(d.plan, attempted=True, first=first, finished=True)
-            self.events.attempt_ended(seen, "deferred", time.monotonic() - started, sent[0])
-            return self._unrecorded(d, exc)
-
-    def _attempt_started(self, d: _Delivery, first: bool, attempt_id: int, started: float, sent: list[int]) -> Result:
-        """The attempt once the ledger has it: package, connect, send, record the result."""
-        fields = d.fields
-        seen = d.attempt
-
-        def counted(n: int) -> None:
-            sent[0] += n
-            self.events.sent(seen, n)
-
-        phase = "package"
-        try:
-            package = self._packages.get(d.plan)
-            phase = "connect"
-            pool = self._pool(d.route, d.plan.source)
-            self._make_room(pool)
-            transport = pool.acquire()
-            phase = "transfer"
-            try:
-                paths, size, skipped = self._send(d, package, transport, counted)
-            except BaseException:
-                pool.release(transport, reuse=False)
-                raise
-            pool.release(transport, reuse=True)
-        except Exception as exc:  # any failure belongs to this delivery only
-            if isinstance(exc, StateError):
-                raise  # the ledger or the spool, not the delivery: see _attempt_counted
-            message = redact(_describe(exc))
-            stopped = self._stopping.is_set()
-            retriable = isinstance(exc, TransientError)
-            # a file of the record changed since it was read: not a failure of the delivery; it stays
-            # pending and the record is read again (watch: within seconds; run: the next run)
-            changed = isinstance(exc, RecordChangedError)
-            limit = d.plan.rules.upload.retries
-            limit = self.options.retries if limit is None else limit
-            attempts = self.ledger.get(d.delivery_id).attempts
-            final = not stopped and not changed and (not retriable or attempts > limit)
-            if stopped:
-                message = f"stopped during the attempt: {message}"
-            verdict = verdict_of(stopped or changed, final)
-            self.ledger.fail(d.delivery_id, attempt_id, message, final=final, sent=sent[0])
-            if not isinstance(exc, FtpexportError | OSError):
-                log.error("unexpected error, please report it", exc_info=exc, extra=fields)
-            remote_path = exc.path if isinstance(exc, TransportError) else None
-            log.warning(
-                "delivery attempt failed",
-                extra={**fields, "attempt": attempts, "host": d.route.destination.host, "remote_dir": d.remote_dir,
-                       "remote_path": remote_path, "bytes": sent[0], "result": verdict,
-                       "error": message,
-                       "retriable": retriable and not final, "phase": phase, "duration_ms": _ms_since(started)},
-            )  # fmt: skip
-            self._packages.put(d.plan, attempted=True, first=first, finished=verdict != "retry")
-            self.events.attempt_ended(seen, verdict, time.monotonic() - started, sent[0])
-            if verdict != "retry":
-                self._finish(d, "deferred" if verdict == "deferred" else "failed", error=message, attempts=attempts)
-            connect_level = phase == "connect" and isinstance(exc, PermanentError | ConfigError)
-            return Result(
-                verdict,
-                destination_fault=isinstance(exc, TransientError) or connect_level,
-                pause_long=connect_level,
-                error=message,
-            )
-        self.ledger.succeed(d.delivery_id, attempt_id, paths, size)
-        attempts = self.ledger.get(d.delivery_id).attempts
-        log.info(
-            "already on the server, skipped" if skipped else "delivered",
-            extra={**fields, "attempt": attempts, "host": d.route.destination.host, "remote_paths": paths,
-                   "bytes": size, "result": "skipped" if skipped else "delivered", "duration_ms": _ms_since(started)},
-        )  # fmt: skip
-        self._packages.put(d.plan, attempted=True, first=first, finished=True)
-        self.events.attempt_ended(seen, "done", time.monotonic() - started, sent[0])
-        self._finish(d, "skipped" if skipped else "delivered", remote_paths=tuple(paths), bytes=size,
-                     attempts=attempts)  # fmt: skip
-        return Result("done")
+        with self._connections.attempt():
+            return self._attempts.run(job.payload)
 
     def _abandon(self, job: Job, reason: str) -> None:
         """A job that will not run now: its delivery stays pending for the next run or restart."""
-        d: _Delivery = job.payload
+        d: InFlight = job.payload
         if self.state_error is not None and reason == STOPPING:
             reason = self._unrecorded_reason()
         try:
@@ -728,19 +313,19 @@ class Exporter:
         log.warning("delivery deferred", extra={**d.fields, "reason": reason})
         self._finish(d, "deferred", error=reason, attempts=self._attempts_of(d))
 
-    def _unrecorded(self, d: _Delivery, exc: StateError) -> Result:
+    def _unrecorded(self, d: InFlight, exc: StateError) -> JobResult:
         """An attempt the ledger could not record: the exporter stops, the delivery stays pending."""
         self._state_failed(exc)
         reason = self._unrecorded_reason()
         log.warning("delivery deferred", extra={**d.fields, "reason": reason})
         self._finish(d, "deferred", error=reason, attempts=self._attempts_of(d))
-        return Result("deferred", error=reason)
+        return JobResult("deferred", error=reason)
 
     def _unrecorded_reason(self) -> str:
         message = self.state_error.message if self.state_error is not None else "the ledger cannot be written"
         return f"not finished: {message}; still pending, the next run tries again"
 
-    def _attempts_of(self, d: _Delivery) -> int:
+    def _attempts_of(self, d: InFlight) -> int:
         try:
             return self.ledger.get(d.delivery_id).attempts
         except StateError:
@@ -757,7 +342,7 @@ class Exporter:
         self._stopping.set()
         self._dispatcher.stop()
 
-    def _finish(self, d: _Delivery, result: OutcomeResult, **details: Any) -> None:
+    def _finish(self, d: InFlight, result: OutcomeResult, **details: Any) -> None:
         record = d.plan.record
         outcome = Outcome(
             record.id, str(record.folder), record.client_id, d.route.key, result,
@@ -785,125 +370,3 @@ class Exporter:
             except StateError as exc:
                 self._state_failed(exc)  # only a shortcut for the next run is lost: it reads the record again
         self.events.outcome(outcome)
-
-    def _send(
-        self, d: _Delivery, package: Package, transport: Transport, callback: Callable[[int], None]
-    ) -> tuple[list[str], int, bool]:
-        """Upload a package over one connection; returns (remote paths, bytes, all skipped).
-
-        Files that an interrupted attempt of this delivery published already are not sent again.
-        """
-        upload = d.plan.rules.upload
-        journal = self.ledger.file_states(d.delivery_id)
-        if d.remote_dir:
-            transport.makedirs(d.remote_dir)
-        paths: list[str] = []
-        size = 0
-        skipped = True
-        artifacts: list[tuple[Artifact, str]] = [(a, upload.if_exists) for a in package.files]
-        journalled: list[str] = []  # the file of this iteration, once journalled as "renaming"
-
-        def before_rename(path: str) -> None:
-            self.ledger.mark_file(d.delivery_id, path, "renaming")
-            journalled.append(path)
-
-        for artifact, if_exists in artifacts + ([(package.done_marker, "overwrite")] if package.done_marker else []):
-            if artifact is package.done_marker and skipped:
-                break  # nothing new arrived: no new done marker either
-            final = posixpath.join(d.remote_dir, artifact.name)
-            if self._published_before(transport, journal.get(final), d.remote_dir, artifact, atomic=upload.atomic):
-                paths.append(final)
-                size += artifact.size
-                skipped = False
-                continue
-            journalled.clear()
-            try:
-                result = upload_file(
-                    transport,
-                    artifact.open,
-                    artifact.size,
-                    d.remote_dir,
-                    artifact.name,
-                    atomic=upload.atomic,
-                    if_exists=if_exists,  # type: ignore[arg-type]
-                    callback=callback,
-                    before_rename=before_rename,
-                )
-            except TransportError as exc:
-                if journalled and not exc.retriable:
-                    # the server answered that it did not rename: the journal must not claim it may have
-                    self.ledger.forget_file(d.delivery_id, journalled[0])
-                raise
-            if not result.skipped:
-                self.ledger.mark_file(d.delivery_id, final, "published")
-            paths.append(result.path)
-            size += result.size
-            skipped = skipped and result.skipped
-        return paths, size, skipped
-
-    @staticmethod
-    def _published_before(
-        transport: Transport, state: str | None, remote_dir: str, artifact: Artifact, *, atomic: bool
-    ) -> bool:
-        if state == "published":
-            return True
-        if state == "renaming":
-            # killed between the journal entry and the end of the rename: the server knows which
-            return not atomic or resume_rename(transport, remote_dir, artifact.name, artifact.size)
-        return False
-
-
-class _Callbacks(Observer):
-    """The plain callbacks ``on_outcome`` and ``on_bytes`` as an observer."""
-
-    def __init__(self, on_outcome: Callable[[Outcome], None] | None, on_bytes: Callable[[int], None] | None) -> None:
-        self._on_outcome = on_outcome
-        self._on_bytes = on_bytes
-
-    def sent(self, attempt: Attempt, n: int) -> None:
-        if self._on_bytes is not None:
-            self._on_bytes(n)
-
-    def outcome(self, outcome: Outcome) -> None:
-        if self._on_outcome is not None:
-            self._on_outcome(outcome)
-
-
-def preview_record(folder: Path, ruleset: RuleSet, options: Options | None = None) -> dict[str, Any]:
-    """What exporting ``folder`` would send where, without any network; raises ``RecordError``.
-
-    The record's files are checked as an export with ``options`` would check them.
-    """
-    options = options or Options()
-    record = load_record(folder, file_policy(ruleset, allow_hardlinks=options.allow_hardlinks,
-                                             protected=options.protected))  # fmt: skip
-    plan = plan_record(record, ruleset, routes_for(ruleset, record))
-    with tempfile.TemporaryDirectory(prefix="ftpexport-preview-") as tmp:
-        package = make_package(plan, Path(tmp))
-    destinations = []
-    for route, remote_dir in plan.routes:
-        destination = route.destination
-        marker = [package.done_marker] if package.done_marker is not None else []
-        files = [posixpath.join(remote_dir, f.name) for f in (*package.files, *marker)]
-        destinations.append(
-            {
-                "destination": route.key,
-                "level": "user" if route.user_id else "client",
-                "url": f"{destination.scheme}://{destination.username}@{destination.host}:{destination.port}",
-                "remote_dir": remote_dir,
-                "files": files,
-            }
-        )
-    return {
-        "record": str(folder),
-        "id": record.id,
-        "client_id": record.client_id,
-        "user_id": record.user_id,
-        "content_hash": record.content_hash,
-        "rule_file": plan.source,
-        "format": plan.rules.package.format,
-        "files": [{"name": f.name, "bytes": f.size} for f in package.files],
-        "archive_listing": list(package.archive_listing),
-        "sources": [image.path.name for image in record.images],
-        "destinations": destinations,
-    }

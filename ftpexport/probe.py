@@ -126,7 +126,7 @@ def _connect(transport: Transport) -> str:
 
 def _legacy_warnings(endpoint: Endpoint, transport: Transport) -> list[str]:
     """A warning for each legacy SSH algorithm the connection uses, and for each named one it does not need."""
-    in_use = getattr(transport, "legacy_in_use", [])
+    in_use = transport.legacy_in_use
     warnings = [f"in use: {legacy_warning(name)}" for name in in_use]
     warnings += [
         f"ssh_legacy_algorithms names {name}, which this server did not need: remove it if the server offers "
@@ -138,8 +138,7 @@ def _legacy_warnings(endpoint: Endpoint, transport: Transport) -> list[str]:
 
 
 def _host_key_line(transport: Transport) -> str | None:
-    line = getattr(transport, "server_key_line", None)
-    return line if isinstance(line, str) else None
+    return transport.server_key_line
 
 
 def _clean_up(transport: Transport, *paths: str) -> None:

@@ -23,7 +23,7 @@ from rich.text import Text
 
 from .dispatch import LaneState
 from .display import duration, human_bytes
-from .events import Attempt, Observer, Outcome
+from .events import Attempt, Observer, Outcome, Verdict
 from .secret import redact
 
 #: destinations listed at most in the live display; the rest are summed up in one line
@@ -88,7 +88,7 @@ class Tally(Observer):
             self.destinations[attempt.destination].bytes += n
             self._attempt_bytes[attempt.correlation_id] = self._attempt_bytes.get(attempt.correlation_id, 0) + n
 
-    def attempt_ended(self, attempt: Attempt, verdict: str, seconds: float, sent: int) -> None:
+    def attempt_ended(self, attempt: Attempt, verdict: Verdict, seconds: float, sent: int) -> None:
         with self.lock:
             self.destinations[attempt.destination].active -= 1
             self._attempt_bytes.pop(attempt.correlation_id, None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from ftpexport.pipeline import make_package, plan_record
+from ftpexport.plan import make_package, plan_record
 from ftpexport.record import load_record
 from ftpexport.rules import RuleSet, load_rules, routes_for
 

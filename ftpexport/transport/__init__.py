@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import importlib
 
-from .base import Endpoint, Transport, Upload, upload_file
+from .base import Capabilities, Endpoint, Transport, Upload, upload_file
 
-__all__ = ["SCHEMES", "Endpoint", "Transport", "Upload", "open_transport", "upload_file"]
+__all__ = ["SCHEMES", "Capabilities", "Endpoint", "Transport", "Upload", "open_transport", "upload_file"]
 
 #: scheme -> "module:class"
 SCHEMES: dict[str, str] = {

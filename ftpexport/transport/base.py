@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, Literal
+from typing import BinaryIO, ClassVar, Literal
 
 from pydantic import SecretStr
 
@@ -69,8 +69,29 @@ class Endpoint:
         return self.label or f"{self.scheme}://{self.username}@{self.host}:{self.port}"
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a transport can do beyond the interface, declared by each backend (``Transport.capabilities``).
+
+    The defaults are what every transport can be assumed to do; a backend that can do more says so
+    on its class, and its users (``ConnectionPool``) read these, never ``getattr``.
+    """
+
+    #: the folder cache stays valid from one job to the next: a transfer into a cached folder that
+    #: the server removed meanwhile makes it again, so the pool need not ``forget_directories``
+    keeps_directories: bool = False
+    #: ``seems_alive`` tells a dead connection without asking the server (no round trip), so the pool
+    #: may reuse a connection released a moment ago after that check alone
+    quick_liveness: bool = False
+
+
 class Transport(ABC):
     """One open connection to one server. Use as a context manager: ``with transport: ...``."""
+
+    #: what this backend can do beyond the interface (see ``Capabilities``)
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    #: the server's public key as a ``host_key`` line, once connected (SFTP); None otherwise
+    server_key_line: str | None = None
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
@@ -132,6 +153,13 @@ class Transport(ABC):
     def abort(self) -> None:
         """Cut the connection from another thread, so that a blocked transfer fails now; never raises."""
 
+    def seems_alive(self) -> bool:
+        """Whether the connection is up as far as known without asking the server.
+
+        Only used when ``capabilities.quick_liveness`` is declared; otherwise it asks (``alive``).
+        """
+        return self.alive()
+
     def forget_directories(self) -> None:
         """Forget which directories exist: called when a pooled connection starts a new job."""
         self._dirs.clear()
@@ -172,6 +200,11 @@ class Transport(ABC):
     def server_fingerprint(self) -> str | None:
         """The server's key fingerprint (SFTP, ``SHA256:...``) once connected; None otherwise."""
         return None
+
+    @property
+    def legacy_in_use(self) -> list[str]:
+        """The legacy SSH algorithms (``ssh_legacy_algorithms``) the connection negotiated; none but for SFTP."""
+        return []
 
 
 def path_prefixes(path: str) -> list[str]:
@@ -222,7 +255,7 @@ def upload_file(
     The directory must exist. With ``atomic=False`` the file is written under its final name
     (for servers that cannot rename); the size is still checked. ``before_rename(final path)`` is
     called once the temporary file is complete, just before it takes its final name: the caller
-    journals there that the rename may have happened (see ``resume_rename``).
+    journals there that the rename may have happened (the crash journal: ``ftpexport.publish``).
     """
     final = posixpath.join(remote_dir, name)
     if if_exists != "overwrite":
@@ -276,26 +309,6 @@ def _remove_quietly(transport: Transport, path: str) -> None:
         transport.remove(path)
     except TransportError as exc:
         log.debug("could not remove %s: %s", path, exc.reason)
-
-
-def resume_rename(transport: Transport, remote_dir: str, name: str, size: int) -> bool:
-    """Finish the rename of an attempt that stopped between "renaming" and "published".
-
-    The temporary file exists only until the rename, so: still there with the full size, rename
-    it now; gone, the rename happened (the DMS may have taken the file since). Returns False only
-    when the temporary file is there but incomplete, and the file must be sent again.
-    """
-    final = posixpath.join(remote_dir, name)
-    temporary = posixpath.join(remote_dir, temporary_name(name))
-    remote = transport.size(temporary)
-    if remote is None:
-        log.info("the interrupted rename had happened; not sending again", extra={"remote_path": final})
-        return True
-    if remote != size:
-        return False
-    log.info("finishing an interrupted rename", extra={"remote_path": final})
-    transport.rename(temporary, final)
-    return True
 
 
 def _check_size(transport: Transport, path: str, *, expected: int, sent: int) -> None:

@@ -31,7 +31,7 @@ from ..errors import (
     TransportError,
 )
 from . import wire
-from .base import CLEANUP_TIMEOUT, Endpoint, Transport, path_prefixes, rename_refused
+from .base import CLEANUP_TIMEOUT, Capabilities, Endpoint, Transport, path_prefixes, rename_refused
 
 log = logging.getLogger(__name__)
 
@@ -335,8 +335,9 @@ class FTPTransport(Transport):
     """
 
     #: the folder cache stays valid from one job to the next (``ConnectionPool`` keeps it): a STOR
-    #: into a cached folder removed meanwhile makes it again, so a stale cache never fails a delivery
-    keeps_directories = True
+    #: into a cached folder removed meanwhile makes it again, so a stale cache never fails a delivery.
+    #: No quick liveness: a connection the server cut shows only when asked (NOOP)
+    capabilities = Capabilities(keeps_directories=True)
 
     def __init__(self, endpoint: Endpoint) -> None:
         super().__init__(endpoint)

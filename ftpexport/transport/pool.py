@@ -13,11 +13,12 @@ log = logging.getLogger(__name__)
 
 #: A connection released less than this many seconds ago worked a moment ago: instead of the
 #: liveness check that asks the server (SFTP realpath: one round trip per job, 50 ms on a WAN), it
-#: only gets the check that costs none (``seems_alive``: paramiko's reader thread notices a closed
-#: connection at once). Should it die unnoticed, the job fails like any attempt on a dropped
-#: connection (a transient error) and is retried on a new one. Transports without such a check
-#: (FTP: a connection the server cut shows only when asked) keep the NOOP, so that a dropped idle
-#: connection is replaced without a failed attempt.
+#: only gets the check that costs none (``seems_alive``, for a transport that declares
+#: ``capabilities.quick_liveness``: paramiko's reader thread notices a closed connection at once).
+#: Should it die unnoticed, the job fails like any attempt on a dropped connection (a transient
+#: error) and is retried on a new one. Transports without such a check (FTP: a connection the
+#: server cut shows only when asked) keep the NOOP, so that a dropped idle connection is replaced
+#: without a failed attempt.
 RECENT_SECONDS = 2.0
 
 
@@ -29,8 +30,9 @@ class ConnectionPool:
     after ``idle_timeout`` seconds by ``reap``, before most servers drop them on their side.
 
     A reused transport forgets which directories exist (a DMS may remove a folder after ingesting
-    it), unless it says it copes with that itself (``keeps_directories``: SFTP creates a cached
-    folder again when the server removed it), which saves the folder checks of every job.
+    it), unless it declares that it copes with that itself (``capabilities.keeps_directories``: SFTP
+    and FTP create a cached folder again when the server removed it), which saves the folder checks
+    of every job.
     """
 
     def __init__(self, endpoint: Endpoint, *, size: int, idle_timeout: float = 60.0) -> None:
@@ -53,7 +55,7 @@ class ConnectionPool:
                     break
                 transport, since = self._idle.pop()
             if self._usable(transport, since):
-                if not getattr(transport, "keeps_directories", False):
+                if not transport.capabilities.keeps_directories:
                     transport.forget_directories()
                 with self._lock:
                     self._active.add(transport)
@@ -79,9 +81,8 @@ class ConnectionPool:
     @staticmethod
     def _usable(transport: Transport, since: float) -> bool:
         """Whether an idle connection can take a job: asked to the server, unless released just now."""
-        seems_alive = getattr(transport, "seems_alive", None)
-        if seems_alive is not None and time.monotonic() - since < RECENT_SECONDS:
-            return bool(seems_alive())
+        if transport.capabilities.quick_liveness and time.monotonic() - since < RECENT_SECONDS:
+            return transport.seems_alive()
         return transport.alive()
 
     def release(self, transport: Transport, *, reuse: bool) -> None:

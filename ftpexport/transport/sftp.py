@@ -34,7 +34,7 @@ from ..errors import (
     TransportError,
 )
 from . import wire
-from .base import Endpoint, Transport, path_prefixes, rename_refused
+from .base import Capabilities, Endpoint, Transport, path_prefixes, rename_refused
 from .ssh_negotiation import PolicyTransport, apply_policy, legacy_in_use, mismatch_error, negotiated
 
 log = logging.getLogger(__name__)
@@ -285,8 +285,9 @@ class SFTPTransport(Transport):
     #: The directory cache stays valid from one job to the next (``ConnectionPool`` does not clear
     #: it): ``put`` notices that a cached folder was removed on the server meanwhile (a DMS removes a
     #: folder once it has ingested it) and creates it again, so a stale cache costs a round trip or
-    #: two, never a failed delivery.
-    keeps_directories = True
+    #: two, never a failed delivery. ``seems_alive`` needs no round trip (paramiko's reader thread
+    #: notices a closed connection at once).
+    capabilities = Capabilities(keeps_directories=True, quick_liveness=True)
 
     def __init__(self, endpoint: Endpoint) -> None:
         super().__init__(endpoint)

@@ -27,8 +27,9 @@ from remote_files import expected_files, files_under, part_files
 from rulefiles import ftp_destination, rule_document, sftp_destination, write_rules
 from servers import RunningServer, pyftpdlib_server
 
+from ftpexport.events import Outcome, Summary
 from ftpexport.ledger import Delivery, open_ledger
-from ftpexport.pipeline import Exporter, Options, Outcome, Summary
+from ftpexport.pipeline import Exporter, Options
 from ftpexport.rules import load_rules
 
 pytestmark = pytest.mark.integration

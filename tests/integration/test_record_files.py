@@ -23,9 +23,10 @@ from polling import eventually
 from servers import RunningServer
 
 from ftpexport import pipeline
+from ftpexport.events import Summary
 from ftpexport.ledger import open_ledger
 from ftpexport.package import Package
-from ftpexport.pipeline import Exporter, Options, Summary
+from ftpexport.pipeline import Exporter, Options
 from ftpexport.rules import load_rules
 from ftpexport.vault import KEY_ENV, KEY_FILE_ENV, STORE_ENV
 from ftpexport.watch import InboxWatcher

@@ -28,7 +28,7 @@ from daemons import HOST
 from servers import RunningServer, pyftpdlib_server
 
 from ftpexport.ledger import SQLiteLedger
-from ftpexport.pipeline import endpoint_for
+from ftpexport.plan import endpoint_for
 from ftpexport.rules import client_routes, load_rules
 from ftpexport.vault import KEY_ENV, KEY_FILE_ENV, STORE_ENV, LazyStore
 

@@ -34,8 +34,9 @@ from servers import RunningServer
 
 import ftpexport.transport.pool as pool_module
 from ftpexport.errors import PermanentError, TransientError
+from ftpexport.events import Summary
 from ftpexport.ledger import Ledger, open_ledger
-from ftpexport.pipeline import Exporter, Options, Summary
+from ftpexport.pipeline import Exporter, Options
 from ftpexport.rules import load_rules
 from ftpexport.transport import Transport, Upload, open_transport, upload_file
 from ftpexport.transport.pool import ConnectionPool

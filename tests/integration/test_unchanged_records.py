@@ -20,9 +20,10 @@ import pytest
 from faults import closed_port
 from servers import RunningServer
 
-import ftpexport.pipeline
+import ftpexport.intake
+from ftpexport.events import Summary
 from ftpexport.ledger import open_ledger
-from ftpexport.pipeline import Exporter, Options, Summary
+from ftpexport.pipeline import Exporter, Options
 from ftpexport.record import Record
 from ftpexport.rules import load_rules
 
@@ -37,13 +38,13 @@ ZIP = "dms/WVWZZZAUZLW000124.zip"
 def reads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """The record folders read by the pipeline, in order (the real load_record does the work)."""
     seen: list[Path] = []
-    real: Callable[..., Record] = ftpexport.pipeline.load_record
+    real: Callable[..., Record] = ftpexport.intake.load_record
 
     def counting(folder: Path, *args: Any) -> Record:
         seen.append(folder)
         return real(folder, *args)
 
-    monkeypatch.setattr(ftpexport.pipeline, "load_record", counting)
+    monkeypatch.setattr(ftpexport.intake, "load_record", counting)
     return seen
 
 

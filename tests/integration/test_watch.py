@@ -18,8 +18,9 @@ from polling import eventually
 from rulefiles import ftp_destination, rule_document, write_rules
 from servers import RunningServer
 
+from ftpexport.events import Summary
 from ftpexport.ledger import Ledger, open_ledger
-from ftpexport.pipeline import Exporter, Options, Summary
+from ftpexport.pipeline import Exporter, Options
 from ftpexport.rules import load_rules
 from ftpexport.watch import InboxWatcher
 

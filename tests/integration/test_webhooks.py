@@ -37,9 +37,10 @@ from rulefiles import ftp_destination, rule_document, write_rules
 from servers import RunningServer
 from standardwebhooks import Webhook
 
+from ftpexport.events import Summary
 from ftpexport.ledger import Ledger, open_ledger
 from ftpexport.logs import JsonFormatter
-from ftpexport.pipeline import Exporter, Options, Summary
+from ftpexport.pipeline import Exporter, Options
 from ftpexport.rules import load_rules
 from ftpexport.vault import SecretsStore, generate_key, write_private
 from ftpexport.webhooks import Notifier, NotifySettings, encode

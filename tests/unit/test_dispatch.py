@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from ftpexport.dispatch import Dispatcher, Job, Policy, Result, backoff_delay
+from ftpexport.dispatch import Dispatcher, Job, JobResult, Policy, backoff_delay
 
 FAST = Policy(backoff=0.01, max_backoff=0.05, breaker_threshold=3, breaker_pause=60.0, max_pause=600.0)
 
@@ -17,7 +17,7 @@ FAST = Policy(backoff=0.01, max_backoff=0.05, breaker_threshold=3, breaker_pause
 class Recorder:
     """Runs jobs with a per-lane behaviour and records what happened."""
 
-    def __init__(self, behaviour: Callable[[Job], Result]) -> None:
+    def __init__(self, behaviour: Callable[[Job], JobResult]) -> None:
         self.behaviour = behaviour
         self.lock = threading.Lock()
         self.runs: list[tuple[str, object, int]] = []
@@ -25,7 +25,7 @@ class Recorder:
         self.active: dict[str, int] = {}
         self.most_active: dict[str, int] = {}
 
-    def handler(self, job: Job) -> Result:
+    def handler(self, job: Job) -> JobResult:
         with self.lock:
             self.runs.append((job.lane, job.ident, job.tries))
             self.active[job.lane] = self.active.get(job.lane, 0) + 1
@@ -55,7 +55,7 @@ def jobs(lane: str, n: int, limit: int = 2) -> list[Job]:
 
 
 def test_every_job_runs_once_and_drain_waits_for_them() -> None:
-    recorder = Recorder(lambda job: Result("done"))
+    recorder = Recorder(lambda job: JobResult("done"))
     with dispatcher(recorder) as d:
         for job in jobs("a", 20) + jobs("b", 20):
             assert d.submit(job)
@@ -68,9 +68,9 @@ def test_every_job_runs_once_and_drain_waits_for_them() -> None:
 def test_a_lane_never_runs_more_jobs_than_its_limit() -> None:
     gate = threading.Event()
 
-    def slow(job: Job) -> Result:
+    def slow(job: Job) -> JobResult:
         gate.wait(0.02)  # hold the slot a little so that concurrency would show
-        return Result("done")
+        return JobResult("done")
 
     recorder = Recorder(slow)
     with dispatcher(recorder, workers=8) as d:
@@ -82,7 +82,7 @@ def test_a_lane_never_runs_more_jobs_than_its_limit() -> None:
 
 
 def test_lanes_take_turns_so_a_long_queue_does_not_starve_a_short_one() -> None:
-    recorder = Recorder(lambda job: Result("done"))
+    recorder = Recorder(lambda job: JobResult("done"))
     with dispatcher(recorder, workers=1) as d:
         for job in jobs("busy", 50, limit=1):
             d.submit(job)
@@ -94,7 +94,7 @@ def test_lanes_take_turns_so_a_long_queue_does_not_starve_a_short_one() -> None:
 
 def test_a_duplicate_ident_is_not_queued_twice() -> None:
     release = threading.Event()
-    recorder = Recorder(lambda job: (release.wait(5), Result("done"))[1])
+    recorder = Recorder(lambda job: (release.wait(5), JobResult("done"))[1])
     with dispatcher(recorder) as d:
         assert d.submit(Job("a", "same", 1))
         assert not d.submit(Job("a", "same", 1))
@@ -110,10 +110,10 @@ def test_a_duplicate_ident_is_not_queued_twice() -> None:
 def test_a_retried_job_waits_in_its_lane_not_in_a_worker() -> None:
     policy = Policy(backoff=0.3, max_backoff=0.3, breaker_threshold=100)
 
-    def flaky(job: Job) -> Result:
+    def flaky(job: Job) -> JobResult:
         if job.lane == "flaky" and job.tries < 3:
-            return Result("retry", error="451 try later")
-        return Result("done")
+            return JobResult("retry", error="451 try later")
+        return JobResult("done")
 
     recorder = Recorder(flaky)
     with dispatcher(recorder, workers=1, policy=policy) as d:
@@ -130,10 +130,10 @@ def test_a_retried_job_waits_in_its_lane_not_in_a_worker() -> None:
 
 
 def test_a_failing_destination_is_paused_and_its_queue_is_abandoned_not_tried() -> None:
-    def dead(job: Job) -> Result:
+    def dead(job: Job) -> JobResult:
         if job.lane == "dead":
-            return Result("retry", destination_fault=True, error="connection refused")
-        return Result("done")
+            return JobResult("retry", destination_fault=True, error="connection refused")
+        return JobResult("done")
 
     recorder = Recorder(dead)
     with dispatcher(recorder, workers=2) as d:
@@ -149,8 +149,8 @@ def test_a_failing_destination_is_paused_and_its_queue_is_abandoned_not_tried() 
 
 
 def test_a_login_refused_pauses_at_once() -> None:
-    def refused(job: Job) -> Result:
-        return Result("failed", destination_fault=True, pause_long=True, error="login refused")
+    def refused(job: Job) -> JobResult:
+        return JobResult("failed", destination_fault=True, pause_long=True, error="login refused")
 
     recorder = Recorder(refused)
     with dispatcher(recorder, workers=1) as d:
@@ -168,11 +168,11 @@ def test_after_the_pause_one_job_probes_and_success_closes_the_breaker() -> None
     policy = Policy(backoff=0.01, breaker_threshold=1, breaker_pause=0.2, max_pause=0.2)
     state = {"down": True}
 
-    def recovering(job: Job) -> Result:
+    def recovering(job: Job) -> JobResult:
         if state["down"]:
             state["down"] = False  # the server comes back during the pause
-            return Result("retry", destination_fault=True, error="timed out")
-        return Result("done")
+            return JobResult("retry", destination_fault=True, error="timed out")
+        return JobResult("done")
 
     recorder = Recorder(recovering)
     with dispatcher(recorder, workers=4, policy=policy) as d:  # a daemon: no drain, the pause is waited out
@@ -191,10 +191,10 @@ def test_after_the_pause_one_job_probes_and_success_closes_the_breaker() -> None
 def test_stop_abandons_the_queue_and_lets_running_jobs_finish() -> None:
     started, release = threading.Event(), threading.Event()
 
-    def blocking(job: Job) -> Result:
+    def blocking(job: Job) -> JobResult:
         started.set()
         release.wait(5)
-        return Result("done")
+        return JobResult("done")
 
     recorder = Recorder(blocking)
     with dispatcher(recorder, workers=1) as d:
@@ -212,10 +212,10 @@ def test_stop_abandons_the_queue_and_lets_running_jobs_finish() -> None:
 
 
 def test_a_handler_that_raises_does_not_kill_the_worker() -> None:
-    def buggy(job: Job) -> Result:
+    def buggy(job: Job) -> JobResult:
         if job.ident == ("a", 0):
             raise RuntimeError("bug")
-        return Result("done")
+        return JobResult("done")
 
     recorder = Recorder(buggy)
     with dispatcher(recorder, workers=1) as d:

@@ -467,7 +467,7 @@ package:
 
 
 def plan_for(tmp_path: Path, make_record: MakeRecord, rules: str = PORTABILITY_RULES, **fields: Any) -> Any:
-    from ftpexport.pipeline import plan_record
+    from ftpexport.plan import plan_record
     from ftpexport.rules import load_rules, routes_for
 
     folder = tmp_path / "rules"

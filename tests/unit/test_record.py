@@ -18,7 +18,7 @@ from records import VIN, MakeRecord, vehicle
 
 from ftpexport import record as record_module
 from ftpexport.errors import RecordError
-from ftpexport.pipeline import file_policy
+from ftpexport.plan import file_policy
 from ftpexport.record import MAX_RECORD_BYTES, is_complete, iter_record_folders, load_record, natural_key
 from ftpexport.recordfiles import FilePolicy, own_files
 from ftpexport.rules import load_rules
