@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import __version__
-from .cli_base import EnvvarCommand, EnvvarOptions, Seconds, end_quietly_if_reader_gone
-from .display import (
+from .. import __version__
+from ..cli_base import EnvvarCommand, EnvvarOptions, Seconds, end_quietly_if_reader_gone
+from ..display import (
     history_text,
     human_bytes,
     notification_rows,
@@ -35,13 +35,13 @@ from .display import (
     summary_json,
     summary_text,
 )
-from .errors import ConfigError, FtpexportError
-from .ledger import Ledger
-from .lock import exclusive
-from .logs import setup_logging
-from .recordfiles import ALLOW_HARDLINKS_ENV, own_files
-from .secret import redact
-from .vault import (
+from ..errors import ConfigError, FtpexportError
+from ..ledger import Ledger
+from ..lock import exclusive
+from ..logs import setup_logging
+from ..recordfiles import ALLOW_HARDLINKS_ENV, own_files
+from ..secret import redact
+from ..vault import (
     DEFAULT_STORE,
     KEY_ENV,
     KEY_FILE_ENV,
@@ -57,8 +57,8 @@ from .vault import (
 )
 
 if TYPE_CHECKING:
-    from .pipeline import Exporter, Options, Outcome
-    from .rules import RuleSet
+    from ..pipeline import Exporter, Options, Outcome
+    from ..rules import RuleSet
 
 # The pipeline, the rules (pydantic models), paramiko, rich and the webhooks are imported by the
 # commands that use them: `status`, `history` or `--version` start in a fraction of the time.
@@ -96,7 +96,7 @@ class App:
 
     def rules(self, directory: Path, *, allow_unpinned_host_keys: bool = False) -> RuleSet:
         """Load the rules and tell the user about the broken files (their clients' records will fail)."""
-        from .rules import load_rules
+        from ..rules import load_rules
 
         ruleset = _some_rules(load_rules(directory, allow_unpinned_host_keys=allow_unpinned_host_keys))
         for errors in ruleset.errors.values():
@@ -235,7 +235,7 @@ def cli(
 
 def _inbox_folders(inbox: Path, command: str) -> list[Path]:
     """The record folders of INBOX; refused (exit 2) when it is a record, a file or the inbox's parent."""
-    from .folders import inbox_folders
+    from ..folders import inbox_folders
 
     return inbox_folders(inbox, command)
 
@@ -333,7 +333,7 @@ def _spool(state: Path) -> Path:
 def _options(
     jobs: int, retries: int, backoff: float, pause: float, state: Path, app: App, allow_hardlinks: bool
 ) -> Options:
-    from .pipeline import Options
+    from ..pipeline import Options
 
     return Options(jobs=jobs, retries=retries, backoff=backoff, pause=pause, spool_dir=_spool(state),
                    allow_hardlinks=allow_hardlinks, protected=app.own_files(state))  # fmt: skip
@@ -394,16 +394,16 @@ def run(
     Failed deliveries of earlier runs are left alone until `ftpexport retry` requeues them.
     Exit status: 0 all delivered, 1 some delivery failed or is still pending, 2 usage or configuration error.
     """
-    from .notify import Notifier, NotifySettings
-    from .pipeline import Exporter
-    from .progress import progress_for
+    from ..notify import Notifier, NotifySettings
+    from ..pipeline import Exporter
+    from ..progress import progress_for
 
     # The progress display and the summary tell about failures; stderr logs only the unexpected.
     app.start_logging(default=logging.ERROR)
     folders = _inbox_folders(inbox, "run")  # the argument first: its error before those of --rules
     ruleset = app.rules(rules_dir)
     if not folders and not app.quiet:
-        from .folders import no_record_note
+        from ..folders import no_record_note
 
         # exit 0 all the same: an inbox the platform has emptied is the normal case for a cron job
         click.echo(f"ftpexport: {no_record_note(inbox)}", err=True)
@@ -512,15 +512,15 @@ def watch(
     On start, the deliveries the ledger has pending (an earlier run stopped or was killed) are
     resumed. Rule files are reloaded when they change; a broken one keeps its last good version.
     """
-    from .events import Observer
-    from .notify import Notifier, NotifySettings
-    from .pipeline import Exporter
-    from .watch import InboxWatcher, RulesReloader
+    from ..events import Observer
+    from ..notify import Notifier, NotifySettings
+    from ..pipeline import Exporter
+    from ..watch import InboxWatcher, RulesReloader
 
     app.start_logging(default=logging.INFO)
     log = logging.getLogger("ftpexport.watch")
     if not _inbox_folders(inbox, "watch"):
-        from .folders import no_record_note
+        from ..folders import no_record_note
 
         log.warning("%s; watching for new ones (check the path if records were expected)", no_record_note(inbox))
     reloader = RulesReloader(rules_dir)
@@ -542,8 +542,8 @@ def watch(
     observers: list[Observer] = []
     metrics = None
     if metrics_port is not None:
-        from .health import Health
-        from .metrics import Metrics
+        from ..health import Health
+        from ..metrics import Metrics
 
         # the watcher loop ticks every ~5 s: it gets at least three ticks
         metrics = Metrics(Health(health_stale, watcher_stale=max(health_stale, 15.0)))
@@ -555,7 +555,7 @@ def watch(
         if metrics is None or metrics_port is None:
             yield
             return
-        from .metrics import MetricsServer
+        from ..metrics import MetricsServer
 
         metrics.attach(lanes=exporter.lanes, oldest_pending=ledger.oldest_pending, refused=ledger.refused_counts)
         with MetricsServer(metrics, metrics_host, metrics_port) as server:
@@ -700,9 +700,9 @@ def test_connection(
     For SFTP the server key fingerprint is shown, to check it with the server's operator and pin it.
     Exit status 0 when every destination passed, 1 otherwise.
     """
-    from .pipeline import endpoint_for
-    from .probe import probe
-    from .rules import client_routes
+    from ..pipeline import endpoint_for
+    from ..probe import probe
+    from ..rules import client_routes
 
     app.start_logging()
     # an SFTP destination may have no key pinned yet: the probe shows the key to pin, and refuses it
@@ -738,8 +738,8 @@ def preview(app: App, record: Path, rules_dir: Path, state: Path, allow_hardlink
 
     Its files are checked as run and watch check them (--state names the ledger they never send).
     """
-    from .folders import record_folder
-    from .pipeline import Options, preview_record
+    from ..folders import record_folder
+    from ..pipeline import Options, preview_record
 
     app.start_logging()
     options = Options(allow_hardlinks=allow_hardlinks, protected=app.own_files(state))
@@ -766,7 +766,7 @@ def preview(app: App, record: Path, rules_dir: Path, state: Path, allow_hardlink
 
 def _rules_to_check(path: Path) -> RuleSet:
     """The rule files ``check`` validates: those of a folder, or one file."""
-    from .rules import RULE_SUFFIXES, ClientRules, RuleSet, load_rules, read_rule_file
+    from ..rules import RULE_SUFFIXES, ClientRules, RuleSet, load_rules, read_rule_file
 
     if not path.exists():
         raise ConfigError(f"{path} does not exist", hint="pass a rules folder or one rule file")
@@ -791,8 +791,8 @@ def _rules_to_check(path: Path) -> RuleSet:
 @click.pass_obj
 def check(app: App, directory: Path, as_json: bool) -> None:
     """Validate every rule file of DIR, or the one rule FILE; exit 2 if any is wrong or DIR holds none."""
-    from .notify import signing_key
-    from .rules import rule_warnings, secret_references
+    from ..notify import signing_key
+    from ..rules import rule_warnings, secret_references
 
     app.start_logging()
     ruleset = _rules_to_check(directory)
@@ -1044,7 +1044,7 @@ def secrets_rotate_key(app: App, new_key_file: Path | None) -> None:
 @click.pass_obj
 def demo(app: App, samples: Path | None) -> None:
     """Start an FTP server on loopback, export the sample records to it, print what arrived."""
-    from .demo import run_demo
+    from ..demo import run_demo
 
     app.start_logging()
     summary = run_demo(sys.stdout, samples)
