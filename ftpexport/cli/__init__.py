@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .. import __version__
-from ..cli_base import EnvvarCommand, EnvvarOptions, Seconds, end_quietly_if_reader_gone
 from ..display import (
     history_text,
     human_bytes,
@@ -55,6 +54,7 @@ from ..vault import (
     store_path,
     write_private,
 )
+from .base import EnvvarCommand, EnvvarOptions, Seconds, end_quietly_if_reader_gone
 
 if TYPE_CHECKING:
     from ..pipeline import Exporter, Options, Outcome
