@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,15 +36,12 @@ from ..display import (
 from ..errors import ConfigError, FtpexportError
 from ..ledger import Ledger
 from ..lock import exclusive
-from ..logs import setup_logging
-from ..recordfiles import ALLOW_HARDLINKS_ENV, own_files
 from ..secret import redact
 from ..vault import (
     DEFAULT_STORE,
     KEY_ENV,
     KEY_FILE_ENV,
     STORE_ENV,
-    LazyStore,
     SecretsStore,
     check_name,
     generate_key,
@@ -55,6 +51,20 @@ from ..vault import (
     write_private,
 )
 from .base import EnvvarCommand, EnvvarOptions, Seconds, end_quietly_if_reader_gone
+from .options import (
+    App,
+    existing_ledger,
+    hardlinks_option,
+    jobs_option,
+    json_option,
+    no_rule_files,
+    notify_option,
+    retries_option,
+    rules_option,
+    some_rules,
+    state_option,
+    timing_options,
+)
 
 if TYPE_CHECKING:
     from ..pipeline import Exporter, Options, Outcome
@@ -63,58 +73,6 @@ if TYPE_CHECKING:
 # The pipeline, the rules (pydantic models), paramiko, rich and the webhooks are imported by the
 # commands that use them: `status`, `history` or `--version` start in a fraction of the time.
 
-DEFAULT_STATE = Path(".ftpexport") / "ledger.sqlite3"
-
-
-@dataclass
-class App:
-    """What every command shares: output and logging settings."""
-
-    quiet: bool = False
-    verbose: int = 0
-    log_format: str = "text"
-    log_file: Path | None = None
-    secrets_file: Path | None = None
-    secrets_key_file: Path | None = None
-
-    def store(self) -> LazyStore:
-        """The secrets store for ``${secret:NAME}`` references, opened when first needed."""
-        return LazyStore(self.secrets_file, self.secrets_key_file)
-
-    def own_files(self, state: Path) -> tuple[tuple[Path, str], ...]:
-        """ftpexport's own files (store, key, ledger ``state``, log), which no record may deliver."""
-        key_file = key_file_path(self.secrets_key_file)
-        return own_files(store=store_path(self.secrets_file), key_file=key_file, ledger=state, log_file=self.log_file)
-
-    def start_logging(self, default: int = logging.WARNING) -> None:
-        if self.log_file is not None:
-            default = min(default, logging.INFO)  # a log file is the audit trail: every delivery
-        level = {0: default, 1: min(default, logging.INFO)}.get(self.verbose, logging.DEBUG)
-        if self.quiet:
-            level = logging.ERROR
-        setup_logging(level=level, fmt=self.log_format, file=self.log_file)
-
-    def rules(self, directory: Path, *, allow_unpinned_host_keys: bool = False) -> RuleSet:
-        """Load the rules and tell the user about the broken files (their clients' records will fail)."""
-        from ..rules import load_rules
-
-        ruleset = _some_rules(load_rules(directory, allow_unpinned_host_keys=allow_unpinned_host_keys))
-        for errors in ruleset.errors.values():
-            for error in errors:
-                click.echo(f"ftpexport: rule file refused: {error}", err=True)
-        return ruleset
-
-
-def _no_rule_files(directory: Path) -> str:
-    return f"no rule files (*.yaml) in {directory}"
-
-
-def _some_rules(ruleset: RuleSet) -> RuleSet:
-    """``ruleset``, refused when its folder holds no rule file at all (the wrong folder, most likely)."""
-    if not ruleset.clients and not ruleset.errors:
-        hint = "pass the folder that holds the <client_id>.yaml files"
-        raise ConfigError(_no_rule_files(ruleset.directory), hint=hint)
-    return ruleset
 
 
 class _Group(EnvvarOptions, click.Group):
@@ -129,57 +87,6 @@ class _Group(EnvvarOptions, click.Group):
         except FtpexportError as exc:
             click.echo(f"ftpexport: error: {redact(str(exc))}", err=True)
             ctx.exit(exc.exit_code)
-
-
-def _rules_option(f: Any) -> Any:
-    return click.option(
-        "--rules",
-        "rules_dir",
-        type=click.Path(path_type=Path),
-        required=True,
-        envvar="FTPEXPORT_RULES",
-        help="Folder of rule files, one <client_id>.yaml per client.",
-    )(f)
-
-
-def _state_option(f: Any) -> Any:
-    return click.option(
-        "--state",
-        type=click.Path(path_type=Path, dir_okay=False),
-        default=DEFAULT_STATE,
-        show_default=True,
-        envvar="FTPEXPORT_STATE",
-        help="The SQLite ledger file.",
-    )(f)
-
-
-def _json_option(f: Any) -> Any:
-    return click.option(
-        "--json", "as_json", is_flag=True, envvar="FTPEXPORT_JSON", help="Machine-readable output on stdout."
-    )(f)
-
-
-def _jobs_option(f: Any) -> Any:
-    return click.option(
-        "--jobs",
-        type=click.IntRange(1, 256),
-        default=16,
-        show_default=True,
-        envvar="FTPEXPORT_JOBS",
-        help="Uploads running at once, over all destinations.",
-    )(f)
-
-
-def _retries_option(f: Any) -> Any:
-    return click.option(
-        "--retries",
-        type=click.IntRange(0, 1000),
-        default=3,
-        show_default=True,
-        envvar="FTPEXPORT_RETRIES",
-        help="Extra attempts after a transient failure (connection lost, timeout, 4xx reply) before a delivery "
-        "is parked as failed; a rule file's upload.retries wins.",
-    )(f)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -240,52 +147,6 @@ def _inbox_folders(inbox: Path, command: str) -> list[Path]:
     return inbox_folders(inbox, command)
 
 
-def _notify_option(f: Any) -> Any:
-    return click.option(
-        "--notify-wait",
-        type=Seconds(0),
-        default=10.0,
-        show_default=True,
-        envvar="FTPEXPORT_NOTIFY_WAIT",
-        help="At the end, seconds the due webhook notifications get to go out; the rest stays pending in the "
-        "ledger and the next run or watch sends it.",
-    )(f)
-
-
-def _open_ledger(state: Path) -> Ledger:
-    """The ledger for a reading command; it must exist."""
-    if not state.exists():
-        raise ConfigError(f"{state}: no ledger here yet", hint="run an export first, or pass --state")
-    return Ledger(state)
-
-
-def _timing_options(f: Any) -> Any:
-    f = click.option(
-        "--grace",
-        type=Seconds(0),
-        default=30.0,
-        show_default=True,
-        envvar="FTPEXPORT_GRACE",
-        help="On SIGTERM/SIGINT, seconds running uploads get to finish before they are cut (they stay pending).",
-    )(f)
-    f = click.option(
-        "--pause",
-        type=Seconds(0.1),
-        default=30.0,
-        show_default=True,
-        envvar="FTPEXPORT_PAUSE",
-        help="Seconds a destination is paused after 3 failures in a row (doubled each time, up to 10 min).",
-    )(f)
-    return click.option(
-        "--backoff",
-        type=Seconds(0.01),
-        default=2.0,
-        show_default=True,
-        envvar="FTPEXPORT_BACKOFF",
-        help="First retry delay in seconds; doubled at each retry, with jitter, up to 5 min.",
-    )(f)
-
-
 class _Stopper:
     """SIGTERM/SIGINT: the first stops new work and gives running uploads ``grace`` seconds, a second cuts them."""
 
@@ -339,17 +200,6 @@ def _options(
                    allow_hardlinks=allow_hardlinks, protected=app.own_files(state))  # fmt: skip
 
 
-def _hardlinks_option(f: Any) -> Any:
-    return click.option(
-        "--allow-hardlinks",
-        is_flag=True,
-        envvar=ALLOW_HARDLINKS_ENV,
-        help="Deliver record files that have more than one hard link, for platforms that deduplicate photos "
-        "with hard links. Without it they are refused: a hard link can bring any file ftpexport may read into "
-        "a record. ftpexport's own files (secrets store, key, ledger, log) are never sent.",
-    )(f)
-
-
 @contextmanager
 def _exclusive_ledger(state: Path) -> Iterator[Ledger]:
     """The ledger, for this process alone; attempts a killed process left open are closed."""
@@ -366,14 +216,14 @@ def _exclusive_ledger(state: Path) -> Iterator[Ledger]:
 
 @cli.command()
 @click.argument("inbox", type=click.Path(path_type=Path))
-@_rules_option
-@_state_option
-@_jobs_option
-@_retries_option
-@_timing_options
-@_notify_option
-@_hardlinks_option
-@_json_option
+@rules_option
+@state_option
+@jobs_option
+@retries_option
+@timing_options
+@notify_option
+@hardlinks_option
+@json_option
 @click.pass_obj
 def run(
     app: App,
@@ -442,11 +292,11 @@ def run(
 
 @cli.command()
 @click.argument("inbox", type=click.Path(path_type=Path))
-@_rules_option
-@_state_option
-@_jobs_option
-@_retries_option
-@_timing_options
+@rules_option
+@state_option
+@jobs_option
+@retries_option
+@timing_options
 @click.option(
     "--settle",
     type=Seconds(0),
@@ -486,8 +336,8 @@ def run(
     help="/healthz answers 503 when an upload made no progress for this many seconds "
     "(or the watcher loop did not tick for this long, at least 15 s).",
 )
-@_notify_option
-@_hardlinks_option
+@notify_option
+@hardlinks_option
 @click.pass_obj
 def watch(
     app: App,
@@ -525,7 +375,7 @@ def watch(
         log.warning("%s; watching for new ones (check the path if records were expected)", no_record_note(inbox))
     reloader = RulesReloader(rules_dir)
     if not reloader.ruleset.clients and not reloader.ruleset.errors:
-        log.warning("%s: every record is refused until rule files are added", _no_rule_files(rules_dir))
+        log.warning("%s: every record is refused until rule files are added", no_rule_files(rules_dir))
     for errors in reloader.ruleset.errors.values():
         for error in errors:
             log.error("rule file refused: %s", error)
@@ -620,12 +470,12 @@ def watch(
 
 
 @cli.command()
-@_state_option
+@state_option
 @click.option("--client", help="Only this client.")
 @click.option(
     "--day", type=click.DateTime(["%Y-%m-%d"]), help="Only attempts started on this day (UTC), e.g. 2026-11-20."
 )
-@_json_option
+@json_option
 @click.pass_obj
 def history(app: App, state: Path, client: str | None, day: datetime | None, as_json: bool) -> None:
     """The audit trail: every delivery attempt with its record, destination, remote paths, bytes and result.
@@ -637,7 +487,7 @@ def history(app: App, state: Path, client: str | None, day: datetime | None, as_
     if day is not None:
         start = day.replace(tzinfo=UTC)
         since, until = start.isoformat(), (start + timedelta(days=1)).isoformat()
-    with _open_ledger(state) as ledger:
+    with existing_ledger(state) as ledger:
         rows = ledger.history(client_id=client, since=since, until=until)
         refused = len(ledger.refused(client_id=client))
     if as_json:
@@ -650,12 +500,12 @@ def history(app: App, state: Path, client: str | None, day: datetime | None, as_
 
 
 @cli.command()
-@_state_option
+@state_option
 @click.option("--client", help="Only this client's failed deliveries.")
 @click.option("--destination", help="Only this destination (e.g. acme-motors/dms).")
 @click.option("--record", "record_id", help="Only this record id.")
 @click.option("--all", "everything", is_flag=True, help="Every failed delivery.")
-@_json_option
+@json_option
 @click.pass_obj
 def retry(
     app: App,
@@ -675,7 +525,7 @@ def retry(
         raise ConfigError(
             "say which failed deliveries to requeue", hint="--client C, --destination D, --record ID or --all"
         )
-    with _open_ledger(state) as ledger:
+    with existing_ledger(state) as ledger:
         requeued = ledger.requeue(client_id=client, destination=destination, record_id=record_id)
     if as_json:
         click.echo(json.dumps({"requeued": [d.as_dict() for d in requeued]}, indent=2))
@@ -687,10 +537,10 @@ def retry(
 
 @cli.command("test-connection")
 @click.argument("client")
-@_rules_option
+@rules_option
 @click.option("--user", "user_id", help="Test this user's own destinations instead of the client's.")
 @click.option("--destination", "only", help="Only the destination of this name.")
-@_json_option
+@json_option
 @click.pass_obj
 def test_connection(
     app: App, client: str, rules_dir: Path, user_id: str | None, only: str | None, as_json: bool
@@ -728,10 +578,10 @@ def test_connection(
 
 @cli.command()
 @click.argument("record", type=click.Path(path_type=Path))
-@_rules_option
-@_state_option
-@_hardlinks_option
-@_json_option
+@rules_option
+@state_option
+@hardlinks_option
+@json_option
 @click.pass_obj
 def preview(app: App, record: Path, rules_dir: Path, state: Path, allow_hardlinks: bool, as_json: bool) -> None:
     """Show where RECORD would go and under which names, without connecting anywhere.
@@ -771,7 +621,7 @@ def _rules_to_check(path: Path) -> RuleSet:
     if not path.exists():
         raise ConfigError(f"{path} does not exist", hint="pass a rules folder or one rule file")
     if not path.is_file():
-        return _some_rules(load_rules(path))
+        return some_rules(load_rules(path))
     if path.suffix not in RULE_SUFFIXES:
         raise ConfigError(f"{path} is not a rule file: run and watch read only *.yaml and *.yml files",
                           hint=f"rename it to {path.stem}.yaml")  # fmt: skip
@@ -787,7 +637,7 @@ def _rules_to_check(path: Path) -> RuleSet:
 
 @cli.command()
 @click.argument("directory", metavar="DIR|FILE", type=click.Path(path_type=Path))
-@_json_option
+@json_option
 @click.pass_obj
 def check(app: App, directory: Path, as_json: bool) -> None:
     """Validate every rule file of DIR, or the one rule FILE; exit 2 if any is wrong or DIR holds none."""
@@ -856,8 +706,8 @@ _SINCE = _Since()
 
 
 @cli.command()
-@_state_option
-@_json_option
+@state_option
+@json_option
 @click.option("--client", help="Only this client.")
 @click.option("--failed", "only_failed", is_flag=True, help="Only destinations with failed deliveries, and those.")
 @click.option("--since", type=_SINCE, help="Only deliveries changed since: 2026-11-20, 2026-11-20T08:00+01:00, 6h.")
@@ -876,7 +726,7 @@ def status(
     """
     app.start_logging()
     now = datetime.now(UTC)
-    with _open_ledger(state) as ledger:
+    with existing_ledger(state) as ledger:
         routes = ledger.routes(client_id=client, since=since)
         if only_failed:
             routes = [r for r in routes if r["failed"]]
@@ -900,7 +750,7 @@ def status(
 
 
 @cli.command()
-@_state_option
+@state_option
 @click.option("--since", type=_SINCE, required=True, help="From: 2026-11-01, 2026-11-01T08:00+01:00, or 7d (ago).")
 @click.option("--until", type=_SINCE, help="Up to, not included (default: now).")
 @click.option("--client", help="Only this client.")
@@ -917,7 +767,7 @@ def report(app: App, state: Path, since: str, until: str | None, client: str | N
     ftpexport report --since 2026-11-01 --until 2026-12-01 --client acme-motors --format csv > acme.csv
     """
     app.start_logging()
-    with _open_ledger(state) as ledger:
+    with existing_ledger(state) as ledger:
         rows = report_rows(ledger.delivered(since=since, until=until, client_id=client))
     if fmt == "csv":
         report_csv(rows, sys.stdout)
@@ -985,7 +835,7 @@ def secrets_set(app: App, name: str) -> None:
 
 
 @secrets.command("list")
-@_json_option
+@json_option
 @click.pass_obj
 def secrets_list(app: App, as_json: bool) -> None:
     """Names and dates of the stored secrets; never their values."""

@@ -208,6 +208,7 @@ LAYERS: dict[str, int] = {
     "ftpexport.folders": 4,
     "ftpexport.cli": 5,
     "ftpexport.cli.base": 5,
+    "ftpexport.cli.options": 5,
     "ftpexport.__main__": 6,
 }
 
