@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .. import __version__
-from ..display import human_bytes, probe_text, summary_json, summary_text
-from ..errors import ConfigError, FtpexportError
+from ..display import summary_json, summary_text
+from ..errors import FtpexportError
 from ..ledger import Ledger
 from ..lock import exclusive
 from ..secret import redact
@@ -34,16 +34,15 @@ from .options import (
     notify_option,
     retries_option,
     rules_option,
-    some_rules,
     state_option,
     timing_options,
 )
+from .rules import check, preview, test_connection
 from .secrets import secrets
 from .views import history, report, retry, status
 
 if TYPE_CHECKING:
     from ..pipeline import Exporter, Options, Outcome
-    from ..rules import RuleSet
 
 # The pipeline, the rules (pydantic models), paramiko, rich and the webhooks are imported by the
 # commands that use them: `status`, `history` or `--version` start in a fraction of the time.
@@ -440,149 +439,6 @@ def watch(
         sys.exit(1)
 
 
-@cli.command("test-connection")
-@click.argument("client")
-@rules_option
-@click.option("--user", "user_id", help="Test this user's own destinations instead of the client's.")
-@click.option("--destination", "only", help="Only the destination of this name.")
-@json_option
-@click.pass_obj
-def test_connection(
-    app: App, client: str, rules_dir: Path, user_id: str | None, only: str | None, as_json: bool
-) -> None:
-    """Connect to CLIENT's destinations; write, rename and delete a probe file; report each step.
-
-    For SFTP the server key fingerprint is shown, to check it with the server's operator and pin it.
-    Exit status 0 when every destination passed, 1 otherwise.
-    """
-    from ..pipeline import endpoint_for
-    from ..probe import probe
-    from ..rules import client_routes
-
-    app.start_logging()
-    # an SFTP destination may have no key pinned yet: the probe shows the key to pin, and refuses it
-    ruleset = app.rules(rules_dir, allow_unpinned_host_keys=True)
-    routes = client_routes(ruleset, client, user_id)
-    if only is not None:
-        routes = [r for r in routes if r.destination.name == only]
-        if not routes:
-            raise ConfigError(f"{ruleset.source(client)}: no destination named {only!r}")
-    reports = []
-    store = app.store()
-    for route in routes:
-        destination = route.destination
-        url = f"{destination.scheme}://{destination.username}@{destination.host}:{destination.port}"
-        reports.append(probe(endpoint_for(route, ruleset.source(client), store), destination.base_path, url=url))
-    if as_json:
-        document = {"client": client, "user": user_id, "destinations": [r.as_dict() for r in reports]}
-        click.echo(redact(json.dumps(document, indent=2)))
-    else:
-        click.echo(redact(probe_text(reports)))
-    sys.exit(0 if all(r.ok for r in reports) else 1)
-
-
-@cli.command()
-@click.argument("record", type=click.Path(path_type=Path))
-@rules_option
-@state_option
-@hardlinks_option
-@json_option
-@click.pass_obj
-def preview(app: App, record: Path, rules_dir: Path, state: Path, allow_hardlinks: bool, as_json: bool) -> None:
-    """Show where RECORD would go and under which names, without connecting anywhere.
-
-    Its files are checked as run and watch check them (--state names the ledger they never send).
-    """
-    from ..folders import record_folder
-    from ..pipeline import Options, preview_record
-
-    app.start_logging()
-    options = Options(allow_hardlinks=allow_hardlinks, protected=app.own_files(state))
-    info = preview_record(record_folder(record), app.rules(rules_dir), options)
-    if as_json:
-        click.echo(json.dumps(info, indent=2))
-        return
-    user = f", user {info['user_id']}" if info["user_id"] else ""
-    click.echo(f"record {info['record']} ({info['id']}, client {info['client_id']}{user})")
-    click.echo(f"rules: {info['rule_file']}, format {info['format']}")
-    click.echo("files:")
-    for f in info["files"]:
-        click.echo(f"  {f['name']}  {human_bytes(f['bytes'])}")
-    if info["archive_listing"]:
-        sources = info["sources"] + [""]
-        for name, source in zip(info["archive_listing"], sources, strict=False):
-            click.echo(f"    {name}" + (f"  <- {source}" if source else "  (metadata)"))
-    click.echo("destinations:")
-    for d in info["destinations"]:
-        click.echo(f"  {d['destination']} ({d['level']} level)  {d['url']}")
-        for path in d["files"]:
-            click.echo(f"    {path}")
-
-
-def _rules_to_check(path: Path) -> RuleSet:
-    """The rule files ``check`` validates: those of a folder, or one file."""
-    from ..rules import RULE_SUFFIXES, ClientRules, RuleSet, load_rules, read_rule_file
-
-    if not path.exists():
-        raise ConfigError(f"{path} does not exist", hint="pass a rules folder or one rule file")
-    if not path.is_file():
-        return some_rules(load_rules(path))
-    if path.suffix not in RULE_SUFFIXES:
-        raise ConfigError(f"{path} is not a rule file: run and watch read only *.yaml and *.yml files",
-                          hint=f"rename it to {path.stem}.yaml")  # fmt: skip
-    ruleset = RuleSet(directory=path.parent)
-    result = read_rule_file(path)  # the client_id must still match the file name
-    if isinstance(result, ClientRules):
-        ruleset.clients[result.client_id] = result
-        ruleset.sources[result.client_id] = path
-    else:
-        ruleset.errors[path.stem] = result
-    return ruleset
-
-
-@cli.command()
-@click.argument("directory", metavar="DIR|FILE", type=click.Path(path_type=Path))
-@json_option
-@click.pass_obj
-def check(app: App, directory: Path, as_json: bool) -> None:
-    """Validate every rule file of DIR, or the one rule FILE; exit 2 if any is wrong or DIR holds none."""
-    from ..notify import signing_key
-    from ..rules import rule_warnings, secret_references
-
-    app.start_logging()
-    ruleset = _rules_to_check(directory)
-    files: dict[str, dict[str, Any]] = {}
-    store = app.store()
-    for client_id, rules in ruleset.clients.items():
-        warnings = rule_warnings(rules)
-        for where, ref in secret_references(rules):
-            webhook = rules.notify is not None and ref is rules.notify.secret
-            try:
-                value = ref.resolve(where=where, store=store)  # values are not shown, only whether they resolve
-                if webhook:
-                    signing_key(value, where)  # and whether it is a whsec_ secret
-            except ConfigError as exc:
-                needed = "until it is fixed, each webhook notification of this client fails" if webhook else (
-                    "needed when ftpexport connects")  # fmt: skip
-                warnings.append(f"{exc} ({needed})")
-        files[ruleset.source(client_id)] = {"ok": True, "errors": [], "warnings": warnings}
-    for errors in ruleset.errors.values():
-        for error in errors:
-            entry = files.setdefault(error.file, {"ok": False, "errors": [], "warnings": []})
-            entry["errors"].append({"field": error.field, "reason": error.reason})
-    if as_json:
-        click.echo(json.dumps({"directory": str(directory), "files": files}, indent=2))
-    else:
-        for name, entry in sorted(files.items()):
-            click.echo(f"{name}: {'ok' if entry['ok'] else 'INVALID'}")
-            for error in entry["errors"]:
-                click.echo(f"  error: {error['field'] or '(file)'}: {error['reason']}")
-            for warning in entry["warnings"]:
-                click.echo(f"  warning: {warning}")
-    if ruleset.errors:
-        sys.exit(2)
-
-
 @cli.command()
 @click.option(
     "--samples", type=click.Path(path_type=Path, file_okay=False), help="Inbox to export instead of samples/."
@@ -597,7 +453,7 @@ def demo(app: App, samples: Path | None) -> None:
     sys.exit(0 if summary.ok else 1)
 
 
-for command in (status, report, history, retry, secrets):
+for command in (check, preview, test_connection, status, report, history, retry, secrets):
     cli.add_command(command)
 
 

@@ -209,6 +209,7 @@ LAYERS: dict[str, int] = {
     "ftpexport.cli": 5,
     "ftpexport.cli.base": 5,
     "ftpexport.cli.options": 5,
+    "ftpexport.cli.rules": 5,
     "ftpexport.cli.secrets": 5,
     "ftpexport.cli.views": 5,
     "ftpexport.__main__": 6,
