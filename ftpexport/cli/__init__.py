@@ -5,10 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import shutil
-import signal
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .. import __version__
+from ..daemon import Stopper, exclusive_ledger, spool_dir
 from ..display import summary_json, summary_text
 from ..errors import FtpexportError
 from ..ledger import Ledger
-from ..lock import exclusive
 from ..secret import redact
 from ..vault import DEFAULT_STORE, KEY_ENV, KEY_FILE_ENV, STORE_ENV
 from .base import EnvvarGroup, Seconds, end_quietly_if_reader_gone
@@ -117,71 +114,13 @@ def _inbox_folders(inbox: Path, command: str) -> list[Path]:
     return inbox_folders(inbox, command)
 
 
-class _Stopper:
-    """SIGTERM/SIGINT: the first stops new work and gives running uploads ``grace`` seconds, a second cuts them."""
-
-    def __init__(self, exporter: Exporter, grace: float, log: logging.Logger) -> None:
-        self.exporter = exporter
-        self.grace = grace
-        self.log = log
-        self.event = threading.Event()
-        self._threads: list[threading.Thread] = []
-
-    def __enter__(self) -> _Stopper:
-        self._previous: dict[int, Any] = {}
-        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self.join()
-
-    def _handle(self, signum: int, _frame: object) -> None:
-        grace = 0.0 if self.event.is_set() else self.grace
-        self.log.warning(
-            f"stopping: no new uploads; running ones get {grace:g} s, then stay pending",
-            extra={"signal": signal.Signals(signum).name},
-        )
-        self.event.set()
-        # not in the handler itself: stopping waits, and the handler runs in the main thread
-        thread = threading.Thread(target=self.exporter.stop, args=(grace,), name="ftpexport-stop", daemon=True)
-        thread.start()
-        self._threads.append(thread)
-
-    def join(self) -> None:
-        for thread in self._threads:
-            thread.join()
-
-
-def _spool(state: Path) -> Path:
-    """Where a ledger's exports build their archives; only the lock holder uses it."""
-    return state.with_name(state.name + ".spool")
-
-
 def _options(
     jobs: int, retries: int, backoff: float, pause: float, state: Path, app: App, allow_hardlinks: bool
 ) -> Options:
     from ..pipeline import Options
 
-    return Options(jobs=jobs, retries=retries, backoff=backoff, pause=pause, spool_dir=_spool(state),
+    return Options(jobs=jobs, retries=retries, backoff=backoff, pause=pause, spool_dir=spool_dir(state),
                    allow_hardlinks=allow_hardlinks, protected=app.own_files(state))  # fmt: skip
-
-
-@contextmanager
-def _exclusive_ledger(state: Path) -> Iterator[Ledger]:
-    """The ledger, for this process alone; attempts a killed process left open are closed."""
-    with exclusive(state), Ledger(state) as ledger:
-        # archives a killed process was building or sending: nobody else can be using them
-        shutil.rmtree(_spool(state), ignore_errors=True)
-        interrupted = ledger.close_interrupted()
-        if interrupted:
-            logging.getLogger("ftpexport").warning(
-                "the last run was interrupted; its deliveries are resumed", extra={"attempts": interrupted}
-            )
-        yield ledger
 
 
 @cli.command()
@@ -233,7 +172,7 @@ def run(
     tell = None if app.quiet else functools.partial(click.echo, err=True)
     settings = NotifySettings(close_wait=notify_wait)
     with (
-        _exclusive_ledger(state) as ledger,
+        exclusive_ledger(state) as ledger,
         Notifier(ledger, lambda: ruleset, app.store(), settings, announce=tell) as notifier,
         Exporter(
             ruleset,
@@ -242,7 +181,7 @@ def run(
             observers=[progress, notifier],
             secrets=app.store(),
         ) as exporter,
-        _Stopper(exporter, grace, logging.getLogger("ftpexport")),
+        Stopper(exporter, grace, logging.getLogger("ftpexport")),
     ):
         progress.lanes = exporter.lanes
         progress.start()
@@ -383,7 +322,7 @@ def watch(
             yield
 
     with (
-        _exclusive_ledger(state) as ledger,
+        exclusive_ledger(state) as ledger,
         # webhooks pending in the ledger go out at startup, new ones as deliveries end
         Notifier(ledger, lambda: reloader.ruleset, app.store(), NotifySettings(close_wait=notify_wait)) as notifier,
         Exporter(
@@ -394,7 +333,7 @@ def watch(
             observers=[*observers, notifier],
             secrets=app.store(),
         ) as exporter,
-        _Stopper(exporter, grace, log) as stopper,
+        Stopper(exporter, grace, log) as stopper,
         serving_metrics(exporter, ledger),
     ):
         watcher: InboxWatcher | None = None

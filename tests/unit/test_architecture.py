@@ -206,6 +206,7 @@ LAYERS: dict[str, int] = {
     "ftpexport.progress": 4,
     "ftpexport.demo": 4,
     "ftpexport.folders": 4,
+    "ftpexport.daemon": 4,
     "ftpexport.cli": 5,
     "ftpexport.cli.base": 5,
     "ftpexport.cli.options": 5,
