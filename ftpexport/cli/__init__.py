@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .. import __version__
+from ..checkup import no_rule_files
 from ..daemon import Stopper, exclusive_ledger, spool_dir
 from ..display import summary_json, summary_text
 from ..errors import FtpexportError
@@ -27,7 +28,6 @@ from .options import (
     hardlinks_option,
     jobs_option,
     json_option,
-    no_rule_files,
     notify_option,
     retries_option,
     rules_option,

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..checkup import some_rules
 from ..errors import ConfigError
 from ..ledger import Ledger
 from ..logs import setup_logging
@@ -61,18 +62,6 @@ class App:
             for error in errors:
                 click.echo(f"ftpexport: rule file refused: {error}", err=True)
         return ruleset
-
-
-def no_rule_files(directory: Path) -> str:
-    return f"no rule files (*.yaml) in {directory}"
-
-
-def some_rules(ruleset: RuleSet) -> RuleSet:
-    """``ruleset``, refused when its folder holds no rule file at all (the wrong folder, most likely)."""
-    if not ruleset.clients and not ruleset.errors:
-        hint = "pass the folder that holds the <client_id>.yaml files"
-        raise ConfigError(no_rule_files(ruleset.directory), hint=hint)
-    return ruleset
 
 
 def rules_option(f: Any) -> Any:

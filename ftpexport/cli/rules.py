@@ -5,39 +5,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
+from ..checkup import rules_to_check
 from ..display import human_bytes, probe_text
 from ..errors import ConfigError
 from ..secret import redact
 from .base import EnvvarCommand
-from .options import App, hardlinks_option, json_option, rules_option, some_rules, state_option
-
-if TYPE_CHECKING:
-    from ..rules import RuleSet
-
-
-def _rules_to_check(path: Path) -> RuleSet:
-    """The rule files ``check`` validates: those of a folder, or one file."""
-    from ..rules import RULE_SUFFIXES, ClientRules, RuleSet, load_rules, read_rule_file
-
-    if not path.exists():
-        raise ConfigError(f"{path} does not exist", hint="pass a rules folder or one rule file")
-    if not path.is_file():
-        return some_rules(load_rules(path))
-    if path.suffix not in RULE_SUFFIXES:
-        raise ConfigError(f"{path} is not a rule file: run and watch read only *.yaml and *.yml files",
-                          hint=f"rename it to {path.stem}.yaml")  # fmt: skip
-    ruleset = RuleSet(directory=path.parent)
-    result = read_rule_file(path)  # the client_id must still match the file name
-    if isinstance(result, ClientRules):
-        ruleset.clients[result.client_id] = result
-        ruleset.sources[result.client_id] = path
-    else:
-        ruleset.errors[path.stem] = result
-    return ruleset
+from .options import App, hardlinks_option, json_option, rules_option, state_option
 
 
 @click.command(cls=EnvvarCommand)
@@ -50,7 +27,7 @@ def check(app: App, directory: Path, as_json: bool) -> None:
     from ..rules import rule_warnings, secret_references
 
     app.start_logging()
-    ruleset = _rules_to_check(directory)
+    ruleset = rules_to_check(directory)
     files: dict[str, dict[str, Any]] = {}
     store = app.store()
     for client_id, rules in ruleset.clients.items():

@@ -201,6 +201,7 @@ LAYERS: dict[str, int] = {
     "ftpexport.pipeline": 3,
     "ftpexport.probe": 3,
     "ftpexport.notify": 3,
+    "ftpexport.checkup": 3,
     "ftpexport.watch": 4,
     "ftpexport.display": 4,
     "ftpexport.progress": 4,

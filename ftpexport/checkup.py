@@ -1,0 +1,48 @@
+"""What ``check`` finds in rule files, and the refusal of a rules folder without any rule file.
+
+The rules (pydantic models) are imported when needed: importing this module stays cheap for the
+commands that only read the ledger.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .rules import RuleSet
+
+
+def no_rule_files(directory: Path) -> str:
+    return f"no rule files (*.yaml) in {directory}"
+
+
+def some_rules(ruleset: RuleSet) -> RuleSet:
+    """``ruleset``, refused when its folder holds no rule file at all (the wrong folder, most likely)."""
+    if not ruleset.clients and not ruleset.errors:
+        hint = "pass the folder that holds the <client_id>.yaml files"
+        raise ConfigError(no_rule_files(ruleset.directory), hint=hint)
+    return ruleset
+
+
+def rules_to_check(path: Path) -> RuleSet:
+    """The rule files ``check`` validates: those of a folder, or one file."""
+    from .rules import RULE_SUFFIXES, ClientRules, RuleSet, load_rules, read_rule_file
+
+    if not path.exists():
+        raise ConfigError(f"{path} does not exist", hint="pass a rules folder or one rule file")
+    if not path.is_file():
+        return some_rules(load_rules(path))
+    if path.suffix not in RULE_SUFFIXES:
+        raise ConfigError(f"{path} is not a rule file: run and watch read only *.yaml and *.yml files",
+                          hint=f"rename it to {path.stem}.yaml")  # fmt: skip
+    ruleset = RuleSet(directory=path.parent)
+    result = read_rule_file(path)  # the client_id must still match the file name
+    if isinstance(result, ClientRules):
+        ruleset.clients[result.client_id] = result
+        ruleset.sources[result.client_id] = path
+    else:
+        ruleset.errors[path.stem] = result
+    return ruleset
