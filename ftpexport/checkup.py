@@ -7,12 +7,13 @@ commands that only read the ledger.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
 
 if TYPE_CHECKING:
     from .rules import RuleSet
+    from .secret import SecretSource
 
 
 def no_rule_files(directory: Path) -> str:
@@ -46,3 +47,31 @@ def rules_to_check(path: Path) -> RuleSet:
     else:
         ruleset.errors[path.stem] = result
     return ruleset
+
+
+def check_rules(ruleset: RuleSet, store: SecretSource | None) -> dict[str, dict[str, Any]]:
+    """Per rule file: ``ok``, its ``errors`` (``field``, ``reason``) and ``warnings``, among them the
+    secret references that do not resolve (with ``store``; their values are never shown) and a webhook
+    secret that is not a signing key."""
+    from .notify import signing_key
+    from .rules import rule_warnings, secret_references
+
+    files: dict[str, dict[str, Any]] = {}
+    for client_id, rules in ruleset.clients.items():
+        warnings = rule_warnings(rules)
+        for where, ref in secret_references(rules):
+            webhook = rules.notify is not None and ref is rules.notify.secret
+            try:
+                value = ref.resolve(where=where, store=store)  # values are not shown, only whether they resolve
+                if webhook:
+                    signing_key(value, where)  # and whether it is a whsec_ secret
+            except ConfigError as exc:
+                needed = "until it is fixed, each webhook notification of this client fails" if webhook else (
+                    "needed when ftpexport connects")  # fmt: skip
+                warnings.append(f"{exc} ({needed})")
+        files[ruleset.source(client_id)] = {"ok": True, "errors": [], "warnings": warnings}
+    for errors in ruleset.errors.values():
+        for error in errors:
+            entry = files.setdefault(error.file, {"ok": False, "errors": [], "warnings": []})
+            entry["errors"].append({"field": error.field, "reason": error.reason})
+    return files

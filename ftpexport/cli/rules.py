@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
-from ..checkup import rules_to_check
+from ..checkup import check_rules, rules_to_check
 from ..display import human_bytes, probe_text
 from ..errors import ConfigError
 from ..secret import redact
@@ -23,30 +22,9 @@ from .options import App, hardlinks_option, json_option, rules_option, state_opt
 @click.pass_obj
 def check(app: App, directory: Path, as_json: bool) -> None:
     """Validate every rule file of DIR, or the one rule FILE; exit 2 if any is wrong or DIR holds none."""
-    from ..notify import signing_key
-    from ..rules import rule_warnings, secret_references
-
     app.start_logging()
     ruleset = rules_to_check(directory)
-    files: dict[str, dict[str, Any]] = {}
-    store = app.store()
-    for client_id, rules in ruleset.clients.items():
-        warnings = rule_warnings(rules)
-        for where, ref in secret_references(rules):
-            webhook = rules.notify is not None and ref is rules.notify.secret
-            try:
-                value = ref.resolve(where=where, store=store)  # values are not shown, only whether they resolve
-                if webhook:
-                    signing_key(value, where)  # and whether it is a whsec_ secret
-            except ConfigError as exc:
-                needed = "until it is fixed, each webhook notification of this client fails" if webhook else (
-                    "needed when ftpexport connects")  # fmt: skip
-                warnings.append(f"{exc} ({needed})")
-        files[ruleset.source(client_id)] = {"ok": True, "errors": [], "warnings": warnings}
-    for errors in ruleset.errors.values():
-        for error in errors:
-            entry = files.setdefault(error.file, {"ok": False, "errors": [], "warnings": []})
-            entry["errors"].append({"field": error.field, "reason": error.reason})
+    files = check_rules(ruleset, app.store())
     if as_json:
         click.echo(json.dumps({"directory": str(directory), "files": files}, indent=2))
     else:
