@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from ..checkup import check_rules, rules_to_check
-from ..display import human_bytes, probe_text
+from ..display import preview_text, probe_text
 from ..errors import ConfigError
 from ..secret import redact
 from .base import EnvvarCommand
@@ -59,21 +59,7 @@ def preview(app: App, record: Path, rules_dir: Path, state: Path, allow_hardlink
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
-    user = f", user {info['user_id']}" if info["user_id"] else ""
-    click.echo(f"record {info['record']} ({info['id']}, client {info['client_id']}{user})")
-    click.echo(f"rules: {info['rule_file']}, format {info['format']}")
-    click.echo("files:")
-    for f in info["files"]:
-        click.echo(f"  {f['name']}  {human_bytes(f['bytes'])}")
-    if info["archive_listing"]:
-        sources = info["sources"] + [""]
-        for name, source in zip(info["archive_listing"], sources, strict=False):
-            click.echo(f"    {name}" + (f"  <- {source}" if source else "  (metadata)"))
-    click.echo("destinations:")
-    for d in info["destinations"]:
-        click.echo(f"  {d['destination']} ({d['level']} level)  {d['url']}")
-        for path in d["files"]:
-            click.echo(f"    {path}")
+    click.echo(preview_text(info))
 
 
 @click.command("test-connection", cls=EnvvarCommand)
