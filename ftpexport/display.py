@@ -272,6 +272,16 @@ def history_text(rows: list[dict[str, Any]]) -> str:
     )
 
 
+def check_text(files: dict[str, dict[str, Any]]) -> str:
+    """What ``check`` found, per rule file: ok or INVALID, then its errors and warnings."""
+    lines = []
+    for name, entry in sorted(files.items()):
+        lines.append(f"{name}: {'ok' if entry['ok'] else 'INVALID'}")
+        lines.extend(f"  error: {error['field'] or '(file)'}: {error['reason']}" for error in entry["errors"])
+        lines.extend(f"  warning: {warning}" for warning in entry["warnings"])
+    return "\n".join(lines)
+
+
 def preview_text(info: dict[str, Any]) -> str:
     """What ``preview`` shows of a record: its files (and an archive's listing), where they would go."""
     user = f", user {info['user_id']}" if info["user_id"] else ""

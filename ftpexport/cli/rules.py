@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from ..checkup import check_rules, rules_to_check
-from ..display import preview_text, probe_text
+from ..display import check_text, preview_text, probe_text
 from ..errors import ConfigError
 from ..secret import redact
 from .base import EnvvarCommand
@@ -27,13 +27,8 @@ def check(app: App, directory: Path, as_json: bool) -> None:
     files = check_rules(ruleset, app.store())
     if as_json:
         click.echo(json.dumps({"directory": str(directory), "files": files}, indent=2))
-    else:
-        for name, entry in sorted(files.items()):
-            click.echo(f"{name}: {'ok' if entry['ok'] else 'INVALID'}")
-            for error in entry["errors"]:
-                click.echo(f"  error: {error['field'] or '(file)'}: {error['reason']}")
-            for warning in entry["warnings"]:
-                click.echo(f"  warning: {warning}")
+    elif files:
+        click.echo(check_text(files))
     if ruleset.errors:
         sys.exit(2)
 
