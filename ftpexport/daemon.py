@@ -7,16 +7,22 @@ import logging
 import shutil
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .checkup import no_rule_files
 from .ledger import Ledger
 from .lock import exclusive
 
 if TYPE_CHECKING:
-    from .pipeline import Exporter
+    from .pipeline import Exporter, Options, Outcome
+    from .secret import SecretSource
+
+# The pipeline, the webhooks, the watcher and the metrics are imported by watch_inbox: the reading
+# commands import this module (for the spool's place) and start in a fraction of the time.
 
 
 class Stopper:
@@ -75,3 +81,136 @@ def exclusive_ledger(state: Path) -> Iterator[Ledger]:
                 "the last run was interrupted; its deliveries are resumed", extra={"attempts": interrupted}
             )
         yield ledger
+
+
+@dataclass(frozen=True)
+class WatchSettings:
+    """How ``watch`` runs, beside the export Options (the command's options of the same names)."""
+
+    grace: float = 30.0
+    settle: float = 1.0
+    rescan: float = 60.0
+    notify_wait: float = 10.0
+    metrics_port: int | None = None  # no metrics server without it
+    metrics_host: str = "127.0.0.1"
+    health_stale: float = 300.0
+
+
+def watch_inbox(
+    inbox: Path,
+    rules_dir: Path,
+    state: Path,
+    options: Options,
+    store: Callable[[], SecretSource],
+    settings: WatchSettings,
+) -> bool:
+    """Export records as they arrive in ``inbox`` until SIGTERM or SIGINT: the watcher, the exporter,
+    the webhooks, the metrics server and the rules reloaded when they change, over the ledger ``state``.
+
+    ``store`` opens the secrets store (the webhooks and the uploads each get theirs, opened on first use).
+    False when the daemon stopped because the ledger or the spool could not be written.
+    """
+    from .events import Observer
+    from .folders import inbox_folders, no_record_note
+    from .notify import Notifier, NotifySettings
+    from .pipeline import Exporter
+    from .watch import InboxWatcher, RulesReloader
+
+    log = logging.getLogger("ftpexport.watch")
+    if not inbox_folders(inbox, "watch"):
+        log.warning("%s; watching for new ones (check the path if records were expected)", no_record_note(inbox))
+    reloader = RulesReloader(rules_dir)
+    if not reloader.ruleset.clients and not reloader.ruleset.errors:
+        log.warning("%s: every record is refused until rule files are added", no_rule_files(rules_dir))
+    for errors in reloader.ruleset.errors.values():
+        for error in errors:
+            log.error("rule file refused: %s", error)
+
+    def report(outcome: Outcome) -> None:
+        if outcome.result == "deferred":
+            return  # logged by the pipeline
+        log.info(
+            "record %s", outcome.result,
+            extra={"record_id": outcome.record_id, "destination": outcome.destination, "result": outcome.result,
+                   "correlation_id": outcome.correlation_id, "error": outcome.error},
+        )  # fmt: skip
+
+    observers: list[Observer] = []
+    metrics = None
+    if settings.metrics_port is not None:
+        from .health import Health
+        from .metrics import Metrics
+
+        # the watcher loop ticks every ~5 s: it gets at least three ticks
+        metrics = Metrics(Health(settings.health_stale, watcher_stale=max(settings.health_stale, 15.0)))
+        observers.append(metrics)
+
+    @contextmanager
+    def serving_metrics(exporter: Exporter, ledger: Ledger) -> Iterator[None]:
+        """/metrics and /healthz while the watcher runs (with --metrics-port)."""
+        if metrics is None or settings.metrics_port is None:
+            yield
+            return
+        from .metrics import MetricsServer
+
+        metrics.attach(lanes=exporter.lanes, oldest_pending=ledger.oldest_pending, refused=ledger.refused_counts)
+        with MetricsServer(metrics, settings.metrics_host, settings.metrics_port) as server:
+            log.info("metrics on %s/metrics", server.url, extra={"host": settings.metrics_host, "port": server.port})
+            yield
+
+    with (
+        exclusive_ledger(state) as ledger,
+        # webhooks pending in the ledger go out at startup, new ones as deliveries end
+        Notifier(
+            ledger, lambda: reloader.ruleset, store(), NotifySettings(close_wait=settings.notify_wait)
+        ) as notifier,
+        Exporter(
+            reloader.ruleset,
+            ledger,
+            options,
+            on_outcome=report,
+            observers=[*observers, notifier],
+            secrets=store(),
+        ) as exporter,
+        Stopper(exporter, settings.grace, log) as stopper,
+        serving_metrics(exporter, ledger),
+    ):
+        watcher: InboxWatcher | None = None
+
+        def stop_if_broken() -> None:
+            # the ledger or the spool cannot be written: the daemon stops (exit 1) rather than take
+            # records it cannot record; its supervisor starts it again, which tries the disk again
+            if exporter.state_error is not None and not stopper.event.is_set():
+                log.error("stopping: %s", exporter.state_error, extra={"state": str(state)})
+                stopper.event.set()
+
+        def submit(folders: list[Path]) -> None:
+            exporter.submit(folders)
+            stop_if_broken()
+
+        def housekeeping() -> list[Path]:
+            if metrics is not None:
+                metrics.health.tick()  # the watcher loop is alive
+            ruleset = reloader.current()
+            if ruleset is not exporter.ruleset:
+                exporter.ruleset = ruleset
+                if watcher is not None:
+                    watcher.forget()  # records refused under the old rules get another chance
+            exporter.housekeeping()
+            notifier.wake()  # retries due, rules changed: a look at the webhook outbox
+            folders = exporter.pending_folders()
+            stop_if_broken()
+            return folders
+
+        log.info("watching", extra={"inbox": str(inbox), "rules": str(rules_dir), "state": str(state)})
+        watcher = InboxWatcher(
+            inbox,
+            submit,
+            stop=stopper.event,
+            settle=settings.settle,
+            rescan_every=settings.rescan,
+            housekeeping=housekeeping,
+        )
+        watcher.run()
+    log.info("stopped")
+    return exporter.state_error is None

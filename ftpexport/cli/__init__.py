@@ -7,19 +7,15 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from .. import __version__
-from ..checkup import no_rule_files
-from ..daemon import Stopper, exclusive_ledger, spool_dir
+from ..daemon import Stopper, WatchSettings, exclusive_ledger, spool_dir, watch_inbox
 from ..display import summary_json, summary_text
 from ..errors import FtpexportError
-from ..ledger import Ledger
 from ..secret import redact
 from ..vault import DEFAULT_STORE, KEY_ENV, KEY_FILE_ENV, STORE_ENV
 from .base import EnvvarGroup, Seconds, end_quietly_if_reader_gone
@@ -39,7 +35,7 @@ from .secrets import secrets
 from .views import history, report, retry, status
 
 if TYPE_CHECKING:
-    from ..pipeline import Exporter, Options, Outcome
+    from ..pipeline import Options
 
 # The pipeline, the rules (pydantic models), paramiko, rich and the webhooks are imported by the
 # commands that use them: `status`, `history` or `--version` start in a fraction of the time.
@@ -271,110 +267,18 @@ def watch(
     On start, the deliveries the ledger has pending (an earlier run stopped or was killed) are
     resumed. Rule files are reloaded when they change; a broken one keeps its last good version.
     """
-    from ..events import Observer
-    from ..notify import Notifier, NotifySettings
-    from ..pipeline import Exporter
-    from ..watch import InboxWatcher, RulesReloader
-
     app.start_logging(default=logging.INFO)
-    log = logging.getLogger("ftpexport.watch")
-    if not _inbox_folders(inbox, "watch"):
-        from ..folders import no_record_note
-
-        log.warning("%s; watching for new ones (check the path if records were expected)", no_record_note(inbox))
-    reloader = RulesReloader(rules_dir)
-    if not reloader.ruleset.clients and not reloader.ruleset.errors:
-        log.warning("%s: every record is refused until rule files are added", no_rule_files(rules_dir))
-    for errors in reloader.ruleset.errors.values():
-        for error in errors:
-            log.error("rule file refused: %s", error)
-
-    def report(outcome: Outcome) -> None:
-        if outcome.result == "deferred":
-            return  # logged by the pipeline
-        log.info(
-            "record %s", outcome.result,
-            extra={"record_id": outcome.record_id, "destination": outcome.destination, "result": outcome.result,
-                   "correlation_id": outcome.correlation_id, "error": outcome.error},
-        )  # fmt: skip
-
-    observers: list[Observer] = []
-    metrics = None
-    if metrics_port is not None:
-        from ..health import Health
-        from ..metrics import Metrics
-
-        # the watcher loop ticks every ~5 s: it gets at least three ticks
-        metrics = Metrics(Health(health_stale, watcher_stale=max(health_stale, 15.0)))
-        observers.append(metrics)
-
-    @contextmanager
-    def serving_metrics(exporter: Exporter, ledger: Ledger) -> Iterator[None]:
-        """/metrics and /healthz while the watcher runs (with --metrics-port)."""
-        if metrics is None or metrics_port is None:
-            yield
-            return
-        from ..metrics import MetricsServer
-
-        metrics.attach(lanes=exporter.lanes, oldest_pending=ledger.oldest_pending, refused=ledger.refused_counts)
-        with MetricsServer(metrics, metrics_host, metrics_port) as server:
-            log.info("metrics on %s/metrics", server.url, extra={"host": metrics_host, "port": server.port})
-            yield
-
-    with (
-        exclusive_ledger(state) as ledger,
-        # webhooks pending in the ledger go out at startup, new ones as deliveries end
-        Notifier(ledger, lambda: reloader.ruleset, app.store(), NotifySettings(close_wait=notify_wait)) as notifier,
-        Exporter(
-            reloader.ruleset,
-            ledger,
-            _options(jobs, retries, backoff, pause, state, app, allow_hardlinks),
-            on_outcome=report,
-            observers=[*observers, notifier],
-            secrets=app.store(),
-        ) as exporter,
-        Stopper(exporter, grace, log) as stopper,
-        serving_metrics(exporter, ledger),
-    ):
-        watcher: InboxWatcher | None = None
-
-        def stop_if_broken() -> None:
-            # the ledger or the spool cannot be written: the daemon stops (exit 1) rather than take
-            # records it cannot record; its supervisor starts it again, which tries the disk again
-            if exporter.state_error is not None and not stopper.event.is_set():
-                log.error("stopping: %s", exporter.state_error, extra={"state": str(state)})
-                stopper.event.set()
-
-        def submit(folders: list[Path]) -> None:
-            exporter.submit(folders)
-            stop_if_broken()
-
-        def housekeeping() -> list[Path]:
-            if metrics is not None:
-                metrics.health.tick()  # the watcher loop is alive
-            ruleset = reloader.current()
-            if ruleset is not exporter.ruleset:
-                exporter.ruleset = ruleset
-                if watcher is not None:
-                    watcher.forget()  # records refused under the old rules get another chance
-            exporter.housekeeping()
-            notifier.wake()  # retries due, rules changed: a look at the webhook outbox
-            folders = exporter.pending_folders()
-            stop_if_broken()
-            return folders
-
-        log.info("watching", extra={"inbox": str(inbox), "rules": str(rules_dir), "state": str(state)})
-        watcher = InboxWatcher(
-            inbox,
-            submit,
-            stop=stopper.event,
-            settle=settle,
-            rescan_every=rescan,
-            housekeeping=housekeeping,
-        )
-        watcher.run()
-    log.info("stopped")
-    if exporter.state_error is not None:
+    options = _options(jobs, retries, backoff, pause, state, app, allow_hardlinks)
+    settings = WatchSettings(
+        grace=grace,
+        settle=settle,
+        rescan=rescan,
+        notify_wait=notify_wait,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        health_stale=health_stale,
+    )
+    if not watch_inbox(inbox, rules_dir, state, options, app.store, settings):
         sys.exit(1)
 
 
