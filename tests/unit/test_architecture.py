@@ -88,7 +88,7 @@ def test_the_package_is_where_we_think() -> None:
     assert {"ftpexport.errors", "ftpexport.record", "ftpexport.cli", "ftpexport.transport.base"} <= set(MODULES)
     # the import reader understands every form used in the package
     assert ours("ftpexport.record") == {"ftpexport.errors", "ftpexport.recordfiles"}
-    assert "ftpexport.pipeline" in ours("ftpexport.cli")
+    assert "ftpexport.pipeline" in ours("ftpexport.cli.export")
     assert "ftpexport.transport.base" in ours("ftpexport.transport.ftp")
 
 
@@ -210,6 +210,7 @@ LAYERS: dict[str, int] = {
     "ftpexport.daemon": 4,
     "ftpexport.cli": 5,
     "ftpexport.cli.base": 5,
+    "ftpexport.cli.export": 5,
     "ftpexport.cli.options": 5,
     "ftpexport.cli.rules": 5,
     "ftpexport.cli.secrets": 5,
