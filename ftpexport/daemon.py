@@ -161,9 +161,7 @@ def watch_inbox(
     with (
         exclusive_ledger(state) as ledger,
         # webhooks pending in the ledger go out at startup, new ones as deliveries end
-        Notifier(
-            ledger, lambda: reloader.ruleset, store(), NotifySettings(close_wait=settings.notify_wait)
-        ) as notifier,
+        Notifier(ledger, reloader.ruleset, store(), NotifySettings(close_wait=settings.notify_wait)) as notifier,
         Exporter(
             reloader.ruleset,
             ledger,
@@ -193,7 +191,7 @@ def watch_inbox(
                 metrics.health.tick()  # the watcher loop is alive
             ruleset = reloader.current()
             if ruleset is not exporter.ruleset:
-                exporter.ruleset = ruleset
+                exporter.ruleset = notifier.ruleset = ruleset  # the rules in force: both hold the same
                 if watcher is not None:
                     watcher.forget()  # records refused under the old rules get another chance
             exporter.housekeeping()

@@ -101,7 +101,7 @@ def run(
     settings = NotifySettings(close_wait=notify_wait)
     with (
         exclusive_ledger(state) as ledger,
-        Notifier(ledger, lambda: ruleset, app.store(), settings, announce=tell) as notifier,
+        Notifier(ledger, ruleset, app.store(), settings, announce=tell) as notifier,
         Exporter(
             ruleset,
             ledger,

@@ -308,7 +308,7 @@ def notifier_for(
     ruleset = RuleSet(directory=tmp_path / "rules", clients={"acme": loaded})
     options = NotifySettings(**{"backoff": 0.01, "max_backoff": 0.02, "poll": 0.2, "close_wait": 10.0, **settings})
     kwargs = {"resolver": resolver} if resolver else {}
-    with Ledger(tmp_path / "ledger.sqlite3") as ledger, Notifier(ledger, lambda: ruleset, None, options, **kwargs) as n:
+    with Ledger(tmp_path / "ledger.sqlite3") as ledger, Notifier(ledger, ruleset, None, options, **kwargs) as n:
         yield ledger, n, ruleset
 
 
