@@ -1,5 +1,6 @@
-"""The long-running side of an export: stopping on SIGTERM/SIGINT, recovering what a killed process
-left (its open attempts, its spool), and assembling ``watch``."""
+"""An export as a process: stopping on SIGTERM/SIGINT, recovering what a killed process left (its
+open attempts, its spool), and assembling ``run`` (export_once) and ``watch`` (watch_inbox) from the
+exporter, the webhooks, the watcher and the metrics."""
 
 from __future__ import annotations
 
@@ -18,10 +19,13 @@ from .ledger import Ledger
 from .lock import exclusive
 
 if TYPE_CHECKING:
-    from .pipeline import Exporter, Options, Outcome
+    from .pipeline import Exporter, Options, Outcome, Summary
+    from .progress import Tally
+    from .rules import RuleSet
     from .secret import SecretSource
 
-# The pipeline, the webhooks, the watcher and the metrics are imported by watch_inbox: the reading
+# The pipeline, the webhooks, the watcher and the metrics are imported by export_once and
+# watch_inbox: the reading
 # commands import this module (for the spool's place) and start in a fraction of the time.
 
 
@@ -81,6 +85,39 @@ def exclusive_ledger(state: Path) -> Iterator[Ledger]:
                 "the last run was interrupted; its deliveries are resumed", extra={"attempts": interrupted}
             )
         yield ledger
+
+
+def export_once(
+    folders: list[Path],
+    ruleset: RuleSet,
+    state: Path,
+    options: Options,
+    store: Callable[[], SecretSource],
+    *,
+    grace: float,
+    notify_wait: float,
+    progress: Tally,
+    announce: Callable[[str], None] | None,
+) -> Summary:
+    """Export ``folders`` once over the ledger ``state`` (for this process alone), their webhooks
+    given ``notify_wait`` seconds at the end; SIGTERM/SIGINT stop it (``grace``). ``progress`` watches
+    the exporter; ``announce`` tells what the end waits for. ``store`` as for ``watch_inbox``."""
+    from .notify import Notifier, NotifySettings
+    from .pipeline import Exporter
+
+    settings = NotifySettings(close_wait=notify_wait)
+    with (
+        exclusive_ledger(state) as ledger,
+        Notifier(ledger, ruleset, store(), settings, announce=announce) as notifier,
+        Exporter(ruleset, ledger, options, observers=[progress, notifier], secrets=store()) as exporter,
+        Stopper(exporter, grace, logging.getLogger("ftpexport")),
+    ):
+        progress.lanes = exporter.lanes
+        progress.start()
+        try:
+            return exporter.export(folders)
+        finally:
+            progress.close()
 
 
 @dataclass(frozen=True)

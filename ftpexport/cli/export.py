@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..daemon import Stopper, WatchSettings, exclusive_ledger, spool_dir, watch_inbox
+from ..daemon import WatchSettings, export_once, spool_dir, watch_inbox
 from ..display import summary_json, summary_text
 from ..secret import redact
 from .base import EnvvarCommand, Seconds
@@ -81,8 +81,6 @@ def run(
     Failed deliveries of earlier runs are left alone until `ftpexport retry` requeues them.
     Exit status: 0 all delivered, 1 some delivery failed or is still pending, 2 usage or configuration error.
     """
-    from ..notify import Notifier, NotifySettings
-    from ..pipeline import Exporter
     from ..progress import progress_for
 
     # The progress display and the summary tell about failures; stderr logs only the unexpected.
@@ -98,25 +96,9 @@ def run(
     started = time.monotonic()
     # what the end of the run waits for (webhooks): a line on stderr, like the progress
     tell = None if app.quiet else functools.partial(click.echo, err=True)
-    settings = NotifySettings(close_wait=notify_wait)
-    with (
-        exclusive_ledger(state) as ledger,
-        Notifier(ledger, ruleset, app.store(), settings, announce=tell) as notifier,
-        Exporter(
-            ruleset,
-            ledger,
-            _options(jobs, retries, backoff, pause, state, app, allow_hardlinks),
-            observers=[progress, notifier],
-            secrets=app.store(),
-        ) as exporter,
-        Stopper(exporter, grace, logging.getLogger("ftpexport")),
-    ):
-        progress.lanes = exporter.lanes
-        progress.start()
-        try:
-            summary = exporter.export(folders)
-        finally:
-            progress.close()
+    options = _options(jobs, retries, backoff, pause, state, app, allow_hardlinks)
+    summary = export_once(folders, ruleset, state, options, app.store, grace=grace, notify_wait=notify_wait,
+                          progress=progress, announce=tell)  # fmt: skip
     elapsed = time.monotonic() - started
     if as_json:
         click.echo(redact(json.dumps(summary_json(summary, elapsed), indent=2, default=str)))
