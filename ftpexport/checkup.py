@@ -1,4 +1,5 @@
-"""What ``check`` finds in rule files, and the refusal of a rules folder without any rule file.
+"""What the operator's checks find: ``check`` in rule files (and the refusal of a rules folder
+without any rule file), ``test-connection`` at a client's destinations.
 
 The rules (pydantic models) are imported when needed: importing this module stays cheap for the
 commands that only read the ledger.
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import ConfigError
 
 if TYPE_CHECKING:
+    from .probe import ProbeReport
     from .rules import RuleSet
     from .secret import SecretSource
 
@@ -75,3 +77,25 @@ def check_rules(ruleset: RuleSet, store: SecretSource | None) -> dict[str, dict[
             entry = files.setdefault(error.file, {"ok": False, "errors": [], "warnings": []})
             entry["errors"].append({"field": error.field, "reason": error.reason})
     return files
+
+
+def probe_destinations(
+    ruleset: RuleSet, client: str, user_id: str | None, only: str | None, store: SecretSource | None
+) -> list[ProbeReport]:
+    """Probe (connect, write, rename, delete) each destination of ``client`` (or of its user
+    ``user_id``), or only the one named ``only``; ``ConfigError`` when there is no such destination."""
+    from .pipeline import endpoint_for
+    from .probe import probe
+    from .rules import client_routes
+
+    routes = client_routes(ruleset, client, user_id)
+    if only is not None:
+        routes = [r for r in routes if r.destination.name == only]
+        if not routes:
+            raise ConfigError(f"{ruleset.source(client)}: no destination named {only!r}")
+    reports = []
+    for route in routes:
+        destination = route.destination
+        url = f"{destination.scheme}://{destination.username}@{destination.host}:{destination.port}"
+        reports.append(probe(endpoint_for(route, ruleset.source(client), store), destination.base_path, url=url))
+    return reports

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import click
 
-from ..checkup import check_rules, rules_to_check
+from ..checkup import check_rules, probe_destinations, rules_to_check
 from ..display import check_text, preview_text, probe_text
-from ..errors import ConfigError
 from ..secret import redact
 from .base import EnvvarCommand
 from .options import App, hardlinks_option, json_option, rules_option, state_option
@@ -72,24 +71,10 @@ def test_connection(
     For SFTP the server key fingerprint is shown, to check it with the server's operator and pin it.
     Exit status 0 when every destination passed, 1 otherwise.
     """
-    from ..pipeline import endpoint_for
-    from ..probe import probe
-    from ..rules import client_routes
-
     app.start_logging()
     # an SFTP destination may have no key pinned yet: the probe shows the key to pin, and refuses it
     ruleset = app.rules(rules_dir, allow_unpinned_host_keys=True)
-    routes = client_routes(ruleset, client, user_id)
-    if only is not None:
-        routes = [r for r in routes if r.destination.name == only]
-        if not routes:
-            raise ConfigError(f"{ruleset.source(client)}: no destination named {only!r}")
-    reports = []
-    store = app.store()
-    for route in routes:
-        destination = route.destination
-        url = f"{destination.scheme}://{destination.username}@{destination.host}:{destination.port}"
-        reports.append(probe(endpoint_for(route, ruleset.source(client), store), destination.base_path, url=url))
+    reports = probe_destinations(ruleset, client, user_id, only, app.store())
     if as_json:
         document = {"client": client, "user": user_id, "destinations": [r.as_dict() for r in reports]}
         click.echo(redact(json.dumps(document, indent=2)))
