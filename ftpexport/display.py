@@ -270,3 +270,32 @@ def history_text(rows: list[dict[str, Any]]) -> str:
         table(table_rows, ["started (UTC)", "destination", "record", "result", "bytes", "remote paths / error"])
         + f"\n{len(rows)} attempts, {delivered} delivered, {human_bytes(sent)} sent"
     )
+
+
+def check_text(files: dict[str, dict[str, Any]]) -> str:
+    """What ``check`` found, per rule file: ok or INVALID, then its errors and warnings."""
+    lines = []
+    for name, entry in sorted(files.items()):
+        lines.append(f"{name}: {'ok' if entry['ok'] else 'INVALID'}")
+        lines.extend(f"  error: {error['field'] or '(file)'}: {error['reason']}" for error in entry["errors"])
+        lines.extend(f"  warning: {warning}" for warning in entry["warnings"])
+    return "\n".join(lines)
+
+
+def preview_text(info: dict[str, Any]) -> str:
+    """What ``preview`` shows of a record: its files (and an archive's listing), where they would go."""
+    user = f", user {info['user_id']}" if info["user_id"] else ""
+    lines = [f"record {info['record']} ({info['id']}, client {info['client_id']}{user})",
+             f"rules: {info['rule_file']}, format {info['format']}", "files:"]  # fmt: skip
+    for f in info["files"]:
+        lines.append(f"  {f['name']}  {human_bytes(f['bytes'])}")
+    if info["archive_listing"]:
+        sources = info["sources"] + [""]
+        for name, source in zip(info["archive_listing"], sources, strict=False):
+            lines.append(f"    {name}" + (f"  <- {source}" if source else "  (metadata)"))
+    lines.append("destinations:")
+    for d in info["destinations"]:
+        lines.append(f"  {d['destination']} ({d['level']} level)  {d['url']}")
+        for path in d["files"]:
+            lines.append(f"    {path}")
+    return "\n".join(lines)

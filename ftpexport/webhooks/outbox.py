@@ -75,7 +75,8 @@ class Notifier(Observer):
     """Queues a notification for each delivered or finally failed vehicle of a client with ``notify:``,
     and sends the ledger's due notifications from its own threads until ``close``.
 
-    ``rules`` returns the current rules (they are reloaded in watch mode); ``secrets`` is the store
+    ``ruleset`` is the rules in force, assigned anew when they are reloaded (watch), as the
+    exporter's; ``secrets`` is the store
     of ``${secret:NAME}``; ``resolver`` is for tests. ``announce`` gets what ``close`` waits for and
     what it leaves pending, for people (``run`` prints it); without it, that is logged.
     """
@@ -83,7 +84,7 @@ class Notifier(Observer):
     def __init__(
         self,
         ledger: Ledger,
-        rules: Callable[[], RuleSet],
+        ruleset: RuleSet,
         secrets: SecretSource | None = None,
         settings: NotifySettings | None = None,
         *,
@@ -92,7 +93,7 @@ class Notifier(Observer):
     ) -> None:
         self.ledger = ledger
         self.announce = announce
-        self.rules = rules
+        self.ruleset = ruleset
         self.secrets = secrets
         self.settings = settings or NotifySettings()
         self.resolver = resolver
@@ -124,7 +125,7 @@ class Notifier(Observer):
         event = EVENTS.get(outcome.result)
         if event is None:
             return
-        rules = self.rules().clients.get(outcome.client_id)
+        rules = self.ruleset.clients.get(outcome.client_id)
         spec = rules.notify if rules is not None else None
         if spec is None or event not in spec.events:
             return
@@ -202,7 +203,7 @@ class Notifier(Observer):
     def _due_before(self, seconds: float) -> list[dict[str, Any]]:
         """The pending notifications (those under way too) that could go out within ``seconds``."""
         at = (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat(timespec="milliseconds")
-        ruleset = self.rules()
+        ruleset = self.ruleset
         rows = self.ledger.due_notifications(at=at, limit=self.settings.batch)
         return [row for row in rows if not _held(ruleset, row["client_id"])]
 
@@ -233,7 +234,7 @@ class Notifier(Observer):
                 self._cond.wait(timeout)
 
     def _dispatch(self, rows: list[dict[str, Any]]) -> None:
-        ruleset = self.rules()
+        ruleset = self.ruleset
         for row in rows:
             if _held(ruleset, row["client_id"]):
                 continue

@@ -215,7 +215,7 @@ def notifying(setup: Setup, settings: NotifySettings = FAST, **kwargs: Any) -> I
     assert not ruleset.errors, ruleset.errors
     with (
         open_ledger(setup.state) as ledger,
-        Notifier(ledger, lambda: ruleset, setup.store, settings, **kwargs) as notifier,
+        Notifier(ledger, ruleset, setup.store, settings, **kwargs) as notifier,
     ):
         yield ledger, notifier
 
@@ -603,6 +603,33 @@ def test_watch_sends_what_an_earlier_process_left_pending_then_each_new_vehicle(
         [delivery] = ledger.deliveries()
     assert [e["correlation_id"] for e in daemon.logged("webhook sent")] == ["c-earlier", delivery.correlation_id]
     assert setup.secret not in daemon.stderr + daemon.stdout
+
+
+def test_watch_notifies_under_the_rules_it_reloaded(
+    setup: Setup, receiver: Receiver, ftp_server: RunningServer, tmp_path: Path
+) -> None:
+    """The exporter and the notifier of the daemon hold the same rules: a notify block changed while
+    it runs is used for the next vehicle (not the one it knew at startup)."""
+    key_file = tmp_path / "keys" / "store.key"
+    write_private(key_file, setup.key.get_secret_value().encode() + b"\n")
+    write_rules(setup, "acme", ftp_to(ftp_server), notify_block(receiver))
+
+    with ExporterProcess(
+        "--secrets", setup.store.path, "--secrets-key-file", key_file, "--log-format", "json", "watch", setup.inbox,
+        "--rules", setup.rules_dir, "--state", setup.state, "--settle", "0.1",
+    ) as daemon:  # fmt: skip
+        make_record(setup.inbox, 1, "acme")
+        eventually(lambda: receiver.requests or not daemon.alive(), "the first vehicle's notification")
+        write_rules(setup, "acme", ftp_to(ftp_server), notify_block(receiver, path="/hooks/reloaded"))
+        eventually(lambda: daemon.logged("rules reloaded") or not daemon.alive(), "the rules reloaded")
+        make_record(setup.inbox, 2, "acme")
+        eventually(lambda: len(receiver.requests) >= 2 or not daemon.alive(), "the second vehicle's notification")
+        daemon.terminate()
+        assert daemon.wait() == 0, daemon.stderr
+
+    payloads = receiver.verified(setup.secret)
+    assert [p["data"]["record_id"] for p in payloads] == ["veh-000001", "veh-000002"]
+    assert [r.path for r in receiver.requests] == ["/hooks/acme", "/hooks/reloaded"]
 
 
 # --- run and status: a secret that does not resolve, what run waits for, what status shows

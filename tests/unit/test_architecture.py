@@ -88,7 +88,7 @@ def test_the_package_is_where_we_think() -> None:
     assert {"ftpexport.errors", "ftpexport.record", "ftpexport.cli", "ftpexport.transport.base"} <= set(MODULES)
     # the import reader understands every form used in the package
     assert ours("ftpexport.record") == {"ftpexport.errors", "ftpexport.recordfiles"}
-    assert "ftpexport.pipeline" in ours("ftpexport.cli")
+    assert "ftpexport.pipeline" in ours("ftpexport.cli.export")
     assert "ftpexport.transport.base" in ours("ftpexport.transport.ftp")
 
 
@@ -172,8 +172,9 @@ def test_a_transport_knows_nothing_of_rules_records_or_the_ledger(module: str) -
 def test_cli_is_the_only_module_that_imports_click() -> None:
     users = sorted(module for module in MODULES if any(i.target == "click" for i in imports_of(module)))
 
-    # cli_base: the click command classes and types the commands of cli share, the same layer
-    assert users == ["ftpexport.cli", "ftpexport.cli_base"]
+    # the cli package: its groups of commands and the click classes, types and options they share
+    assert users == sorted(m for m in MODULES if m == "ftpexport.cli" or m.startswith("ftpexport.cli."))
+    assert "ftpexport.cli" in users
 
 
 def test_only_the_ledger_package_speaks_sql() -> None:
@@ -229,13 +230,20 @@ LAYERS: dict[str, int] = {
     "ftpexport.webhooks.payload": 3,
     "ftpexport.webhooks.signing": 3,
     "ftpexport.webhooks.texts": 3,
+    "ftpexport.checkup": 3,
     "ftpexport.watch": 4,
     "ftpexport.display": 4,
     "ftpexport.progress": 4,
     "ftpexport.demo": 4,
     "ftpexport.folders": 4,
-    "ftpexport.cli_base": 5,
+    "ftpexport.daemon": 4,
     "ftpexport.cli": 5,
+    "ftpexport.cli.base": 5,
+    "ftpexport.cli.export": 5,
+    "ftpexport.cli.options": 5,
+    "ftpexport.cli.rules": 5,
+    "ftpexport.cli.secrets": 5,
+    "ftpexport.cli.views": 5,
     "ftpexport.__main__": 6,
 }
 

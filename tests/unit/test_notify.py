@@ -236,7 +236,7 @@ def notifier_for(
     kwargs = {"resolver": resolver} if resolver else {}
     with (
         open_ledger(tmp_path / "ledger.sqlite3") as ledger,
-        Notifier(ledger, lambda: ruleset, None, options, **kwargs) as n,
+        Notifier(ledger, ruleset, None, options, **kwargs) as n,
     ):
         yield ledger, n, ruleset
 

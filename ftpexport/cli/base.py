@@ -67,6 +67,13 @@ class EnvvarCommand(EnvvarOptions, click.Command):
     """A command whose options show and name their environment variables."""
 
 
+class EnvvarGroup(EnvvarOptions, click.Group):
+    """A group whose commands and sub-groups are EnvvarCommand and EnvvarGroup (or its own class)."""
+
+    command_class = EnvvarCommand
+    group_class = type  # sub-groups are of the group's class
+
+
 class Seconds(click.FloatRange):
     """A number of seconds in a range; NaN (which compares as inside any range) and infinity are refused."""
 
