@@ -55,8 +55,8 @@ def check_rules(ruleset: RuleSet, store: SecretSource | None) -> dict[str, dict[
     """Per rule file: ``ok``, its ``errors`` (``field``, ``reason``) and ``warnings``, among them the
     secret references that do not resolve (with ``store``; their values are never shown) and a webhook
     secret that is not a signing key."""
-    from .webhooks import signing_key
     from .rules import rule_warnings, secret_references
+    from .webhooks import signing_key
 
     files: dict[str, dict[str, Any]] = {}
     for client_id, rules in ruleset.clients.items():
