@@ -612,7 +612,7 @@ def test_watch_notifies_under_the_rules_it_reloaded(
     it runs is used for the next vehicle (not the one it knew at startup)."""
     key_file = tmp_path / "keys" / "store.key"
     write_private(key_file, setup.key.get_secret_value().encode() + b"\n")
-    write_rules(setup, "acme", ftp_to(ftp_server), notify_block(receiver))
+    write_rules(setup.rules_dir, rule_document("acme", [ftp_to(ftp_server)], notify=notify_block(receiver)))
 
     with ExporterProcess(
         "--secrets", setup.store.path, "--secrets-key-file", key_file, "--log-format", "json", "watch", setup.inbox,
@@ -620,7 +620,10 @@ def test_watch_notifies_under_the_rules_it_reloaded(
     ) as daemon:  # fmt: skip
         make_record(setup.inbox, 1, "acme")
         eventually(lambda: receiver.requests or not daemon.alive(), "the first vehicle's notification")
-        write_rules(setup, "acme", ftp_to(ftp_server), notify_block(receiver, path="/hooks/reloaded"))
+        write_rules(
+            setup.rules_dir,
+            rule_document("acme", [ftp_to(ftp_server)], notify=notify_block(receiver, path="/hooks/reloaded")),
+        )
         eventually(lambda: daemon.logged("rules reloaded") or not daemon.alive(), "the rules reloaded")
         make_record(setup.inbox, 2, "acme")
         eventually(lambda: len(receiver.requests) >= 2 or not daemon.alive(), "the second vehicle's notification")
