@@ -16,7 +16,7 @@ from .dispatch import LaneState
 from .plan import endpoint_for
 from .rules import Route
 from .secret import SecretSource
-from .transport import Transport
+from .transport import Endpoint, Transport
 from .transport.pool import ConnectionPool
 
 
@@ -30,8 +30,11 @@ class Connections:
         idle_timeout: float,
         lanes: Callable[[], dict[str, LaneState]],
         secrets: SecretSource | None = None,
+        transport_factory: Callable[[Endpoint], Transport] | None = None,
     ) -> None:
         self.jobs = jobs
+        #: opens the connections, ``open_transport`` when None (see ``ConnectionPool``)
+        self._transport_factory = transport_factory
         self.idle_timeout = idle_timeout
         self.secrets = secrets
         #: the dispatcher's lanes, to close the idle connections of destinations with nothing queued first
@@ -65,7 +68,8 @@ class Connections:
             if pool is not None and pool.endpoint == endpoint:
                 return pool
             stale = pool
-            pool = ConnectionPool(endpoint, size=route.destination.max_connections, idle_timeout=self.idle_timeout)
+            pool = ConnectionPool(endpoint, size=route.destination.max_connections, idle_timeout=self.idle_timeout,
+                                  transport_factory=self._transport_factory)  # fmt: skip
             self._pools[route.key] = pool
         if stale is not None:
             stale.close()  # the rule file changed: new settings, new connections

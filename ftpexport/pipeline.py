@@ -41,6 +41,7 @@ from .refusals import Refusals
 from .rules import Route, RuleSet
 from .secret import SecretSource
 from .spool import SharedPackages
+from .transport import Endpoint, Transport
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ class Exporter:
         on_bytes: Callable[[int], None] | None = None,
         observers: Iterable[Observer] = (),
         secrets: SecretSource | None = None,
+        transport_factory: Callable[[Endpoint], Transport] | None = None,
     ) -> None:
         self.ruleset = ruleset
         self.ledger = ledger
@@ -118,7 +120,8 @@ class Exporter:
         self.events = Observers([*observers, Callbacks(on_outcome, on_bytes)])
         self._stopping = threading.Event()
         self._connections = Connections(jobs=self.options.jobs, idle_timeout=self.options.idle_timeout,
-                                        lanes=lambda: self._dispatcher.lanes(), secrets=secrets)  # fmt: skip
+                                        lanes=lambda: self._dispatcher.lanes(), secrets=secrets,
+                                        transport_factory=transport_factory)  # fmt: skip
         self._summary_lock = threading.Lock()
         #: record folders with a job queued or running, and how many
         self._active_paths: Counter[str] = Counter()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from . import open_transport
 from .base import Endpoint, Transport
@@ -35,8 +36,18 @@ class ConnectionPool:
     of every job.
     """
 
-    def __init__(self, endpoint: Endpoint, *, size: int, idle_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        size: int,
+        idle_timeout: float = 60.0,
+        transport_factory: Callable[[Endpoint], Transport] | None = None,
+    ) -> None:
         self.endpoint = endpoint
+        #: makes a new, not yet connected transport: ``open_transport`` unless given (tests give
+        #: ``transport.memory.MemoryServer.transport``)
+        self._open = transport_factory or open_transport
         self.size = size
         self.idle_timeout = idle_timeout
         self._lock = threading.Lock()
@@ -64,7 +75,7 @@ class ConnectionPool:
             log.debug("the server dropped an idle connection; opening a new one",
                       extra={"destination": self.endpoint.display})  # fmt: skip
             transport.close()
-        transport = open_transport(self.endpoint)
+        transport = self._open(self.endpoint)
         with self._lock:
             self._active.add(transport)
         try:
