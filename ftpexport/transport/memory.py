@@ -11,7 +11,8 @@ usable, after a cut it is not.
 
 Faults are scripted on the server, each for the operations whose path matches a glob
 (``fnmatch``, relative to the server's root: ``*`` matches any path, ``*.zip*`` an archive and its
-hidden temporary name), ``times`` times (None: every time), first scripted first served:
+hidden temporary name), ``times`` times (None: every time), first scripted first served (``at``
+calls all run, before the fault due at the same moment):
 
 - ``refuse(op, ...)``: the server answers with an error, transient (4xx) or ``permanent`` (5xx);
   ``op`` is ``login``, ``makedirs`` (a folder), ``put`` (a file), ``size``, ``rename`` or ``remove``;
@@ -99,6 +100,8 @@ class MemoryServer:
     #: complete ``put`` calls and renames that took effect, by path (the target for renames)
     uploads: Counter[str] = field(default_factory=Counter)
     renames: Counter[str] = field(default_factory=Counter)
+    #: every request a client made, by (op, path): what a resumed attempt asked about
+    requests: Counter[tuple[str, str]] = field(default_factory=Counter)
     faults: list[Fault] = field(default_factory=list)
     #: bumped by ``restart``: connections of an earlier generation are gone
     generation: int = 0
@@ -149,11 +152,16 @@ class MemoryServer:
         return fault
 
     def _take(self, op: str, path: str, *, put_bytes: int | None = None) -> Fault | None:
-        """The first fault for ``op`` on ``path`` (for ``put``: the one due at ``put_bytes``), now fired."""
+        """The first fault for ``op`` on ``path`` (for ``put``: due at ``put_bytes``), now fired; every
+        ``at`` call due there runs first (they watch, they do not take the operation's place)."""
         with self._lock:
-            for fault in self.faults:
-                due = put_bytes is None or fault.after == put_bytes
-                if due and fault.matches(op, path):
+            due = [f for f in self.faults if (put_bytes is None or f.after == put_bytes) and f.matches(op, path)]
+            for fault in due:
+                if fault.action == "call":
+                    fault.fired += 1
+                    fault.call()  # type: ignore[misc]
+            for fault in due:
+                if fault.action != "call":
                     fault.fired += 1
                     return fault
         return None
@@ -187,8 +195,8 @@ class MemoryServer:
             return {path: bytes(data) for path, data in self.files.items()}
 
     def snapshot(self) -> MemoryServer:
-        """A copy of the files, folders and counters, without connections or faults: the server as a
-        process killed at this moment left it."""
+        """A copy of the files, folders, uploads and renames (not the requests, nor connections or
+        faults): the server as a process killed at this moment left it."""
         with self._lock:
             return MemoryServer(
                 reports_sizes=self.reports_sizes,
@@ -347,16 +355,16 @@ class MemoryTransport(Transport):
                target: str = "") -> None:  # fmt: skip
         """Apply the fault scripted for this moment, if any; raise as the real transports do."""
         path = key or None
+        if put_bytes in (None, 0) and op != "renamed":
+            with self.server._lock:
+                self.server.requests[(op, key)] += 1
         if op != "login":
             self._check_connected(key, op)
         fault = self.server._take(op, key, put_bytes=put_bytes)
         if fault is None:
             return
         where = {"destination": self.endpoint.display, "path": path}
-        if fault.action == "call":
-            with self.server._lock:
-                fault.call()  # type: ignore[misc]
-        elif fault.action == "refuse":
+        if fault.action == "refuse":
             self._answered = True
             reason = fault.message
             if op == "login" and fault.permanent:
