@@ -185,9 +185,12 @@ class MemoryServer:
             self.files[path] = bytearray(data)
 
     def delete(self, path: str) -> None:
-        """Take a file away (the DMS ingested it)."""
+        """Take a file, or a folder and all it holds, away (the DMS ingested it)."""
+        path = self.key(path)
+        inside = path + "/"
         with self._lock:
-            self.files.pop(self.key(path), None)
+            self.files = {p: data for p, data in self.files.items() if p != path and not p.startswith(inside)}
+            self.folders = {p for p in self.folders if p != path and not p.startswith(inside)}
 
     def listing(self) -> dict[str, bytes]:
         """``{path: content}`` of every file."""

@@ -269,3 +269,13 @@ def test_at_runs_a_call_at_that_moment(server: MemoryServer, transport: Transpor
     upload(transport, b"abcd", "", "a.zip")
 
     assert seen == [{temporary_name("a.zip"): b"ab"}, {"a.zip": b"abcd"}]
+
+
+def test_deleting_a_folder_takes_what_it_holds(server: MemoryServer) -> None:
+    server.write("dms/a/1.zip", b"1")
+    server.write("dms/b.zip", b"2")
+    server.write("dmsx/c.zip", b"3")
+
+    server.delete("dms")
+
+    assert server.listing() == {"dmsx/c.zip": b"3"} and server.folders == {"", "dmsx"}

@@ -660,3 +660,13 @@ def test_a_cut_mid_transfer_never_shows_the_final_name(world: World) -> None:
 
     assert results(summary) == ["delivered"]
     assert world.server.listing() == expected  # the retry overwrote the partial temporary file
+
+
+def test_a_folder_the_dms_removed_between_two_records_is_made_again(world: World) -> None:
+    with open_ledger(world.ledger_path) as ledger, world.exporter(ledger) as exporter:
+        assert results(exporter.export([world.record(1)])) == ["delivered"]
+        world.server.delete("dms")  # the DMS ingested the folder with the file
+        assert results(exporter.export([world.record(2)])) == ["delivered"]
+
+    assert list(world.server.listing()) == [zip_name(2)]
+    assert world.server.connections == 1  # the same pooled connection, its folder cache forgotten
