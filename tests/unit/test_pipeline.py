@@ -32,7 +32,9 @@ just before the rename, and ``published`` after it. The paths, and the test of e
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import socket
 import sqlite3
 import tempfile
 import threading
@@ -144,6 +146,22 @@ class World:
     def requeue(self) -> None:
         with open_ledger(self.ledger_path) as ledger:
             ledger.requeue()
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test of this file reaches the network: a connection or a name lookup fails, and the test."""
+    tried: list[object] = []
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        tried.append(args)
+        raise OSError(errno.ENETUNREACH, "the offline pipeline tests do not connect")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    yield
+    assert tried == [], "a test of the offline pipeline tried to reach the network"
 
 
 @pytest.fixture
