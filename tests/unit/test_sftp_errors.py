@@ -1,4 +1,4 @@
-"""How ``transport.sftp.map_errors`` reads paramiko's and the socket's errors (offline).
+"""How ``transport.sftp_errors.map_errors`` reads paramiko's and the socket's errors (offline).
 
 The same failures against a real sshd: ``tests/integration/test_error_phases.py``."""
 
@@ -10,7 +10,7 @@ import pytest
 
 from ftpexport.errors import PermanentError, TransientError
 from ftpexport.transport.base import Endpoint
-from ftpexport.transport.sftp import map_errors
+from ftpexport.transport.sftp_errors import map_errors
 
 ENDPOINT = Endpoint(scheme="sftp", host="127.0.0.1", port=2222, username="dealer")
 
