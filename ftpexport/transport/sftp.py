@@ -8,31 +8,24 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import io
 import logging
 import posixpath
 import socket
 import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import BinaryIO
 
 import paramiko
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from ..errors import (
-    AuthenticationError,
-    PermanentError,
-    TransientError,
-)
+from ..errors import AuthenticationError, PermanentError, TransientError
 from . import wire
 from .base import Capabilities, Endpoint, Transport, path_prefixes, rename_refused
 from .sftp_errors import map_errors
 from .sftp_writes import AckedWriter
 from .ssh_host_keys import fingerprint, pinned_keys, public_key_line, restrict_key_types, verify_host_key
 from .ssh_negotiation import PolicyTransport, apply_policy, legacy_in_use, mismatch_error, negotiated
+from .ssh_private_keys import private_key
 
 log = logging.getLogger(__name__)
 
@@ -42,25 +35,6 @@ logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 #: bytes read from the source per write; paramiko splits them into SFTP packets and pipelines them
 CHUNK_SIZE = 256 * 1024
-
-
-def _load_private_key(data: bytes, passphrase: str | None) -> paramiko.PKey:
-    """A paramiko key from private key text (OpenSSH or PEM), like ``PKey.from_path`` does for files."""
-    password = passphrase.encode() if passphrase is not None else None
-    try:
-        loaded = serialization.load_ssh_private_key(data, password=password)
-    except ValueError:
-        loaded = serialization.load_pem_private_key(data, password=password)
-    key_class: type[paramiko.PKey]
-    if isinstance(loaded, rsa.RSAPrivateKey):
-        key_class = paramiko.RSAKey
-    elif isinstance(loaded, ed25519.Ed25519PrivateKey):
-        key_class = paramiko.Ed25519Key
-    elif isinstance(loaded, ec.EllipticCurvePrivateKey):
-        key_class = paramiko.ECDSAKey
-    else:
-        raise paramiko.SSHException(f"unsupported private key type {type(loaded).__name__}")
-    return key_class.from_private_key(io.StringIO(data.decode()), password=passphrase)
 
 
 class _NoPinnedKeyType(Exception):
@@ -199,7 +173,7 @@ class SFTPTransport(Transport):
 
     def _authenticate(self, transport: paramiko.Transport) -> None:
         endpoint = self.endpoint
-        key = self._private_key()
+        key = private_key(endpoint)
         if key is not None:
             transport.auth_publickey(endpoint.username, key)
         elif endpoint.password is not None:
@@ -209,33 +183,6 @@ class SFTPTransport(Transport):
             raise AuthenticationError("no password, key_file or private_key configured")
         if not transport.is_authenticated():
             raise AuthenticationError("login refused: the server wants more authentication steps")
-
-    def _private_key(self) -> paramiko.PKey | None:
-        endpoint = self.endpoint
-        passphrase = endpoint.key_passphrase.get_secret_value() if endpoint.key_passphrase else None
-        try:
-            if endpoint.key_file is not None:
-                return paramiko.PKey.from_path(Path(endpoint.key_file), password=passphrase)
-            if endpoint.private_key is not None:
-                return _load_private_key(endpoint.private_key.get_secret_value().encode(), passphrase)
-        except (OSError, ValueError, TypeError, paramiko.SSHException, paramiko.UnknownKeyType) as exc:
-            # Name the file and the kind of failure only: exception texts may quote key material.
-            source = f"key_file {endpoint.key_file}" if endpoint.key_file else "private_key"
-            text = str(exc).lower()
-            if isinstance(exc, OSError) and exc.strerror:
-                reason = exc.strerror
-            elif isinstance(exc, paramiko.PasswordRequiredException) or any(
-                word in text for word in ("password", "encrypted", "decrypt")
-            ):
-                reason = "wrong or missing key_passphrase"
-            else:
-                reason = f"unreadable key ({type(exc).__name__})"
-
-            raise AuthenticationError(
-                f"cannot load {source}: {reason}",
-                hint="it must be an OpenSSH or PEM private key (ed25519, ecdsa or rsa)",
-            ) from None
-        return None
 
     def close(self) -> None:
         """Close the SFTP session and the SSH connection; never raises."""
