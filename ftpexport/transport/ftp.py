@@ -24,14 +24,13 @@ from contextlib import contextmanager
 from typing import BinaryIO
 
 from ..errors import (
-    AuthenticationError,
     PermanentError,
     TLSError,
     TransientError,
-    TransportError,
 )
 from . import wire
 from .base import CLEANUP_TIMEOUT, Capabilities, Endpoint, Transport, path_prefixes, rename_refused
+from .ftp_errors import map_errors, reply_code
 
 log = logging.getLogger(__name__)
 
@@ -42,30 +41,8 @@ BLOCK_SIZE = 256 * 1024
 #: control channel (a closing server leaves an EOF or a 421 there), is reused without a NOOP
 ALIVE_WITHOUT_NOOP = 5.0
 
-TLS_HINT = "set ca_file to the CA that signed the server certificate"
-
-_NO_GREETING_HINT = (
-    "an FTP server greets at once: for implicit FTPS (often port 990) use ftps+implicit://, else check the port"
-)
-
 # Replies that mean "this command is not implemented" (RFC 959): the server cannot tell us a size.
 _NOT_IMPLEMENTED = ("500", "502", "504")
-
-# 452 insufficient storage, 552 exceeded storage allocation
-_OUT_OF_SPACE = ("452", "552")
-_SPACE_HINT = "free disk space or raise the quota on the server; the delivery is retried, then parked as failed"
-
-# What the usual replies mean (RFC 959), added to the server's own text, which is often terse.
-_MEANINGS = {
-    "421": "the server is closing the connection: too many connections, or shutting down",
-    "425": "cannot open the data connection",
-    "426": "the data connection was closed during the transfer",
-    "450": "the file is busy or unavailable",
-    "451": "the server failed while processing the request",
-    "530": "not logged in",
-    "550": "no such file or folder, or permission denied",
-    "553": "the file name is not allowed",
-}
 
 
 def _no_delay(conn: socket.socket) -> None:
@@ -258,72 +235,6 @@ def _secret(endpoint: Endpoint) -> str:
     return endpoint.password.get_secret_value() if endpoint.password else ""
 
 
-def _reply_code(exc: ftplib.Error) -> str:
-    return str(exc)[:3]
-
-
-@contextmanager
-def map_errors(endpoint: Endpoint, path: str | None = None, *, phase: str, login: bool = False) -> Iterator[None]:
-    """Turn ftplib, socket and ssl errors into ftpexport errors naming the destination and path.
-
-    Network failures name ``host:port`` and ``phase`` (see ``wire.PHASES``).
-    """
-    where = {"destination": endpoint.display, "path": path}
-    host, port = endpoint.host, endpoint.port
-    try:
-        yield
-    except TransportError as exc:
-        exc.located(**where)
-        raise
-    except ftplib.error_temp as exc:
-        # 4xx: "try again later" (421 too many users / shutting down, 425/426 data connection, 450/451)
-        reply = str(exc).strip()
-        meaning = _MEANINGS.get(_reply_code(exc))
-        if _reply_code(exc) in _OUT_OF_SPACE:
-            raise TransientError(f"the server is out of space: {reply}", **where, hint=_SPACE_HINT) from exc
-        raise TransientError(f"the server answered {reply}" + (f" ({meaning})" if meaning else ""), **where) from exc
-    except ftplib.error_perm as exc:
-        reply = str(exc).strip()
-        code = _reply_code(exc)
-        if login and code in ("530", "532"):
-            raise AuthenticationError(
-                f"login refused: {reply}",
-                **where,
-                hint="check the user name and password",
-            ) from exc
-        if code in _OUT_OF_SPACE:
-            # 552 "exceeded storage allocation": space can be freed, so it is retried like a 4xx.
-            raise TransientError(f"the server is out of space: {reply}", **where, hint=_SPACE_HINT) from exc
-        meaning = _MEANINGS.get(code)
-        raise PermanentError(f"the server refused: {reply}" + (f" ({meaning})" if meaning else ""), **where) from exc
-    except (ftplib.error_reply, ftplib.error_proto) as exc:
-        # An unexpected or garbled reply: usually a connection cut half way through a reply.
-        raise TransientError(f"unexpected reply from the server: {str(exc).strip()}", **where) from exc
-    except ssl.SSLCertVerificationError as exc:
-        raise TLSError(
-            f"the server certificate is not trusted: {exc.verify_message or exc.reason}",
-            **where,
-            hint=f"{TLS_HINT}, and use the host name the certificate was issued for",
-        ) from exc
-    except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as exc:
-        raise TransientError(wire.closed(host, port, phase, "TLS connection"), **where) from exc
-    except ssl.SSLError as exc:
-        raise TLSError(
-            f"TLS failed: {exc.reason or exc}",
-            **where,
-            hint="the server must offer TLS 1.2+ on this port; check the scheme: ftps or ftps+implicit",
-        ) from exc
-    except TimeoutError as exc:
-        hint = _NO_GREETING_HINT if phase == "greeting" else None
-        raise TransientError(wire.timed_out(host, port, phase, endpoint.timeout), **where, hint=hint) from exc
-    except socket.gaierror as exc:
-        raise TransientError(f"cannot resolve host {endpoint.host}: {exc.strerror}", **where) from exc
-    except EOFError as exc:
-        raise TransientError(wire.closed(host, port, phase), **where) from exc
-    except OSError as exc:
-        raise TransientError(wire.network_error(host, port, phase, exc), **where) from exc
-
-
 class FTPTransport(Transport):
     """A connection to an FTP or FTPS server (passive, binary).
 
@@ -514,9 +425,9 @@ class FTPTransport(Transport):
             try:
                 return self.ftp.size(path)
             except ftplib.error_perm as exc:
-                if _reply_code(exc) == "550":
+                if reply_code(exc) == "550":
                     return None
-                if _reply_code(exc) in _NOT_IMPLEMENTED:
+                if reply_code(exc) in _NOT_IMPLEMENTED:
                     log.debug("server does not implement SIZE", extra={"remote_path": path})
                     return None
                 raise
@@ -536,7 +447,7 @@ class FTPTransport(Transport):
                 try:
                     conn = ftp.transfercmd(f"STOR {path}")
                 except ftplib.error_perm as exc:
-                    if _reply_code(exc) != "550" or not self._known_folder(path):
+                    if reply_code(exc) != "550" or not self._known_folder(path):
                         raise
                     folder = posixpath.dirname(path)
                     log.info(
@@ -640,6 +551,6 @@ class FTPTransport(Transport):
             try:
                 self.ftp.delete(path)
             except ftplib.error_perm as exc:
-                if _reply_code(exc) == "550" and self.size(path) is None:
+                if reply_code(exc) == "550" and self.size(path) is None:
                     return
                 raise
