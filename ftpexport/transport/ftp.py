@@ -17,19 +17,14 @@ import select
 import socket
 import ssl
 import stat
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
 
-from ..errors import (
-    PermanentError,
-    TLSError,
-    TransientError,
-)
-from . import wire
+from ..errors import PermanentError, TLSError, TransientError
 from .base import CLEANUP_TIMEOUT, Capabilities, Endpoint, Transport, path_prefixes, rename_refused
+from .ftp_clients import FTPClient, FTPSClient, ImplicitFTPSClient, tls_context
 from .ftp_errors import map_errors, reply_code
 
 log = logging.getLogger(__name__)
@@ -43,133 +38,6 @@ ALIVE_WITHOUT_NOOP = 5.0
 
 # Replies that mean "this command is not implemented" (RFC 959): the server cannot tell us a size.
 _NOT_IMPLEMENTED = ("500", "502", "504")
-
-
-def _no_delay(conn: socket.socket) -> None:
-    """Send small writes at once: the last block of a file and the TLS close_notify.
-
-    With Nagle's algorithm the kernel holds them back until the server acknowledges what is in
-    flight, and the server delays that acknowledgement (up to 40 ms on Linux) for every file.
-    """
-    with contextlib.suppress(OSError):  # not TCP (a test double): nothing to tune
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-class _DataSocketMixin:
-    """Remembers the open data connection, so that ``abort()`` can cut a transfer from another thread,
-    and when the server last answered, so that ``alive()`` can skip a NOOP.
-
-    Connecting is split in steps, so that each failure names its phase: ``open`` (TCP), ``greet``
-    (the 220 greeting; an SSH banner or an HTTP answer fails at once instead of being read as the
-    start of a multi-line reply, which waited for the timeout).
-    """
-
-    data_sock: socket.socket | None = None
-    #: time.monotonic() of the last reply read on the control connection
-    last_reply: float = 0.0
-    _greeted = False
-
-    def open(self, host: str, port: int) -> None:
-        """The TCP connection, without reading the greeting (``ftplib.FTP.connect`` in two steps)."""
-        self.host, self.port = host, port  # type: ignore[attr-defined]
-        sys.audit("ftplib.connect", self, host, port)
-        self.sock = socket.create_connection(
-            (host, port),
-            self.timeout,
-            source_address=self.source_address,  # type: ignore[attr-defined]
-        )
-        self.af = self.sock.family
-
-    def greet(self) -> str:
-        """Read the server's greeting."""
-        self.file = self.sock.makefile("r", encoding=self.encoding)  # type: ignore[attr-defined]
-        self.welcome = self.getresp()
-        return self.welcome
-
-    def getline(self) -> str:
-        line = super().getline()  # type: ignore[misc]
-        if not self._greeted:
-            self._greeted = True
-            error = wire.other_protocol(self.host, self.port, "FTP", line.encode())  # type: ignore[attr-defined]
-            if error is not None:
-                raise error
-        return line
-
-    def getresp(self) -> str:
-        resp = super().getresp()  # type: ignore[misc]
-        self.last_reply = time.monotonic()
-        return resp
-
-    def ntransfercmd(self, cmd: str, rest: int | str | None = None) -> tuple[socket.socket, int | None]:
-        conn, size = super().ntransfercmd(cmd, rest)  # type: ignore[misc]
-        _no_delay(conn)
-        self.data_sock = conn
-        return conn, size
-
-
-class _FTP(_DataSocketMixin, ftplib.FTP):
-    """Plain FTP."""
-
-
-class _FTPS(_DataSocketMixin, ftplib.FTP_TLS):
-    """FTP_TLS that resumes the control channel's TLS session on the data channel.
-
-    vsftpd (``require_ssl_reuse=YES``) and others refuse a data connection that does not resume
-    the session of the control connection, so a third party cannot hijack the data port.
-    """
-
-    def ntransfercmd(self, cmd: str, rest: int | str | None = None) -> tuple[socket.socket, int | None]:
-        # Skip FTP_TLS.ntransfercmd: it wraps the data socket without the session.
-        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)  # noqa: S321 (TLS is added below)
-        _no_delay(conn)  # before the handshake, which is small writes too
-        if self._prot_p:
-            session = self.sock.session if isinstance(self.sock, ssl.SSLSocket) else None
-            conn = self.context.wrap_socket(conn, server_hostname=self.host, session=session)
-        self.data_sock = conn
-        return conn, size
-
-
-#: TLS errors of a handshake answered by something that is not TLS at all
-_NOT_TLS = {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "UNKNOWN_PROTOCOL", "PACKET_LENGTH_TOO_LONG",
-            "HTTP_REQUEST", "UNEXPECTED_RECORD"}  # fmt: skip
-
-
-class _ImplicitFTPS(_FTPS):
-    """FTPS where the control connection speaks TLS from the first byte (usually port 990)."""
-
-    def connect(
-        self,
-        host: str = "",
-        port: int = 0,
-        timeout: float = -999,
-        source_address: tuple[str, int] | None = None,
-    ) -> str:
-        if timeout != -999:
-            self.timeout = timeout
-        if source_address is not None:
-            self.source_address = source_address
-        self.open(host or self.host, port if port > 0 else self.port)
-        self.secure()
-        return self.greet()
-
-    def secure(self) -> None:
-        """The TLS handshake on the new connection, before the greeting.
-
-        A server that answers it with something else than TLS (an SSH banner, an FTP greeting) is
-        asked again on a new connection what it says first, to tell the operator what it speaks.
-        """
-        try:
-            self.sock = self.context.wrap_socket(self.sock, server_hostname=self.host)
-        except ssl.SSLCertVerificationError:
-            raise
-        except ssl.SSLError as exc:
-            if exc.reason in _NOT_TLS:
-                first = wire.first_bytes(self.host, self.port, min(self.timeout, wire.SNIFF_TIMEOUT))
-                # a failed TLS handshake, whose reason is now known
-                error = wire.other_protocol(self.host, self.port, "FTPS", first, TLSError)
-                if error is not None:
-                    raise error from exc
-            raise
 
 
 def _send(conn: socket.socket, stream: BinaryIO, callback: Callable[[int], None] | None) -> int:
@@ -217,20 +85,6 @@ def _regular_fileno(stream: BinaryIO) -> int | None:
         return None
 
 
-def tls_context(endpoint: Endpoint) -> ssl.SSLContext:
-    """A client TLS context: TLS 1.2+, certificate and host name verified, ``ca_file`` if set."""
-    try:
-        context = ssl.create_default_context(cafile=str(endpoint.ca_file) if endpoint.ca_file else None)
-    except (OSError, ssl.SSLError) as exc:
-        raise TLSError(
-            f"cannot load ca_file {endpoint.ca_file}: {exc.strerror or exc}",
-            destination=endpoint.display,
-            hint="ca_file must be a PEM file holding the CA certificate that signed the server certificate",
-        ) from exc
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
-
-
 def _secret(endpoint: Endpoint) -> str:
     return endpoint.password.get_secret_value() if endpoint.password else ""
 
@@ -270,11 +124,11 @@ class FTPTransport(Transport):
         endpoint = self.endpoint
         if endpoint.scheme == "ftp":
             # Plain FTP is an explicit opt-in of the rule file (allow_plain_ftp), checked when rules load.
-            ftp: ftplib.FTP = _FTP(timeout=endpoint.timeout)
+            ftp: ftplib.FTP = FTPClient(timeout=endpoint.timeout)
         elif endpoint.scheme == "ftps":
-            ftp = _FTPS(context=tls_context(endpoint), timeout=endpoint.timeout)
+            ftp = FTPSClient(context=tls_context(endpoint), timeout=endpoint.timeout)
         elif endpoint.scheme == "ftps+implicit":
-            ftp = _ImplicitFTPS(context=tls_context(endpoint), timeout=endpoint.timeout)
+            ftp = ImplicitFTPSClient(context=tls_context(endpoint), timeout=endpoint.timeout)
         else:
             raise PermanentError(f"FTPTransport cannot speak {endpoint.scheme}", destination=endpoint.display)
         self._dirs.clear()
@@ -283,7 +137,7 @@ class FTPTransport(Transport):
         try:
             with map_errors(endpoint, phase="connect"):
                 ftp.open(endpoint.host, endpoint.port)  # type: ignore[attr-defined]
-            if isinstance(ftp, _ImplicitFTPS):
+            if isinstance(ftp, ImplicitFTPSClient):
                 with map_errors(endpoint, phase="tls"):
                     ftp.secure()
             with map_errors(endpoint, phase="greeting"):
