@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import ftplib
-import io
 import logging
-import os
 import posixpath
 import select
 import socket
 import ssl
-import stat
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,12 +22,10 @@ from typing import BinaryIO
 from ..errors import PermanentError, TLSError, TransientError
 from .base import CLEANUP_TIMEOUT, Capabilities, Endpoint, Transport, path_prefixes, rename_refused
 from .ftp_clients import FTPClient, FTPSClient, ImplicitFTPSClient, tls_context
+from .ftp_data import send_stream
 from .ftp_errors import map_errors, reply_code
 
 log = logging.getLogger(__name__)
-
-#: bytes read from the source and sent per block (and per progress callback)
-BLOCK_SIZE = 256 * 1024
 
 #: a connection that answered less than this many seconds ago, and has nothing unread on its
 #: control channel (a closing server leaves an EOF or a 421 there), is reused without a NOOP
@@ -38,51 +33,6 @@ ALIVE_WITHOUT_NOOP = 5.0
 
 # Replies that mean "this command is not implemented" (RFC 959): the server cannot tell us a size.
 _NOT_IMPLEMENTED = ("500", "502", "504")
-
-
-def _send(conn: socket.socket, stream: BinaryIO, callback: Callable[[int], None] | None) -> int:
-    """Send ``stream`` from where it is to its end over ``conn``; the bytes sent.
-
-    A regular file on a plain socket goes out with ``sendfile`` (no copy through Python); else
-    blocks are read into one buffer and sent from a view of it, with no new bytes per block.
-    """
-    fileno = _regular_fileno(stream)
-    if fileno is not None and not isinstance(conn, ssl.SSLSocket):
-        offset = stream.tell()
-        start = offset
-        while True:
-            n = conn.sendfile(stream, offset, BLOCK_SIZE)  # seeks ``stream`` past what it sent
-            if not n:
-                return offset - start
-            offset += n
-            if callback is not None:
-                callback(n)
-    buffer = bytearray(BLOCK_SIZE)
-    view = memoryview(buffer)
-    sent = 0
-    readinto = getattr(stream, "readinto", None)
-    while True:
-        if readinto is not None:
-            n = readinto(view)
-            block = view[:n] if n else b""
-        else:
-            block = stream.read(BLOCK_SIZE)
-            n = len(block)
-        if not n:
-            return sent
-        conn.sendall(block)
-        sent += n
-        if callback is not None:
-            callback(n)
-
-
-def _regular_fileno(stream: BinaryIO) -> int | None:
-    """The file descriptor of ``stream`` if it is a regular file, else None."""
-    try:
-        fileno = stream.fileno()
-        return fileno if stat.S_ISREG(os.fstat(fileno).st_mode) else None
-    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
-        return None
 
 
 def _secret(endpoint: Endpoint) -> str:
@@ -313,7 +263,7 @@ class FTPTransport(Transport):
                     conn = ftp.transfercmd(f"STOR {path}")
                 try:
                     with conn:
-                        sent = _send(conn, stream, callback)
+                        sent = send_stream(conn, stream, callback)
                         if isinstance(conn, ssl.SSLSocket):
                             conn.unwrap()  # close_notify: the server knows the file is complete
                 except OSError as exc:

@@ -1,0 +1,61 @@
+"""An upload's bytes on an FTP data connection: ``sendfile`` for a regular file on plain FTP, else
+blocks through one reused buffer; the progress callback once per block.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import ssl
+import stat
+from collections.abc import Callable
+from typing import BinaryIO
+
+#: bytes read from the source and sent per block (and per progress callback)
+BLOCK_SIZE = 256 * 1024
+
+
+def send_stream(conn: socket.socket, stream: BinaryIO, callback: Callable[[int], None] | None) -> int:
+    """Send ``stream`` from where it is to its end over ``conn``; the bytes sent.
+
+    A regular file on a plain socket goes out with ``sendfile`` (no copy through Python); else
+    blocks are read into one buffer and sent from a view of it, with no new bytes per block.
+    """
+    fileno = _regular_fileno(stream)
+    if fileno is not None and not isinstance(conn, ssl.SSLSocket):
+        offset = stream.tell()
+        start = offset
+        while True:
+            n = conn.sendfile(stream, offset, BLOCK_SIZE)  # seeks ``stream`` past what it sent
+            if not n:
+                return offset - start
+            offset += n
+            if callback is not None:
+                callback(n)
+    buffer = bytearray(BLOCK_SIZE)
+    view = memoryview(buffer)
+    sent = 0
+    readinto = getattr(stream, "readinto", None)
+    while True:
+        if readinto is not None:
+            n = readinto(view)
+            block = view[:n] if n else b""
+        else:
+            block = stream.read(BLOCK_SIZE)
+            n = len(block)
+        if not n:
+            return sent
+        conn.sendall(block)
+        sent += n
+        if callback is not None:
+            callback(n)
+
+
+def _regular_fileno(stream: BinaryIO) -> int | None:
+    """The file descriptor of ``stream`` if it is a regular file, else None."""
+    try:
+        fileno = stream.fileno()
+        return fileno if stat.S_ISREG(os.fstat(fileno).st_mode) else None
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None
