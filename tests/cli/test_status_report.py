@@ -16,11 +16,11 @@ from cli_runner import invoke
 
 from ftpexport.ledger import Ledger, open_ledger
 
-NOW = datetime.now(UTC)
-
 
 def _ago(**delta: float) -> str:
-    return (NOW - timedelta(**delta)).isoformat(timespec="milliseconds")
+    # from the moment of the call (each test writes its ledger): a "now" taken when the module was
+    # imported is minutes old by the time a long suite reaches these tests (30m read as 31m05s)
+    return (datetime.now(UTC) - timedelta(**delta)).isoformat(timespec="milliseconds")
 
 
 def _delivery(
