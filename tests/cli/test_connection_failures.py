@@ -26,10 +26,10 @@ from typing import Any
 
 import pytest
 import servers
-import yaml
 from daemons import HOST
 from faults import closed_port
 from records import make_record
+from rulefiles import write_rules
 from servers import RunningServer
 
 pytestmark = pytest.mark.integration
@@ -96,10 +96,8 @@ def scenario(request: pytest.FixtureRequest) -> Scenario:
 
 def _write_rules(tmp_path: Path, scenario: Scenario) -> Path:
     rules = tmp_path / "rules"
-    rules.mkdir()
     destination = {"name": "dms", "url": scenario.url, "password": "${" + PASSWORD_ENV + "}", "timeout": TIMEOUT}
-    document = {"client_id": "acme", "destinations": [destination | scenario.extra]}
-    (rules / "acme.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    write_rules(rules, {"client_id": "acme", "destinations": [destination | scenario.extra]})
     return rules
 
 
