@@ -17,10 +17,12 @@ from .connection import Connection, to_delivery
 
 
 class Deliveries(Connection):
-    """The deliveries and their attempts: what the exporter records as it goes."""
+    """The deliveries and their attempts: what the exporter records as it goes.
+
+    A method's contract is its docstring on ``base.Ledger``; here only what is particular to SQLite.
+    """
 
     def find(self, record_id: str, content_hash: str, destination: str) -> Delivery | None:
-        """The delivery of this version of a record to a destination, if the ledger has it."""
         with self._reading():
             row = self._db.execute(
                 "SELECT * FROM deliveries WHERE record_id = ? AND content_hash = ? AND destination = ?",
@@ -39,8 +41,6 @@ class Deliveries(Connection):
         vin: str | None = None,
         user_id: str | None = None,
     ) -> Delivery:
-        """The delivery row for this version, created pending if new; older undelivered versions
-        of the same record to the same destination are marked superseded."""
         stamp = now()
         with self._transaction() as db:
             db.execute(
@@ -81,7 +81,6 @@ class Deliveries(Connection):
         return int(cursor.lastrowid or 0)
 
     def succeed(self, delivery_id: int, attempt_id: int, remote_paths: list[str], sent: int) -> None:
-        """Mark the delivery done: every file is on the server under its final name."""
         stamp = now()
         with self._transaction() as db:
             db.execute(
@@ -133,7 +132,6 @@ class Deliveries(Connection):
         return cursor.rowcount
 
     def defer(self, delivery_id: int, reason: str) -> None:
-        """Leave a delivery pending without an attempt, saying why it was not tried."""
         with self._transaction() as db:
             db.execute(
                 "UPDATE deliveries SET last_error = ?, updated_at = ? WHERE id = ? AND status = 'pending'",
@@ -162,7 +160,6 @@ class Deliveries(Connection):
         return [to_delivery(row) for row in rows]
 
     def pending_record_paths(self) -> list[str]:
-        """The record folders of pending deliveries, oldest first (what a restart must resume)."""
         with self._reading():
             rows = self._db.execute(
                 "SELECT record_path, MIN(id) AS first FROM deliveries WHERE status = 'pending'"
@@ -171,7 +168,6 @@ class Deliveries(Connection):
         return [row["record_path"] for row in rows]
 
     def give_up_on_missing(self, record_path: str, reason: str) -> int:
-        """Park the pending deliveries of a record folder that no longer exists; returns how many."""
         with self._transaction() as db:
             cursor = db.execute(
                 "UPDATE deliveries SET status = 'failed', last_error = ?, updated_at = ?"
@@ -181,7 +177,6 @@ class Deliveries(Connection):
         return cursor.rowcount
 
     def by_ids(self, delivery_ids: Sequence[int]) -> list[Delivery]:
-        """The deliveries of these ids (those that exist), in id order."""
         marks = ", ".join("?" * len(delivery_ids))
         with self._reading():
             rows = self._db.execute(

@@ -13,10 +13,12 @@ from .connection import Connection
 
 
 class Journal(Connection):
-    """The crash journal: the files of a delivery around their rename."""
+    """The crash journal: the files of a delivery around their rename.
+
+    A method's contract is its docstring on ``base.Ledger``; here only what is particular to SQLite.
+    """
 
     def mark_file(self, delivery_id: int, remote_path: str, state: FileState) -> None:
-        """Journal one file of a delivery: ``renaming`` before the rename, ``published`` after it."""
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO files (delivery_id, remote_path, state, updated_at) VALUES (?, ?, ?, ?)"
@@ -26,12 +28,10 @@ class Journal(Connection):
             )
 
     def forget_file(self, delivery_id: int, remote_path: str) -> None:
-        """Drop a journal entry: the server answered that the rename did not happen."""
         with self._transaction() as db:
             db.execute("DELETE FROM files WHERE delivery_id = ? AND remote_path = ?", (delivery_id, remote_path))
 
     def file_states(self, delivery_id: int) -> dict[str, FileState]:
-        """``{remote_path: state}`` of the files an earlier attempt of this delivery got to rename."""
         with self._reading():
             rows = self._db.execute(
                 "SELECT remote_path, state FROM files WHERE delivery_id = ?", (delivery_id,)

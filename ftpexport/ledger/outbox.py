@@ -11,7 +11,10 @@ from .connection import Connection, filters
 
 
 class Outbox(Connection):
-    """The webhook outbox: notifications queued, due, and how each attempt went."""
+    """The webhook outbox: notifications queued, due, and how each attempt went.
+
+    A method's contract is its docstring on ``base.Ledger``; here only what is particular to SQLite.
+    """
 
     def add_notification(
         self,
@@ -24,7 +27,6 @@ class Outbox(Connection):
         payload: str,
         correlation_id: str | None,
     ) -> int:
-        """Queue a notification, due now; returns its id."""
         stamp = now()
         with self._transaction() as db:
             cursor = db.execute(
@@ -35,7 +37,6 @@ class Outbox(Connection):
         return int(cursor.lastrowid or 0)
 
     def due_notifications(self, at: str | None = None, limit: int = 100) -> list[Notification]:
-        """Pending notifications whose next attempt is due at ``at`` (default now), oldest first."""
         with self._reading():
             rows = self._db.execute(
                 "SELECT * FROM notifications WHERE status = 'pending' AND next_at <= ? ORDER BY next_at, id LIMIT ?",
@@ -46,7 +47,6 @@ class Outbox(Connection):
     def notification_attempt(
         self, notification_id: int, *, ok: bool, code: int | None, error: str | None, next_at: str | None
     ) -> None:
-        """Record one sending attempt: ``ok`` -> sent; else pending again at ``next_at``, or failed when None."""
         stamp = now()
         status = "sent" if ok else "pending" if next_at else "failed"
         with self._transaction() as db:
@@ -59,7 +59,6 @@ class Outbox(Connection):
     def notifications(
         self, *, client_id: str | None = None, status: NotificationStatus | None = None
     ) -> list[Notification]:
-        """Notifications, oldest first, optionally filtered."""
         where, params = filters(("client_id = ?", client_id), ("status = ?", status))
         with self._reading():
             query = f"SELECT * FROM notifications WHERE {where} ORDER BY id"  # noqa: S608

@@ -19,12 +19,14 @@ from .connection import Connection, filters
 
 
 class RecordFolders(Connection):
-    """What the ledger knows of record folders: those seen done, those refused."""
+    """What the ledger knows of record folders: those seen done, those refused.
+
+    A method's contract is its docstring on ``base.Ledger``; here only what is particular to SQLite.
+    """
 
     # --- records whose every delivery is done (skipped without reading them again)
 
     def seen(self, record_path: str) -> SeenRecord | None:
-        """What ``mark_seen`` remembered of a record folder marked done, or None."""
         with self._reading():
             row = self._db.execute(
                 "SELECT signature, rules, delivery_ids FROM records_seen WHERE record_path = ?", (record_path,)
@@ -34,7 +36,6 @@ class RecordFolders(Connection):
         return SeenRecord(row["signature"], row["rules"], tuple(json.loads(row["delivery_ids"])))
 
     def mark_seen(self, record_path: str, signature: str, rules: str, delivery_ids: Sequence[int]) -> None:
-        """Remember that every delivery of the record folder, as it was (``signature``), is done."""
         with self._transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO records_seen VALUES (?, ?, ?, ?, ?)",
@@ -53,8 +54,6 @@ class RecordFolders(Connection):
         client_id: str | None = None,
         rule_file: str | None = None,
     ) -> None:
-        """Remember that a record folder was refused and why; refused again, it counts one more time
-        and keeps the latest reason."""
         stamp = now()
         with self._transaction() as db:
             db.execute(
@@ -66,13 +65,11 @@ class RecordFolders(Connection):
             )
 
     def clear_refused(self, record_path: str) -> bool:
-        """Forget the refusal of a record folder (accepted since, or gone); False when there was none."""
         with self._transaction() as db:
             cursor = db.execute("DELETE FROM refused_records WHERE record_path = ?", (record_path,))
         return cursor.rowcount > 0
 
     def refused(self, *, client_id: str | None = None, since: str | None = None) -> list[RefusedRecord]:
-        """The refused record folders, last refused first (``since``: refused again since then)."""
         where, params = filters(("client_id = ?", client_id), ("last_seen >= ?", since))
         with self._reading():
             query = f"SELECT * FROM refused_records WHERE {where} ORDER BY last_seen DESC, record_path"  # noqa: S608
@@ -80,7 +77,6 @@ class RecordFolders(Connection):
         return [dict(row) for row in rows]
 
     def refused_counts(self) -> dict[str, int]:
-        """How many record folders are refused now, by client id ("" when the record could not tell)."""
         with self._reading():
             rows = self._db.execute(
                 "SELECT COALESCE(client_id, '') AS client, COUNT(*) AS n FROM refused_records GROUP BY 1"

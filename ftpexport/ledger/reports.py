@@ -15,7 +15,10 @@ from .connection import Connection, filters, to_delivery
 
 
 class Reports(Connection):
-    """What status, history, report and the metrics read: counts, trails, totals."""
+    """What status, history, report and the metrics read: counts, trails, totals.
+
+    A method's contract is its docstring on ``base.Ledger``; here only what is particular to SQLite.
+    """
 
     def deliveries(
         self,
@@ -25,7 +28,6 @@ class Reports(Connection):
         since: str | None = None,
         limit: int | None = None,
     ) -> list[Delivery]:
-        """Deliveries, newest first, optionally filtered (``since``: changed since then, ISO 8601)."""
         where, params = filters(("status = ?", status), ("client_id = ?", client_id), ("updated_at >= ?", since))
         query = f"SELECT * FROM deliveries WHERE {where} ORDER BY updated_at DESC, id DESC"  # noqa: S608
         if limit is not None:
@@ -138,7 +140,6 @@ class Reports(Connection):
         return result
 
     def oldest_pending(self) -> str | None:
-        """When the oldest delivery still pending was created (ISO 8601), or None."""
         with self._reading():
             row = self._db.execute("SELECT MIN(created_at) FROM deliveries WHERE status = 'pending'").fetchone()
         return row[0]
@@ -146,7 +147,6 @@ class Reports(Connection):
     def delivered(
         self, *, since: str | None = None, until: str | None = None, client_id: str | None = None
     ) -> list[Delivery]:
-        """Deliveries completed in [since, until), oldest first: what was sent to whom."""
         where, params = filters(
             ("delivered_at IS NOT NULL", True),
             ("delivered_at >= ?", since),
