@@ -6,6 +6,7 @@
     │   └── SecretError            a secret reference that cannot be resolved
     ├── StateError                 the state folder cannot be written (full disk, read-only, I/O
     │                              error): exit code 1, nothing is lost, the next run goes on
+    ├── ClaimLostError             a shared ledger gave this process's delivery to another host
     ├── RecordError                one broken inbox record: names the folder and the reason
     │   ├── NamingError            a template that renders a name that is not allowed
     │   └── RecordChangedError     a file of the record changed after it was read: read it again
@@ -66,6 +67,12 @@ class StateError(FtpexportError):
     """The ledger or the spool under the state folder cannot be written: a full disk, a read-only
     file system, an I/O error. Deliveries not recorded as done stay pending (or their records stay
     in the inbox): free space and start again."""
+
+
+class ClaimLostError(FtpexportError):
+    """A shared ledger (PostgreSQL) no longer has this process holding a delivery: its lease ran out
+    (the heartbeat could not reach the database in time) and another host may have taken it over.
+    The attempt stops before its rename; the delivery is the other host's now."""
 
 
 class RecordError(FtpexportError):

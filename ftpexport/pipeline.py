@@ -34,7 +34,7 @@ from .dispatch import STOPPING, Dispatcher, Job, JobResult, LaneState, Policy
 from .errors import StateError
 from .events import Callbacks, Observer, Observers, Outcome, OutcomeResult, Summary
 from .intake import Intake
-from .ledger import Ledger, now
+from .ledger import DEFAULT_LEASE, Ledger, now
 from .plan import Plan, make_package
 from .private import local_error, private_folder
 from .refusals import Refusals
@@ -69,6 +69,8 @@ class Options:
     allow_hardlinks: bool = False
     #: (path, what it is) of ftpexport's own files, never delivered (``recordfiles.own_files``)
     protected: tuple[tuple[Path, str], ...] = ()
+    #: seconds a host's leases last on a shared ledger (``--lease``, ``ledger.coordination``)
+    lease: float = DEFAULT_LEASE
 
     def policy(self) -> Policy:
         return Policy(

@@ -7,6 +7,10 @@ conformance matrix (``MATRIX``). Each server process or thread lives for the who
 (``*_session`` fixtures, usable from wider-scoped fixtures; their root is shared, not cleaned) and
 is stopped at the end. ``idle_server`` starts a server of the matrix for one test, with a one-second
 idle timeout.
+
+PostgreSQL (``postgres.py``): ``postgresql_session`` is one server for the session (skipped where
+PostgreSQL is not installed; ``.ci/run`` installs it); ``pg_url`` a new empty database for one
+test, its URL without the password, with ``PGPASSWORD`` set for the test.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import postgres
 import pytest
 import servers
 import servers_ftpd
@@ -143,6 +148,22 @@ def pureftpd_norename_server_session() -> Iterator[RunningServer]:
     """Pure-FTPd that refuses renames (--norename), plain FTP: for the refused-rename tests, not in MATRIX."""
     with session_server(servers_ftpd.pureftpd_server("ftp", refuse_rename=True)) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgresql_session() -> Iterator[postgres.PostgresServer]:
+    """PostgreSQL (the Debian package's initdb and pg_ctl, as the postgres user), fsync off."""
+    if not postgres.available():
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run does)")
+    with postgres.postgresql_server() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(postgresql_session: postgres.PostgresServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A new empty database for this test: its URL without the password; PGPASSWORD is set."""
+    monkeypatch.setenv("PGPASSWORD", postgresql_session.password)
+    return postgresql_session.new_database()
 
 
 # --- per-test views with an empty root

@@ -29,14 +29,20 @@ from .base import (
     Status,
     now,
 )
+from .coordination import Claim, Coordination, HeldDelivery, HostRow, Solo
 from .schema import SCHEMA_VERSION
 from .sqlite import SQLiteLedger
 
 __all__ = [
+    "DEFAULT_LEASE",
     "SCHEMA_VERSION",
     "AttemptTrail",
+    "Claim",
+    "Coordination",
     "Delivery",
     "FileState",
+    "HeldDelivery",
+    "HostRow",
     "Ledger",
     "Notification",
     "NotificationStatus",
@@ -46,37 +52,56 @@ __all__ = [
     "RouteTotals",
     "SQLiteLedger",
     "SeenRecord",
+    "Solo",
     "Status",
+    "display_state",
+    "is_url",
     "now",
     "open_ledger",
 ]
 
+#: seconds a host's leases on a shared ledger last without a heartbeat (``--lease``): another host
+#: takes a dead host's deliveries over after at most this, plus its next look at the ledger
+DEFAULT_LEASE = 20.0
+
 #: URL scheme -> the backend that opens a ledger at such a URL (import it inside the function: a
 #: backend's driver is needed only by those who use it)
-_URL_BACKENDS: dict[str, Callable[[str], Ledger]] = {}
+_URL_BACKENDS: dict[str, Callable[[str, float], Ledger]] = {}
 
 #: ``scheme://...`` (RFC 3986 scheme); anything else is a file path
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
-def open_ledger(state: str | Path) -> Ledger:
-    """The ledger ``--state`` names: a URL of a known scheme, else the path of a SQLite file."""
+def open_ledger(state: str | Path, *, lease: float = DEFAULT_LEASE) -> Ledger:
+    """The ledger ``--state`` names: a URL of a known scheme, else the path of a SQLite file.
+    ``lease``: the seconds of a host's leases on a shared ledger (see ``coordination``)."""
     if isinstance(state, str) and (url := _URL.match(state)):
         scheme = url[1].lower()
         backend = _URL_BACKENDS.get(scheme)
         if backend is None:
             known = ", ".join(f"{name}://" for name in sorted(_URL_BACKENDS)) or "none yet"
             raise ConfigError(
-                f"--state {_without_credentials(state)}: no ledger backend for URLs of scheme {scheme!r}"
+                f"--state {display_state(state)}: no ledger backend for URLs of scheme {scheme!r}"
                 f" (URL schemes known: {known})",
                 hint="pass the path of a SQLite file as --state (e.g. .ftpexport/ledger.sqlite3)",
             )
-        return backend(state)
+        return backend(state, lease)
     return SQLiteLedger(Path(state))
 
 
-def _without_credentials(url: str) -> str:
-    """``url`` without its user name and password, to name it in a message."""
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return parts._replace(netloc=host, query="", fragment="").geturl()
+def is_url(state: str | Path) -> bool:
+    """True when ``--state`` is a URL (``scheme://...``), not a file path."""
+    return isinstance(state, str) and _URL.match(state) is not None
+
+
+def display_state(state: str | Path) -> str:
+    """``--state`` as it may be shown (messages, logs, ``--json``): a URL keeps its user name, host,
+    port, database and query but never a password (``postgresql://USER@HOST:PORT/DB``); a path as is."""
+    if not is_url(state):
+        return str(state)
+    parts = urlsplit(str(state))
+    user, at, host = parts.netloc.rpartition("@")
+    user = user.partition(":")[0]
+    netloc = f"{user}@{host}" if at else host
+    query = "&".join(p for p in parts.query.split("&") if p and p.split("=")[0].lower() != "password")
+    return parts._replace(netloc=netloc, query=query, fragment="").geturl()

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, TypedDict
 
+from .coordination import Coordination, Solo
+
 Status = Literal["pending", "delivered", "failed", "superseded"]
 FileState = Literal["renaming", "published"]
 #: why a record was refused: its folder (vehicle.json, images), its rules (no rule file, no
@@ -161,6 +163,17 @@ class Ledger(ABC):
     def close(self) -> None:
         """Release the ledger (its connection, its file)."""
 
+    @property
+    def coordination(self) -> Coordination:
+        """How this process shares the work with the others on the same ledger (``coordination.py``):
+        ``Solo`` for a ledger one process holds alone, the default."""
+        return _SOLO
+
+    @property
+    def location(self) -> str:
+        """Where the ledger is, to show a user: a file path, or a URL without its password."""
+        return str(getattr(self, "path", "?"))
+
     def __enter__(self) -> Ledger:
         return self
 
@@ -215,7 +228,8 @@ class Ledger(ABC):
 
     @abstractmethod
     def pending_record_paths(self) -> list[str]:
-        """The record folders of pending deliveries, oldest first (what a restart must resume)."""
+        """The record folders of pending deliveries, oldest first (what a restart must resume). On a
+        shared ledger, only those another host could take now: not held by a live lease, due."""
 
     @abstractmethod
     def give_up_on_missing(self, record_path: str, reason: str) -> int:
@@ -224,7 +238,8 @@ class Ledger(ABC):
     @abstractmethod
     def close_interrupted(self) -> int:
         """Mark attempts that never finished (the process was killed) as interrupted; returns how many.
-        Call it only while holding the ledger's lock file: then no attempt can be running."""
+        Call it only while holding the ledger's lock file: then no attempt can be running. On a
+        shared ledger, only the attempts of deliveries whose holder's lease ran out (any time)."""
 
     @abstractmethod
     def requeue(
@@ -358,3 +373,6 @@ class Ledger(ABC):
     ) -> list[NotificationTotals]:
         """One row per (client, endpoint URL) with notifications not sent: pending and failed counts, the
         oldest pending one's creation time, and the newest error (``last_error``, ``last_error_at``)."""
+
+
+_SOLO = Solo()
