@@ -65,15 +65,26 @@ def endpoint_for(route: Route, source: str, store: SecretSource | None = None) -
             key_passphrase=resolve("key_passphrase"),
             ssh_legacy_algorithms=tuple(destination.ssh_legacy_algorithms),
         )
-    return Endpoint(**common, ca_file=destination.ca_file, passive=destination.passive)  # type: ignore[arg-type]
+    return Endpoint(
+        **common,  # type: ignore[arg-type]
+        ca_file=destination.ca_file,
+        passive=destination.passive,
+        client_cert=destination.client_cert,
+        client_key_file=destination.client_key_file,
+        client_key=resolve("client_key"),
+        client_key_passphrase=resolve("client_key_passphrase"),
+    )
 
 
 def file_policy(ruleset: RuleSet, *, allow_hardlinks: bool, protected: tuple[tuple[Path, str], ...]) -> FilePolicy:
-    """What records may deliver: ``protected`` and the SFTP key files of the rules are never sent."""
+    """What records may deliver: ``protected``, the SFTP key files and the FTPS client key files of the
+    rules are never sent."""
     keys = []
     for rules in ruleset.clients.values():
         destinations = [*rules.destinations, *(d for user in rules.users.values() for d in user.destinations)]
         keys += [(d.key_file, "an SFTP key file of the rules") for d in destinations if getattr(d, "key_file", None)]
+        keys += [(d.client_key_file, "an FTPS client key file of the rules")
+                 for d in destinations if getattr(d, "client_key_file", None)]  # fmt: skip
     return FilePolicy(allow_hardlinks=allow_hardlinks, protected=(*protected, *keys))
 
 

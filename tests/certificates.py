@@ -1,4 +1,5 @@
-"""TLS material for the test servers: a CA of their own and a server certificate it signed (PEM files)."""
+"""TLS material for the test servers: a CA of their own and a server certificate it signed (PEM files);
+for mutual TLS, a client CA and a client certificate it signed (``make_client_files``)."""
 
 from __future__ import annotations
 
@@ -95,3 +96,52 @@ def make_tls_files(folder: Path, names: tuple[str, ...] = (HOST, "localhost")) -
 def client_tls_context(ca_file: Path) -> ssl.SSLContext:
     """A client context trusting only the test CA (for readiness probes)."""
     return ssl.create_default_context(cafile=str(ca_file))
+
+
+@dataclass(frozen=True)
+class ClientTLSFiles:
+    """A client CA (what the server trusts) and a client certificate it signed, with its key in PEM:
+    plain (``key_file``, ``key_pem``) and encrypted with ``passphrase`` (``encrypted_key_pem``)."""
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    key_pem: str
+    encrypted_key_pem: str
+    passphrase: str
+
+
+def make_client_files(folder: Path, name: str = "ftpexport-client") -> ClientTLSFiles:
+    """A client CA and a client certificate (``CN=name``, clientAuth) it signed, in ``folder``."""
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} CA")])
+    ca_cert = (
+        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    passphrase = "client-key-passphrase-" + name
+    plain = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()).decode()  # fmt: skip
+    encrypted = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.BestAvailableEncryption(passphrase.encode())).decode()  # fmt: skip
+    files = ClientTLSFiles(folder / f"{name}-ca.pem", folder / f"{name}.pem", folder / f"{name}.key",
+                           plain, encrypted, passphrase)  # fmt: skip
+    files.ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    files.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    files.key_file.write_text(plain)
+    files.key_file.chmod(0o600)
+    return files

@@ -73,8 +73,11 @@ def vsftpd_server(
     passive_ports: tuple[int, int] | None = None,
     tls_names: tuple[str, ...] = (HOST, "localhost"),
     log_protocol: bool = True,
+    client_ca: Path | None = None,
 ) -> Iterator[RunningServer]:
     """vsftpd 3.0.3; with ``ftps``: ``require_ssl_reuse=YES``, TLS forced for logins and data;
+    ``client_ca``: mutual TLS, a client certificate signed by that CA required (``require_cert=YES``,
+    ``validate_cert=YES``);
     ``ftp+ftps``: TLS offered, not forced (one server for ``ftp://`` and ``ftps://`` clients).
 
     For the benchmarks: ``parent`` (where its temporary folder goes, else the system's temporary
@@ -113,6 +116,8 @@ def vsftpd_server(
                     "allow_anon_ssl=NO",
                     "ssl_ciphers=HIGH",
                 ]
+                if client_ca is not None:
+                    tls_lines += ["require_cert=YES", "validate_cert=YES", f"ca_certs_file={client_ca}"]
 
             def configure(port: int) -> None:
                 config.write_text(

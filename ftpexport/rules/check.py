@@ -18,7 +18,10 @@ def rule_warnings(rules: ClientRules) -> list[str]:
         name = f"destination {d.name}{f' (user {user_id})' if user_id else ''}"
         if d.scheme == "ftp":
             warnings.append(f"{name} uses plain FTP: password and photos cross the network unencrypted")
-        files = [d.ca_file] if isinstance(d, FTPDestination) else [d.key_file, d.known_hosts]
+        if isinstance(d, FTPDestination):
+            files = [d.ca_file, d.client_cert, d.client_key_file]
+        else:
+            files = [d.key_file, d.known_hosts]
         warnings += [f"{name}: file {path} does not exist (yet)" for path in files if path and not path.exists()]
         if isinstance(d, SFTPDestination):
             warnings += [f"{name}: {ssh_policy.legacy_warning(a)}" for a in d.ssh_legacy_algorithms]
@@ -40,7 +43,7 @@ def secret_references(rules: ClientRules) -> list[tuple[str, SecretRef]]:
     destinations += [(user_id, d) for user_id, user in rules.users.items() for d in user.destinations]
     for user_id, d in destinations:
         name = f"destination {d.name}{f' (user {user_id})' if user_id else ''}"
-        for field_name in ("password", "private_key", "key_passphrase"):
+        for field_name in ("password", "private_key", "key_passphrase", "client_key", "client_key_passphrase"):
             ref = getattr(d, field_name, None)
             if ref is not None:
                 found.append((f"{name}: {field_name}", ref))

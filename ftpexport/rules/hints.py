@@ -15,7 +15,15 @@ from pydantic import BaseModel, Tag
 #: the schemes each destination model serves, for "applies to ... destinations only"
 _SCHEMES = {"ftp": "ftp://, ftps:// and ftps+implicit://", "sftp": "sftp://"}
 #: FTP-model keys that serve only some of its schemes
-_KEY_SCHEMES = {"ca_file": "ftps:// and ftps+implicit://", "allow_plain_ftp": "ftp://"}
+_TLS = "ftps:// and ftps+implicit://"
+_KEY_SCHEMES = {
+    "ca_file": _TLS,
+    "client_cert": _TLS,
+    "client_key_file": _TLS,
+    "client_key": _TLS,
+    "client_key_passphrase": _TLS,
+    "allow_plain_ftp": "ftp://",
+}
 
 
 def _members(annotation: Any) -> list[tuple[str | None, Any]]:

@@ -143,8 +143,15 @@ class FTPDestination(_DestinationBase):
     allow_plain_ftp: bool = False
     ca_file: Path | None = None
     passive: bool = True
+    #: a client certificate for servers that require one (mutual TLS): the PEM certificate, and its
+    #: private key as a file (``client_key_file``) or from the secrets store (``client_key:
+    #: ${secret:acme-ftps-key}``), with ``client_key_passphrase`` when the key is encrypted
+    client_cert: Path | None = None
+    client_key_file: Path | None = None
+    client_key: SecretReference | None = None
+    client_key_passphrase: SecretReference | None = None
 
-    _ca_relative = field_validator("ca_file")(_relative_to_rule_file)
+    _ca_relative = field_validator("ca_file", "client_cert", "client_key_file")(_relative_to_rule_file)
 
     @model_validator(mode="after")
     def _plain_ftp_needs_opt_in(self) -> FTPDestination:
@@ -153,8 +160,14 @@ class FTPDestination(_DestinationBase):
                 "plain ftp:// sends the password and the photos unencrypted; use ftps:// if the server "
                 "supports TLS, or set allow_plain_ftp: true on this destination to accept the risk"
             )
-        if self.scheme == "ftp" and self.ca_file is not None:
-            raise ValueError("ca_file is for ftps:// URLs; plain ftp:// has no TLS")
+        for name in ("ca_file", "client_cert", "client_key_file", "client_key", "client_key_passphrase"):
+            if self.scheme == "ftp" and getattr(self, name) is not None:
+                raise ValueError(f"{name} is for ftps:// URLs; plain ftp:// has no TLS")
+        if self.client_key_file is not None and self.client_key is not None:
+            raise ValueError("give client_key_file or client_key, not both")
+        keyed = self.client_key_file or self.client_key or self.client_key_passphrase
+        if self.client_cert is None and keyed is not None:
+            raise ValueError("a client key needs its certificate: add client_cert (the PEM certificate file)")
         if self.password is None:
             raise ValueError("FTP destinations need a password reference, e.g. password: ${ACME_FTP_PASSWORD}")
         return self

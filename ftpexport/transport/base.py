@@ -53,6 +53,11 @@ class Endpoint:
     # FTP / FTPS
     ca_file: Path | None = None
     passive: bool = True
+    #: FTPS client certificate (mutual TLS): a PEM file, and its key as a file or from the store
+    client_cert: Path | None = None
+    client_key_file: Path | None = None
+    client_key: SecretStr | None = None
+    client_key_passphrase: SecretStr | None = None
     # SFTP: the server key must match one of ``host_keys`` (OpenSSH public key lines,
     # "ssh-ed25519 AAAA...") or an entry of ``known_hosts``; one of the two is required.
     host_keys: tuple[str, ...] = ()

@@ -16,6 +16,7 @@ import time
 from ..errors import TLSError
 from . import wire
 from .base import Endpoint
+from .tls_client_certs import load_client_certificate
 
 
 def _no_delay(conn: socket.socket) -> None:
@@ -146,7 +147,8 @@ class ImplicitFTPSClient(FTPSClient):
 
 
 def tls_context(endpoint: Endpoint) -> ssl.SSLContext:
-    """A client TLS context: TLS 1.2+, certificate and host name verified, ``ca_file`` if set."""
+    """A client TLS context: TLS 1.2+, certificate and host name verified, ``ca_file`` if set, the
+    client certificate if the destination has one (``tls_client_certs``)."""
     try:
         context = ssl.create_default_context(cafile=str(endpoint.ca_file) if endpoint.ca_file else None)
     except (OSError, ssl.SSLError) as exc:
@@ -156,4 +158,5 @@ def tls_context(endpoint: Endpoint) -> ssl.SSLContext:
             hint="ca_file must be a PEM file holding the CA certificate that signed the server certificate",
         ) from exc
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    load_client_certificate(context, endpoint)
     return context

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from ..errors import AuthenticationError, PermanentError, TLSError, TransientError, TransportError
 from . import wire
 from .base import Endpoint
+from .tls_client_certs import client_certificate_refused
 
 TLS_HINT = "set ca_file to the CA that signed the server certificate"
 
@@ -89,6 +90,9 @@ def map_errors(endpoint: Endpoint, path: str | None = None, *, phase: str, login
     except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as exc:
         raise TransientError(wire.closed(host, port, phase, "TLS connection"), **where) from exc
     except ssl.SSLError as exc:
+        refused = client_certificate_refused(exc, endpoint)
+        if refused is not None:
+            raise TLSError(refused[0], **where, hint=refused[1]) from exc
         raise TLSError(
             f"TLS failed: {exc.reason or exc}",
             **where,

@@ -164,6 +164,26 @@ BROKEN: dict[str, tuple[dict[str, Any] | str, str | None, str]] = {
         "destinations[1]",
         "ca_file is for ftps:// URLs",
     ),
+    "client key without its certificate": (
+        change("destinations.1.client_key_file", "client.key"),
+        "destinations[1]",
+        "a client key needs its certificate: add client_cert",
+    ),
+    "client key as a file and from the store": (
+        _mutate(lambda d: d["destinations"][1].update(client_cert="c", client_key_file="k", client_key="${secret:k}")),
+        "destinations[1]",
+        "give client_key_file or client_key, not both",
+    ),
+    "client certificate on plain ftp": (
+        plain_ftp(allow_plain_ftp=True, client_cert="client.pem"),
+        "destinations[1]",
+        "client_cert is for ftps:// URLs",
+    ),
+    "literal client key": (
+        _mutate(lambda d: d["destinations"][1].update(client_cert="c.pem", client_key=LITERAL)),
+        "destinations[1].client_key",
+        "never the secret itself",
+    ),
     "FTP without password": (
         _mutate(lambda d: d["destinations"][1].pop("password")),
         "destinations[1]",
