@@ -574,6 +574,22 @@ def test_the_sftp_key_files_of_the_rules_are_never_delivered(make_record: MakeRe
         load_record(folder, policy)
 
 
+def test_the_ftps_client_key_files_of_the_rules_are_never_delivered(make_record: MakeRecord, tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    key = rules / "certs" / "client.key"
+    key.parent.mkdir(parents=True)
+    key.write_text("-----BEGIN PRIVATE KEY-----\n")
+    (rules / "acme.yaml").write_text(
+        "client_id: acme\ndestinations:\n  - name: dms\n    url: ftps://u@dms.example/\n    password: ${P}\n"
+        "    client_cert: certs/client.pem\n    client_key_file: certs/client.key\n"
+    )
+    folder = _linked_record(make_record, key)
+    policy = file_policy(load_rules(rules), allow_hardlinks=True, protected=())
+
+    with pytest.raises(RecordError, match=re.escape("image '02.jpg' is an FTPS client key file of the rules")):
+        load_record(folder, policy)
+
+
 @pytest.mark.parametrize("listed", [True, False], ids=["listed", "unlisted"])
 def test_a_fifo_image_is_refused_without_hanging(make_record: MakeRecord, listed: bool) -> None:
     fields = vehicle(images=["01.jpg", "02.jpg"]) if listed else _unlisted()
