@@ -8,24 +8,25 @@ a ledger, or one of a newer ftpexport, a ``ConfigError``.
 from __future__ import annotations
 
 import errno
-import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, StateError
 from ..private import FULL_ERRNOS, create_private, disk_hint, narrow, private_folder
-from .base import Delivery
 from .schema import check_version, create_or_migrate
+from .sql import Queries, filters, to_delivery
+
+__all__ = ["Connection", "filters", "to_delivery"]
 
 #: SQLite's primary result codes of a disk that is full, read-only or failing (or a file that cannot be made)
 _DISK_CODES = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN})
 
 
-class Connection:
+class Connection(Queries):
     """One SQLite file, shared between threads: one connection behind a lock, transactions, errors."""
 
     def __init__(self, path: Path) -> None:
@@ -106,22 +107,5 @@ class Connection:
                     raise
                 raise failure from exc
 
-
-def filters(*clauses: tuple[str, Any]) -> tuple[str, list[Any]]:
-    """A WHERE clause of the clauses whose value is not None; ``True`` adds a clause without a parameter."""
-    where = ["1 = 1"]
-    params: list[Any] = []
-    for clause, value in clauses:
-        if value is None:
-            continue
-        where.append(clause)
-        if value is not True:
-            params.append(value)
-    return " AND ".join(where), params
-
-
-def to_delivery(row: sqlite3.Row) -> Delivery:
-    """A row of ``deliveries`` as a ``Delivery``."""
-    values = dict(row)
-    values["remote_paths"] = tuple(json.loads(values["remote_paths"]))
-    return Delivery(**values)
+    def _insert(self, db: sqlite3.Connection, sql: str, parameters: Sequence[Any]) -> int:
+        return int(db.execute(sql, parameters).lastrowid or 0)

@@ -1,4 +1,4 @@
-"""The ledger's deliveries and attempts, as the exporter records them (SQLite).
+"""The ledger's deliveries and attempts, as the exporter records them (SQLite and PostgreSQL).
 
 A delivery is one (record id, content hash, destination). It is ``pending`` until every file is
 on the server, then ``delivered``; ``failed`` keeps the last error and is parked until someone
@@ -13,18 +13,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from .base import Delivery, now
-from .connection import Connection, to_delivery
+from .sql import Queries, to_delivery
 
 
-class Deliveries(Connection):
+class Deliveries(Queries):
     """The deliveries and their attempts: what the exporter records as it goes.
 
-    A method's contract is its docstring on ``base.Ledger``; here only what is particular to SQLite.
+    A method's contract is its docstring on ``base.Ledger``; its SQL serves SQLite and PostgreSQL (sql.py).
     """
 
     def find(self, record_id: str, content_hash: str, destination: str) -> Delivery | None:
-        with self._reading():
-            row = self._db.execute(
+        with self._reading() as db:
+            row = db.execute(
                 "SELECT * FROM deliveries WHERE record_id = ? AND content_hash = ? AND destination = ?",
                 (record_id, content_hash, destination),
             ).fetchone()
@@ -47,7 +47,7 @@ class Deliveries(Connection):
                 "INSERT INTO deliveries (record_id, content_hash, client_id, destination, record_path, status,"
                 " created_at, updated_at, vin, user_id) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)"
                 " ON CONFLICT (record_id, content_hash, destination) DO UPDATE SET record_path = excluded.record_path,"
-                " status = CASE WHEN status = 'superseded' THEN 'pending' ELSE status END",
+                " status = CASE WHEN deliveries.status = 'superseded' THEN 'pending' ELSE deliveries.status END",
                 (record_id, content_hash, client_id, destination, record_path, stamp, stamp, vin, user_id),
             )
             db.execute(
@@ -74,11 +74,11 @@ class Deliveries(Connection):
                 " attempts = attempts + 1, correlation_id = ?, updated_at = ? WHERE id = ?",
                 (correlation_id, stamp, delivery_id),
             )
-            cursor = db.execute(
+            return self._insert(
+                db,
                 "INSERT INTO attempts (delivery_id, correlation_id, started_at) VALUES (?, ?, ?)",
                 (delivery_id, correlation_id, stamp),
             )
-        return int(cursor.lastrowid or 0)
 
     def succeed(self, delivery_id: int, attempt_id: int, remote_paths: list[str], sent: int) -> None:
         stamp = now()
@@ -92,6 +92,7 @@ class Deliveries(Connection):
                 "UPDATE attempts SET finished_at = ?, result = 'delivered', bytes = ? WHERE id = ?",
                 (stamp, sent, attempt_id),
             )
+            self._attempt_ended(db, delivery_id)
 
     def fail(self, delivery_id: int, attempt_id: int, error: str, *, final: bool, sent: int = 0) -> None:
         """Record a failed attempt; ``final`` parks the delivery as failed, else it stays pending.
@@ -109,11 +110,12 @@ class Deliveries(Connection):
                 "UPDATE attempts SET finished_at = ?, result = 'failed', error = ?, bytes = ? WHERE id = ?",
                 (stamp, error, sent, attempt_id),
             )
+            self._attempt_ended(db, delivery_id)
 
     def get(self, delivery_id: int) -> Delivery:
         """One delivery by id."""
-        with self._reading():
-            row = self._db.execute("SELECT * FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+        with self._reading() as db:
+            row = db.execute("SELECT * FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
         if row is None:
             raise KeyError(delivery_id)
         return to_delivery(row)
@@ -121,12 +123,13 @@ class Deliveries(Connection):
     def close_interrupted(self) -> int:
         """Mark attempts that never finished (the process was killed) as interrupted; returns how many.
 
-        Call it only while holding the ledger's lock file: then no attempt can be running.
+        Call it only while holding the ledger's lock file: then no attempt can be running (on a
+        shared ledger, ``_unheld`` keeps the attempts of deliveries a live lease holds).
         """
         with self._transaction() as db:
             cursor = db.execute(
-                "UPDATE attempts SET finished_at = ?, result = 'interrupted',"
-                " error = 'the process stopped during this attempt' WHERE finished_at IS NULL",
+                "UPDATE attempts AS a SET finished_at = ?, result = 'interrupted',"  # noqa: S608
+                f" error = 'the process stopped during this attempt' WHERE finished_at IS NULL{self._unheld}",
                 (now(),),
             )
         return cursor.rowcount
@@ -160,10 +163,10 @@ class Deliveries(Connection):
         return [to_delivery(row) for row in rows]
 
     def pending_record_paths(self) -> list[str]:
-        with self._reading():
-            rows = self._db.execute(
-                "SELECT record_path, MIN(id) AS first FROM deliveries WHERE status = 'pending'"
-                " GROUP BY record_path ORDER BY first"
+        with self._reading() as db:
+            rows = db.execute(
+                "SELECT record_path, MIN(id) AS first FROM deliveries AS d"  # noqa: S608
+                f" WHERE status = 'pending'{self._claimable} GROUP BY record_path ORDER BY first"
             ).fetchall()
         return [row["record_path"] for row in rows]
 
@@ -178,8 +181,8 @@ class Deliveries(Connection):
 
     def by_ids(self, delivery_ids: Sequence[int]) -> list[Delivery]:
         marks = ", ".join("?" * len(delivery_ids))
-        with self._reading():
-            rows = self._db.execute(
+        with self._reading() as db:
+            rows = db.execute(
                 f"SELECT * FROM deliveries WHERE id IN ({marks}) ORDER BY id",  # noqa: S608
                 delivery_ids,
             ).fetchall()

@@ -1,4 +1,4 @@
-"""The crash journal of a delivery (SQLite): the ``files`` table.
+"""The crash journal of a delivery (SQLite and PostgreSQL): the ``files`` table.
 
 A file is marked ``renaming`` before its temporary name is renamed to the final one and
 ``published`` after. A process killed between the two leaves ``renaming``; the next attempt
@@ -9,17 +9,19 @@ second time.
 from __future__ import annotations
 
 from .base import FileState, now
-from .connection import Connection
+from .sql import Queries
 
 
-class Journal(Connection):
+class Journal(Queries):
     """The crash journal: the files of a delivery around their rename.
 
-    A method's contract is its docstring on ``base.Ledger``; here only what is particular to SQLite.
+    A method's contract is its docstring on ``base.Ledger``; its SQL serves SQLite and PostgreSQL (sql.py).
     """
 
     def mark_file(self, delivery_id: int, remote_path: str, state: FileState) -> None:
         with self._transaction() as db:
+            if state == "renaming":
+                self._fence(db, delivery_id)
             db.execute(
                 "INSERT INTO files (delivery_id, remote_path, state, updated_at) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (delivery_id, remote_path) DO UPDATE SET state = excluded.state,"
@@ -32,8 +34,6 @@ class Journal(Connection):
             db.execute("DELETE FROM files WHERE delivery_id = ? AND remote_path = ?", (delivery_id, remote_path))
 
     def file_states(self, delivery_id: int) -> dict[str, FileState]:
-        with self._reading():
-            rows = self._db.execute(
-                "SELECT remote_path, state FROM files WHERE delivery_id = ?", (delivery_id,)
-            ).fetchall()
+        with self._reading() as db:
+            rows = db.execute("SELECT remote_path, state FROM files WHERE delivery_id = ?", (delivery_id,)).fetchall()
         return {row["remote_path"]: row["state"] for row in rows}

@@ -1,4 +1,4 @@
-"""What the ledger knows of record folders (SQLite): the seen cache and the refusals.
+"""What the ledger knows of record folders (SQLite and PostgreSQL): the seen cache and the refusals.
 
 ``records_seen`` remembers, for a record folder whose every delivery is done, what its files looked
 like (names, sizes, times, inodes) and under which rules: a later run that finds the folder and the
@@ -15,20 +15,20 @@ import json
 from collections.abc import Sequence
 
 from .base import RefusalKind, RefusedRecord, SeenRecord, now
-from .connection import Connection, filters
+from .sql import Queries, filters
 
 
-class RecordFolders(Connection):
+class RecordFolders(Queries):
     """What the ledger knows of record folders: those seen done, those refused.
 
-    A method's contract is its docstring on ``base.Ledger``; here only what is particular to SQLite.
+    A method's contract is its docstring on ``base.Ledger``; its SQL serves SQLite and PostgreSQL (sql.py).
     """
 
     # --- records whose every delivery is done (skipped without reading them again)
 
     def seen(self, record_path: str) -> SeenRecord | None:
-        with self._reading():
-            row = self._db.execute(
+        with self._reading() as db:
+            row = db.execute(
                 "SELECT signature, rules, delivery_ids FROM records_seen WHERE record_path = ?", (record_path,)
             ).fetchone()
         if row is None:
@@ -38,7 +38,9 @@ class RecordFolders(Connection):
     def mark_seen(self, record_path: str, signature: str, rules: str, delivery_ids: Sequence[int]) -> None:
         with self._transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO records_seen VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO records_seen VALUES (?, ?, ?, ?, ?) ON CONFLICT (record_path) DO UPDATE SET"
+                " signature = excluded.signature, rules = excluded.rules, delivery_ids = excluded.delivery_ids,"
+                " updated_at = excluded.updated_at",
                 (record_path, signature, rules, json.dumps(sorted(delivery_ids)), now()),
             )
 
@@ -60,7 +62,7 @@ class RecordFolders(Connection):
                 "INSERT INTO refused_records VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1) ON CONFLICT (record_path) DO UPDATE"
                 " SET record_id = excluded.record_id, client_id = excluded.client_id, kind = excluded.kind,"
                 " reason = excluded.reason, rule_file = excluded.rule_file, last_seen = excluded.last_seen,"
-                " times = times + 1",
+                " times = refused_records.times + 1",
                 (record_path, record_id, client_id, kind, reason, rule_file, stamp, stamp),
             )
 
@@ -71,14 +73,14 @@ class RecordFolders(Connection):
 
     def refused(self, *, client_id: str | None = None, since: str | None = None) -> list[RefusedRecord]:
         where, params = filters(("client_id = ?", client_id), ("last_seen >= ?", since))
-        with self._reading():
+        with self._reading() as db:
             query = f"SELECT * FROM refused_records WHERE {where} ORDER BY last_seen DESC, record_path"  # noqa: S608
-            rows = self._db.execute(query, params).fetchall()
+            rows = db.execute(query, params).fetchall()
         return [dict(row) for row in rows]
 
     def refused_counts(self) -> dict[str, int]:
-        with self._reading():
-            rows = self._db.execute(
+        with self._reading() as db:
+            rows = db.execute(
                 "SELECT COALESCE(client_id, '') AS client, COUNT(*) AS n FROM refused_records GROUP BY 1"
             ).fetchall()
         return {row["client"]: row["n"] for row in rows}

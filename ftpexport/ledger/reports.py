@@ -1,4 +1,4 @@
-"""The ledger's reports (SQLite): what ``status``, ``history``, ``report`` and the metrics read.
+"""The ledger's reports (SQLite and PostgreSQL): what ``status``, ``history``, ``report`` and the metrics read.
 
 ``route_totals`` keeps the number of deliveries of each (client, destination, status), updated
 by triggers in the same transaction as the deliveries, so ``status`` does not count a million
@@ -11,13 +11,13 @@ import json
 from typing import Any
 
 from .base import AttemptTrail, Delivery, NotificationTotals, RouteTotals, Status
-from .connection import Connection, filters, to_delivery
+from .sql import Database, Queries, filters, to_delivery
 
 
-class Reports(Connection):
+class Reports(Queries):
     """What status, history, report and the metrics read: counts, trails, totals.
 
-    A method's contract is its docstring on ``base.Ledger``; here only what is particular to SQLite.
+    A method's contract is its docstring on ``base.Ledger``; its SQL serves SQLite and PostgreSQL (sql.py).
     """
 
     def deliveries(
@@ -33,14 +33,14 @@ class Reports(Connection):
         if limit is not None:
             query += " LIMIT ?"
             params.append(limit)
-        with self._reading():
-            rows = self._db.execute(query, params).fetchall()
+        with self._reading() as db:
+            rows = db.execute(query, params).fetchall()
         return [to_delivery(row) for row in rows]
 
     def counts(self) -> dict[str, dict[str, int]]:
         """``{client_id: {status: count}}``."""
-        with self._reading():
-            rows = self._db.execute(
+        with self._reading() as db:
+            rows = db.execute(
                 "SELECT client_id, status, COUNT(*) AS n FROM deliveries GROUP BY client_id, status ORDER BY client_id"
             ).fetchall()
         result: dict[str, dict[str, int]] = {}
@@ -70,8 +70,8 @@ class Reports(Connection):
             if value is not None:
                 query += f" AND {clause}"
                 params.append(value)
-        with self._reading():
-            rows = self._db.execute(query + " ORDER BY a.started_at, a.id", params).fetchall()
+        with self._reading() as db:
+            rows = db.execute(query + " ORDER BY a.started_at, a.id", params).fetchall()
         result = []
         for row in rows:
             entry = dict(row)
@@ -86,22 +86,23 @@ class Reports(Connection):
 
         ``since`` (ISO 8601) keeps the deliveries that changed since then.
         """
-        with self._reading():
+        with self._reading() as db:
             if since is None:
-                result = self._routes_from_totals(client_id)
+                result = self._routes_from_totals(db, client_id)
             else:
                 where, params = filters(("client_id = ?", client_id), ("updated_at >= ?", since))
                 query = f"{_ROUTES} WHERE {where} GROUP BY client_id, destination ORDER BY client_id, destination"
-                result = [dict(row) for row in self._db.execute(query, params)]
+                result = [dict(row) for row in db.execute(query, params)]
             # the newest error of each destination's undelivered deliveries, in one pass
+            where, params = filters(("client_id = ?", client_id))
             errors = {
                 (row["client_id"], row["destination"]): row
-                for row in self._db.execute(
-                    "SELECT client_id, destination, last_error, updated_at FROM (SELECT client_id, destination,"
+                for row in db.execute(
+                    "SELECT client_id, destination, last_error, updated_at FROM (SELECT client_id, destination,"  # noqa: S608
                     " last_error, updated_at, ROW_NUMBER() OVER (PARTITION BY client_id, destination"
                     " ORDER BY updated_at DESC) AS n FROM deliveries WHERE status IN ('pending', 'failed')"
-                    " AND last_error IS NOT NULL AND (?1 IS NULL OR client_id = ?1)) WHERE n = 1",
-                    (client_id,),
+                    f" AND last_error IS NOT NULL AND {where}) AS newest WHERE n = 1",
+                    params,
                 )
             }
         for entry in result:
@@ -111,21 +112,21 @@ class Reports(Connection):
             entry["last_error_at"] = error["updated_at"] if error else None
         return result
 
-    def _routes_from_totals(self, client_id: str | None) -> list[RouteTotals]:
+    def _routes_from_totals(self, db: Database, client_id: str | None) -> list[RouteTotals]:
         """``routes()`` without ``since``: the counts from ``route_totals``, the times by index seeks
         (a few per destination, instead of reading every delivery)."""
         where, params = filters(("client_id = ?", client_id))
         counts: dict[tuple[str, str], dict[str, int]] = {}
-        for row in self._db.execute(f"SELECT * FROM route_totals WHERE {where} AND n > 0", params):  # noqa: S608
+        for row in db.execute(f"SELECT * FROM route_totals WHERE {where} AND n > 0", params):  # noqa: S608
             counts.setdefault((row["client_id"], row["destination"]), {})[row["status"]] = row["n"]
         result = []
         for (client, destination), n in sorted(counts.items()):
             key = (client, destination)
-            last_success = self._db.execute(
+            last_success = db.execute(
                 "SELECT MAX(delivered_at) FROM deliveries WHERE client_id = ? AND destination = ?", key
             ).fetchone()[0]
             oldest = [
-                self._db.execute(
+                db.execute(
                     "SELECT MIN(created_at) FROM deliveries WHERE client_id = ? AND destination = ? AND status = ?",
                     (*key, status),
                 ).fetchone()[0]
@@ -140,8 +141,8 @@ class Reports(Connection):
         return result
 
     def oldest_pending(self) -> str | None:
-        with self._reading():
-            row = self._db.execute("SELECT MIN(created_at) FROM deliveries WHERE status = 'pending'").fetchone()
+        with self._reading() as db:
+            row = db.execute("SELECT MIN(created_at) FROM deliveries WHERE status = 'pending'").fetchone()
         return row[0]
 
     def delivered(
@@ -153,8 +154,8 @@ class Reports(Connection):
             ("delivered_at < ?", until),
             ("client_id = ?", client_id),
         )
-        with self._reading():
-            rows = self._db.execute(
+        with self._reading() as db:
+            rows = db.execute(
                 f"SELECT * FROM deliveries WHERE {where} AND status = 'delivered' ORDER BY delivered_at, id",  # noqa: S608
                 params,
             ).fetchall()
@@ -172,18 +173,19 @@ class Reports(Connection):
         where, params = filters(("client_id = ?", client_id), ("updated_at >= ?", since))
         unsent = f"status IN ('pending', 'failed') AND {where}"
         totals_query = (
-            "SELECT client_id, url, SUM(status = 'pending') AS pending, SUM(status = 'failed') AS failed,"  # noqa: S608
+            "SELECT client_id, url, COUNT(*) FILTER (WHERE status = 'pending') AS pending,"  # noqa: S608
+            " COUNT(*) FILTER (WHERE status = 'failed') AS failed,"
             " MIN(CASE WHEN status = 'pending' THEN created_at END) AS oldest_pending"
             f" FROM notifications WHERE {unsent} GROUP BY client_id, url ORDER BY client_id, url"
         )
         errors_query = (
             "SELECT client_id, url, last_error, updated_at FROM (SELECT client_id, url, last_error, updated_at,"  # noqa: S608
             " ROW_NUMBER() OVER (PARTITION BY client_id, url ORDER BY updated_at DESC, id DESC) AS n"
-            f" FROM notifications WHERE {unsent} AND last_error IS NOT NULL) WHERE n = 1"
+            f" FROM notifications WHERE {unsent} AND last_error IS NOT NULL) AS newest WHERE n = 1"
         )
-        with self._lock:
-            totals = self._db.execute(totals_query, params).fetchall()
-            errors = {(row["client_id"], row["url"]): row for row in self._db.execute(errors_query, params)}
+        with self._reading() as db:
+            totals = db.execute(totals_query, params).fetchall()
+            errors = {(row["client_id"], row["url"]): row for row in db.execute(errors_query, params)}
         result = []
         for row in totals:
             error = errors.get((row["client_id"], row["url"]))
@@ -193,17 +195,15 @@ class Reports(Connection):
 
     def attempts(self, delivery_id: int) -> list[dict[str, Any]]:
         """The attempts of one delivery, oldest first."""
-        with self._reading():
-            rows = self._db.execute(
-                "SELECT * FROM attempts WHERE delivery_id = ? ORDER BY id", (delivery_id,)
-            ).fetchall()
+        with self._reading() as db:
+            rows = db.execute("SELECT * FROM attempts WHERE delivery_id = ? ORDER BY id", (delivery_id,)).fetchall()
         return [dict(row) for row in rows]
 
 
 _ROUTES = (
     "SELECT client_id, destination,"
-    " SUM(status = 'delivered') AS delivered, SUM(status = 'pending') AS pending,"
-    " SUM(status = 'failed') AS failed, MAX(delivered_at) AS last_success,"
+    " COUNT(*) FILTER (WHERE status = 'delivered') AS delivered, COUNT(*) FILTER (WHERE status = 'pending') AS pending,"
+    " COUNT(*) FILTER (WHERE status = 'failed') AS failed, MAX(delivered_at) AS last_success,"
     " MIN(CASE WHEN status IN ('pending', 'failed') THEN created_at END) AS oldest_undelivered"
     " FROM deliveries"
 )

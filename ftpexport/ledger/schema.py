@@ -198,3 +198,10 @@ def _statements(script: str) -> list[str]:
             statements.append(current.strip())
             current = ""
     return statements
+
+
+def portable_statements() -> list[str]:
+    """The tables and indexes of the schema in the order they are built, in SQLite's types, without
+    its triggers: what the PostgreSQL backend builds too (``postgres/schema.py``)."""
+    script = _SCHEMA + ";".join(_MIGRATIONS) + ";" + _INDEXES + _REFUSED + _TOTALS.split(";")[0]
+    return [statement.strip() for statement in script.split(";") if statement.strip()]
