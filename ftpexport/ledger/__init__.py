@@ -1,9 +1,9 @@
 """The ledger: what was sent to whom, the crash journal, the seen cache and the webhook outbox.
 
 Callers type with ``Ledger`` (the interface, ledger/base.py) and open one with ``open_ledger``,
-which picks the backend from the ``--state`` value: today a SQLite file (ledger/sqlite.py). A
-backend for URLs of a scheme (``postgresql://...``) is one entry in ``_URL_BACKENDS``; no caller
-changes.
+which picks the backend from the ``--state`` value: a SQLite file (ledger/sqlite.py), or a
+PostgreSQL database several hosts share (``postgresql://...``, ledger/postgres/). A backend for URLs
+of a scheme is one entry in ``_URL_BACKENDS``; no caller changes.
 """
 
 from __future__ import annotations
@@ -67,6 +67,15 @@ DEFAULT_LEASE = 20.0
 #: URL scheme -> the backend that opens a ledger at such a URL (import it inside the function: a
 #: backend's driver is needed only by those who use it)
 _URL_BACKENDS: dict[str, Callable[[str, float], Ledger]] = {}
+
+
+def _postgres(url: str, lease: float) -> Ledger:
+    from .postgres import PostgresLedger
+
+    return PostgresLedger(url, lease, location=display_state(url))
+
+
+_URL_BACKENDS.update(postgresql=_postgres, postgres=_postgres)
 
 #: ``scheme://...`` (RFC 3986 scheme); anything else is a file path
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")

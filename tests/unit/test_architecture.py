@@ -197,6 +197,7 @@ LAYERS: dict[str, int] = {
     "ftpexport.package": 2,
     "ftpexport.spool": 2,
     "ftpexport.ledger": 2,
+    "ftpexport.ledger.postgres": 2,  # the PostgreSQL backend, a package of its own
     "ftpexport.transport": 2,
     "ftpexport.refusals": 2,
     "ftpexport.health": 2,

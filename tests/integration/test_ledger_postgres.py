@@ -1,0 +1,21 @@
+"""The ledger's test suite (tests/unit/test_ledger.py) run against PostgreSQL: the same tests, the
+``ledger`` fixture opening a new database of a real PostgreSQL (``pg_url``)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "unit"))  # where test_ledger and its helpers are
+from test_ledger import *  # noqa: E402, F403 - every test of the interface, collected here again
+
+from ftpexport.ledger import Ledger, open_ledger  # noqa: E402
+
+
+@pytest.fixture
+def ledger(pg_url: str) -> Iterator[Ledger]:
+    with open_ledger(pg_url) as opened:
+        yield opened
