@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "unit"))  # where test_ledger and its helpers are
-from test_ledger import *  # noqa: E402, F403 - every test of the interface, collected here again
+from test_ledger import *  # noqa: F403 - every test of the interface, collected here again
 
-from ftpexport.ledger import Ledger, open_ledger  # noqa: E402
+from ftpexport.ledger import Ledger, open_ledger
 
 
 @pytest.fixture

@@ -19,8 +19,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
+from urllib.parse import urlsplit
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import RowMaker
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -117,7 +119,7 @@ class Connection(Queries):
             open=False,
             check=ConnectionPool.check_connection,
             name="ftpexport-ledger",
-            timeout=5.0,
+            timeout=min(5.0, retry_for),  # a wait for a connection is one try of ``retrying``
             reconnect_timeout=retry_for,
         )
 
@@ -133,6 +135,17 @@ class Connection(Queries):
         """The first connection, over which ``prepare`` runs (the schema), then the pool opens. A
         URL that cannot work is a ``ConfigError``; a database that does not answer is waited for."""
 
+        try:
+            conninfo_to_dict(self._url)
+        except psycopg.ProgrammingError as exc:  # libpq cannot parse it
+            reason = reason_of(exc)
+            secret = _password(self._url)
+            raise ConfigError(
+                f"--state {self.location}: the URL is not valid: "
+                + (reason.replace(secret, "***") if secret else reason),
+                hint="write it as postgresql://USER@HOST:PORT/DATABASE",
+            ) from None
+
         def first() -> None:
             try:
                 with psycopg.connect(self._url, row_factory=_rows, connect_timeout=10) as conn:
@@ -141,11 +154,6 @@ class Connection(Queries):
                 if (refusal := _config_error(exc, self.location)) is not None:
                     raise refusal from None
                 raise
-            except psycopg.ProgrammingError as exc:  # a conninfo libpq cannot parse
-                raise ConfigError(
-                    f"--state {self.location}: the URL is not valid: {reason_of(exc)}",
-                    hint="write it as postgresql://USER@HOST:PORT/DATABASE",
-                ) from None
 
         self.retrying(first)
         self._pool.open(wait=False)
@@ -190,6 +198,14 @@ class Connection(Queries):
 
     def _insert(self, db: Database, sql: str, parameters: Sequence[Any]) -> int:  # type: ignore[override]
         return int(db.execute(sql + " RETURNING id", parameters).fetchone()[0])
+
+
+def _password(url: str) -> str | None:
+    """The password written in a URL, to keep it out of a message about the URL."""
+    try:
+        return urlsplit(url).password or None
+    except ValueError:
+        return url.partition("://")[2].rpartition("@")[0].partition(":")[2] or None
 
 
 def _config_error(exc: psycopg.OperationalError, location: str) -> ConfigError | None:

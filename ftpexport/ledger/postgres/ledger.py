@@ -7,7 +7,8 @@ shared ledger where the interface asks for them (``base.Ledger``, ``coordination
 - ``mark_file(..., "renaming")`` of a delivery this host no longer holds raises ``ClaimLostError``
   (a delivery never claimed by any host, written by a process that does not claim, is not fenced);
 - ``succeed`` and ``fail`` let go of this host's claim in the same transaction;
-- ``due_notifications`` claims what it returns (``notification_attempt`` lets go): one host sends each.
+- ``due_notifications`` claims what it returns, and returns no notification claimed by a live host,
+  itself included, until ``notification_attempt`` lets go of it: one host sends each, once.
 """
 
 from __future__ import annotations
@@ -78,10 +79,10 @@ class PostgresLedger(Deliveries, Journal, RecordFolders, Outbox, Reports, Connec
         with self._transaction() as db:
             rows = db.execute(
                 "UPDATE notifications SET claimed_by = ? WHERE id IN (SELECT id FROM notifications"  # noqa: S608
-                " WHERE status = 'pending' AND next_at <= ? AND (claimed_by IS NULL OR claimed_by = ?"
+                " WHERE status = 'pending' AND next_at <= ? AND (claimed_by IS NULL"
                 f" OR NOT {live('claimed_by')}) ORDER BY next_at, id LIMIT ? FOR UPDATE SKIP LOCKED)"
                 f" RETURNING {NOTIFICATION_COLUMNS}",
-                (name, at or now(), name, limit),
+                (name, at or now(), limit),
             ).fetchall()
         return sorted((dict(row) for row in rows), key=lambda row: (row["next_at"], row["id"]))  # type: ignore[return-value]
 

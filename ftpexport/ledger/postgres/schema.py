@@ -106,10 +106,11 @@ def postgres_statements() -> list[str]:
 
 def create_or_upgrade(conn: psycopg.Connection, location: str) -> None:
     """Build the schema if the database has none; a ``ConfigError`` for one of a newer ftpexport."""
-    if _version(conn) == SCHEMA_VERSION:
-        conn.commit()
+    version = _version(conn)
+    conn.commit()
+    if version == SCHEMA_VERSION:
         return  # the usual case: nothing to lock, nothing written
-    with conn.transaction():
+    with conn.transaction():  # a new one: what a host that held the lock before us built, it sees
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
         version = _version(conn)
         if version > SCHEMA_VERSION:
@@ -127,7 +128,12 @@ def create_or_upgrade(conn: psycopg.Connection, location: str) -> None:
 
 
 def _version(conn: psycopg.Connection) -> int:
-    if conn.execute("SELECT to_regclass('ftpexport_schema')").fetchone()[0] is None:
+    # pg_class read as a table (this statement's snapshot), not through the catalog cache: a name
+    # looked up before another host created it would still be unknown to the cache
+    exists = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n"
+        " ON n.oid = c.relnamespace WHERE c.relname = 'ftpexport_schema' AND n.nspname = current_schema())"
+    ).fetchone()[0]
+    if not exists:
         return 0
-    row = conn.execute("SELECT max(version) FROM ftpexport_schema").fetchone()
-    return int(row[0] or 0)
+    return int(conn.execute("SELECT max(version) FROM ftpexport_schema").fetchone()[0] or 0)
