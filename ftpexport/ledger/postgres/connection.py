@@ -39,6 +39,8 @@ RETRY_FOR = 30.0
 #: connections one process keeps to the database at most (the exporter's threads share them)
 POOL_SIZE = 10
 
+#: per session: the takeover scan (``pending_record_paths``) sorts the whole backlog in memory
+_SESSION = "-c work_mem=32MB"
 #: SQLSTATE classes and codes of a database that went away or cannot take writes for a moment:
 #: 08 connection exception, 57P admin shutdown / crash / cannot connect now, 40 a transaction
 #: rolled back (deadlock, serialization), 25006 read-only (a standby during a failover)
@@ -113,7 +115,7 @@ class Connection(Queries):
         self._url = url  # with its password when the URL has one: never shown (location is what is)
         self._pool: ConnectionPool[psycopg.Connection[Row]] = ConnectionPool(
             url,
-            kwargs={"row_factory": _rows, "connect_timeout": 10, "application_name": "ftpexport"},
+            kwargs={"row_factory": _rows, "connect_timeout": 10, "application_name": "ftpexport", "options": _SESSION},
             min_size=1,
             max_size=pool_size,
             open=False,
