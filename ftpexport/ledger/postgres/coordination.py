@@ -224,27 +224,27 @@ class PostgresCoordination(Coordination):
 
     @retried
     def hosts(self) -> list[HostRow]:
-        with self._transaction() as db:
-            rows = db.execute(
-                "SELECT name, hostname, pid, started_at, heartbeat_at, lease_until > now() AS alive,"
-                " (SELECT count(*) FROM claims AS c WHERE c.holder = hosts.name) AS deliveries,"
-                " (SELECT count(*) FROM slots AS s WHERE s.holder = hosts.name) AS connections"
-                " FROM hosts ORDER BY heartbeat_at DESC, name"
-            ).fetchall()
-        return [
-            {**row, "started_at": stamp(row["started_at"]), "heartbeat_at": stamp(row["heartbeat_at"])}  # type: ignore[typeddict-item]
-            for row in rows
-        ]
+        return self._read(  # type: ignore[return-value]
+            "SELECT name, hostname, pid, started_at, heartbeat_at, lease_until > now() AS alive,"
+            " (SELECT count(*) FROM claims AS c WHERE c.holder = hosts.name) AS deliveries,"
+            " (SELECT count(*) FROM slots AS s WHERE s.holder = hosts.name) AS connections"
+            " FROM hosts ORDER BY heartbeat_at DESC, name",
+            "started_at",
+            "heartbeat_at",
+        )
 
     @retried
     def held(self) -> list[HeldDelivery]:
+        return self._read(  # type: ignore[return-value]
+            "SELECT c.delivery_id, c.holder, d.client_id, d.destination, d.record_id, c.claimed_at AS since,"
+            " h.lease_until FROM claims AS c JOIN hosts AS h ON h.name = c.holder AND h.lease_until > now()"
+            " JOIN deliveries AS d ON d.id = c.delivery_id ORDER BY c.claimed_at, c.delivery_id",
+            "since",
+            "lease_until",
+        )
+
+    def _read(self, query: str, *times: str) -> list[dict[str, Any]]:
+        """The rows of ``query``, its columns ``times`` (the database's) shown as the ledger shows times."""
         with self._transaction() as db:
-            rows = db.execute(
-                "SELECT c.delivery_id, c.holder, d.client_id, d.destination, d.record_id, c.claimed_at AS since,"
-                " h.lease_until FROM claims AS c JOIN hosts AS h ON h.name = c.holder AND h.lease_until > now()"
-                " JOIN deliveries AS d ON d.id = c.delivery_id ORDER BY c.claimed_at, c.delivery_id"
-            ).fetchall()
-        return [
-            {**row, "since": stamp(row["since"]), "lease_until": stamp(row["lease_until"])}  # type: ignore[typeddict-item]
-            for row in rows
-        ]
+            rows = db.execute(query).fetchall()
+        return [{**row, **{column: stamp(row[column]) for column in times}} for row in rows]
