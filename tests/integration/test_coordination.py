@@ -65,6 +65,26 @@ def deliver(ledger: Ledger, record_id: str = "veh-1", destination: str = "acme/d
                                 destination=destination, record_path=f"/inbox/{record_id}")  # fmt: skip
 
 
+@pytest.fixture
+def hear(caplog: pytest.LogCaptureFixture) -> Iterator[Callable[..., None]]:
+    """``hear("ftpexport", ...)``: every record of these loggers, down to DEBUG, reaches ``caplog``
+    (an earlier test's logging setup may have stopped them from propagating to the root logger)."""
+    changed: list[tuple[logging.Logger, int]] = []
+
+    def hear(*names: str) -> None:
+        caplog.handler.setLevel(logging.DEBUG)
+        for name in names:
+            logger = logging.getLogger(name)
+            changed.append((logger, logger.level))
+            logger.setLevel(logging.DEBUG)
+            logger.addHandler(caplog.handler)
+
+    yield hear
+    for logger, level in changed:
+        logger.removeHandler(caplog.handler)
+        logger.setLevel(level)
+
+
 def race(workers: int, work: Callable[[], Any]) -> list[Any]:
     """``work()`` in ``workers`` threads released at once by a barrier; their results."""
     barrier = threading.Barrier(workers)
@@ -331,8 +351,9 @@ def test_a_database_newer_than_this_ftpexport_is_left_alone(pg_url: str) -> None
 
 
 def test_a_server_restart_is_survived_over_fresh_connections(
-    postgresql_session: postgres.PostgresServer, pg_url: str, caplog: pytest.LogCaptureFixture
-) -> None:
+    postgresql_session: postgres.PostgresServer, pg_url: str, caplog: pytest.LogCaptureFixture,
+    hear: Callable[..., None],
+) -> None:  # fmt: skip
     with open_ledger(pg_url) as ledger:
         delivery = deliver(ledger)
         postgresql_session.restart()  # every connection of the pool is cut
@@ -340,7 +361,7 @@ def test_a_server_restart_is_survived_over_fresh_connections(
         attempt = ledger.start_attempt(delivery.id, "c1")
 
         postgresql_session.stop()
-        caplog.set_level(logging.WARNING, logger="ftpexport.ledger.postgres.connection")
+        hear("ftpexport.ledger.postgres.connection")
         with ThreadPoolExecutor(1) as pool:
             done = pool.submit(ledger.succeed, delivery.id, attempt, ["x.zip"], 1)  # while the database is away
             try:
@@ -414,12 +435,12 @@ def test_an_unknown_host_is_a_config_error() -> None:
 
 def test_the_password_is_never_in_a_message_a_repr_or_a_log(
     postgresql_session: postgres.PostgresServer, pg_url: str, monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, hear: Callable[..., None],
 ) -> None:  # fmt: skip
     server = postgresql_session
     url = server.url(pg_url.rsplit("/", 1)[1], password=True)
     monkeypatch.delenv("PGPASSWORD")
-    caplog.set_level(logging.DEBUG)
+    hear("ftpexport", "psycopg")
     shown: list[str] = []
 
     with open_ledger(url) as ledger:
