@@ -221,6 +221,17 @@ def test_the_heartbeat_keeps_the_leases_and_leave_lets_go_of_everything(hosts: H
     assert b.coordination.take_slot("acme/dms", 1) == 0
 
 
+def test_a_host_dead_for_an_hour_is_forgotten_at_the_next_heartbeat(hosts: Hosts, pg_url: str) -> None:
+    a, b, c = hosts(), hosts(), hosts()
+    expire(a, pg_url)
+    sql(pg_url, "UPDATE hosts SET lease_until = now() - interval '61 minutes' WHERE name = %s", b.coordination.name)
+
+    c.coordination.heartbeat()
+
+    assert [(h["name"], h["alive"]) for h in c.coordination.hosts()] == [
+        (c.coordination.name, True), (a.coordination.name, False)]  # fmt: skip
+
+
 # --- connection slots
 
 

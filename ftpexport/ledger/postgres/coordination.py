@@ -20,6 +20,8 @@ from .connection import Connection, Database, retried
 
 #: seconds a claim refused because another host probes the destination waits before it asks again
 PROBE_WAIT = 1.0
+#: seconds after its lease ran out that a dead host's row is dropped (by any host's heartbeat)
+FORGET_AFTER = 3600.0
 #: the first key of the advisory locks that serialise the slots of one destination ("slot")
 _SLOT_LOCK = 0x736C6F74
 
@@ -61,6 +63,8 @@ class PostgresCoordination(Coordination):
     def heartbeat(self) -> None:
         with self._transaction() as db:
             self._renew(db)
+            # hosts dead for longer than FORGET_AFTER leave status (a restarted process is a new host)
+            db.execute("DELETE FROM hosts WHERE lease_until < now() - make_interval(secs => ?)", (FORGET_AFTER,))
 
     def _renew(self, db: Database) -> None:
         db.execute(
