@@ -8,6 +8,10 @@ connection, a refused login) goes to the dispatcher's breaker in the ``JobResult
 
 A ``StateError`` (the ledger or the spool cannot be written) is not the delivery's: ``run`` hands
 it to the exporter (``unrecorded``), which stops.
+
+A ``ClaimLostError`` (a shared ledger gave the delivery to another host while this one could not
+renew its lease) is not the delivery's either: the attempt stops before its rename, nothing is
+recorded or counted, and the delivery is left to its new holder (``InFlight.lost``).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 from .connections import Connections
 from .dispatch import JobResult
 from .errors import (
+    ClaimLostError,
     ConfigError,
     FtpexportError,
     PermanentError,
@@ -37,7 +42,9 @@ from .plan import Plan
 from .publish import publish
 from .rules import Route
 from .secret import redact
+from .slots import NoSlotError
 from .spool import SharedPackages
+from .transport import Upload
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +81,8 @@ class InFlight:
     summary: Summary | None
     correlation_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
     attempted: bool = False
+    #: the last attempt found the delivery claimed by another host (a shared ledger): it is theirs
+    lost: bool = False
 
     @property
     def attempt(self) -> Attempt:
@@ -106,6 +115,7 @@ class Attempts:
         retries: int,
         finish: Callable[..., None],
         unrecorded: Callable[[InFlight, StateError], JobResult],
+        fenced: Callable[[], bool] = lambda: False,
     ) -> None:
         self.ledger = ledger
         self.packages = packages
@@ -119,6 +129,9 @@ class Attempts:
         self.finish = finish
         #: an attempt the ledger could not record: the exporter stops, the delivery stays pending
         self.unrecorded = unrecorded
+        #: True while this host's heartbeat does not reach a shared ledger: a failure then (its
+        #: uploads are cut) defers the delivery, as stopping does
+        self.fenced = fenced
 
     def run(self, d: InFlight) -> JobResult:
         """One attempt of ``d``: every failure of the delivery is its result; a ``StateError`` is not."""
@@ -165,12 +178,18 @@ class Attempts:
                 pool.release(transport, reuse=False)
                 raise
             pool.release(transport, reuse=True)
+        except ClaimLostError as exc:
+            return self._lost(d, first, exc, started, sent)
         except Exception as exc:  # any failure belongs to this delivery only
             if isinstance(exc, StateError):
                 raise  # the ledger or the spool, not the delivery: see run
             message = redact(_describe(exc))
-            stopped = self.stopping.is_set()
-            retriable = isinstance(exc, TransientError)
+            fenced = self.fenced()
+            stopped = self.stopping.is_set() or fenced
+            # no connection slot free after all (the idle connection it counted on had died): tried
+            # again after a backoff, and not the destination's fault
+            no_slot = isinstance(exc, NoSlotError)
+            retriable = isinstance(exc, TransientError) or no_slot
             # a file of the record changed since it was read: not a failure of the delivery; it stays
             # pending and the record is read again (watch: within seconds; run: the next run)
             changed = isinstance(exc, RecordChangedError)
@@ -178,7 +197,9 @@ class Attempts:
             limit = self.retries if limit is None else limit
             attempts = self.ledger.get(d.delivery_id).attempts
             final = not stopped and not changed and (not retriable or attempts > limit)
-            if stopped:
+            if fenced:
+                message = f"cut: this host's heartbeat did not reach the shared ledger: {message}"
+            elif stopped:
                 message = f"stopped during the attempt: {message}"
             verdict = verdict_of(stopped or changed, final)
             self.ledger.fail(d.delivery_id, attempt_id, message, final=final, sent=sent[0])
@@ -199,10 +220,31 @@ class Attempts:
             connect_level = phase == "connect" and isinstance(exc, PermanentError | ConfigError)
             return JobResult(
                 verdict,
-                destination_fault=isinstance(exc, TransientError) or connect_level,
+                destination_fault=(isinstance(exc, TransientError) and not no_slot) or connect_level,
                 pause_long=connect_level,
                 error=message,
             )
+        return self._succeeded(d, first, attempt_id, started, sent, uploads)
+
+    def _lost(self, d: InFlight, first: bool, exc: ClaimLostError, started: float, sent: list[int]) -> JobResult:
+        """The claim on the delivery was lost before a rename: stop, count nothing, leave it to its holder."""
+        d.lost = True
+        message = redact(str(exc))
+        log.warning(
+            "delivery left to the host that holds it now: the claim on it was lost",
+            extra={**d.fields, "error": message, "bytes": sent[0], "duration_ms": _ms_since(started)},
+        )
+        self.packages.put(d.plan, attempted=True, first=first, finished=True)
+        self.events.attempt_ended(d.attempt, "deferred", time.monotonic() - started, sent[0])
+        self.finish(d, "deferred", error=message, attempts=0)
+        return JobResult("deferred", error=message)
+
+    def _succeeded(
+        self, d: InFlight, first: bool, attempt_id: int, started: float, sent: list[int], uploads: list[Upload]
+    ) -> JobResult:
+        """Every file is on the server: record it."""
+        fields = d.fields
+        seen = d.attempt
         paths = [u.path for u in uploads]
         size = sum(u.size for u in uploads)
         skipped = all(u.skipped for u in uploads)

@@ -4,6 +4,9 @@ A destination's pool keeps connections open from record to record (``transport.p
 the sum over destinations in check: open connections are at most the running attempts plus the idle
 ones, so before a destination opens a new connection, idle ones elsewhere are closed when the total
 would exceed ``jobs``. Without that, a run over 400 destinations ends with 400 connections open.
+
+On a shared ledger every connection also holds one of its destination's slots (``slots``), so that
+the hosts together stay within ``max_connections``.
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ import threading
 from collections.abc import Callable, Iterator
 
 from .dispatch import LaneState
+from .ledger import Coordination
 from .plan import endpoint_for
 from .rules import Route
 from .secret import SecretSource
-from .transport import Endpoint, Transport
+from .slots import Slots
+from .transport import Endpoint, Transport, open_transport
 from .transport.pool import ConnectionPool
 
 
@@ -31,6 +36,7 @@ class Connections:
         lanes: Callable[[], dict[str, LaneState]],
         secrets: SecretSource | None = None,
         transport_factory: Callable[[Endpoint], Transport] | None = None,
+        coordination: Coordination | None = None,
     ) -> None:
         self.jobs = jobs
         #: opens the connections, ``open_transport`` when None (see ``ConnectionPool``)
@@ -43,6 +49,8 @@ class Connections:
         self._lock = threading.Lock()
         #: attempts running now (each holds at most one connection)
         self._running = 0
+        #: the connection slots of a shared ledger; None when this process holds its ledger alone
+        self.slots = Slots(coordination) if coordination is not None and coordination.shared else None
 
     @contextlib.contextmanager
     def attempt(self) -> Iterator[None]:
@@ -69,11 +77,34 @@ class Connections:
                 return pool
             stale = pool
             pool = ConnectionPool(endpoint, size=route.destination.max_connections, idle_timeout=self.idle_timeout,
-                                  transport_factory=self._transport_factory)  # fmt: skip
+                                  transport_factory=self._factory(route))  # fmt: skip
             self._pools[route.key] = pool
         if stale is not None:
             stale.close()  # the rule file changed: new settings, new connections
         return pool
+
+    def _factory(self, route: Route) -> Callable[[Endpoint], Transport] | None:
+        """What a destination's pool opens its connections with: on a shared ledger, each holds a slot."""
+        slots = self.slots
+        if slots is None:
+            return self._transport_factory
+        make = self._transport_factory or open_transport
+        key, limit = route.key, route.destination.max_connections
+        return lambda endpoint: slots.transport(make(endpoint), key, limit)
+
+    def reserve(self, route: Route, source: str) -> bool:
+        """Before an attempt: a connection slot for it, unless an idle connection waits (a shared
+        ledger); False when every slot of the destination is held: the attempt must wait."""
+        if self.slots is None:
+            return True
+        if self._pool(route, source).idle_count():
+            return True
+        return self.slots.reserve(route.key, route.destination.max_connections)
+
+    def unreserve(self) -> None:
+        """After an attempt: give back the slot it reserved and did not use."""
+        if self.slots is not None:
+            self.slots.unreserve()
 
     def _make_room(self, pool: ConnectionPool) -> None:
         """Keep the open connections within ``jobs``: before ``pool`` opens one, close idle ones elsewhere.
@@ -113,6 +144,12 @@ class Connections:
         """Close the connections idle for longer than ``idle_timeout``."""
         for pool in self._all():
             pool.reap()
+
+    def close_idle(self) -> None:
+        """Close every idle connection (a host whose slots may be taken over keeps none open)."""
+        for pool in self._all():
+            while pool.close_oldest_idle():
+                pass
 
     def abort_active(self) -> None:
         """Cut the connections in use, so that blocked transfers fail now."""

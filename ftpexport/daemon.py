@@ -1,6 +1,10 @@
 """An export as a process: stopping on SIGTERM/SIGINT, recovering what a killed process left (its
 open attempts, its spool), and assembling ``run`` (export_once) and ``watch`` (watch_inbox) from the
-exporter, the webhooks, the watcher and the metrics."""
+exporter, the webhooks, the watcher and the metrics.
+
+``state`` is a SQLite file (a ``Path``: held alone behind its lock file) or a URL (a ``str``: a
+shared ledger such as PostgreSQL, where this process is one host among others: no lock file, a
+spool of its own, announced with ``register`` and gone with ``leave``)."""
 
 from __future__ import annotations
 
@@ -10,12 +14,12 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .checkup import no_rule_files
-from .ledger import Ledger, open_ledger
+from .ledger import DEFAULT_LEASE, Ledger, display_state, is_url, open_ledger
 from .lock import exclusive
 
 if TYPE_CHECKING:
@@ -69,9 +73,13 @@ class Stopper:
             thread.join()
 
 
-def spool_dir(state: Path) -> Path:
-    """Where a ledger's exports build their archives; only the lock holder uses it."""
-    return state.with_name(state.name + ".spool")
+def spool_dir(state: str | Path) -> Path | None:
+    """Where a ledger's exports build their archives; only the lock holder uses it. None for a
+    shared ledger (a URL): each process builds its own in a temporary folder."""
+    if is_url(state):
+        return None
+    path = Path(state)
+    return path.with_name(path.name + ".spool")
 
 
 @contextmanager
@@ -88,10 +96,42 @@ def exclusive_ledger(state: Path) -> Iterator[Ledger]:
         yield ledger
 
 
+@contextmanager
+def shared_ledger(url: str, lease: float = DEFAULT_LEASE) -> Iterator[Ledger]:
+    """A shared ledger (``--state`` is a URL), this process one of its hosts while inside; the
+    attempts of hosts whose lease ran out are closed (their deliveries are then taken over)."""
+    with open_ledger(url, lease=lease) as ledger:
+        coordination = ledger.coordination
+        coordination.register()
+        try:
+            interrupted = ledger.close_interrupted()
+            if interrupted:
+                logging.getLogger("ftpexport").warning(
+                    "attempts of a host that stopped were closed; their deliveries are taken over",
+                    extra={"attempts": interrupted, "state": display_state(url)},
+                )
+            yield ledger
+        finally:
+            coordination.leave()
+
+
+@contextmanager
+def ledger_for(state: str | Path, options: Options) -> Iterator[tuple[Ledger, Options]]:
+    """The ledger ``state`` names as an export uses it, and the options to export with: a SQLite
+    file for this process alone (``exclusive_ledger``), or a shared ledger (``shared_ledger``) with
+    the spool in a temporary folder of this process."""
+    if is_url(state):
+        with shared_ledger(str(state), options.lease) as ledger:
+            yield ledger, replace(options, spool_dir=None)
+    else:
+        with exclusive_ledger(Path(state)) as ledger:
+            yield ledger, options
+
+
 def export_once(
     folders: list[Path],
     ruleset: RuleSet,
-    state: Path,
+    state: str | Path,
     options: Options,
     store: Callable[[], SecretSource],
     *,
@@ -100,7 +140,7 @@ def export_once(
     progress: Tally,
     announce: Callable[[str], None] | None,
 ) -> Summary:
-    """Export ``folders`` once over the ledger ``state`` (for this process alone), their webhooks
+    """Export ``folders`` once over the ledger ``state`` (``ledger_for``), their webhooks
     given ``notify_wait`` seconds at the end; SIGTERM/SIGINT stop it (``grace``). ``progress`` watches
     the exporter; ``announce`` tells what the end waits for. ``store`` as for ``watch_inbox``."""
     from .pipeline import Exporter
@@ -108,7 +148,7 @@ def export_once(
 
     settings = NotifySettings(close_wait=notify_wait)
     with (
-        exclusive_ledger(state) as ledger,
+        ledger_for(state, options) as (ledger, options),
         Notifier(ledger, ruleset, store(), settings, announce=announce) as notifier,
         Exporter(ruleset, ledger, options, observers=[progress, notifier], secrets=store()) as exporter,
         Stopper(exporter, grace, logging.getLogger("ftpexport")),
@@ -137,7 +177,7 @@ class WatchSettings:
 def watch_inbox(
     inbox: Path,
     rules_dir: Path,
-    state: Path,
+    state: str | Path,
     options: Options,
     store: Callable[[], SecretSource],
     settings: WatchSettings,
@@ -198,7 +238,7 @@ def watch_inbox(
             yield
 
     with (
-        exclusive_ledger(state) as ledger,
+        ledger_for(state, options) as (ledger, options),
         # webhooks pending in the ledger go out at startup, new ones as deliveries end
         Notifier(ledger, reloader.ruleset, store(), NotifySettings(close_wait=settings.notify_wait)) as notifier,
         Exporter(
@@ -218,7 +258,7 @@ def watch_inbox(
             # the ledger or the spool cannot be written: the daemon stops (exit 1) rather than take
             # records it cannot record; its supervisor starts it again, which tries the disk again
             if exporter.state_error is not None and not stopper.event.is_set():
-                log.error("stopping: %s", exporter.state_error, extra={"state": str(state)})
+                log.error("stopping: %s", exporter.state_error, extra={"state": display_state(state)})
                 stopper.event.set()
 
         def submit(folders: list[Path]) -> None:
@@ -239,7 +279,7 @@ def watch_inbox(
             stop_if_broken()
             return folders
 
-        log.info("watching", extra={"inbox": str(inbox), "rules": str(rules_dir), "state": str(state)})
+        log.info("watching", extra={"inbox": str(inbox), "rules": str(rules_dir), "state": display_state(state)})
         watcher = InboxWatcher(
             inbox,
             submit,

@@ -61,6 +61,11 @@ class JobResult:
     #: a failure that will not go away soon (login refused): open the breaker for ``max_pause`` at once
     pause_long: bool = False
     error: str | None = None
+    #: False: the job was not attempted (a shared ledger refused its claim, no connection slot was
+    #: free): no try is counted and the breaker is left alone; ``retry`` then requeues it
+    tried: bool = True
+    #: retry: seconds before the job runs again (the policy's backoff when None)
+    delay: float | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,8 @@ class _Lane:
     failures: int = 0
     trips: int = 0
     paused_until: float = 0.0
+    #: no job of the lane starts before this (a wait for a connection slot); not a pause
+    held_until: float = 0.0
     last_error: str | None = None
 
     def queued(self) -> int:
@@ -131,8 +138,8 @@ class _Lane:
         """When this lane may have a runnable job, if it has work at all."""
         if not self.queued():
             return None
-        if self.paused_until > now:
-            return self.paused_until
+        if self.paused_until > now or self.held_until > now:
+            return max(self.paused_until, self.held_until)
         if self.ready:
             return now
         return self.delayed[0][0]
@@ -209,6 +216,25 @@ class Dispatcher:
                                lane.last_error)
                 for key, lane in self._lanes.items()
             }  # fmt: skip
+
+    def hold(self, key: str, seconds: float) -> None:
+        """Start no job of lane ``key`` for ``seconds`` (waiting for a connection slot another host
+        holds); unlike a pause, a batch run waits for it (``drain``)."""
+        with self._cond:
+            lane = self._lanes.get(key)
+            if lane is not None:
+                lane.held_until = max(lane.held_until, time.monotonic() + seconds)
+                self._cond.notify_all()
+
+    def pause(self, key: str, seconds: float, error: str | None) -> None:
+        """Pause lane ``key`` for ``seconds``: the breaker shared by the hosts of a ledger paused its
+        destination (``ledger.coordination``); a batch run gives up on its jobs as on a local pause."""
+        with self._cond:
+            lane = self._lanes.get(key)
+            if lane is not None:
+                lane.paused_until = max(lane.paused_until, time.monotonic() + seconds)
+                lane.last_error = error or lane.last_error
+                self._cond.notify_all()
 
     # --- waiting
 
@@ -299,7 +325,7 @@ class Dispatcher:
         lanes = list(self._lanes.values())
         for i in range(len(lanes)):
             lane = lanes[(self._rr + i) % len(lanes)]
-            if lane.active >= lane.capacity() or lane.paused_until > now:
+            if lane.active >= lane.capacity() or lane.paused_until > now or lane.held_until > now:
                 continue
             job = lane.take(now)
             if job is None:
@@ -322,15 +348,19 @@ class Dispatcher:
             lane.active -= 1
             self._inflight -= 1
             now = time.monotonic()
+            if not result.tried:
+                job.tries -= 1
             if result.verdict == "retry" and self._stopping:
                 abandoned = True
                 self._idents.discard(job.ident)
             elif result.verdict == "retry":
-                job.not_before = now + self.policy.delay(job.tries)
+                delay = self.policy.delay(job.tries) if result.delay is None else result.delay
+                job.not_before = now + delay
                 heapq.heappush(lane.delayed, (job.not_before, next(self._seq), job))
             else:
                 self._idents.discard(job.ident)
-            self._breaker(lane, result, now)
+            if result.tried:
+                self._breaker(lane, result, now)
             self._cond.notify_all()
         if abandoned:
             self._abandon(job, "stopped before it could be tried again")

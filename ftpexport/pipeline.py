@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .attempt import Attempts, InFlight
+from .claims import Claims
 from .connections import Connections
 from .dispatch import STOPPING, Dispatcher, Job, JobResult, LaneState, Policy
 from .errors import StateError
@@ -123,7 +124,8 @@ class Exporter:
         self._stopping = threading.Event()
         self._connections = Connections(jobs=self.options.jobs, idle_timeout=self.options.idle_timeout,
                                         lanes=lambda: self._dispatcher.lanes(), secrets=secrets,
-                                        transport_factory=transport_factory)  # fmt: skip
+                                        transport_factory=transport_factory,
+                                        coordination=ledger.coordination)  # fmt: skip
         self._summary_lock = threading.Lock()
         #: record folders with a job queued or running, and how many
         self._active_paths: Counter[str] = Counter()
@@ -146,7 +148,13 @@ class Exporter:
         )
         self._attempts = Attempts(ledger=ledger, packages=self._packages, connections=self._connections,
                                   events=self.events, stopping=self._stopping, retries=self.options.retries,
-                                  finish=self._finish, unrecorded=self._unrecorded)  # fmt: skip
+                                  finish=self._finish, unrecorded=self._unrecorded,
+                                  fenced=lambda: self._claims.fenced())  # fmt: skip
+        # a shared ledger: claims, the shared breaker, this host's heartbeat (``claims``)
+        self._claims = Claims(ledger=ledger, connections=self._connections, packages=self._packages,
+                              dispatcher=lambda: self._dispatcher, policy=self.options.policy(),
+                              finish=self._finish, unrecorded=self._unrecorded,
+                              state_failed=self._state_failed)  # fmt: skip
         self._dispatcher = Dispatcher(self._attempt, self._abandon, workers=self.options.jobs,
                                       policy=self.options.policy())  # fmt: skip
 
@@ -269,9 +277,12 @@ class Exporter:
             self._state_failed(exc)
 
     def housekeeping(self) -> None:
-        """Close connections idle for longer than ``idle_timeout``; forget refused folders that are gone."""
+        """Close connections idle for longer than ``idle_timeout``; forget refused folders that are gone;
+        on a shared ledger, close the attempts of hosts whose lease ran out (their deliveries are
+        then taken over through ``pending_folders``)."""
         self._connections.reap()
         self.forget_vanished_refusals()
+        self._claims.housekeeping()
 
     def paused(self) -> dict[str, tuple[float, str | None]]:
         """Destinations paused by the breaker: ``{destination: (seconds left, last error)}``."""
@@ -294,6 +305,7 @@ class Exporter:
         """``stop(grace)``, then end the workers, close every connection and remove the spool."""
         self.stop(grace)
         self._dispatcher.close()
+        self._claims.close()
         self._connections.close()
         self._packages.close()
         shutil.rmtree(self._spool, ignore_errors=True)
@@ -303,7 +315,7 @@ class Exporter:
     def _attempt(self, job: Job) -> JobResult:
         """One attempt of one delivery; never raises."""
         with self._connections.attempt():
-            return self._attempts.run(job.payload)
+            return self._claims.run(job, self._attempts.run)
 
     def _abandon(self, job: Job, reason: str) -> None:
         """A job that will not run now: its delivery stays pending for the next run or restart."""
