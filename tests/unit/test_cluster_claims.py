@@ -9,12 +9,14 @@ in-memory ``FakeCluster``); the server is ``transport.memory`` as in test_pipeli
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fake_coordination import FakeCluster, FencedLedger, _Breaker
+from fifo_guard import HANG_GUARD
 from records import MakeRecord
 from test_pipeline import DESTINATION, PASSWORD_ENV, Outcomes, World, finals, offline, results
 
@@ -258,3 +260,33 @@ def test_a_ledger_held_alone_has_no_heartbeat_and_no_slots(world: Shared, tmp_pa
     with open_ledger(tmp_path / "solo.sqlite3") as ledger, world.exporter(ledger) as exporter:
         assert exporter._claims.heartbeat is None
         assert exporter._connections.slots is None
+
+
+# --- self-fencing
+
+
+def test_a_host_without_heartbeat_cuts_its_uploads_closes_its_connections_and_claims_nothing(world: Shared) -> None:
+    world.rules(max_connections=2)
+    hang = world.server.hang("put", "*", after=100)
+    outcomes = Outcomes()
+    with world.ledger() as ledger:
+        ledger.coordination.heartbeat_fails = True  # the database cannot be reached any more
+        with world.exporter(ledger, on_outcome=outcomes) as exporter:
+            exporter.submit([world.record(1, image_size=5000)])
+            assert hang.reached.wait(HANG_GUARD)
+            assert world.cluster.slots_of(ME, DESTINATION) == [0]
+            heartbeat = exporter._claims.heartbeat
+            assert heartbeat is not None
+            heartbeat.clock = lambda: time.monotonic() + 3600  # an hour since the last heartbeat
+            assert not heartbeat.holding  # fenced: its running upload is cut now
+
+            [cut] = outcomes.wait_for(1)
+            assert cut.result == "deferred" and "heartbeat did not reach the shared ledger" in (cut.error or "")
+            assert world.cluster.slots_of(ME, DESTINATION) == []  # its connection is closed, its slot free
+            claims = len(world.mine("claim"))
+            exporter.submit([world.record(2)])
+            exporter.close(grace=0)
+        assert len(world.mine("claim")) == claims  # nothing claimed while fenced
+
+    assert finals(world.server) == {}
+    assert [status for status, _, _ in world.deliveries()] == ["pending", "pending"]
