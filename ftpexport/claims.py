@@ -30,7 +30,7 @@ from .attempt import InFlight
 from .cluster import Heartbeat
 from .connections import Connections
 from .dispatch import Dispatcher, Job, JobResult, Policy
-from .errors import StateError
+from .errors import FtpexportError, StateError
 from .events import OutcomeResult
 from .ledger import Claim, Ledger
 from .plan import Plan
@@ -110,7 +110,7 @@ class Claims:
                              error="this host's heartbeat does not reach the shared ledger")  # fmt: skip
         key = d.route.key
         try:
-            if not self.connections.reserve(d.route, d.plan.source):
+            if not self._reserve(d):
                 self._dispatcher().hold(key, SLOT_WAIT)
                 return JobResult("retry", tried=False, delay=SLOT_WAIT, error="no free connection slot")
             claim = self.coordination.claim(d.delivery_id, key)
@@ -126,6 +126,16 @@ class Claims:
             return result  # the delivery is its new holder's: nothing to release, nothing to count
         retry_in = self._after(job, d, claim, result)
         return result if retry_in is None else replace(result, delay=retry_in)
+
+    def _reserve(self, d: InFlight) -> bool:
+        """A connection slot for the attempt (see ``Connections.reserve``); a destination that cannot
+        be opened at all (a secret missing) is the attempt's failure, met and recorded in it."""
+        try:
+            return self.connections.reserve(d.route, d.plan.source)
+        except StateError:
+            raise
+        except FtpexportError:
+            return True
 
     # --- refusals
 

@@ -290,3 +290,17 @@ def test_a_host_without_heartbeat_cuts_its_uploads_closes_its_connections_and_cl
 
     assert finals(world.server) == {}
     assert [status for status, _, _ in world.deliveries()] == ["pending", "pending"]
+
+
+def test_a_destination_that_cannot_be_opened_fails_in_its_attempt(
+    world: Shared, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the connection slot is looked for before the claim: a secret missing there is still the
+    # attempt's failure, recorded as such, not an error of the scheduler
+    monkeypatch.delenv(PASSWORD_ENV)
+
+    summary = world.run([world.record()], retries=0)
+
+    [outcome] = summary.outcomes
+    assert outcome.result == "failed" and PASSWORD_ENV in (outcome.error or "")
+    assert world.deliveries() == [("failed", 1, ["failed"])]
