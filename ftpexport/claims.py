@@ -8,8 +8,8 @@ delivery. What a refusal leads to:
   destination, the probe of another host): the job is requeued after the wait, no try counted, the
   breaker untouched; a paused destination pauses the local lane too, a missing slot holds it;
 - the claim refused as settled (delivered, failed, superseded meanwhile): the job is dropped;
-- held by another host: the job is dropped here ("deferred: being sent by HOST"); should that host
-  die, the takeover scan finds the delivery again.
+- held by another host (a holder and no wait): the job is dropped here ("deferred: being sent by
+  HOST"); should that host die, the takeover scan finds the delivery again.
 
 After the attempt the claim is released, with the retry's backoff when it will be tried again (so
 no host tries it sooner), except when the claim was lost (the delivery is its new holder's). A
@@ -153,7 +153,9 @@ class Claims:
     def _refused(self, d: InFlight, claim: Claim) -> JobResult:
         self._unreserve()
         key = d.route.key
-        if claim.settled or (claim.holder is not None and claim.holder != self.coordination.name):
+        # held by another host: it sends it (a refusal that names a host AND a wait, such as the
+        # probe of the destination by another host, is a wait)
+        if claim.settled or (claim.holder not in (None, self.coordination.name) and claim.wait <= 0):
             return self._drop(d, claim)
         delay = max(claim.wait, RECLAIM_AFTER)
         if claim.wait > 0:

@@ -151,7 +151,9 @@ class FakeCoordination(Coordination):
                 return Claim(False, wait=breaker.paused_until - c.now, reason="destination paused")
             if breaker is not None and breaker.trips:
                 if breaker.probe is not None and breaker.probe != (self.name, delivery_id):
-                    return Claim(False, reason="destination probed by another host")
+                    # as the PostgreSQL backend answers: the probing host, and a wait
+                    prober = breaker.probe[0]
+                    return Claim(False, holder=prober, wait=0.001, reason=f"destination being probed by {prober}")
                 breaker.probe, probe = (self.name, delivery_id), True
             c.claims[delivery_id] = (self.name, c.now + self.lease)
             return Claim(True, probe=probe)
