@@ -93,13 +93,12 @@ class Connections:
         return lambda endpoint: slots.transport(make(endpoint), key, limit)
 
     def reserve(self, route: Route, source: str) -> bool:
-        """Before an attempt: a connection slot for it, unless an idle connection waits (a shared
-        ledger); False when every slot of the destination is held: the attempt must wait."""
+        """Before an attempt: an idle connection no other attempt counts on, else a connection slot
+        for it (a shared ledger); False when every slot of the destination is held: the attempt waits."""
         if self.slots is None:
             return True
-        if self._pool(route, source).idle_count():
-            return True
-        return self.slots.reserve(route.key, route.destination.max_connections)
+        idle = self._pool(route, source).idle_count()
+        return self.slots.reserve(route.key, route.destination.max_connections, idle)
 
     def unreserve(self) -> None:
         """After an attempt: give back the slot it reserved and did not use."""

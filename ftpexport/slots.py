@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from typing import Any
 
 from .errors import FtpexportError, StateError
@@ -35,25 +36,35 @@ class NoSlotError(FtpexportError):
 
 
 class Slots:
-    """The connection slots this host holds, and those reserved for the attempt of each thread."""
+    """The connection slots this host holds, and what the attempt of each thread counts on: an idle
+    connection of the destination (``promised``: no two attempts count on the same one) or a slot
+    reserved for the connection it will open."""
 
     def __init__(self, coordination: Coordination) -> None:
         self.coordination = coordination
-        #: slots reserved by the attempt running on this thread, by destination
+        self._lock = threading.Lock()
+        #: by destination: attempts counting on an idle connection now
+        self._promised: Counter[str] = Counter()
+        #: the attempt running on this thread: its slots (by destination) and idle connections counted on
         self._reserved = threading.local()
 
-    def _spare(self) -> dict[str, int]:
-        spare: dict[str, int] | None = getattr(self._reserved, "slots", None)
-        if spare is None:
-            spare = self._reserved.slots = {}
-        return spare
+    def _mine(self) -> tuple[dict[str, int], list[str]]:
+        if not hasattr(self._reserved, "slots"):
+            self._reserved.slots, self._reserved.idle = {}, []
+        return self._reserved.slots, self._reserved.idle
 
-    def reserve(self, destination: str, limit: int) -> bool:
-        """Take a slot for the connection the attempt on this thread is about to open; False when
-        every slot is held (the attempt must wait)."""
-        spare = self._spare()
-        if destination in spare:
+    def reserve(self, destination: str, limit: int, idle: int) -> bool:
+        """Before an attempt: count on one of the ``idle`` connections of the destination not yet
+        counted on by another attempt, else take a slot for the connection it is about to open;
+        False when every slot is held (the attempt must wait)."""
+        spare, counted = self._mine()
+        if destination in spare or destination in counted:
             return True
+        with self._lock:
+            if idle > self._promised[destination]:
+                self._promised[destination] += 1
+                counted.append(destination)
+                return True
         slot = self.coordination.take_slot(destination, limit)
         if slot is None:
             return False
@@ -61,15 +72,18 @@ class Slots:
         return True
 
     def unreserve(self) -> None:
-        """Give back the slots this thread reserved and no connection took (the attempt ended first)."""
-        spare = self._spare()
+        """After an attempt: give back the slots this thread reserved and no connection took."""
+        spare, counted = self._mine()
+        with self._lock:
+            while counted:
+                self._promised[counted.pop()] -= 1
         while spare:
             destination, slot = spare.popitem()
             self.coordination.drop_slot(destination, slot)
 
     def take(self, destination: str, limit: int) -> int:
         """The slot of a connection about to open: the one reserved on this thread, else a new one."""
-        slot = self._spare().pop(destination, None)
+        slot = self._mine()[0].pop(destination, None)
         if slot is None:
             slot = self.coordination.take_slot(destination, limit)
         if slot is None:

@@ -9,6 +9,7 @@ in-memory ``FakeCluster``); the server is ``transport.memory`` as in test_pipeli
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,8 +22,11 @@ from records import MakeRecord
 from test_pipeline import DESTINATION, PASSWORD_ENV, Outcomes, World, finals, offline, results
 
 from ftpexport import claims
+from ftpexport.connections import Connections
 from ftpexport.events import Summary
 from ftpexport.ledger import Claim, open_ledger
+from ftpexport.record import load_record
+from ftpexport.rules import load_rules, routes_for
 
 __all__ = ["offline"]  # the fixture of test_pipeline: no test here reaches the network
 
@@ -304,3 +308,25 @@ def test_a_destination_that_cannot_be_opened_fails_in_its_attempt(
     [outcome] = summary.outcomes
     assert outcome.result == "failed" and PASSWORD_ENV in (outcome.error or "")
     assert world.deliveries() == [("failed", 1, ["failed"])]
+
+
+def test_two_attempts_never_count_on_the_same_idle_connection(world: Shared) -> None:
+    ruleset = load_rules(world.root / "rules")
+    [route] = routes_for(ruleset, load_record(world.record()))
+    connections = Connections(jobs=4, idle_timeout=60.0, lanes=dict, transport_factory=world.transport,
+                              coordination=world.cluster.host(ME))  # fmt: skip
+    pool, transport = connections.acquire(route, "test")
+    pool.release(transport, reuse=True)  # one idle connection, holding slot 0
+    world.cluster.slots[(DESTINATION, 1)] = (OTHER, FOREVER)  # the other host has the second one open
+    reserved: list[bool] = []
+
+    for _ in range(2):  # two attempts starting together, each on its worker thread
+        worker = threading.Thread(target=lambda: reserved.append(connections.reserve(route, "test")))
+        worker.start()
+        worker.join()
+
+    # the first counts on the idle connection; the second must wait for a slot (before, it counted on
+    # the same idle connection, found it taken, and its attempt failed for want of a slot)
+    assert reserved == [True, False]
+    connections.close()
+    assert world.cluster.slots_of(ME, DESTINATION) == []
