@@ -110,4 +110,7 @@ def test_two_runs_on_one_postgresql_deliver_each_record_once(pg_url: str, tmp_pa
     with open_ledger(pg_url) as ledger:
         rows = sorted((d.record_id, d.status) for d in ledger.deliveries())
         assert rows == sorted((f"veh-{n}", "delivered") for n in range(1, RECORDS + 1))
+        # and no attempt failed: a wait for a connection slot or a claim is not a failure
+        trails = {d.record_id: [a["result"] for a in ledger.attempts(d.id)] for d in ledger.deliveries()}
+        assert trails == {f"veh-{n}": ["delivered"] for n in range(1, RECORDS + 1)}
         assert ledger.coordination.held() == []
