@@ -25,6 +25,8 @@ from servers import pyftpdlib_server
 from ftpexport.ledger import open_ledger
 
 pytestmark = pytest.mark.integration
+# the PostgreSQL backend (engineer pg's ftpexport/ledger/postgres/) until it is on the branch
+pytest.importorskip("ftpexport.ledger.postgres", reason="the PostgreSQL ledger backend is not on this branch yet")
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORDS = 16
