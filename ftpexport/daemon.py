@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .checkup import no_rule_files
+from .errors import StateError
 from .ledger import DEFAULT_LEASE, Ledger, display_state, is_url, open_ledger
 from .lock import exclusive
 
@@ -112,7 +113,13 @@ def shared_ledger(url: str, lease: float = DEFAULT_LEASE) -> Iterator[Ledger]:
                 )
             yield ledger
         finally:
-            coordination.leave()
+            try:
+                coordination.leave()
+            except StateError as exc:  # what it holds is let go all the same, when its leases run out
+                logging.getLogger("ftpexport").warning(
+                    "could not leave the shared ledger: %s; what this process held is free in %g s",
+                    exc, lease, extra={"state": display_state(url)},
+                )  # fmt: skip
 
 
 @contextmanager

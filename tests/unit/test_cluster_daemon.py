@@ -79,3 +79,13 @@ def test_a_ledger_held_alone_closes_attempts_only_at_start(tmp_path: Path, monke
         with Exporter(RuleSet(tmp_path), held, options) as exporter:
             exporter.housekeeping()
         assert closed == [1]
+
+
+def test_a_host_that_cannot_leave_says_so_and_ends_normally(
+    cluster: FakeCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    with daemon.ledger_for(URL, Options(lease=7.0)):
+        cluster.down = True  # the database went away during the run
+    assert [c[1] for c in cluster.calls] == ["register", "leave"]
+    [warning] = [r for r in caplog.records if "could not leave the shared ledger" in r.getMessage()]
+    assert "free in 7 s" in warning.getMessage() and "password" not in warning.getMessage()
