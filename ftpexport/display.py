@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -187,6 +187,38 @@ def refused_text(refused: Sequence[dict[str, Any]], now: datetime) -> str:
         lines.append(f"  {r['record_path']}: {r['reason']}")
         lines.append(f"    {', '.join(known)}; refused {times}, last {_when(r['last_seen'], now)}")
     return "\n".join(lines)
+
+
+def host_rows(hosts: Sequence[Mapping[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """The hosts of a shared ledger (``Coordination.hosts``) with the age of each one's last heartbeat."""
+    return [{**h, "heartbeat_age_seconds": age_seconds(h["heartbeat_at"], now)} for h in hosts]
+
+
+def hosts_text(state: str, hosts: Sequence[Mapping[str, Any]], held: Sequence[Mapping[str, Any]], now: datetime) -> str:
+    """``status`` on a shared ledger: each host with its last heartbeat and what it holds, then which
+    host holds which delivery. ``state`` is the ledger as it may be shown (``display_state``)."""
+    if not hosts:
+        parts = [f"hosts sharing {state}: none (no run or watch is using it)"]
+    else:
+        rows = [[h["name"], "yes" if h["alive"] else "NO, its lease ran out", _when(h["heartbeat_at"], now),
+                 str(h["deliveries"]), str(h["connections"])] for h in hosts]  # fmt: skip
+        parts = [f"hosts sharing {state}:",
+                 table(rows, ["host", "alive", "last heartbeat", "deliveries", "connections"])]  # fmt: skip
+    if not held:
+        parts += ["", "deliveries held by a host: none"]
+        return "\n".join(parts)
+    rows = [[d["holder"], d["destination"], d["record_id"], _when(d["since"], now), _until(d["lease_until"], now)]
+            for d in held]  # fmt: skip
+    parts += ["", "deliveries held by a host:", table(rows, ["host", "destination", "record", "claimed", "lease"])]
+    return "\n".join(parts)
+
+
+def _until(stamp: str, now: datetime) -> str:
+    """``until 09:22:27 (8s left)``, or ``ran out 3s ago``, from a ledger time."""
+    left = (datetime.fromisoformat(stamp) - now).total_seconds()
+    if left < 0:
+        return f"ran out {duration(-left)} ago"
+    return f"until {datetime.fromisoformat(stamp).isoformat(timespec='seconds')} ({duration(left)} left)"
 
 
 REPORT_COLUMNS = ["delivered_at", "client_id", "user_id", "destination", "record_id", "vin", "remote_paths", "bytes",

@@ -14,6 +14,7 @@ import click
 
 from ..daemon import WatchSettings, export_once, spool_dir, watch_inbox
 from ..display import summary_json, summary_text
+from ..ledger import is_url
 from ..secret import redact
 from .base import EnvvarCommand, Seconds
 from .options import (
@@ -21,6 +22,7 @@ from .options import (
     hardlinks_option,
     jobs_option,
     json_option,
+    lease_option,
     notify_option,
     retries_option,
     rules_option,
@@ -43,11 +45,15 @@ def _inbox_folders(inbox: Path, command: str) -> list[Path]:
 
 
 def _options(
-    jobs: int, retries: int, backoff: float, pause: float, state: Path, app: App, allow_hardlinks: bool
-) -> Options:
+    jobs: int, retries: int, backoff: float, pause: float, lease: float, state: str | Path, app: App,
+    allow_hardlinks: bool,
+) -> Options:  # fmt: skip
+    """The export Options of run and watch. A SQLite ledger's spool is beside it (only the lock holder
+    uses it); on a shared ledger (a URL) each process builds its archives in a temporary folder of its own."""
     from ..pipeline import Options
 
-    return Options(jobs=jobs, retries=retries, backoff=backoff, pause=pause, spool_dir=spool_dir(state),
+    spool = None if is_url(state) else spool_dir(Path(state))
+    return Options(jobs=jobs, retries=retries, backoff=backoff, pause=pause, lease=lease, spool_dir=spool,
                    allow_hardlinks=allow_hardlinks, protected=app.own_files(state))  # fmt: skip
 
 
@@ -58,6 +64,7 @@ def _options(
 @jobs_option
 @retries_option
 @timing_options
+@lease_option
 @notify_option
 @hardlinks_option
 @json_option
@@ -66,12 +73,13 @@ def run(
     app: App,
     inbox: Path,
     rules_dir: Path,
-    state: Path,
+    state: str | Path,
     jobs: int,
     retries: int,
     backoff: float,
     pause: float,
     grace: float,
+    lease: float,
     notify_wait: float,
     allow_hardlinks: bool,
     as_json: bool,
@@ -96,7 +104,7 @@ def run(
     started = time.monotonic()
     # what the end of the run waits for (webhooks): a line on stderr, like the progress
     tell = None if app.quiet else functools.partial(click.echo, err=True)
-    options = _options(jobs, retries, backoff, pause, state, app, allow_hardlinks)
+    options = _options(jobs, retries, backoff, pause, lease, state, app, allow_hardlinks)
     summary = export_once(folders, ruleset, state, options, app.store, grace=grace, notify_wait=notify_wait,
                           progress=progress, announce=tell)  # fmt: skip
     elapsed = time.monotonic() - started
@@ -116,6 +124,7 @@ def run(
 @jobs_option
 @retries_option
 @timing_options
+@lease_option
 @click.option(
     "--settle",
     type=Seconds(0),
@@ -162,12 +171,13 @@ def watch(
     app: App,
     inbox: Path,
     rules_dir: Path,
-    state: Path,
+    state: str | Path,
     jobs: int,
     retries: int,
     backoff: float,
     pause: float,
     grace: float,
+    lease: float,
     settle: float,
     rescan: float,
     metrics_port: int | None,
@@ -180,9 +190,10 @@ def watch(
 
     On start, the deliveries the ledger has pending (an earlier run stopped or was killed) are
     resumed. Rule files are reloaded when they change; a broken one keeps its last good version.
+    With --state postgresql://..., the watch processes of several hosts share the work.
     """
     app.start_logging(default=logging.INFO)
-    options = _options(jobs, retries, backoff, pause, state, app, allow_hardlinks)
+    options = _options(jobs, retries, backoff, pause, lease, state, app, allow_hardlinks)
     settings = WatchSettings(
         grace=grace,
         settle=settle,

@@ -1,21 +1,25 @@
 """What the commands share: the App (output, logging, the secrets store, the rules) and the options
-several commands take (--rules, --state, --json, --jobs, --retries, the timings, --notify-wait,
---allow-hardlinks)."""
+several commands take (--rules, --state, --json, --jobs, --retries, the timings, --lease,
+--notify-wait, --allow-hardlinks)."""
 
 from __future__ import annotations
 
 import logging
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import click
 
 from ..checkup import some_rules
 from ..errors import ConfigError
-from ..ledger import Ledger, open_ledger
+from ..ledger import DEFAULT_LEASE, Ledger, display_state, is_url, open_ledger
 from ..logs import setup_logging
 from ..recordfiles import ALLOW_HARDLINKS_ENV, own_files
+from ..secret import remember
 from ..vault import LazyStore, key_file_path, store_path
 from .base import Seconds
 
@@ -40,10 +44,12 @@ class App:
         """The secrets store for ``${secret:NAME}`` references, opened when first needed."""
         return LazyStore(self.secrets_file, self.secrets_key_file)
 
-    def own_files(self, state: Path) -> tuple[tuple[Path, str], ...]:
-        """ftpexport's own files (store, key, ledger ``state``, log), which no record may deliver."""
+    def own_files(self, state: str | Path) -> tuple[tuple[Path, str], ...]:
+        """ftpexport's own files (store, key, ledger ``state`` when it is a file, log), which no record
+        may deliver."""
         key_file = key_file_path(self.secrets_key_file)
-        return own_files(store=store_path(self.secrets_file), key_file=key_file, ledger=state, log_file=self.log_file)
+        ledger = None if is_url(state) else Path(state)
+        return own_files(store=store_path(self.secrets_file), key_file=key_file, ledger=ledger, log_file=self.log_file)
 
     def start_logging(self, default: int = logging.WARNING) -> None:
         if self.log_file is not None:
@@ -75,14 +81,61 @@ def rules_option(f: Any) -> Any:
     )(f)
 
 
+class StateParam(click.ParamType):
+    """``--state``: a URL stays a ``str`` (``postgresql://USER@HOST:PORT/DB``, see ``ledger.is_url``),
+    anything else is the ``Path`` of a SQLite file. A password the URL carries, and ``PGPASSWORD``,
+    are remembered as secrets from here on, so ``redact`` scrubs them from every output."""
+
+    name = "state"
+    _file = click.Path(path_type=Path, dir_okay=False)
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "PATH|URL"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str | Path:
+        if isinstance(value, str) and is_url(value):
+            remember_state_secrets(value)
+            return value
+        return self._file.convert(value, param, ctx)  # type: ignore[no-any-return]
+
+
+def remember_state_secrets(url: str) -> None:
+    """The passwords that may come with a ``--state`` URL: in the URL and in its query
+    (``?password=``), each as written and decoded, and libpq's ``PGPASSWORD``."""
+    rest = url.partition("://")[2]
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    query = rest.partition("?")[2].partition("#")[0]
+    written = [authority.rpartition("@")[0].partition(":")[2]]
+    written += [v for k, _, v in (p.partition("=") for p in query.split("&")) if k.lower() == "password"]
+    for value in written:
+        remember(value)
+        remember(unquote(value))
+    remember(os.environ.get("PGPASSWORD", ""))
+
+
 def state_option(f: Any) -> Any:
     return click.option(
         "--state",
-        type=click.Path(path_type=Path, dir_okay=False),
+        type=StateParam(),
         default=DEFAULT_STATE,
         show_default=True,
         envvar="FTPEXPORT_STATE",
-        help="The SQLite ledger file.",
+        help="The ledger: the path of a SQLite file (one host), or the URL of a PostgreSQL database several "
+        "hosts share, postgresql://USER@HOST:PORT/DB (the password from PGPASSWORD or ~/.pgpass; TLS with "
+        "?sslmode=verify-full). A password is never shown.",
+    )(f)
+
+
+def lease_option(f: Any) -> Any:
+    return click.option(
+        "--lease",
+        type=Seconds(1, 3600),
+        default=DEFAULT_LEASE,
+        show_default=True,
+        envvar="FTPEXPORT_LEASE",
+        help="On a shared ledger (--state postgresql://...): seconds a host's claims last without its heartbeat "
+        "(renewed every third of it); the deliveries of a host that died are taken over by the others after "
+        "this long. No effect on a SQLite file.",
     )(f)
 
 
@@ -165,8 +218,8 @@ def hardlinks_option(f: Any) -> Any:
     )(f)
 
 
-def existing_ledger(state: Path) -> Ledger:
-    """The ledger for a reading command; it must exist."""
-    if not state.exists():
-        raise ConfigError(f"{state}: no ledger here yet", hint="run an export first, or pass --state")
+def existing_ledger(state: str | Path) -> Ledger:
+    """The ledger for a reading command; a SQLite file must exist (a database is the backend's to open)."""
+    if not is_url(state) and not Path(state).exists():
+        raise ConfigError(f"{display_state(state)}: no ledger here yet", hint="run an export first, or pass --state")
     return open_ledger(state)

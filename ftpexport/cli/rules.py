@@ -39,7 +39,7 @@ def check(app: App, directory: Path, as_json: bool) -> None:
 @hardlinks_option
 @json_option
 @click.pass_obj
-def preview(app: App, record: Path, rules_dir: Path, state: Path, allow_hardlinks: bool, as_json: bool) -> None:
+def preview(app: App, record: Path, rules_dir: Path, state: str | Path, allow_hardlinks: bool, as_json: bool) -> None:
     """Show where RECORD would go and under which names, without connecting anywhere.
 
     Its files are checked as run and watch check them (--state names the ledger they never send).

@@ -12,6 +12,8 @@ import click
 
 from ..display import (
     history_text,
+    host_rows,
+    hosts_text,
     notification_rows,
     notifications_text,
     report_csv,
@@ -21,6 +23,8 @@ from ..display import (
     status_text,
 )
 from ..errors import ConfigError
+from ..ledger import display_state
+from ..secret import redact
 from .base import EnvvarCommand
 from .options import App, existing_ledger, json_option, state_option
 
@@ -61,15 +65,17 @@ _SINCE = _Since()
 @click.option("--limit", type=click.IntRange(1), default=50, show_default=True, help="Deliveries listed at most.")
 @click.pass_obj
 def status(
-    app: App, state: Path, as_json: bool, client: str | None, only_failed: bool, since: str | None, limit: int
+    app: App, state: str | Path, as_json: bool, client: str | None, only_failed: bool, since: str | None, limit: int
 ) -> None:
     """Per client and destination: delivered, pending, failed, the last success, the oldest undelivered
     delivery's age and the last error; then the failed deliveries, the refused record folders and the
-    webhook notifications not sent.
+    webhook notifications not sent; on a shared ledger (--state postgresql://...), every host with its
+    last heartbeat and which host holds which delivery.
 
     With --json, "deliveries" lists the newest deliveries (only the failed ones with --failed),
-    "refused_records" the record folders refused (not valid, no rule file, a name that renders badly)
-    and "notifications" the pending and failed webhook notifications per client and endpoint.
+    "refused_records" the record folders refused (not valid, no rule file, a name that renders badly),
+    "notifications" the pending and failed webhook notifications per client and endpoint, "hosts"
+    the hosts of a shared ledger and "held" the deliveries they hold (both empty for a SQLite file).
     """
     app.start_logging()
     now = datetime.now(UTC)
@@ -82,18 +88,25 @@ def status(
                                    limit=limit)  # fmt: skip
         unsent = notification_rows(ledger.notification_totals(client_id=client, since=since), now)
         refused = ledger.refused(client_id=client, since=since)
+        coordination = ledger.coordination
+        shared = coordination.shared
+        hosts = host_rows(coordination.hosts(), now) if shared else []
+        held = [d for d in coordination.held() if client in (None, d["client_id"])] if shared else []
     if only_failed:
         unsent = [n for n in unsent if n["failed"]]
     rows = status_rows(routes, now)
     if as_json:
-        document = {"generated_at": now.isoformat(timespec="seconds"), "since": since, "destinations": rows,
-                    "deliveries": [d.as_dict() for d in listed], "refused_records": refused,
-                    "notifications": unsent}  # fmt: skip
-        click.echo(json.dumps(document, indent=2))
+        document = {"generated_at": now.isoformat(timespec="seconds"), "state": display_state(state),
+                    "since": since, "destinations": rows, "deliveries": [d.as_dict() for d in listed],
+                    "refused_records": refused, "notifications": unsent, "hosts": hosts,
+                    "held": held}  # fmt: skip
+        click.echo(redact(json.dumps(document, indent=2)))
         return
-    click.echo(status_text(rows, listed, now, refused))
+    click.echo(redact(status_text(rows, listed, now, refused)))
     if unsent:
-        click.echo("\n" + notifications_text(unsent, now))
+        click.echo(redact("\n" + notifications_text(unsent, now)))
+    if shared:
+        click.echo(redact("\n" + hosts_text(display_state(state), hosts, held, now)))
 
 
 @click.command(cls=EnvvarCommand)
@@ -106,7 +119,7 @@ def status(
     help="A table for people, CSV for a spreadsheet, or JSON.",
 )  # fmt: skip
 @click.pass_obj
-def report(app: App, state: Path, since: str, until: str | None, client: str | None, fmt: str) -> None:
+def report(app: App, state: str | Path, since: str, until: str | None, client: str | None, fmt: str) -> None:
     """What was sent to whom: every vehicle delivered in a period, with its destination, remote files,
     bytes and correlation id.
 
@@ -132,7 +145,7 @@ def report(app: App, state: Path, since: str, until: str | None, client: str | N
 )
 @json_option
 @click.pass_obj
-def history(app: App, state: Path, client: str | None, day: datetime | None, as_json: bool) -> None:
+def history(app: App, state: str | Path, client: str | None, day: datetime | None, as_json: bool) -> None:
     """The audit trail: every delivery attempt with its record, destination, remote paths, bytes and result.
 
     Answers "what was sent to client X on day D": ftpexport history --client X --day D
@@ -164,7 +177,7 @@ def history(app: App, state: Path, client: str | None, day: datetime | None, as_
 @click.pass_obj
 def retry(
     app: App,
-    state: Path,
+    state: str | Path,
     client: str | None,
     destination: str | None,
     record_id: str | None,
