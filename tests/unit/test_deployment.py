@@ -1,15 +1,22 @@
-"""The Dockerfile and the systemd unit: a non-root daemon with its data in volumes, configured only
-through settings the command line really reads (a misspelt variable would be silently ignored)."""
+"""The Dockerfile, the systemd unit and the compose file: a non-root daemon with its data in volumes,
+configured only through settings the command line really reads (a misspelt variable would be
+silently ignored); the compose file's workers share one PostgreSQL ledger and one inbox."""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import click
+import pytest
+import yaml
 from paths import ROOT
 
 from ftpexport.cli import cli
@@ -106,3 +113,74 @@ def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
 
     assert result.returncode == 0, result.stderr
     assert "ftpexport.service" not in result.stderr, result.stderr  # no warning about our unit
+
+
+# --- deploy/compose.yaml: PostgreSQL and two watch workers sharing the ledger and an inbox
+
+COMPOSE = ROOT / "deploy" / "compose.yaml"
+#: what `docker compose` would take from deploy/.env
+COMPOSE_ENV = {
+    "FTPEXPORT_DB_PASSWORD": "pw-in-dotenv",
+    "FTPEXPORT_INBOX": "/srv/inbox",
+    "FTPEXPORT_RULES_DIR": "/srv/ftpexport/rules",
+    "FTPEXPORT_SECRETS_DIR": "/srv/ftpexport/secrets",
+}
+
+
+def compose() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return document
+
+
+def workers() -> dict[str, dict[str, Any]]:
+    return {name: s for name, s in compose()["services"].items() if s.get("command", [""])[0] == "watch"}
+
+
+def _seconds(text: str) -> float:
+    assert text.endswith("s"), text
+    return float(text[:-1])
+
+
+def test_compose_runs_two_watch_workers_of_the_image_on_one_postgresql() -> None:
+    services = compose()["services"]
+    assert len(workers()) == 2, services.keys()
+    postgres = services["postgres"]
+    assert postgres["image"].startswith("postgres:")
+    assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
+    for name, worker in workers().items():
+        assert worker["build"]["context"] == "..", name  # the Dockerfile of this repository
+        assert worker["command"] == ["watch", "/data/inbox"]
+        assert worker["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+        env = worker["environment"]
+        state = env["FTPEXPORT_STATE"]
+        assert state.startswith("postgresql://") and urlsplit(state).hostname == "postgres", state
+        assert urlsplit(state).password is None  # the password comes from PGPASSWORD, never the URL
+        assert env["PGPASSWORD"].startswith("${FTPEXPORT_DB_PASSWORD:?")  # from deploy/.env, not written here
+        assert _seconds(worker["stop_grace_period"]) > float(env["FTPEXPORT_GRACE"])
+    assert len({w["hostname"] for w in workers().values()}) == 2  # one name per worker in `status`
+    assert len({p for w in workers().values() for p in w["ports"]}) == 2
+
+
+def test_compose_workers_share_one_inbox_volume_read_only_and_the_rules() -> None:
+    mounts = [set(w["volumes"]) for w in workers().values()]
+    assert mounts[0] == mounts[1]
+    assert "inbox:/data/inbox:ro" in mounts[0]
+    assert any(m.endswith(":/data/rules:ro") for m in mounts[0])
+    assert "inbox" in compose()["volumes"]
+
+
+def test_every_setting_of_the_compose_file_is_read_by_the_command_line() -> None:
+    for worker in workers().values():
+        ours = {k for k in worker["environment"] if k.startswith("FTPEXPORT_")}
+        assert ours <= envvars(), ours - envvars()
+
+
+@pytest.mark.skipif(
+    subprocess.run(["docker", "compose", "version"], capture_output=True, check=False).returncode != 0
+    if shutil.which("docker") else True,
+    reason="no docker compose on this machine (the structure tests above stand in)",
+)  # fmt: skip
+def test_docker_compose_accepts_the_file() -> None:
+    result = subprocess.run(["docker", "compose", "-f", str(COMPOSE), "config", "--quiet"], capture_output=True,
+                            text=True, check=False, env={**os.environ, **COMPOSE_ENV})  # fmt: skip
+    assert result.returncode == 0, result.stderr
