@@ -9,6 +9,9 @@
 # both owned by uid 10001 and mode 0600 (the key file is refused otherwise). Metrics and
 # /healthz are on port 9464. `docker stop` sends SIGTERM: uploads in flight get FTPEXPORT_GRACE
 # seconds (keep --stop-timeout above it), the rest stays pending in the ledger.
+#
+# Several workers on one PostgreSQL ledger: FTPEXPORT_STATE=postgresql://USER@HOST:PORT/DB and the
+# password in PGPASSWORD (deploy/compose.yaml runs two of them; /data/state is then left unused).
 FROM python:3.11-slim
 
 RUN useradd --system --create-home --uid 10001 --user-group ftpexport \
