@@ -16,12 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import postgres
 import pytest
 from cli_runner import invoke
 from click.testing import Result
+from faults import closed_port
 from polling import eventually
 from processes import ExporterProcess, start_watch
 from records import make_record
@@ -242,6 +243,18 @@ def test_a_refused_login_names_the_database_without_any_password(login: Shared) 
     assert "Traceback" not in result.output
 
 
+def test_a_url_listing_several_servers_uses_the_one_that_answers_for_writes(login: Shared) -> None:
+    # README: the hosts may list every node of a failover pair and let libpq pick the primary
+    server = urlsplit(login.url).netloc.rpartition("@")[2]
+    nodes = f"{server.split(':')[0]}:{closed_port()},{server}"  # the first one does not answer
+    url = login.url.replace(server, nodes) + "?target_session_attrs=read-write"
+
+    result = invoke("status", "--json", "--state", url, env=login.env)
+
+    assert _json(result)["state"] == login.shown.replace(server, nodes) + "?target_session_attrs=read-write"
+    login.clean(result)
+
+
 # --- status: the hosts and what they hold
 
 
@@ -274,8 +287,10 @@ def test_status_shows_each_host_and_which_delivery_it_holds(login: Shared) -> No
 
     assert text.exit_code == 0, text.output
     lines = text.stdout.splitlines()
-    assert f"hosts sharing {login.shown}:" in lines
-    [host_line] = [line for line in lines if line.startswith(host.name)]
+    hosts_at = lines.index(f"hosts sharing {login.shown}:")
+    assert lines[hosts_at + 1].split() == ["host", "alive", "last", "heartbeat", "deliveries", "connections"]
+    [host_line] = lines[hosts_at + 3 : lines.index("", hosts_at)]
+    assert host_line.startswith(host.name)
     assert host_line.split()[1] == "yes" and host_line.split()[-2:] == ["1", "1"]
     assert "deliveries held by a host:" in lines
     held_line = lines[lines.index("deliveries held by a host:") + 3]
