@@ -214,7 +214,7 @@ def hosts_text(state: str, hosts: Sequence[Mapping[str, Any]], held: Sequence[Ma
 
 
 def _until(stamp: str, now: datetime) -> str:
-    """``until 09:22:27 (8s left)``, or ``ran out 3s ago``, from a ledger time."""
+    """``until 2026-11-22T09:22:39+00:00 (18s left)``, or ``ran out 3s ago``, from a ledger time."""
     left = (datetime.fromisoformat(stamp) - now).total_seconds()
     if left < 0:
         return f"ran out {duration(-left)} ago"
