@@ -14,7 +14,6 @@ import click
 
 from ..daemon import WatchSettings, export_once, spool_dir, watch_inbox
 from ..display import summary_json, summary_text
-from ..ledger import is_url
 from ..secret import redact
 from .base import EnvvarCommand, Seconds
 from .options import (
@@ -52,8 +51,7 @@ def _options(
     uses it); on a shared ledger (a URL) each process builds its archives in a temporary folder of its own."""
     from ..pipeline import Options
 
-    spool = None if is_url(state) else spool_dir(Path(state))
-    return Options(jobs=jobs, retries=retries, backoff=backoff, pause=pause, lease=lease, spool_dir=spool,
+    return Options(jobs=jobs, retries=retries, backoff=backoff, pause=pause, lease=lease, spool_dir=spool_dir(state),
                    allow_hardlinks=allow_hardlinks, protected=app.own_files(state))  # fmt: skip
 
 
