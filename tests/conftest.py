@@ -16,6 +16,7 @@ test, its URL without the password, with ``PGPASSWORD`` set for the test.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -41,6 +42,32 @@ def session_server(server: contextlib.AbstractContextManager[RunningServer]) -> 
     with server as running:
         SESSION_THREADS.update(set(threading.enumerate()) - before)
         yield running
+
+
+#: loggers the command line sets up (``logs.setup_logging``): handlers of their own, no propagation
+_CONFIGURED_LOGGERS = ("ftpexport", "paramiko")
+
+
+@pytest.fixture(autouse=True)
+def restored_loggers() -> Iterator[None]:
+    """Give each test the loggers as they were before it: a command run in process sets up
+    ftpexport's logging (its own handler, no propagation to the root logger), which would keep the
+    records of every later test away from ``caplog``."""
+    saved = []
+    for name in _CONFIGURED_LOGGERS:
+        logger = logging.getLogger(name)
+        saved.append((logger, list(logger.handlers), logger.level, logger.propagate))
+    yield
+    for logger, handlers, level, propagate in saved:
+        for handler in list(logger.handlers):
+            if handler not in handlers:
+                logger.removeHandler(handler)
+                handler.close()
+        for handler in handlers:
+            if handler not in logger.handlers:
+                logger.addHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 @pytest.fixture(autouse=True)
