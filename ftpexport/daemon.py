@@ -9,8 +9,10 @@ spool of its own, announced with ``register`` and gone with ``leave``)."""
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import signal
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -76,11 +78,40 @@ class Stopper:
 
 def spool_dir(state: str | Path) -> Path | None:
     """Where a ledger's exports build their archives; only the lock holder uses it. None for a
-    shared ledger (a URL): each process builds its own in a temporary folder."""
+    shared ledger (a URL): each process builds its own in ``shared_spool_root``."""
     if is_url(state):
         return None
     path = Path(state)
     return path.with_name(path.name + ".spool")
+
+
+def shared_spool_root() -> Path:
+    """Where the processes of this user on this machine that share a ledger (a URL ``--state``)
+    build their archives, each in a folder ``ftpexport-PID-*`` of its own."""
+    return Path(tempfile.gettempdir()) / f"ftpexport-spool-{os.getuid()}"
+
+
+def sweep_orphaned_spools(root: Path) -> int:
+    """Remove the spool folders under ``root`` of processes that no longer run (killed with -9:
+    their archives would stay forever); returns how many."""
+    removed = 0
+    for folder in root.glob("ftpexport-*-*"):
+        pid = folder.name.split("-")[1]
+        if not pid.isdigit() or _running(int(pid)):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's: not ours to judge
+    return True
 
 
 @contextmanager
@@ -126,10 +157,16 @@ def shared_ledger(url: str, lease: float = DEFAULT_LEASE) -> Iterator[Ledger]:
 def ledger_for(state: str | Path, options: Options) -> Iterator[tuple[Ledger, Options]]:
     """The ledger ``state`` names as an export uses it, and the options to export with: a SQLite
     file for this process alone (``exclusive_ledger``), or a shared ledger (``shared_ledger``) with
-    the spool in a temporary folder of this process."""
+    the spool in a folder of this process under ``shared_spool_root`` (those of killed processes
+    are removed first)."""
     if is_url(state):
+        root = shared_spool_root()
         with shared_ledger(str(state), options.lease) as ledger:
-            yield ledger, replace(options, spool_dir=None)
+            swept = sweep_orphaned_spools(root)
+            if swept:
+                logging.getLogger("ftpexport").info("spool folders of killed processes removed",
+                                                    extra={"folders": swept, "spool": str(root)})  # fmt: skip
+            yield ledger, replace(options, spool_dir=root)
     else:
         with exclusive_ledger(Path(state)) as ledger:
             yield ledger, options

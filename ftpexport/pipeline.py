@@ -19,6 +19,7 @@ repeating work.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -139,7 +140,8 @@ class Exporter:
         try:
             if spool_root is not None:
                 private_folder(spool_root)
-            self._spool = Path(tempfile.mkdtemp(prefix="ftpexport-", dir=spool_root))  # 0700
+            # the pid in the name tells a later process on a shared spool root whether it is orphaned
+            self._spool = Path(tempfile.mkdtemp(prefix=f"ftpexport-{os.getpid()}-", dir=spool_root))  # 0700
         except OSError as exc:
             raise local_error(spool_root or Path(tempfile.gettempdir()), "create the spool folder", exc,
                               hint="check --state") from exc  # fmt: skip

@@ -4,6 +4,9 @@ tick. The URL scheme ``fake://`` opens a ``FencedLedger`` of an in-memory ``Fake
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,7 +45,7 @@ def test_a_url_state_has_no_lock_file_and_a_spool_of_its_own(cluster: FakeCluste
 
     with daemon.ledger_for(URL, options) as (shared, used):
         assert isinstance(shared, FencedLedger)
-        assert used.spool_dir is None and used.lease == 9.0
+        assert used.spool_dir == daemon.shared_spool_root() and used.lease == 9.0
         assert [c[1] for c in cluster.calls] == ["register"]
         assert shared.closed_interrupted == 1  # the attempts of hosts that died are closed at start
         assert list((tmp_path / "cwd").iterdir()) == []  # nothing of its own on the disk, no lock file
@@ -89,3 +92,23 @@ def test_a_host_that_cannot_leave_says_so_and_ends_normally(
     assert [c[1] for c in cluster.calls] == ["register", "leave"]
     [warning] = [r for r in caplog.records if "could not leave the shared ledger" in r.getMessage()]
     assert "free in 7 s" in warning.getMessage() and "password" not in warning.getMessage()
+
+
+def test_the_spool_folders_of_killed_processes_are_removed_at_start(
+    cluster: FakeCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(daemon, "shared_spool_root", lambda: tmp_path / "spools")
+    killed = subprocess.Popen([sys.executable, "-c", "pass"])
+    killed.wait()  # a pid that no longer runs
+    orphan = tmp_path / "spools" / f"ftpexport-{killed.pid}-x1"
+    alive = tmp_path / "spools" / f"ftpexport-{os.getppid()}-x2"  # another process that still runs
+    for folder in (orphan, alive):
+        folder.mkdir(parents=True)
+        (folder / "WVW.zip").write_bytes(b"half an archive")
+
+    with daemon.ledger_for(URL, Options()) as (shared, options), Exporter(RuleSet(tmp_path), shared, options) as exp:
+        assert exp._spool.parent == tmp_path / "spools"
+        assert exp._spool.name.startswith(f"ftpexport-{os.getpid()}-")
+
+    assert not orphan.exists()
+    assert (alive / "WVW.zip").exists()
