@@ -1,0 +1,146 @@
+"""The cluster harness checked on its own (``tests/cluster_harness.py``): what the recording servers count,
+the STOR and RNTO they hold, the worker found behind a connection, and a PostgreSQL restart under an
+open ledger connection. The cluster tests trust these counts, so a harness bug must not look like
+the product's.
+"""
+
+from __future__ import annotations
+
+import ftplib
+import io
+import socket
+import subprocess
+import sys
+import threading
+
+import paramiko
+import postgres
+import pytest
+from cluster_harness import connection_owner, recording_ftp_server, recording_sftp_server
+from polling import eventually
+
+pytestmark = pytest.mark.integration
+
+
+def _ftp(port: int, user: str, password: str) -> ftplib.FTP:
+    client = ftplib.FTP()
+    client.connect("127.0.0.1", port, timeout=10)
+    client.login(user, password)
+    return client
+
+
+def test_the_ftp_server_counts_sessions_per_user_stores_and_renames() -> None:
+    with recording_ftp_server(["d1", "d2"]) as server:
+        first, second, third = (_ftp(server.port, user, server.password) for user in ("d1", "d1", "d2"))
+        first.storbinary("STOR .a.part", io.BytesIO(b"abc"))
+        first.rename(".a.part", "a")
+        third.storbinary("STOR .b.part", io.BytesIO(b"b"))
+        third.rename(".b.part", "b")
+        assert server.sessions() == ({"d1": 2, "d2": 1}, {"d1": 2, "d2": 1})
+        first.quit()
+        second.close()  # without QUIT, as a killed client does
+        eventually(lambda: server.sessions()[0] == {"d1": 0, "d2": 1}, "the two sessions of d1 to close")
+        again = _ftp(server.port, "d1", server.password)
+        assert server.sessions() == ({"d1": 1, "d2": 1}, {"d1": 2, "d2": 1})
+        again.quit()
+        third.quit()
+        assert server.renamed() == {"d1/a": 1, "d2/b": 1}
+        assert server.stored() == {"d1/.a.part": 1, "d2/.b.part": 1}
+        assert (server.root / "d1" / "a").read_bytes() == b"abc"
+
+
+def test_a_held_store_hangs_the_upload_and_names_the_connection() -> None:
+    with recording_ftp_server(["d1"], bytes_per_second=200_000) as server:
+        held = server.block_store("VIN1")
+        client = _ftp(server.port, "d1", server.password)
+
+        def upload_until_cut() -> None:
+            with pytest.raises(EOFError):
+                client.storbinary("STOR .VIN1.zip.part", io.BytesIO(b"x" * 100_000))
+
+        upload = threading.Thread(target=upload_until_cut)
+        upload.start()
+        held.wait()
+        assert (held.user, held.path, held.port) == ("d1", ".VIN1.zip.part", client.sock.getsockname()[1])
+        assert server.stored() == {}
+        client.sock.shutdown(socket.SHUT_RDWR)  # the client dies: the server cuts the held file
+        upload.join(timeout=10)
+        assert not upload.is_alive()
+        eventually(lambda: server.events("cut"), "the held upload to be cut")
+        # only the first one is held
+        other = _ftp(server.port, "d1", server.password)
+        other.storbinary("STOR .VIN1.zip.part", io.BytesIO(b"y" * 1000))
+        other.quit()
+        assert server.stored() == {"d1/.VIN1.zip.part": 1}
+
+
+def test_a_held_rename_is_done_but_never_answered() -> None:
+    with recording_ftp_server(["d1"]) as server:
+        held = server.block_rename("final.zip")
+        client = _ftp(server.port, "d1", server.password)
+        client.storbinary("STOR .final.zip.part", io.BytesIO(b"z"))
+        client.sock.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            client.rename(".final.zip.part", "final.zip")
+        held.wait(timeout=0)
+        assert held.path == "final.zip"
+        assert (server.root / "d1" / "final.zip").read_bytes() == b"z"
+        assert server.renamed() == {"d1/final.zip": 1}
+        client.close()
+
+
+def test_the_owner_of_a_connection_is_found_among_processes() -> None:
+    with recording_ftp_server(["d1"]) as server:
+        code = (
+            "import ftplib, sys; c = ftplib.FTP(); c.connect('127.0.0.1', int(sys.argv[1]));"
+            " c.login('d1', sys.argv[2]); print(c.sock.getsockname()[1], flush=True); sys.stdin.read()"
+        )
+        child = subprocess.Popen(
+            [sys.executable, "-c", code, str(server.port), server.password],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert child.stdout is not None
+            port = int(child.stdout.readline())
+            assert connection_owner(port, server.port, [1, child.pid]) == child.pid
+            assert connection_owner(port, server.port, [1]) is None
+        finally:
+            child.kill()
+            child.wait()
+
+
+def test_the_sftp_server_logs_sessions_and_renames() -> None:
+    with recording_sftp_server() as sftp:
+        server = sftp.server
+        transports = []
+        for n in range(2):
+            transport = paramiko.Transport((server.host, server.port))
+            transport.connect(username=server.username, password=server.password)
+            transports.append(transport)
+            client = paramiko.SFTPClient.from_transport(transport)
+            assert client is not None
+            with client.open(f"{server.home}/.f{n}.part", "w") as remote:
+                remote.write(b"data")
+            client.posix_rename(f"{server.home}/.f{n}.part", f"{server.home}/f{n}")
+        eventually(lambda: sftp.sessions() == (2, 2), "two SFTP sessions")
+        for transport in transports:
+            transport.close()
+        eventually(lambda: sftp.sessions() == (0, 2), "the SFTP sessions to close")
+        assert sftp.renamed() == {"f0": 1, "f1": 1}
+
+
+def test_postgresql_restart_cuts_connections_and_serves_again_on_the_same_port() -> None:
+    """What the cluster's restart test relies on (a server of its own: the session's one is shared)."""
+    import psycopg
+
+    if not postgres.available():
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run does)")
+    with postgres.postgresql_server() as server:
+        url = server.url(server.new_database().rsplit("/", 1)[1], password=True)
+        with psycopg.connect(url, autocommit=True) as db:
+            db.execute("CREATE TABLE t (n int)")
+            server.restart()
+            with pytest.raises(psycopg.OperationalError):
+                db.execute("SELECT 1")
+        with psycopg.connect(url, autocommit=True) as db:
+            assert db.execute("SELECT count(*) FROM t").fetchone() == (0,)
