@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,10 +66,16 @@ class Block:
     port: int = 0
     user: str = ""
     path: str = ""
+    _release: Callable[[], None] | None = field(default=None, repr=False)
 
     def wait(self, timeout: float = DEADLINE) -> None:
         if not self.reached.wait(timeout):
             raise TimeoutError(f"no {self.kind} of {self.match!r} reached the server within {timeout:g} s")
+
+    def release(self) -> None:
+        """Let a held STOR read on to its end (a held RNTO is never answered)."""
+        assert self.kind == "store" and self._release is not None, "release a STOR once it is held"
+        self._release()
 
 
 class RecordingFtpServer:
@@ -151,6 +157,10 @@ class RecordingFtpServer:
         """Complete STORs per file, ``user/path``."""
         return self._count("stored")
 
+    def closed(self, port: int) -> bool:
+        """True once the session from the client's ``port`` was closed (by either side)."""
+        return any(e.port == port for e in self.events("close"))
+
     def sessions(self) -> tuple[dict[str, int], dict[str, int]]:
         """(sessions open now, the most open at once) per user, in the order the server saw them."""
         now: Counter[str] = Counter()
@@ -208,15 +218,24 @@ class RecordingFtpServer:
 
             def recv(self, buffer_size: int) -> bytes:
                 chunk = super().recv(buffer_size)
-                held = chunk and self.receive and not self._held and self.file_obj is not None
-                if held and recorder._take_block("store", self.file_obj.name, self.cmd_channel) is not None:
+                hold = chunk and self.receive and not self._held and self.file_obj is not None
+                if hold and (block := recorder._take_block("store", self.file_obj.name, self.cmd_channel)):
                     self._held = True
                     self.del_channel()  # read no more: the client's upload hangs
+                    # release() runs in the test's thread: the server's loop resumes the reading
+                    block._release = lambda: self.ioloop.call_later(0, self._resume, _errback=self.handle_error)
                 return chunk
 
             def add_channel(self, map: Any = None, events: Any = None) -> None:
                 if not self._held:  # the throttle's wake-up must not resume a held upload
                     super().add_channel(map, events)
+
+            def _resume(self) -> None:
+                self._held = False
+                if hasattr(self, "_cancel_throttler"):
+                    self._cancel_throttler()
+                if not self._closed:
+                    self.add_channel(events=self.ioloop.READ)
 
         return {
             "authorizer": authorizer,
@@ -412,13 +431,14 @@ class Cluster:
         return Counter(d.status for d in self.ledger.deliveries())
 
     def wait_delivered(self, count: int, timeout: float = DEADLINE) -> None:
-        """Until ``count`` deliveries are delivered (fails early when no worker is left)."""
-        eventually(
-            lambda: self.statuses()["delivered"] >= count or not self.alive(),
-            f"{count} deliveries delivered",
-            timeout=timeout,
-        )
-        assert self.alive(), f"every worker died:\n{self.stderr()}"
+        """Until ``count`` deliveries are delivered; fails with the ledger's counts and the workers'
+        logs after ``timeout`` seconds or once no worker is left."""
+        deadline = time.monotonic() + timeout
+        while (statuses := self.statuses())["delivered"] < count:
+            if time.monotonic() > deadline or not self.alive():
+                lost = "every worker died" if not self.alive() else f"timed out after {timeout:g} s"
+                raise AssertionError(f"{lost} waiting for {count} deliveries: {dict(statuses)}\n{self.stderr()}")
+            time.sleep(0.05)
 
     def close(self) -> None:
         for worker in self.workers:

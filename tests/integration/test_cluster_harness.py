@@ -68,15 +68,33 @@ def test_a_held_store_hangs_the_upload_and_names_the_connection() -> None:
         held.wait()
         assert (held.user, held.path, held.port) == ("d1", ".VIN1.zip.part", client.sock.getsockname()[1])
         assert server.stored() == {}
+        assert not server.closed(held.port)
         client.sock.shutdown(socket.SHUT_RDWR)  # the client dies: the server cuts the held file
         upload.join(timeout=10)
         assert not upload.is_alive() and len(errors) == 1
-        eventually(lambda: server.events("cut"), "the held upload to be cut")
+        eventually(lambda: server.events("cut") and server.closed(held.port), "the held upload to be cut")
         # only the first one is held
         other = _ftp(server.port, "d1", server.password)
         other.storbinary("STOR .VIN1.zip.part", io.BytesIO(b"y" * 1000))
         other.quit()
         assert server.stored() == {"d1/.VIN1.zip.part": 1}
+
+
+def test_a_held_store_released_reads_on_to_its_end() -> None:
+    with recording_ftp_server(["d1"], bytes_per_second=400_000) as server:
+        held = server.block_store(".f.part")
+        client = _ftp(server.port, "d1", server.password)
+        done: list[str] = []
+        data = io.BytesIO(b"x" * 300_000)
+        upload = threading.Thread(target=lambda: done.append(client.storbinary("STOR .f.part", data)))
+        upload.start()
+        held.wait()
+        held.release()
+        upload.join(timeout=10)
+        assert done and done[0].startswith("226")
+        assert server.stored() == {"d1/.f.part": 1}
+        assert (server.root / "d1" / ".f.part").stat().st_size == 300_000
+        client.quit()
 
 
 def test_a_held_rename_is_done_but_never_answered() -> None:
