@@ -24,6 +24,8 @@ Needs root (PostgreSQL runs as the postgres user, ``tests/postgres.py``).
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import shutil
 import signal
 import subprocess
@@ -177,6 +179,7 @@ def main() -> int:
 
         args.lease = DEFAULT_LEASE
     exit_on_sigterm()
+    logging.getLogger("pyftpdlib").setLevel(logging.WARNING)  # the takeover's server runs in this process
     if not postgres.available():
         print("PostgreSQL is not installed (apt-get install postgresql)", file=sys.stderr)
         return 1
@@ -189,6 +192,7 @@ def main() -> int:
     try:
         expected = _inbox(work / "inbox", clients, args.records, [args.image_kb * 1024] * args.images)
         with ftp_server(work / "ftp", clients) as ftp, postgres.postgresql_server(work) as pg:
+            os.environ["PGPASSWORD"] = pg.password  # this process reads the ledger too
             env = product_env(**{PASSWORD_ENV: ftp.password, "PGPASSWORD": pg.password})
             for n, setup in enumerate(setups):
                 run = f"run-{n}-{setup.ledger}-{setup.workers}"
