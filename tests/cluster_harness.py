@@ -410,8 +410,12 @@ class Cluster:
             assert events and events[-1]["message"] == "stopped", worker.stderr[-3000:]
 
     def delivered_by(self) -> dict[int, int]:
-        """``{pid: deliveries it logged as delivered}`` of every worker that delivered something."""
-        counts = {w.pid: sum(e.get("result") == "delivered" for e in w.events()) for w in self.workers}
+        """``{pid: deliveries it logged as delivered}`` of every worker that delivered something (an
+        attempt logs a line, its outcome another: counted once by correlation id)."""
+        counts = {
+            w.pid: len({e.get("correlation_id") for e in w.events() if e.get("result") == "delivered"})
+            for w in self.workers
+        }
         return {pid: n for pid, n in counts.items() if n}
 
     def stderr(self) -> str:
