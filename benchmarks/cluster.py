@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import postgres
-from cluster_harness import Cluster, recording_ftp_server
+from cluster_harness import Cluster
+from recording_servers import recording_ftp_server
 
 from ftpexport.ledger import open_ledger
 

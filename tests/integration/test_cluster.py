@@ -19,9 +19,10 @@ from typing import Any
 
 import postgres
 import pytest
-from cluster_harness import Cluster, RecordingFtpServer, recording_ftp_server, recording_sftp_server
+from cluster_harness import Cluster
 from faults import closed_port
 from polling import eventually
+from recording_servers import RecordingFtpServer, recording_ftp_server, recording_sftp_server
 from records import make_record
 from remote_files import expected_files, part_files, remote_files
 from rulefiles import ftp_destination, rule_document, sftp_destination, write_rules

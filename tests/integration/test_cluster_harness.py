@@ -1,7 +1,7 @@
-"""The cluster harness checked on its own (``tests/cluster_harness.py``): what the recording servers count,
-the STOR and RNTO they hold, the worker found behind a connection, and a PostgreSQL restart under an
-open ledger connection. The cluster tests trust these counts, so a harness bug must not look like
-the product's.
+"""The cluster harness checked on its own (``recording_servers.py``, ``cluster_harness.py``): what the
+recording servers count, the STOR and RNTO they hold and release, the process found behind a
+connection, and a PostgreSQL restart. The cluster tests trust these counts, so a harness bug must
+not look like the product's.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import threading
 import paramiko
 import postgres
 import pytest
-from cluster_harness import connection_owner, recording_ftp_server, recording_sftp_server
+from cluster_harness import connection_owner
 from polling import eventually
+from recording_servers import recording_ftp_server, recording_sftp_server
 
 pytestmark = pytest.mark.integration
 
@@ -92,7 +93,8 @@ def test_a_held_store_released_reads_on_to_its_end() -> None:
         held.release()
         upload.join(timeout=10)
         assert done and done[0].startswith("226")
-        assert server.stored() == {"d1/.f.part": 1}
+        # pyftpdlib answers 226, then tells the handler the file arrived
+        eventually(lambda: server.stored() == {"d1/.f.part": 1}, "the released upload to be counted")
         assert (server.root / "d1" / ".f.part").stat().st_size == 300_000
         client.quit()
 
