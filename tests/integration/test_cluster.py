@@ -101,6 +101,12 @@ def _errors(cluster: Cluster) -> list[str]:
     return [f"{a['record_id']} {a['destination']}: {a['error']}" for a in cluster.ledger.history() if a["error"]]
 
 
+def _assert_others_delivered_once(attempts: dict[tuple[str, str], list[str | None]]) -> None:
+    """Every delivery delivered by one attempt, after at most one the kill interrupted (the killed
+    worker may have had another upload on the wire)."""
+    assert {k: v for k, v in attempts.items() if v not in (["delivered"], ["interrupted", "delivered"])} == {}
+
+
 # --- all deliveries once, every cap respected
 
 
@@ -214,6 +220,8 @@ def test_kill_9_of_a_worker_mid_upload_another_takes_the_delivery_over_and_sends
             worker = cluster.owner(held.port, ftp.port)
             cluster.kill(worker)
             cluster.wait_delivered(len(records))
+            # the killed worker's attempt is closed by a later look at the ledger (housekeeping)
+            eventually(lambda: all(a["result"] for a in cluster.ledger.history()), "no attempt left running")
             assert len(cluster.alive()) == WORKERS - 1
             cluster.stop()
             attempts = _attempt_results(cluster)
@@ -221,11 +229,11 @@ def test_kill_9_of_a_worker_mid_upload_another_takes_the_delivery_over_and_sends
         _assert_ftp_delivered_once(ftp, expected)
         part = f"dms/in/.{victim}.part"
         assert ftp.stored()[part] == 1, "the upload cut by the kill was not sent again in full"
-        assert [e.path for e in ftp.events("cut")] == ["in/" + Path(part).name]
+        assert "in/" + Path(part).name in [e.path for e in ftp.events("cut")]  # with the killed worker's others
     victim_record = next(r.name for r in records if victim in expected_files(r, rules))
-    # the killed worker's attempt is closed once its lease ran out, the one that took over delivered
+    # the killed worker's attempt closed as interrupted, the one that took over delivered
     assert attempts.pop((victim_record, _key("dms"))) == ["interrupted", "delivered"]
-    assert {k: v for k, v in attempts.items() if v != ["delivered"]} == {}
+    _assert_others_delivered_once(attempts)
 
 
 def test_kill_9_of_a_worker_between_rename_and_commit_the_file_is_not_sent_again(
@@ -242,15 +250,18 @@ def test_kill_9_of_a_worker_between_rename_and_commit_the_file_is_not_sent_again
             held.wait()
             cluster.kill(cluster.owner(held.port, ftp.port))
             cluster.wait_delivered(len(records))
+            # the killed worker's attempt is closed by a later look at the ledger (housekeeping)
+            eventually(lambda: all(a["result"] for a in cluster.ledger.history()), "no attempt left running")
             cluster.stop()
             attempts = _attempt_results(cluster)
 
         _assert_ftp_delivered_once(ftp, expected)
-        assert ftp.stored() == _parts(expected), "a file renamed before the kill was uploaded again"
+        part = f"dms/in/.{victim}.part"
+        assert ftp.stored()[part] == 1, "the file renamed before the kill was uploaded again"
     victim_record = next(r.name for r in records if victim in expected_files(r, rules))
-    # the killed worker's attempt is closed once its lease ran out, the one that took over delivered
+    # the killed worker's attempt closed as interrupted, the one that took over delivered
     assert attempts.pop((victim_record, _key("dms"))) == ["interrupted", "delivered"]
-    assert {k: v for k, v in attempts.items() if v != ["delivered"]} == {}
+    _assert_others_delivered_once(attempts)
 
 
 # --- PostgreSQL restarted
