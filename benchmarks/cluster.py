@@ -180,7 +180,8 @@ def main() -> int:
 
         args.lease = DEFAULT_LEASE
     exit_on_sigterm()
-    logging.getLogger("pyftpdlib").setLevel(logging.WARNING)  # the takeover's server runs in this process
+    # the takeover's FTP server runs in this process: pyftpdlib logs every command unless logging is set up
+    logging.basicConfig(level=logging.WARNING)
     if not postgres.available():
         print("PostgreSQL is not installed (apt-get install postgresql)", file=sys.stderr)
         return 1
