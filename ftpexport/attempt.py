@@ -42,7 +42,7 @@ from .plan import Plan
 from .publish import publish
 from .rules import Route
 from .secret import redact
-from .slots import NoSlotError
+from .slots import SLOT_WAIT, NoSlotError
 from .spool import SharedPackages
 from .transport import Upload
 
@@ -180,16 +180,15 @@ class Attempts:
             pool.release(transport, reuse=True)
         except ClaimLostError as exc:
             return self._lost(d, first, exc, started, sent)
+        except NoSlotError as exc:
+            return self._no_slot(d, first, attempt_id, exc, started)
         except Exception as exc:  # any failure belongs to this delivery only
             if isinstance(exc, StateError):
                 raise  # the ledger or the spool, not the delivery: see run
             message = redact(_describe(exc))
             fenced = self.fenced()
             stopped = self.stopping.is_set() or fenced
-            # no connection slot free after all (the idle connection it counted on had died): tried
-            # again after a backoff, and not the destination's fault
-            no_slot = isinstance(exc, NoSlotError)
-            retriable = isinstance(exc, TransientError) or no_slot
+            retriable = isinstance(exc, TransientError)
             # a file of the record changed since it was read: not a failure of the delivery; it stays
             # pending and the record is read again (watch: within seconds; run: the next run)
             changed = isinstance(exc, RecordChangedError)
@@ -220,7 +219,7 @@ class Attempts:
             connect_level = phase == "connect" and isinstance(exc, PermanentError | ConfigError)
             return JobResult(
                 verdict,
-                destination_fault=(isinstance(exc, TransientError) and not no_slot) or connect_level,
+                destination_fault=isinstance(exc, TransientError) or connect_level,
                 pause_long=connect_level,
                 error=message,
             )
@@ -238,6 +237,17 @@ class Attempts:
         self.events.attempt_ended(d.attempt, "deferred", time.monotonic() - started, sent[0])
         self.finish(d, "deferred", error=message, attempts=0)
         return JobResult("deferred", error=message)
+
+    def _no_slot(self, d: InFlight, first: bool, attempt_id: int, exc: NoSlotError, started: float) -> JobResult:
+        """No connection slot after all (the idle connection the attempt counted on was closed or taken
+        meanwhile, and every slot is held): the attempt never reached the server, so it is withdrawn,
+        its try not counted, and the delivery waits for a slot (not a failure of the destination)."""
+        self.ledger.withdraw_attempt(d.delivery_id, attempt_id)
+        message = redact(str(exc))
+        log.info("no connection slot after all; waiting for one", extra={**d.fields, "error": message})
+        self.packages.put(d.plan, attempted=True, first=first, finished=False)
+        self.events.attempt_ended(d.attempt, "retry", time.monotonic() - started, 0)
+        return JobResult("retry", tried=False, delay=SLOT_WAIT, error=message)
 
     def _succeeded(
         self, d: InFlight, first: bool, attempt_id: int, started: float, sent: list[int], uploads: list[Upload]

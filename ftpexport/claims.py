@@ -34,14 +34,13 @@ from .errors import FtpexportError, StateError
 from .events import OutcomeResult
 from .ledger import Claim, Ledger
 from .plan import Plan
+from .slots import SLOT_WAIT
 from .spool import SharedPackages
 
 log = logging.getLogger(__name__)
 
 #: seconds before a job refused without a wait of its own (a probe under way elsewhere) is tried again
 RECLAIM_AFTER = 1.0
-#: seconds a destination's lane waits when every connection slot is held by other hosts
-SLOT_WAIT = 1.0
 
 
 class Claims:
@@ -193,9 +192,21 @@ class Claims:
 
     # --- after an attempt
 
+    def _release(self, d: InFlight) -> None:
+        try:
+            self.coordination.release(d.delivery_id)
+        except StateError as exc:
+            self.state_failed(exc)
+
     def _after(self, job: Job, d: InFlight, claim: Claim, result: JobResult) -> float | None:
         """Release the claim, tell the shared breaker; returns the retry's backoff (None: no retry)."""
         key = d.route.key
+        if not result.tried:
+            # withdrawn before it reached the server (no connection slot after all): let go, and the
+            # lane waits for a slot as when none could be reserved
+            self._release(d)
+            self._dispatcher().hold(key, SLOT_WAIT)
+            return None
         retry_in = self.policy.delay(job.tries) if result.verdict == "retry" else None
         try:
             self.coordination.release(d.delivery_id, retry_in=retry_in)

@@ -22,6 +22,9 @@ from .transport import Endpoint, Transport
 
 log = logging.getLogger(__name__)
 
+#: seconds a destination's lane waits when every connection slot is held by the hosts of the ledger
+SLOT_WAIT = 1.0
+
 
 class NoSlotError(FtpexportError):
     """Every connection slot of a destination is held by the hosts of the shared ledger."""

@@ -223,6 +223,11 @@ class Ledger(ABC):
         (a superseded delivery stays superseded)."""
 
     @abstractmethod
+    def withdraw_attempt(self, delivery_id: int, attempt_id: int) -> None:
+        """Forget an attempt that never reached the server (a shared ledger's connection slots were all
+        taken after all): its row goes and its try is not counted."""
+
+    @abstractmethod
     def defer(self, delivery_id: int, reason: str) -> None:
         """Leave a delivery pending without an attempt, saying why it was not tried."""
 

@@ -80,6 +80,14 @@ class Deliveries(Queries):
                 (delivery_id, correlation_id, stamp),
             )
 
+    def withdraw_attempt(self, delivery_id: int, attempt_id: int) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM attempts WHERE id = ? AND delivery_id = ?", (attempt_id, delivery_id))
+            db.execute(
+                "UPDATE deliveries SET attempts = attempts - 1, updated_at = ? WHERE id = ? AND attempts > 0",
+                (now(), delivery_id),
+            )
+
     def succeed(self, delivery_id: int, attempt_id: int, remote_paths: list[str], sent: int) -> None:
         stamp = now()
         with self._transaction() as db:

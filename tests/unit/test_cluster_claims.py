@@ -21,7 +21,7 @@ from fifo_guard import HANG_GUARD
 from records import MakeRecord
 from test_pipeline import DESTINATION, PASSWORD_ENV, Outcomes, World, finals, offline, results
 
-from ftpexport import claims
+from ftpexport import claims, slots
 from ftpexport.connections import Connections
 from ftpexport.events import Summary
 from ftpexport.ledger import Claim, open_ledger
@@ -258,6 +258,32 @@ def test_no_free_slot_waits_without_counting_a_try(world: Shared) -> None:
     assert world.server.connections == 1 and world.mine("destination_failed") == []
     # no claim while there was no slot to send it with
     assert len(world.mine("claim")) == 1
+
+
+def test_a_slot_lost_before_the_connection_opens_withdraws_the_attempt_without_counting_it(
+    world: Shared, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the idle connection an attempt counted on was closed (expired, dead, or closed to make room)
+    # and every slot is held meanwhile: the new connection finds none; the attempt never reached the
+    # server, so it is no try and no failure (before: a failed attempt counted, parked after four)
+    take = slots.Slots.take
+    lost: list[str] = []
+
+    def no_slot_once(self: slots.Slots, destination: str, limit: int) -> int:
+        if not lost:
+            lost.append(destination)
+            raise slots.NoSlotError(destination, limit)
+        return take(self, destination, limit)
+
+    monkeypatch.setattr(slots.Slots, "take", no_slot_once)
+
+    summary = world.run([world.record()], retries=0, breaker_threshold=1)
+
+    assert [(o.result, o.attempts) for o in summary.outcomes] == [("delivered", 1)]
+    assert lost == [DESTINATION]
+    assert world.deliveries() == [("delivered", 1, ["delivered"])]  # the withdrawn attempt left no row
+    assert world.mine("destination_failed") == []
+    assert world.cluster.holder(1) is None
 
 
 def test_a_ledger_held_alone_has_no_heartbeat_and_no_slots(world: Shared, tmp_path: Path) -> None:

@@ -352,3 +352,16 @@ def test_the_rows_returned_as_dicts_have_exactly_the_keys_their_types_declare(le
     for method, (found, declared) in rows.items():
         assert len(found) == 1, method
         assert set(found[0]) == set(declared.__required_keys__), method
+
+
+def test_a_withdrawn_attempt_leaves_no_row_and_no_try(ledger: Ledger) -> None:
+    delivery = open_delivery(ledger)
+    first = ledger.start_attempt(delivery.id, "c1")
+    ledger.fail(delivery.id, first, "530 refused", final=False)
+    withdrawn = ledger.start_attempt(delivery.id, "c2")
+
+    ledger.withdraw_attempt(delivery.id, withdrawn)
+
+    assert ledger.get(delivery.id).attempts == 1
+    assert [(a["correlation_id"], a["result"]) for a in ledger.history()] == [("c1", "failed")]
+    assert ledger.get(delivery.id).status == "pending"
