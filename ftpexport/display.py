@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .ledger import Delivery
-from .webhooks import endpoint
 
 if TYPE_CHECKING:
     from .events import Summary
@@ -156,6 +155,8 @@ def status_text(
 def notification_rows(totals: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
     """The ledger's unsent webhook notifications per (client, endpoint), the URL without its query, with
     the age of the oldest pending one."""
+    from .webhooks import endpoint  # the webhooks package brings the rules: only when there is one to show
+
     return [{**t, "url": endpoint(t["url"]), "oldest_pending_age_seconds": age_seconds(t["oldest_pending"], now)}
             for t in totals]  # fmt: skip
 

@@ -10,11 +10,12 @@ import os
 import re
 import threading
 from dataclasses import dataclass
-from typing import Protocol
-
-from pydantic import SecretStr
+from typing import TYPE_CHECKING, Protocol
 
 from .errors import SecretError
+
+if TYPE_CHECKING:
+    from pydantic import SecretStr
 
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _STORE_REF = re.compile(r"^\$\{secret:([A-Za-z0-9_.-]{1,64})\}$")
@@ -56,7 +57,7 @@ class SecretRef:
                 hint=f"export {self.env_var}=... in the environment that runs ftpexport",
             )
         remember(value)
-        return SecretStr(value)
+        return secret_str(value)
 
     def _from_store(self, where: str, store: SecretSource | None) -> SecretStr:
         if store is None:
@@ -107,3 +108,11 @@ def redact(text: str) -> str:
         if value in text:
             text = text.replace(value, MASK)
     return text
+
+
+def secret_str(value: str) -> SecretStr:
+    """``value`` as a ``SecretStr`` (pydantic is imported on first use: `--version` and the reading
+    commands start without it)."""
+    from pydantic import SecretStr
+
+    return SecretStr(value)

@@ -19,14 +19,18 @@ import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-from cryptography.fernet import Fernet, InvalidToken
-from pydantic import SecretStr
+from typing import TYPE_CHECKING, Any
 
 from .errors import SecretError
 from .private import NotRegularFile, private_folder, read_regular
-from .secret import remember
+from .secret import remember, secret_str
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
+    from pydantic import SecretStr
+
+# cryptography is imported where the store is opened, not with this module: the command line
+# names the store's options from here, and `--version` or `status` need no cipher
 
 KEY_ENV = "FTPEXPORT_SECRETS_KEY"
 KEY_FILE_ENV = "FTPEXPORT_SECRETS_KEY_FILE"
@@ -54,7 +58,9 @@ def now() -> str:
 
 def generate_key() -> SecretStr:
     """A new random Fernet key."""
-    return SecretStr(Fernet.generate_key().decode())
+    from cryptography.fernet import Fernet
+
+    return secret_str(Fernet.generate_key().decode())
 
 
 def check_name(name: str) -> str:
@@ -91,7 +97,7 @@ def read_key_file(path: Path) -> SecretStr:
         text = data.decode("ascii").strip()
     except UnicodeDecodeError:
         text = ""
-    return _valid_key(SecretStr(text), f"key file {path}")
+    return _valid_key(secret_str(text), f"key file {path}")
 
 
 def key_file_path(key_file: Path | None = None) -> Path | None:
@@ -108,7 +114,7 @@ def load_key(key_file: Path | None = None) -> SecretStr:
         return read_key_file(path)
     value = os.environ.get(KEY_ENV)
     if value:
-        return _valid_key(SecretStr(value.strip()), f"environment variable {KEY_ENV}")
+        return _valid_key(secret_str(value.strip()), f"environment variable {KEY_ENV}")
     raise SecretError(
         "no key for the secrets store",
         hint=f"set {KEY_FILE_ENV} to a key file (ftpexport secrets init creates one) or {KEY_ENV} to the key",
@@ -117,7 +123,7 @@ def load_key(key_file: Path | None = None) -> SecretStr:
 
 def _valid_key(key: SecretStr, where: str) -> SecretStr:
     try:
-        Fernet(key.get_secret_value().encode())
+        _fernet(key)
     except (ValueError, TypeError):
         raise SecretError(f"{where} does not hold a valid key (44 characters of url-safe base64)") from None
     return key
@@ -141,7 +147,7 @@ class SecretsStore:
 
     def __init__(self, path: Path, key: SecretStr) -> None:
         self.path = path
-        self._fernet = Fernet(key.get_secret_value().encode())
+        self._fernet = _fernet(key)
         self._recover_rotation()
 
     def __repr__(self) -> str:
@@ -155,7 +161,7 @@ class SecretsStore:
             return {}
         try:
             plain = self._fernet.decrypt(token)
-        except InvalidToken:
+        except _invalid_token():
             raise SecretError(
                 f"cannot open the secrets store {self.path} with this key",
                 hint="wrong key (it changes with secrets rotate-key), or the file was altered",
@@ -184,7 +190,7 @@ class SecretsStore:
             return None
         value: str = entry["value"]
         remember(value)
-        return SecretStr(value)
+        return secret_str(value)
 
     # --- writing
 
@@ -225,7 +231,7 @@ class SecretsStore:
         crash interrupted between the last two steps.
         """
         secrets = self._load()
-        fernet = Fernet(new_key.get_secret_value().encode())
+        fernet = _fernet(new_key)
         self._save(secrets, fernet, self._pending())
         if key_file is not None:
             write_private(key_file, new_key.get_secret_value().encode() + b"\n")
@@ -242,7 +248,7 @@ class SecretsStore:
             return
         try:
             self._fernet.decrypt(token)
-        except InvalidToken:
+        except _invalid_token():
             return  # a rotation that did not reach the key file: the old store is still the one
         os.replace(pending, self.path)
 
@@ -304,3 +310,15 @@ class LazyStore:
     @property
     def location(self) -> str:
         return str(self._store.path if self._store else store_path(self.path))
+
+
+def _fernet(key: SecretStr) -> Fernet:
+    from cryptography.fernet import Fernet
+
+    return Fernet(key.get_secret_value().encode())
+
+
+def _invalid_token() -> type[Exception]:
+    from cryptography.fernet import InvalidToken
+
+    return InvalidToken

@@ -7,6 +7,7 @@ and an exit code, and the entry point; the commands are in export.py (run, watch
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -14,26 +15,47 @@ import click
 
 from .. import __version__
 from ..errors import FtpexportError
-from ..secret import redact
 from ..vault import DEFAULT_STORE, KEY_ENV, KEY_FILE_ENV, STORE_ENV
 from .base import EnvvarGroup, end_quietly_if_reader_gone
-from .export import demo, run, watch
-from .options import App
-from .rules import check, preview, test_connection
-from .secrets import secrets
-from .views import history, report, retry, status
 
-# The pipeline, the rules (pydantic models), paramiko, rich and the webhooks are imported by the
-# commands that use them (inside the function): `status`, `history` or `--version` start fast.
+#: command -> (module of this package, its function): a command's module is imported when the
+#: command runs (or ``--help`` lists them all), so `--version` and a reading command do not pay for
+#: the rules (pydantic models, Jinja), the pipeline, paramiko, rich or the webhooks
+COMMANDS = {
+    "run": ("export", "run"),
+    "watch": ("export", "watch"),
+    "demo": ("export", "demo"),
+    "check": ("rules", "check"),
+    "preview": ("rules", "preview"),
+    "test-connection": ("rules", "test_connection"),
+    "status": ("views", "status"),
+    "report": ("views", "report"),
+    "history": ("views", "history"),
+    "retry": ("views", "retry"),
+    "secrets": ("secrets", "secrets"),
+}
 
 
 class _Group(EnvvarGroup):
-    """Turns our errors into one line on stderr and their exit code: no traceback for expected failures."""
+    """The commands, loaded on use (``COMMANDS``); turns our errors into one line on stderr and their
+    exit code: no traceback for expected failures."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, function = COMMANDS[name]
+        command: click.Command = getattr(importlib.import_module(f".{module}", __name__), function)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except FtpexportError as exc:
+            from ..secret import redact
+
             click.echo(f"ftpexport: error: {redact(str(exc))}", err=True)
             ctx.exit(exc.exit_code)
 
@@ -79,6 +101,8 @@ def cli(
     secrets_key_file: Path | None,
 ) -> None:
     """Deliver processed vehicle photos to clients' DMS servers over FTP, FTPS and SFTP."""
+    from .options import App
+
     ctx.obj = App(
         quiet=quiet,
         verbose=verbose,
@@ -87,10 +111,6 @@ def cli(
         secrets_file=secrets_file,
         secrets_key_file=secrets_key_file,
     )
-
-
-for command in (run, watch, demo, check, preview, test_connection, status, report, history, retry, secrets):
-    cli.add_command(command)
 
 
 def main() -> None:

@@ -223,7 +223,10 @@ NO_ENVVAR = {
 
 def _commands(group: click.Group, path: str = "ftpexport") -> list[tuple[str, click.Command]]:
     found: list[tuple[str, click.Command]] = [(path, group)]
-    for name, command in group.commands.items():
+    context = click.Context(group)
+    for name in group.list_commands(context):  # click's API: the main group loads its commands on use
+        command = group.get_command(context, name)
+        assert command is not None, name
         if isinstance(command, click.Group):
             found += _commands(command, f"{path} {name}")
         else:

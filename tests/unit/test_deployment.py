@@ -29,7 +29,10 @@ def envvars(command: click.Command = cli) -> set[str]:
     """Every environment variable an option of the command line reads."""
     found = {p.envvar for p in command.params if isinstance(p.envvar, str)}
     if isinstance(command, click.Group):
-        for sub in command.commands.values():
+        context = click.Context(command)  # click's API: the main group loads its commands on use
+        for name in command.list_commands(context):
+            sub = command.get_command(context, name)
+            assert sub is not None, name
             found |= envvars(sub)
     return found
 
