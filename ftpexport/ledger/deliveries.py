@@ -189,9 +189,4 @@ class Deliveries(Queries):
 
     def by_ids(self, delivery_ids: Sequence[int]) -> list[Delivery]:
         marks = ", ".join("?" * len(delivery_ids))
-        with self._reading() as db:
-            rows = db.execute(
-                f"SELECT * FROM deliveries WHERE id IN ({marks}) ORDER BY id",  # noqa: S608
-                delivery_ids,
-            ).fetchall()
-        return [to_delivery(row) for row in rows]
+        return self._select_deliveries(f"id IN ({marks}) ORDER BY id", delivery_ids)

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from .base import AttemptTrail, Delivery, NotificationTotals, RouteTotals, Status
-from .sql import Database, Queries, filters, to_delivery
+from .sql import Database, Queries, filters
 
 
 class Reports(Queries):
@@ -29,13 +29,11 @@ class Reports(Queries):
         limit: int | None = None,
     ) -> list[Delivery]:
         where, params = filters(("status = ?", status), ("client_id = ?", client_id), ("updated_at >= ?", since))
-        query = f"SELECT * FROM deliveries WHERE {where} ORDER BY updated_at DESC, id DESC"  # noqa: S608
+        condition = f"{where} ORDER BY updated_at DESC, id DESC"
         if limit is not None:
-            query += " LIMIT ?"
+            condition += " LIMIT ?"
             params.append(limit)
-        with self._reading() as db:
-            rows = db.execute(query, params).fetchall()
-        return [to_delivery(row) for row in rows]
+        return self._select_deliveries(condition, params)
 
     def counts(self) -> dict[str, dict[str, int]]:
         """``{client_id: {status: count}}``."""
@@ -154,12 +152,7 @@ class Reports(Queries):
             ("delivered_at < ?", until),
             ("client_id = ?", client_id),
         )
-        with self._reading() as db:
-            rows = db.execute(
-                f"SELECT * FROM deliveries WHERE {where} AND status = 'delivered' ORDER BY delivered_at, id",  # noqa: S608
-                params,
-            ).fetchall()
-        return [to_delivery(row) for row in rows]
+        return self._select_deliveries(f"{where} AND status = 'delivered' ORDER BY delivered_at, id", params)
 
     def notification_totals(
         self, *, client_id: str | None = None, since: str | None = None

@@ -54,6 +54,12 @@ class Queries:
         """Run an INSERT of one row into a table with an ``id`` column; that row's id."""
         raise NotImplementedError
 
+    def _select_deliveries(self, condition: str, parameters: Sequence[Any]) -> list[Delivery]:
+        """The deliveries ``WHERE condition`` (its ORDER BY and LIMIT included), read in one go."""
+        with self._reading() as db:
+            rows = db.execute(f"SELECT * FROM deliveries WHERE {condition}", parameters).fetchall()  # noqa: S608
+        return [to_delivery(row) for row in rows]
+
     # --- where a shared ledger (PostgreSQL) adds its leases; a ledger one process holds has none
 
     #: added to the WHERE of ``pending_record_paths`` (``d`` is the delivery): only those claimable now
