@@ -22,7 +22,7 @@ import pytest
 from cluster_harness import Cluster
 from faults import closed_port
 from polling import eventually
-from recording_servers import RecordingFtpServer, recording_ftp_server, recording_sftp_server
+from recording_servers import Block, RecordingFtpServer, recording_ftp_server, recording_sftp_server
 from records import make_record
 from remote_files import expected_files, part_files, remote_files
 from rulefiles import ftp_destination, rule_document, sftp_destination, write_rules
@@ -206,6 +206,23 @@ def _single_destination(tmp_path: Path, server: RecordingFtpServer, monkeypatch:
     return rules
 
 
+def _kill_the_worker_held(
+    tmp_path: Path, inbox: Path, pg_url: str, ftp: RecordingFtpServer, held: Block, count: int
+) -> tuple[dict[tuple[str, str], list[str | None]], list[str]]:
+    """Three workers on the inbox; ``kill -9`` of the one whose connection the server holds, once it
+    holds it; the others deliver all ``count`` deliveries. The attempts' results and errors after."""
+    with _cluster(tmp_path, inbox, pg_url, lease=LEASE) as cluster:
+        cluster.start(WORKERS)
+        held.wait()
+        cluster.kill(cluster.owner(held.port, ftp.port))
+        cluster.wait_delivered(count)
+        # the killed worker's attempt is closed by a later look at the ledger (housekeeping)
+        eventually(lambda: all(a["result"] for a in cluster.ledger.history()), "no attempt left running")
+        assert len(cluster.alive()) == WORKERS - 1
+        cluster.stop()
+        return _attempt_results(cluster), _errors(cluster)
+
+
 def test_kill_9_of_a_worker_mid_upload_another_takes_the_delivery_over_and_sends_it_once(
     tmp_path: Path, inbox: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -215,18 +232,7 @@ def test_kill_9_of_a_worker_mid_upload_another_takes_the_delivery_over_and_sends
         expected = _expected(records, rules, ["dms/in"])
         victim = Path(sorted(expected)[0]).name
         held = ftp.block_store(victim)  # its upload stops after the first bytes
-        with _cluster(tmp_path, inbox, pg_url, lease=LEASE) as cluster:
-            cluster.start(WORKERS)
-            held.wait()
-            worker = cluster.owner(held.port, ftp.port)
-            cluster.kill(worker)
-            cluster.wait_delivered(len(records))
-            # the killed worker's attempt is closed by a later look at the ledger (housekeeping)
-            eventually(lambda: all(a["result"] for a in cluster.ledger.history()), "no attempt left running")
-            assert len(cluster.alive()) == WORKERS - 1
-            cluster.stop()
-            attempts = _attempt_results(cluster)
-            errors = _errors(cluster)
+        attempts, errors = _kill_the_worker_held(tmp_path, inbox, pg_url, ftp, held, len(records))
 
         _assert_ftp_delivered_once(ftp, expected)
         part = f"dms/in/.{victim}.part"
@@ -247,16 +253,7 @@ def test_kill_9_of_a_worker_between_rename_and_commit_the_file_is_not_sent_again
         expected = _expected(records, rules, ["dms/in"])
         victim = Path(sorted(expected)[2]).name
         held = ftp.block_rename(victim)  # renamed on the server, "250" never sent
-        with _cluster(tmp_path, inbox, pg_url, lease=LEASE) as cluster:
-            cluster.start(WORKERS)
-            held.wait()
-            cluster.kill(cluster.owner(held.port, ftp.port))
-            cluster.wait_delivered(len(records))
-            # the killed worker's attempt is closed by a later look at the ledger (housekeeping)
-            eventually(lambda: all(a["result"] for a in cluster.ledger.history()), "no attempt left running")
-            cluster.stop()
-            attempts = _attempt_results(cluster)
-            errors = _errors(cluster)
+        attempts, errors = _kill_the_worker_held(tmp_path, inbox, pg_url, ftp, held, len(records))
 
         _assert_ftp_delivered_once(ftp, expected)
         part = f"dms/in/.{victim}.part"
