@@ -169,11 +169,6 @@ class Ledger(ABC):
         ``Solo`` for a ledger one process holds alone, the default."""
         return _SOLO
 
-    @property
-    def location(self) -> str:
-        """Where the ledger is, to show a user: a file path, or a URL without its password."""
-        return str(getattr(self, "path", "?"))
-
     def __enter__(self) -> Ledger:
         return self
 
