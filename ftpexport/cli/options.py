@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +15,7 @@ import click
 
 from ..checkup import some_rules
 from ..errors import ConfigError
-from ..ledger import DEFAULT_LEASE, Ledger, display_state, is_url, open_ledger
+from ..ledger import DEFAULT_LEASE, Ledger, display_state, is_url, open_ledger, state_passwords
 from ..logs import setup_logging
 from ..recordfiles import ALLOW_HARDLINKS_ENV, own_files
 from ..secret import remember
@@ -102,12 +101,7 @@ class StateParam(click.ParamType):
 def remember_state_secrets(url: str) -> None:
     """The passwords that may come with a ``--state`` URL: in the URL and in its query
     (``?password=``), each as written and decoded, and libpq's ``PGPASSWORD``."""
-    rest = url.partition("://")[2]
-    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
-    query = rest.partition("?")[2].partition("#")[0]
-    written = [authority.rpartition("@")[0].partition(":")[2]]
-    written += [v for k, _, v in (p.partition("=") for p in query.split("&")) if k.lower() == "password"]
-    for value in written:
+    for value in state_passwords(url):
         remember(value)
         remember(unquote(value))
     remember(os.environ.get("PGPASSWORD", ""))

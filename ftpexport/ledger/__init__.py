@@ -58,6 +58,7 @@ __all__ = [
     "is_url",
     "now",
     "open_ledger",
+    "state_passwords",
 ]
 
 #: seconds a host's leases on a shared ledger last without a heartbeat (``--lease``): another host
@@ -114,3 +115,14 @@ def display_state(state: str | Path) -> str:
     netloc = f"{user}@{host}" if at else host
     query = "&".join(p for p in parts.query.split("&") if p and p.split("=")[0].lower() != "password")
     return parts._replace(netloc=netloc, query=query, fragment="").geturl()
+
+
+def state_passwords(url: str) -> list[str]:
+    """The passwords a ``--state`` URL carries, as written (percent-encoded if they were): after the
+    user name, and ``password=`` in its query. Parsed by hand: a URL ``urlsplit`` refuses still has one."""
+    rest = url.partition("://")[2]
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    query = rest.partition("?")[2].partition("#")[0]
+    written = [authority.rpartition("@")[0].partition(":")[2]]
+    written += [v for k, _, v in (p.partition("=") for p in query.split("&")) if k.lower() == "password"]
+    return [value for value in written if value]

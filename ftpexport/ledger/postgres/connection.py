@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -27,6 +27,7 @@ from psycopg.rows import RowMaker
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ...errors import ConfigError, StateError
+from .. import state_passwords
 from ..sql import Queries
 
 log = logging.getLogger(__name__)
@@ -141,10 +142,10 @@ class Connection(Queries):
             conninfo_to_dict(self._url)
         except psycopg.ProgrammingError as exc:  # libpq cannot parse it
             reason = reason_of(exc)
-            secret = _password(self._url)
+            for secret in state_passwords(self._url):
+                reason = reason.replace(secret, "***").replace(unquote(secret), "***")
             raise ConfigError(
-                f"--state {self.location}: the URL is not valid: "
-                + (reason.replace(secret, "***") if secret else reason),
+                f"--state {self.location}: the URL is not valid: {reason}",
                 hint="write it as postgresql://USER@HOST:PORT/DATABASE",
             ) from None
 
@@ -200,14 +201,6 @@ class Connection(Queries):
 
     def _insert(self, db: Database, sql: str, parameters: Sequence[Any]) -> int:  # type: ignore[override]
         return int(db.execute(sql + " RETURNING id", parameters).fetchone()[0])
-
-
-def _password(url: str) -> str | None:
-    """The password written in a URL, to keep it out of a message about the URL."""
-    try:
-        return urlsplit(url).password or None
-    except ValueError:
-        return url.partition("://")[2].rpartition("@")[0].partition(":")[2] or None
 
 
 def _config_error(exc: psycopg.OperationalError, location: str) -> ConfigError | None:
