@@ -151,6 +151,31 @@ class NotificationTotals(TypedDict):
     last_error_at: str | None
 
 
+class LearnedCapabilities(TypedDict):
+    """What was learned of one destination's server (``capabilities``), and when."""
+
+    destination: str
+    capabilities: dict[str, Any]
+    probed_at: str
+    changed_at: str
+
+
+class AttemptTranscript(TypedDict):
+    """The protocol transcript of one attempt (``transcripts``), with the attempt it belongs to."""
+
+    attempt_id: int
+    delivery_id: int
+    destination: str
+    correlation_id: str
+    started_at: str
+    finished_at: str | None
+    result: str | None
+    error: str | None
+    ok: bool
+    size: int
+    entries: list[dict[str, Any]]
+
+
 class Ledger(ABC):
     """The ledger as the rest of ftpexport uses it; a backend (``SQLiteLedger``) implements every
     method, safe to call from several threads, each write in one transaction of its own.
@@ -373,6 +398,44 @@ class Ledger(ABC):
     ) -> list[NotificationTotals]:
         """One row per (client, endpoint URL) with notifications not sent: pending and failed counts, the
         oldest pending one's creation time, and the newest error (``last_error``, ``last_error_at``)."""
+
+    # --- what was learned of the servers: capabilities (capabilities.py), transcripts (transcripts.py)
+
+    @abstractmethod
+    def save_capabilities(self, destination: str, capabilities: dict[str, Any]) -> bool:
+        """Keep what was learned of ``destination``'s server (a JSON object) with the time; True when it
+        differs from what was kept (or nothing was), which also sets ``changed_at``."""
+
+    @abstractmethod
+    def capabilities(self, destination: str | None = None) -> dict[str, LearnedCapabilities]:
+        """What was learned of each destination's server (or of one), by destination."""
+
+    @abstractmethod
+    def save_transcript(
+        self,
+        attempt_id: int,
+        delivery_id: int,
+        destination: str,
+        entries: Sequence[dict[str, Any]],
+        *,
+        ok: bool,
+        keep_ok: int,
+    ) -> None:
+        """Keep the protocol transcript of an attempt (entries already redacted). A delivered attempt's
+        (``ok``) is kept among the destination's last ``keep_ok`` delivered ones, the older dropped."""
+
+    @abstractmethod
+    def transcripts(self, correlation_id: str) -> list[AttemptTranscript]:
+        """The transcripts of every attempt of the delivery with ``correlation_id`` (the delivery's or an
+        attempt's), oldest first."""
+
+    @abstractmethod
+    def attempts_with_transcripts(self, attempt_ids: Sequence[int]) -> set[int]:
+        """Which of ``attempt_ids`` have a transcript kept."""
+
+    @abstractmethod
+    def purge_transcripts(self, before: str) -> int:
+        """Drop the transcripts made before ``before`` (ISO 8601); how many were dropped."""
 
 
 _SOLO = Solo()

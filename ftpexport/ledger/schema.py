@@ -11,8 +11,9 @@ import sqlite3
 from pathlib import Path
 
 from ..errors import ConfigError
+from . import capabilities, transcripts
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
     id             INTEGER PRIMARY KEY,
@@ -115,6 +116,9 @@ CREATE TABLE IF NOT EXISTS refused_records (
 """
 
 
+#: what was learned of the servers: capabilities per destination, transcripts per attempt (schema 6)
+_SERVERS = capabilities.TABLE + ";" + transcripts.TABLE + ";"
+
 #: deliveries counted by (client, destination, status); filled from the deliveries when created
 _TOTALS = """
 CREATE TABLE route_totals (
@@ -167,6 +171,7 @@ def create_or_migrate(db: sqlite3.Connection, version: int) -> None:
             db.execute(statement)
     db.executescript(_INDEXES)
     db.executescript(_REFUSED)
+    db.executescript(_SERVERS)
     _add_totals(db)
     if version != SCHEMA_VERSION:
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -203,5 +208,5 @@ def _statements(script: str) -> list[str]:
 def portable_statements() -> list[str]:
     """The tables and indexes of the schema in the order they are built, in SQLite's types, without
     its triggers: what the PostgreSQL backend builds too (``postgres/schema.py``)."""
-    script = _SCHEMA + ";".join(_MIGRATIONS) + ";" + _INDEXES + _REFUSED + _TOTALS.split(";")[0]
+    script = _SCHEMA + ";".join(_MIGRATIONS) + ";" + _INDEXES + _REFUSED + _SERVERS + _TOTALS.split(";")[0]
     return [statement.strip() for statement in script.split(";") if statement.strip()]

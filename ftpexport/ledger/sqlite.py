@@ -14,13 +14,15 @@ interface ``Ledger`` (base.py).
 from __future__ import annotations
 
 from .base import Ledger
+from .capabilities import Capabilities
 from .connection import Connection
 from .deliveries import Deliveries
 from .journal import Journal
 from .outbox import Outbox
 from .records import RecordFolders
 from .reports import Reports
+from .transcripts import Transcripts
 
 
-class SQLiteLedger(Deliveries, Journal, RecordFolders, Outbox, Reports, Connection, Ledger):
+class SQLiteLedger(Deliveries, Journal, RecordFolders, Outbox, Reports, Capabilities, Transcripts, Connection, Ledger):
     """The delivery ledger in one SQLite file; safe to share between threads."""

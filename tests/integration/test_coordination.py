@@ -357,8 +357,23 @@ def test_a_database_newer_than_this_ftpexport_is_left_alone(pg_url: str) -> None
     with pytest.raises(ConfigError) as refused:
         open_ledger(pg_url)
 
-    assert "the ledger was written by a newer ftpexport (schema 2)" in str(refused.value)
+    assert f"the ledger was written by a newer ftpexport (schema {SCHEMA_VERSION + 1})" in str(refused.value)
     assert refused.value.hint == "upgrade ftpexport on this host, or use another database"
+
+
+def test_a_schema_1_database_gains_the_capabilities_and_the_transcripts(pg_url: str) -> None:
+    with open_ledger(pg_url) as ledger:
+        delivery = deliver(ledger)
+    sql(pg_url, "DROP TABLE server_capabilities")
+    sql(pg_url, "DROP TABLE transcripts")
+    sql(pg_url, "UPDATE ftpexport_schema SET version = 1")
+
+    with open_ledger(pg_url) as ledger:
+        attempt = ledger.start_attempt(delivery.id, "c-1")
+        ledger.save_transcript(attempt, delivery.id, "acme/dms", [{"send": "NOOP"}], ok=False, keep_ok=1)
+        ledger.save_capabilities("acme/dms", {"rename": True})
+        assert [t["attempt_id"] for t in ledger.transcripts("c-1")] == [attempt]
+    assert sql(pg_url, "SELECT version FROM ftpexport_schema") == [(SCHEMA_VERSION,)] == [(2,)]
 
 
 def test_a_server_restart_is_survived_over_fresh_connections(

@@ -13,6 +13,8 @@ from ledger_helpers import aware, open_delivery
 
 from ftpexport.ledger import (
     AttemptTrail,
+    AttemptTranscript,
+    LearnedCapabilities,
     Ledger,
     Notification,
     NotificationTotals,
@@ -365,3 +367,62 @@ def test_a_withdrawn_attempt_leaves_no_row_and_no_try(ledger: Ledger) -> None:
     assert ledger.get(delivery.id).attempts == 1
     assert [(a["correlation_id"], a["result"]) for a in ledger.history()] == [("c1", "failed")]
     assert ledger.get(delivery.id).status == "pending"
+
+
+def test_capabilities_are_kept_per_destination_and_changed_at_moves_only_on_a_change(ledger: Ledger) -> None:
+    assert ledger.capabilities() == {}
+
+    assert ledger.save_capabilities("acme/dms", {"rename": True, "features": ["SIZE", "UTF8"]}) is True
+    first = ledger.capabilities("acme/dms")["acme/dms"]
+    assert ledger.save_capabilities("acme/dms", {"features": ["SIZE", "UTF8"], "rename": True}) is False
+    same = ledger.capabilities("acme/dms")["acme/dms"]
+    assert ledger.save_capabilities("acme/dms", {"rename": False}) is True
+    changed = ledger.capabilities()["acme/dms"]
+    ledger.save_capabilities("other/sftp", {"extensions": ["posix-rename@openssh.com"]})
+
+    assert first["capabilities"] == {"rename": True, "features": ["SIZE", "UTF8"]}
+    assert same["changed_at"] == first["changed_at"] <= same["probed_at"]
+    assert changed["capabilities"] == {"rename": False}
+    assert changed["changed_at"] == changed["probed_at"] >= first["changed_at"]
+    assert list(ledger.capabilities()) == ["acme/dms", "other/sftp"]
+    assert set(changed) == set(LearnedCapabilities.__required_keys__)
+
+
+def test_transcripts_keep_every_failure_and_the_last_successes_per_destination(ledger: Ledger) -> None:
+    delivery = open_delivery(ledger)
+    failed = ledger.start_attempt(delivery.id, "corr-1")
+    ledger.fail(delivery.id, failed, "553 refused", final=False)
+    ledger.save_transcript(failed, delivery.id, "acme/dms", [{"send": "STOR x"}, {"reply": "553 no"}],
+                           ok=False, keep_ok=2)  # fmt: skip
+    oks = []
+    for number in range(4):
+        other = open_delivery(ledger, record_id=f"r-{number}")
+        attempt = ledger.start_attempt(other.id, f"ok-{number}")
+        ledger.succeed(other.id, attempt, ["x.zip"], 1)
+        ledger.save_transcript(attempt, other.id, "acme/dms", [{"send": "RNTO x"}], ok=True, keep_ok=2)
+        oks.append(attempt)
+
+    kept = ledger.attempts_with_transcripts([failed, *oks])
+    shown = ledger.transcripts("corr-1")
+
+    assert kept == {failed, oks[2], oks[3]}
+    assert [(t["attempt_id"], t["ok"], t["result"]) for t in shown] == [(failed, False, "failed")]
+    assert shown[0]["entries"] == [{"send": "STOR x"}, {"reply": "553 no"}]
+    assert shown[0]["size"] > 0
+    assert set(shown[0]) == set(AttemptTranscript.__required_keys__)
+    assert ledger.transcripts("no-such-id") == []
+
+
+def test_transcripts_are_found_by_any_attempt_of_the_delivery_and_purged_by_age(ledger: Ledger) -> None:
+    delivery = open_delivery(ledger)
+    attempts = []
+    for correlation in ("first", "second"):
+        attempt = ledger.start_attempt(delivery.id, correlation)
+        ledger.fail(delivery.id, attempt, "421 too many", final=False)
+        ledger.save_transcript(attempt, delivery.id, "acme/dms", [{"reply": "421"}], ok=False, keep_ok=0)
+        attempts.append(attempt)
+
+    assert [t["attempt_id"] for t in ledger.transcripts("second")] == attempts
+    assert ledger.purge_transcripts("2000-01-01T00:00:00+00:00") == 0
+    assert ledger.purge_transcripts((datetime.now().astimezone() + timedelta(seconds=1)).isoformat()) == 2
+    assert ledger.transcripts("first") == []

@@ -100,7 +100,7 @@ def test_a_schema_1_ledger_is_upgraded_in_place(tmp_path: Path) -> None:
         ledger.mark_file(delivery.id, "A.zip", "published")
         assert ledger.file_states(delivery.id) == {"A.zip": "published"}
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
     db.close()
 
 
@@ -126,7 +126,7 @@ def test_a_schema_2_ledger_gains_the_vin_and_the_notifications_outbox(tmp_path: 
                                 url="https://example.com/", payload="{}", correlation_id="abc")  # fmt: skip
         assert [n["webhook_id"] for n in ledger.due_notifications()] == ["msg_1"]
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 5
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 6
     db.close()
 
 
@@ -279,7 +279,7 @@ def test_a_schema_4_ledger_gains_the_refused_records(tmp_path: Path) -> None:
         assert ledger.refused_counts() == {"": 1}
         assert ledger.get(1).record_id == "veh-1"
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
 
 
 @pytest.mark.parametrize("as_text", [False, True])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from ...errors import ClaimLostError
 from ..base import Ledger, Notification, now
+from ..capabilities import Capabilities
 from ..coordination import Coordination
 from ..deliveries import Deliveries
 from ..journal import Journal
@@ -22,12 +23,15 @@ from ..outbox import Outbox
 from ..records import RecordFolders
 from ..reports import Reports
 from ..sql import NOTIFICATION_COLUMNS, Database
+from ..transcripts import Transcripts
 from .connection import RETRY_FOR, Connection, retried
 from .coordination import PostgresCoordination, live
 from .schema import create_or_upgrade
 
 
-class PostgresLedger(Deliveries, Journal, RecordFolders, Outbox, Reports, Connection, Ledger):
+class PostgresLedger(
+    Deliveries, Journal, RecordFolders, Outbox, Reports, Capabilities, Transcripts, Connection, Ledger
+):
     """The delivery ledger in a PostgreSQL database several hosts share; safe to share between threads."""
 
     _claimable = (

@@ -13,10 +13,11 @@ import re
 import psycopg
 
 from ...errors import ConfigError
+from .. import capabilities, transcripts
 from ..schema import portable_statements
 
 #: the version of this schema (``ftpexport_schema.version``)
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: the key of the advisory lock held while the schema is built ("ftpx" in ASCII)
 _LOCK = 0x66747078
 
@@ -94,11 +95,7 @@ CREATE INDEX deliveries_pending ON deliveries (id) INCLUDE (destination, record_
 
 def postgres_statements() -> list[str]:
     """The statements that build the schema in an empty database."""
-    statements = []
-    for statement in portable_statements():
-        for pattern, replacement in _TYPES:
-            statement = pattern.sub(replacement, statement)
-        statements.append(statement)
+    statements = [_postgres(statement) for statement in portable_statements()]
     statements.append(_ROUTE_TOTALS.strip())  # one statement: psycopg sends a script as one
     statements.extend(part.strip() for part in _SHARED.split(";"))
     return statements
@@ -123,8 +120,26 @@ def create_or_upgrade(conn: psycopg.Connection, location: str) -> None:
                 conn.execute(statement)
             conn.execute("CREATE TABLE ftpexport_schema (version INTEGER NOT NULL)")
             conn.execute("INSERT INTO ftpexport_schema VALUES (%s)", (SCHEMA_VERSION,))
-        # later versions: ALTERs from ``version`` up to SCHEMA_VERSION go here, then
-        # conn.execute("UPDATE ftpexport_schema SET version = %s", (SCHEMA_VERSION,))
+            return
+        for statement in _upgrade(version):
+            conn.execute(statement)
+        conn.execute("UPDATE ftpexport_schema SET version = %s", (SCHEMA_VERSION,))
+
+
+def _upgrade(version: int) -> list[str]:
+    """The statements that bring a database of schema ``version`` to ``SCHEMA_VERSION``."""
+    statements: list[str] = []
+    if version < 2:  # what was learned of the servers: capabilities, transcripts
+        for table in (capabilities.TABLE, transcripts.TABLE):
+            statements += [_postgres(part.strip()) for part in table.split(";") if part.strip()]
+    return statements
+
+
+def _postgres(statement: str) -> str:
+    """``statement`` in PostgreSQL's types."""
+    for pattern, replacement in _TYPES:
+        statement = pattern.sub(replacement, statement)
+    return statement
 
 
 def _version(conn: psycopg.Connection) -> int:
