@@ -212,8 +212,14 @@ def hardlinks_option(f: Any) -> Any:
     )(f)
 
 
+#: seconds a command an operator waits for (status, history, report, retry) tries a database ledger
+#: that cannot be reached before it says so; a daemon's uploads wait out longer failovers
+INTERACTIVE_RETRY_FOR = 5.0
+
+
 def existing_ledger(state: str | Path) -> Ledger:
-    """The ledger for a reading command; a SQLite file must exist (a database is the backend's to open)."""
+    """The ledger for a reading command; a SQLite file must exist (a database is the backend's to open).
+    A database that cannot be reached is tried for ``INTERACTIVE_RETRY_FOR`` seconds, not a daemon's 30."""
     if not is_url(state) and not Path(state).exists():
         raise ConfigError(f"{display_state(state)}: no ledger here yet", hint="run an export first, or pass --state")
-    return open_ledger(state)
+    return open_ledger(state, retry_for=INTERACTIVE_RETRY_FOR)

@@ -71,13 +71,15 @@ DEFAULT_LEASE = 20.0
 
 #: URL scheme -> the backend that opens a ledger at such a URL (import it inside the function: a
 #: backend's driver is needed only by those who use it)
-_URL_BACKENDS: dict[str, Callable[[str, float], Ledger]] = {}
+_URL_BACKENDS: dict[str, Callable[[str, float, float | None], Ledger]] = {}
 
 
-def _postgres(url: str, lease: float) -> Ledger:
+def _postgres(url: str, lease: float, retry_for: float | None) -> Ledger:
     from .postgres import PostgresLedger
 
-    return PostgresLedger(url, lease, location=display_state(url))
+    if retry_for is None:
+        return PostgresLedger(url, lease, location=display_state(url))
+    return PostgresLedger(url, lease, location=display_state(url), retry_for=retry_for)
 
 
 _URL_BACKENDS.update(postgresql=_postgres, postgres=_postgres)
@@ -86,9 +88,11 @@ _URL_BACKENDS.update(postgresql=_postgres, postgres=_postgres)
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
-def open_ledger(state: str | Path, *, lease: float = DEFAULT_LEASE) -> Ledger:
+def open_ledger(state: str | Path, *, lease: float = DEFAULT_LEASE, retry_for: float | None = None) -> Ledger:
     """The ledger ``--state`` names: a URL of a known scheme, else the path of a SQLite file.
-    ``lease``: the seconds of a host's leases on a shared ledger (see ``coordination``)."""
+    ``lease``: the seconds of a host's leases on a shared ledger (see ``coordination``);
+    ``retry_for``: the seconds a database ledger that cannot be reached is tried again before a
+    ``StateError`` (the backend's default when None; a command an operator waits for passes less)."""
     if isinstance(state, str) and (url := _URL.match(state)):
         scheme = url[1].lower()
         backend = _URL_BACKENDS.get(scheme)
@@ -99,7 +103,7 @@ def open_ledger(state: str | Path, *, lease: float = DEFAULT_LEASE) -> Ledger:
                 f" (URL schemes known: {known})",
                 hint="pass the path of a SQLite file as --state (e.g. .ftpexport/ledger.sqlite3)",
             )
-        return backend(state, lease)
+        return backend(state, lease, retry_for)
     return SQLiteLedger(Path(state))
 
 

@@ -243,6 +243,20 @@ def test_a_refused_login_names_the_database_without_any_password(login: Shared) 
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("command", [["status"], ["history"], ["report", "--since", "2026-01-01"]], ids=str)
+def test_a_reading_command_on_a_database_that_does_not_answer_says_so_within_seconds(command: list[str]) -> None:
+    # an operator waiting at the prompt is told after 5 s, not after a daemon's 30 s retry window
+    password = "pw-" + secrets.token_urlsafe(12)
+    url = f"postgresql://ftpexport:{password}@127.0.0.1:{closed_port()}/ftpexport"
+
+    result = invoke(*command, "--state", url)
+
+    assert result.exit_code != 0, result.output
+    assert "cannot reach the ledger's database (tried for 5 s)" in result.stderr, result.stderr
+    assert password not in result.output
+    assert "Traceback" not in result.output
+
+
 def test_a_url_listing_several_servers_uses_the_one_that_answers_for_writes(login: Shared) -> None:
     # README: the hosts may list every node of a failover pair and let libpq pick the primary
     server = urlsplit(login.url).netloc.rpartition("@")[2]

@@ -26,7 +26,7 @@ def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeClu
     cluster = FakeCluster()
     opened: list[float] = []
 
-    def backend(url: str, lease: float) -> FencedLedger:
+    def backend(url: str, lease: float, retry_for: float | None) -> FencedLedger:
         opened.append(lease)
         return FencedLedger(tmp_path / "db" / "ledger.sqlite3", cluster.host("host-a:1:aaaaaa", lease))
 
