@@ -255,6 +255,9 @@ def test_a_reading_command_on_a_database_that_does_not_answer_says_so_within_sec
     assert "cannot reach the ledger's database (tried for 5 s)" in result.stderr, result.stderr
     assert password not in result.output
     assert "Traceback" not in result.output
+    # the outage is told once; psycopg's pool, trying to reconnect, is not heard at this level
+    assert result.stderr.count("ledger database unreachable, trying again for up to 5 s") == 1, result.stderr
+    assert "error connecting in" not in result.stderr
 
 
 def test_a_url_listing_several_servers_uses_the_one_that_answers_for_writes(login: Shared) -> None:

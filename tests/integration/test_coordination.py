@@ -399,7 +399,7 @@ def test_a_server_restart_is_survived_over_fresh_connections(
 
 
 def test_a_database_away_for_longer_than_the_retries_is_a_state_error(
-    postgresql_session: postgres.PostgresServer, pg_url: str
+    postgresql_session: postgres.PostgresServer, pg_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     ledger = PostgresLedger(pg_url, 20.0, location=pg_url, retry_for=1.0)
     delivery = deliver(ledger)
@@ -407,12 +407,17 @@ def test_a_database_away_for_longer_than_the_retries_is_a_state_error(
     try:
         with pytest.raises(StateError) as away:
             ledger.get(delivery.id)
-        with pytest.raises(StateError) as at_start:
+        with caplog.at_level(logging.DEBUG, logger="ftpexport.ledger"), pytest.raises(StateError) as at_start:
             PostgresLedger(pg_url, 20.0, location=pg_url, retry_for=1.0)
+        tries = [r for r in caplog.records if r.name.startswith("ftpexport.ledger") and "trying again" in r.message]
     finally:
         postgresql_session.start()
         ledger.close()
 
+    # one warning for the outage, its further tries at debug level
+    assert [r.levelname for r in tries][:2] == ["WARNING", "DEBUG"]
+    assert [r.levelname for r in tries].count("WARNING") == 1
+    assert tries[0].message == "ledger database unreachable, trying again for up to 1 s"
     for error in (away.value, at_start.value):
         assert error.message.startswith(f"{pg_url}: cannot reach the ledger's database (tried for 1 s): ")
         assert "check that PostgreSQL is running and that this host can reach it" in str(error)

@@ -37,6 +37,8 @@ T = TypeVar("T")
 
 #: seconds an operation is tried again over fresh connections while the database cannot be reached
 RETRY_FOR = 30.0
+#: seconds before the first try again; each next wait doubles, up to 1 s
+FIRST_DELAY = 0.05
 #: connections one process keeps to the database at most (the exporter's threads share them)
 POOL_SIZE = 10
 
@@ -168,7 +170,7 @@ class Connection(Queries):
         """``operation()``, run again over fresh connections while the database cannot be reached,
         for up to ``retry_for`` seconds; then a ``StateError``."""
         deadline = time.monotonic() + self.retry_for
-        delay = 0.05
+        delay = FIRST_DELAY
         while True:
             try:
                 return operation()
@@ -187,8 +189,10 @@ class Connection(Queries):
                         hint="check that PostgreSQL is running and that this host can reach it; nothing is"
                         " renamed on a server while the ledger cannot record it, and what is pending stays pending",
                     ) from None
-                log.warning("ledger database unreachable, trying again", extra={"state": self.location,
-                            "error": reason_of(exc)})  # fmt: skip
+                # one warning per outage; its further tries are debug lines
+                level = logging.WARNING if delay == FIRST_DELAY else logging.DEBUG
+                log.log(level, f"ledger database unreachable, trying again for up to {self.retry_for:.0f} s",
+                        extra={"state": self.location, "error": reason_of(exc)})  # fmt: skip
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
