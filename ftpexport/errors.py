@@ -12,6 +12,7 @@
     │   └── RecordChangedError     a file of the record changed after it was read: read it again
     └── TransportError             talking to a server failed: names the destination and path
         ├── TransientError         worth retrying: refused/reset connections, timeouts, 4xx replies
+        │   └── TooManySessionsError  the server refused one more session (421 too many connections)
         └── PermanentError         retrying will not help until someone changes something
             ├── AuthenticationError   login refused
             ├── HostKeyError          SFTP host key unknown or changed
@@ -137,6 +138,10 @@ class TransientError(TransportError):
     """A failure that may go away by itself: try again later."""
 
     retriable = True
+
+
+class TooManySessionsError(TransientError):
+    """The server refused one more session (421 too many connections): fewer connections will do."""
 
 
 class PermanentError(TransportError):

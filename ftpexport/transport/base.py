@@ -24,6 +24,7 @@ from typing import BinaryIO, ClassVar, Literal
 from pydantic import SecretStr
 
 from ..errors import PermanentError, RemoteExistsError, TransientError, TransportError
+from .capabilities import ServerCapabilities
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,10 @@ class Transport(ABC):
         #: directories known to exist, so a batch does not re-create them; valid for one job only
         #: (a DMS may delete a folder after ingesting it), see ``forget_directories``
         self._dirs: set[str] = set()
+        #: what is known of this server: given by the caller (``adopt``), and noted by the transport
+        #: as it meets it (a rename that does not replace, SIZE not implemented); it decides how the
+        #: transport works, within what the caller asks (see ``transport.capabilities``)
+        self.known = ServerCapabilities()
 
     def __enter__(self) -> Transport:
         self.connect()
@@ -165,6 +170,19 @@ class Transport(ABC):
         """
         return self.alive()
 
+    def adopt(self, known: ServerCapabilities) -> None:
+        """Work by what is known of the server (learned earlier, kept in the ledger)."""
+        self.known = known
+
+    def learn(self) -> ServerCapabilities:
+        """What a connected transport can learn of its server cheaply (the banner, FEAT, the SFTP
+        extensions): at most one round trip. Also noted in ``known``."""
+        return ServerCapabilities()
+
+    def mkdir_existing_fails(self, path: str) -> bool | None:
+        """Whether making the folder ``path``, which exists, fails (the probe asks); None: not known."""
+        return None
+
     def forget_directories(self) -> None:
         """Forget which directories exist: called when a pooled connection starts a new job."""
         self._dirs.clear()
@@ -224,11 +242,13 @@ def path_prefixes(path: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Upload:
-    """What one upload did: the final remote path, the bytes sent, and whether it was skipped."""
+    """What one upload did: the final remote path, the bytes sent, whether it was skipped, and
+    whether the server's size of the file was checked (False: the server does not report sizes)."""
 
     path: str
     size: int
     skipped: bool = False
+    size_checked: bool = True
 
 
 def temporary_name(name: str) -> str:
@@ -258,7 +278,10 @@ def upload_file(
     """Upload one file to ``remote_dir/name``: temporary name, size check, rename.
 
     The directory must exist. With ``atomic=False`` the file is written under its final name
-    (for servers that cannot rename); the size is still checked. ``before_rename(final path)`` is
+    (for servers that cannot rename); the size is still checked. What is known of the server
+    (``transport.known``) chooses how, never against ``atomic``: a server known not to report sizes is
+    not asked (the ``Upload`` says the size was not checked); a rename that cannot replace is the
+    transport's (``rename``). ``before_rename(final path)`` is
     called once the temporary file is complete, just before it takes its final name: the caller
     journals there that the rename may have happened (the crash journal: ``ftpexport.publish``).
     """
@@ -279,7 +302,7 @@ def upload_file(
     try:
         with open_source() as stream:
             sent = transport.put(stream, target, callback)
-        _check_size(transport, target, expected=size, sent=sent)
+        size_checked = _check_size(transport, target, expected=size, sent=sent)
     except TransportError:
         if atomic:
             transport.discard(target)  # a hidden partial file must not wait for the next success
@@ -293,7 +316,7 @@ def upload_file(
             if not exc.retriable:
                 _remove_quietly(transport, target)  # a refused rename: leave no hidden file behind
             raise
-    return Upload(final, sent)
+    return Upload(final, sent, size_checked=size_checked)
 
 
 RENAME_REFUSED_HINT = (
@@ -316,19 +339,22 @@ def _remove_quietly(transport: Transport, path: str) -> None:
         log.debug("could not remove %s: %s", path, exc.reason)
 
 
-def _check_size(transport: Transport, path: str, *, expected: int, sent: int) -> None:
-    """Refuse to publish a file whose remote size is not the local size."""
+def _check_size(transport: Transport, path: str, *, expected: int, sent: int) -> bool:
+    """Refuse to publish a file whose remote size is not the local size; False when the server could
+    not tell its size (then the completed transfer is trusted, and the log says the size was not checked)."""
     if sent != expected:
         raise PermanentError(
             f"sent {sent} bytes but the source has {expected}: the local file changed during upload",
             destination=transport.endpoint.display,
             path=path,
         )
-    remote = transport.size(path)
+    remote = None if transport.known.size is False else transport.size(path)
     if remote is None:
         # Some servers do not answer SIZE; the transfer itself completed without error.
-        log.debug("server did not report a size; trusting the completed transfer", extra={"remote_path": path})
-        return
+        log.info("the size was not checked: the server does not report sizes (SIZE); the completed transfer is "
+                 "trusted", extra={"destination": transport.endpoint.display, "remote_path": path,
+                                   "size_checked": False})  # fmt: skip
+        return False
     if remote != expected:
         # ``upload_file`` removes the partial file (best effort, the error stands)
         raise TransientError(
@@ -336,3 +362,4 @@ def _check_size(transport: Transport, path: str, *, expected: int, sent: int) ->
             destination=transport.endpoint.display,
             path=path,
         )
+    return True

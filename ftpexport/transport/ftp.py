@@ -21,6 +21,7 @@ from typing import BinaryIO
 
 from ..errors import PermanentError, TLSError, TransientError
 from .base import CLEANUP_TIMEOUT, Capabilities, Endpoint, Transport, path_prefixes, rename_refused
+from .capabilities import ServerCapabilities, feat_lines
 from .ftp_clients import FTPClient, FTPSClient, ImplicitFTPSClient, tls_context
 from .ftp_data import send_stream
 from .ftp_errors import map_errors, reply_code
@@ -223,18 +224,47 @@ class FTPTransport(Transport):
         prefixes = path_prefixes(posixpath.dirname(path))
         return bool(prefixes) and prefixes[-1] in self._dirs
 
+    def learn(self) -> ServerCapabilities:
+        """The greeting and FEAT (one round trip); a server without FEAT leaves the features unknown."""
+        # the first line only: Pure-FTPd's next lines say the time and the user count, which change
+        banner = (self.ftp.welcome or "").strip().splitlines()
+        learned = ServerCapabilities(protocol="ftp", banner=banner[0] if banner else None)
+        with map_errors(self.endpoint, phase="login"):
+            try:
+                learned.learned_from_feat(feat_lines(self.ftp.sendcmd("FEAT")))
+            except ftplib.error_perm as exc:
+                log.debug("the server does not answer FEAT: %s", exc, extra={"destination": self.endpoint.display})
+        self.known = self.known.merged(learned)
+        return learned
+
+    def mkdir_existing_fails(self, path: str) -> bool | None:
+        """MKD of the existing folder ``path``: True when the server refuses it."""
+        with map_errors(self.endpoint, path, phase="folder"):
+            try:
+                self.ftp.mkd(path)
+            except ftplib.error_perm:
+                return True
+        return False
+
     def size(self, path: str) -> int | None:
-        """SIZE in binary mode; None for a missing file (550) or a server without SIZE."""
+        """SIZE in binary mode; None for a missing file (550) or a server without SIZE (not asked
+        again on a server known not to have it, see ``known.size``)."""
+        if self.known.size is False:
+            return None
         with map_errors(self.endpoint, path, phase="size"):
             try:
-                return self.ftp.size(path)
+                size = self.ftp.size(path)
             except ftplib.error_perm as exc:
                 if reply_code(exc) == "550":
                     return None
                 if reply_code(exc) in _NOT_IMPLEMENTED:
-                    log.debug("server does not implement SIZE", extra={"remote_path": path})
+                    log.info("the server does not implement SIZE: sizes are not checked on this server",
+                             extra={"destination": self.endpoint.display, "remote_path": path})  # fmt: skip
+                    self.known.size = False
                     return None
                 raise
+        self.known.size = True
+        return size
 
     def put(self, stream: BinaryIO, path: str, callback: Callable[[int], None] | None = None) -> int:
         """STOR ``stream`` to ``path`` in 256 KiB blocks; return the bytes sent.
@@ -325,29 +355,52 @@ class FTPTransport(Transport):
         """RNFR/RNTO; if the server will not replace ``target``, delete it and rename again.
 
         A refused RNFR, or an RNTO refused while ``target`` does not exist, is a server that does
-        not rename (Pure-FTPd ``--norename``): ``target`` is left alone and the error says so.
+        not rename (Pure-FTPd ``--norename``): ``target`` is left alone and the error says so. On a
+        server known not to replace on rename (``known.rename_replaces``), ``target`` is deleted
+        first, without an RNTO refused first. What happened is noted in ``known``.
         """
         ftp = self.ftp
+        known = self.known
         with map_errors(self.endpoint, target, phase="rename"):
+            if known.rename_replaces is False:
+                with contextlib.suppress(ftplib.error_perm):  # 550: there is no such file to replace
+                    ftp.delete(target)
+                self._rename_once(source, target)
+                return
             try:
-                reply = ftp.sendcmd(f"RNFR {source}")
-            except ftplib.error_perm as exc:
-                raise rename_refused(source, target, str(exc).strip()) from exc
-            if not reply.startswith("3"):
-                raise TransientError(f"unexpected reply from the server to RNFR: {reply.strip()}")
-            try:
+                self._rnfr(source, target)
                 ftp.voidcmd(f"RNTO {target}")
+                known.rename = True
                 return
             except ftplib.error_perm as exc:
                 # Some servers (IIS, some embedded ones) refuse to overwrite on rename.
                 if self.size(target) is None:
+                    known.rename = False
                     raise rename_refused(source, target, str(exc).strip()) from exc
-            log.debug("server refused to replace on rename; deleting the target first", extra={"remote_path": target})
+            log.info("the server does not replace a file on rename: the file is deleted first from now on",
+                     extra={"destination": self.endpoint.display, "remote_path": target})  # fmt: skip
+            known.rename_replaces = False
             ftp.delete(target)
-            try:
-                ftp.rename(source, target)
-            except ftplib.error_perm as exc:
-                raise rename_refused(source, target, str(exc).strip()) from exc
+            self._rename_once(source, target)
+
+    def _rnfr(self, source: str, target: str) -> None:
+        try:
+            reply = self.ftp.sendcmd(f"RNFR {source}")
+        except ftplib.error_perm as exc:
+            self.known.rename = False
+            raise rename_refused(source, target, str(exc).strip()) from exc
+        if not reply.startswith("3"):
+            raise TransientError(f"unexpected reply from the server to RNFR: {reply.strip()}")
+
+    def _rename_once(self, source: str, target: str) -> None:
+        """RNFR/RNTO onto a ``target`` that is not there; refused: a server that does not rename."""
+        self._rnfr(source, target)
+        try:
+            self.ftp.voidcmd(f"RNTO {target}")
+        except ftplib.error_perm as exc:
+            self.known.rename = False
+            raise rename_refused(source, target, str(exc).strip()) from exc
+        self.known.rename = True
 
     def remove(self, path: str) -> None:
         """DELE ``path``; a missing file is fine."""

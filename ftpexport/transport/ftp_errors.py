@@ -11,7 +11,7 @@ import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ..errors import AuthenticationError, PermanentError, TLSError, TransientError, TransportError
+from ..errors import AuthenticationError, PermanentError, TLSError, TooManySessionsError, TransientError, TransportError
 from . import wire
 from .base import Endpoint
 from .tls_client_certs import client_certificate_refused
@@ -21,6 +21,11 @@ TLS_HINT = "set ca_file to the CA that signed the server certificate"
 _NO_GREETING_HINT = (
     "an FTP server greets at once: for implicit FTPS (often port 990) use ftps+implicit://, else check the port"
 )
+
+#: what a server says when it takes no more sessions, with a 421 or a 530 (vsftpd, pyftpdlib and
+#: Pure-FTPd "too many connections", ProFTPD "the maximum number of clients", "are already logged in")
+_TOO_MANY = ("too many", "maximum number", "already connected", "already logged in")
+_TOO_MANY_HINT = "the delivery is retried on fewer connections: lower max_connections for this destination"
 
 # 452 insufficient storage, 552 exceeded storage allocation
 _OUT_OF_SPACE = ("452", "552")
@@ -37,6 +42,11 @@ _MEANINGS = {
     "550": "no such file or folder, or permission denied",
     "553": "the file name is not allowed",
 }
+
+
+def _too_many_sessions(reply: str) -> bool:
+    """The (lower-case) reply says that the server takes no more sessions."""
+    return any(words in reply for words in _TOO_MANY)
 
 
 def reply_code(exc: ftplib.Error) -> str:
@@ -61,12 +71,18 @@ def map_errors(endpoint: Endpoint, path: str | None = None, *, phase: str, login
         # 4xx: "try again later" (421 too many users / shutting down, 425/426 data connection, 450/451)
         reply = str(exc).strip()
         meaning = _MEANINGS.get(reply_code(exc))
+        if phase in ("greeting", "login") and _too_many_sessions(reply.lower()):
+            raise TooManySessionsError(f"the server refused one more session: {reply}", **where,
+                                       hint=_TOO_MANY_HINT) from exc  # fmt: skip
         if reply_code(exc) in _OUT_OF_SPACE:
             raise TransientError(f"the server is out of space: {reply}", **where, hint=_SPACE_HINT) from exc
         raise TransientError(f"the server answered {reply}" + (f" ({meaning})" if meaning else ""), **where) from exc
     except ftplib.error_perm as exc:
         reply = str(exc).strip()
         code = reply_code(exc)
+        if login and code == "530" and _too_many_sessions(reply.lower()):
+            raise TooManySessionsError(f"the server refused one more session: {reply}", **where,
+                                       hint=_TOO_MANY_HINT) from exc  # fmt: skip
         if login and code in ("530", "532"):
             raise AuthenticationError(
                 f"login refused: {reply}",

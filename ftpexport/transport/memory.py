@@ -31,57 +31,20 @@ fire once that many bytes of the file are on the server.
 from __future__ import annotations
 
 import copy
-import fnmatch
 import posixpath
 import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import BinaryIO, Literal
+from typing import BinaryIO
 
-from ..errors import AuthenticationError, PermanentError, TransientError
+from ..errors import AuthenticationError, PermanentError, TooManySessionsError, TransientError
 from .base import Capabilities, Endpoint, Transport, path_prefixes, rename_refused
-
-Op = Literal["login", "makedirs", "size", "put", "rename", "renamed", "remove"]
-Action = Literal["refuse", "cut", "hang", "call"]
+from .capabilities import ServerCapabilities
+from .memory_faults import Fault, Hang, Op
 
 #: bytes written per block of a ``put`` (and per progress callback)
 BLOCK_SIZE = 4096
-
-
-class Hang:
-    """A call held by a ``hang`` fault: ``reached`` is set when one blocks; ``release()`` lets it go on."""
-
-    def __init__(self, condition: threading.Condition) -> None:
-        self._condition = condition
-        self.reached = threading.Event()
-        self.released = False
-
-    def release(self) -> None:
-        """Let the held call (and any later one this fault holds) go on."""
-        with self._condition:
-            self.released = True
-            self._condition.notify_all()
-
-
-@dataclass
-class Fault:
-    """One scripted fault: what happens to the operations ``op`` on paths matching ``pattern``."""
-
-    op: Op
-    pattern: str
-    action: Action
-    permanent: bool = False
-    after: int = 0
-    times: int | None = 1
-    message: str | None = None
-    hang: Hang | None = None
-    call: Callable[[], None] | None = None
-    fired: int = 0
-
-    def matches(self, op: str, path: str) -> bool:
-        spent = self.times is not None and self.fired >= self.times
-        return not spent and op == self.op and fnmatch.fnmatchcase(path, self.pattern)
 
 
 @dataclass
@@ -90,6 +53,10 @@ class MemoryServer:
 
     #: False: the server does not answer SIZE (as some FTP servers); ``size`` returns None
     reports_sizes: bool = True
+    #: False: a rename onto an existing file is refused (as IIS); the transport deletes it first
+    replaces_on_rename: bool = True
+    #: sessions open at once beyond which a login is refused (421 too many connections); None: no limit
+    max_sessions: int | None = None
     files: dict[str, bytearray] = field(default_factory=dict, repr=False)
     folders: set[str] = field(default_factory=lambda: {""}, repr=False)
     #: login attempts, logins that succeeded, connections open now and at most at once
@@ -239,6 +206,9 @@ class MemoryTransport(Transport):
             server.login_attempts += 1
         self._fault("login", "")
         with server._lock:
+            if server.max_sessions is not None and server.open_connections >= server.max_sessions:
+                raise TooManySessionsError("the server refused one more session: 421 too many connections",
+                                           destination=self.endpoint.display)  # fmt: skip
             self._generation = server.generation
             server.connections += 1
             server.open_connections += 1
@@ -287,11 +257,23 @@ class MemoryTransport(Transport):
                 server.folders.add(key)
             self._dirs.add(key)
 
+    def learn(self) -> ServerCapabilities:
+        """What FEAT would say: whether the server answers SIZE."""
+        learned = ServerCapabilities(protocol="memory", size=self.server.reports_sizes)
+        self.known = self.known.merged(learned)
+        return learned
+
     def size(self, path: str) -> int | None:
+        """As FTP's: None for a missing file, or on a server that does not report sizes (noted in
+        ``known``, and not asked again)."""
+        if self.known.size is False:
+            return None
         key = self.server.key(path)
         self._fault("size", key)
         with self.server._lock:
             data = self.server.files.get(key)
+            if data is not None and not self.server.reports_sizes:
+                self.known.size = False
             return len(data) if data is not None and self.server.reports_sizes else None
 
     def put(self, stream: BinaryIO, path: str, callback: Callable[[int], None] | None = None) -> int:
@@ -328,17 +310,39 @@ class MemoryTransport(Transport):
         return min([BLOCK_SIZE, *(after - sent for after in due)])
 
     def rename(self, source: str, target: str) -> None:
+        """As FTP's: a server that will not replace ``target`` gets it deleted first, at once when that
+        is known (``known.rename_replaces``); what happened is noted in ``known``."""
+        if self.known.rename_replaces is False:
+            self.remove(target)
+        elif not self._rename(source, target):
+            self.known.rename_replaces = False
+            self.remove(target)
+        else:
+            return
+        if not self._rename(source, target):
+            raise rename_refused(source, target, "550 file exists")
+
+    def _rename(self, source: str, target: str) -> bool:
+        """One rename request; False when the server would not replace ``target``."""
         server = self.server
         old, new = server.key(source), server.key(target)
-        self._fault("rename", new, source=source, target=target)
+        try:
+            self._fault("rename", new, source=source, target=target)
+        except PermanentError:
+            self.known.rename = False
+            raise
         with server._lock:
             if old not in server.files:
                 raise PermanentError("no such file to rename (550)", destination=self.endpoint.display, path=source)
             if posixpath.dirname(new) not in server.folders:
                 raise PermanentError("no such folder (553)", destination=self.endpoint.display, path=target)
+            if new in server.files and not server.replaces_on_rename:
+                return False
             server.files[new] = server.files.pop(old)
             server.renames[new] += 1
+        self.known.rename = True
         self._fault("renamed", new)
+        return True
 
     def remove(self, path: str) -> None:
         key = self.server.key(path)

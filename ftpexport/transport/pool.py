@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from ..errors import TooManySessionsError
 from . import open_transport
 from .base import Endpoint, Transport
 
@@ -34,6 +35,12 @@ class ConnectionPool:
     it), unless it declares that it copes with that itself (``capabilities.keeps_directories``: SFTP
     and FTP create a cached folder again when the server removed it), which saves the folder checks
     of every job.
+
+    A server that refuses one more session (``TooManySessionsError``: 421 too many connections) while
+    this pool holds others open tells how many it accepts: ``on_sessions_refused(open)`` is called
+    with the number of this pool's connections open then, and the pool keeps no more idle than that.
+    ``on_release(transport)`` is called with every transport given back, before it is kept or closed
+    (what it learned of the server is read there).
     """
 
     def __init__(
@@ -43,6 +50,8 @@ class ConnectionPool:
         size: int,
         idle_timeout: float = 60.0,
         transport_factory: Callable[[Endpoint], Transport] | None = None,
+        on_sessions_refused: Callable[[int], None] | None = None,
+        on_release: Callable[[Transport], None] | None = None,
     ) -> None:
         self.endpoint = endpoint
         #: makes a new, not yet connected transport: ``open_transport`` unless given (tests give
@@ -50,9 +59,13 @@ class ConnectionPool:
         self._open = transport_factory or open_transport
         self.size = size
         self.idle_timeout = idle_timeout
+        self._on_sessions_refused = on_sessions_refused
+        self._on_release = on_release
         self._lock = threading.Lock()
         self._idle: list[tuple[Transport, float]] = []
         self._active: set[Transport] = set()
+        #: connections of ``_active`` still connecting (not yet sessions the server accepted)
+        self._connecting = 0
         self._closed = False
         #: connections opened and reused so far (for logs and tests)
         self.opened = 0
@@ -78,16 +91,31 @@ class ConnectionPool:
         transport = self._open(self.endpoint)
         with self._lock:
             self._active.add(transport)
+            self._connecting += 1
         try:
             transport.connect()
-        except BaseException:
+        except BaseException as exc:
             with self._lock:
                 self._active.discard(transport)
+                self._connecting -= 1
+                open_now = len(self._active) + len(self._idle) - self._connecting
             transport.close()
+            if isinstance(exc, TooManySessionsError) and open_now > 0:
+                self._sessions_refused(open_now)
             raise
         with self._lock:
+            self._connecting -= 1
             self.opened += 1
         return transport
+
+    def _sessions_refused(self, open_now: int) -> None:
+        """The server took ``open_now`` sessions of this pool and refused one more."""
+        log.info("the server refused one more session; connections to it are capped",
+                 extra={"destination": self.endpoint.display, "sessions": open_now})  # fmt: skip
+        with self._lock:
+            self.size = min(self.size, open_now)
+        if self._on_sessions_refused is not None:
+            self._on_sessions_refused(open_now)
 
     @staticmethod
     def _usable(transport: Transport, since: float) -> bool:
@@ -98,6 +126,8 @@ class ConnectionPool:
 
     def release(self, transport: Transport, *, reuse: bool) -> None:
         """Give a transport back: kept for the next job if ``reuse`` and there is room, else closed."""
+        if self._on_release is not None:
+            self._on_release(transport)
         with self._lock:
             self._active.discard(transport)
             keep = reuse and not self._closed and len(self._idle) < self.size

@@ -21,6 +21,8 @@ import paramiko
 from ..errors import AuthenticationError, PermanentError, TransientError
 from . import wire
 from .base import Capabilities, Endpoint, Transport, path_prefixes, rename_refused
+from .capabilities import ServerCapabilities
+from .sftp_capabilities import SFTPClient
 from .sftp_errors import map_errors
 from .sftp_writes import AckedWriter
 from .ssh_host_keys import fingerprint, pinned_keys, public_key_line, restrict_key_types, verify_host_key
@@ -68,7 +70,7 @@ class SFTPTransport(Transport):
     def __init__(self, endpoint: Endpoint) -> None:
         super().__init__(endpoint)
         self._transport: paramiko.Transport | None = None
-        self._sftp: paramiko.SFTPClient | None = None
+        self._sftp: SFTPClient | None = None
         self._fingerprint: str | None = None
         #: the server's public key as a ``host_key`` line, known after the handshake
         self.server_key_line: str | None = None
@@ -81,7 +83,7 @@ class SFTPTransport(Transport):
         self._answered = True
 
     @property
-    def sftp(self) -> paramiko.SFTPClient:
+    def sftp(self) -> SFTPClient:
         endpoint = self.endpoint
         if self._sftp is None:
             raise TransientError("not connected", destination=endpoint.display)
@@ -119,7 +121,7 @@ class SFTPTransport(Transport):
             with map_errors(endpoint, phase="login"):
                 verify_host_key(endpoint, key, pinned)
                 self._authenticate(transport)
-                sftp = paramiko.SFTPClient.from_transport(transport)
+                sftp = SFTPClient.from_transport(transport)
                 if sftp is None:
                     raise TransientError("the server did not open an SFTP session")
                 sftp.get_channel().settimeout(endpoint.timeout)
@@ -240,6 +242,33 @@ class SFTPTransport(Transport):
             return
         with contextlib.suppress(OSError, AttributeError):  # closed already
             transport.sock.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
+
+    # --- what the server does
+
+    def learn(self) -> ServerCapabilities:
+        """The SSH banner, the SFTP version and extensions (known since the session opened) and, when
+        the server lists limits@openssh.com, its limits (one round trip)."""
+        sftp = self.sftp
+        transport = self._transport
+        banner = transport.remote_version if transport is not None else None
+        learned = ServerCapabilities(protocol="sftp", banner=banner)
+        learned.learned_from_extensions(sftp.server_version or 3, sftp.extensions)
+        with map_errors(self.endpoint, phase="login"):
+            try:
+                learned.limits = sftp.limits()
+            except OSError as exc:
+                log.debug("the server did not answer limits@openssh.com: %r", exc)
+        self.known = self.known.merged(learned)
+        return learned
+
+    def mkdir_existing_fails(self, path: str) -> bool | None:
+        """MKDIR of the existing folder ``path``: True when the server refuses it."""
+        with map_errors(self.endpoint, path, phase="folder"):
+            try:
+                self.sftp.mkdir(path)
+            except OSError:
+                return True
+        return False
 
     # --- file operations
 
@@ -391,29 +420,53 @@ class SFTPTransport(Transport):
 
         A plain rename refused as "permission denied", or refused while ``target`` does not exist, is
         a server that does not rename (OpenSSH ``sftp-server -P rename,posix-rename``): ``target``
-        is left alone and the error says so.
+        is left alone and the error says so. What is known decides the first request: no
+        posix-rename on a server that does not list it; on a server known not to replace on rename,
+        ``target`` is deleted first. What happened is noted in ``known``.
         """
         self._known_size = None
+        known = self.known
         with map_errors(self.endpoint, target, phase="rename"):
-            try:
-                self.sftp.posix_rename(source, target)
+            if known.rename_replaces is False:
+                self.remove(target)
+                self._plain_rename(source, target)
                 return
-            except OSError as exc:
-                if exc.errno == errno.ENOENT:
-                    raise
-                log.debug("posix-rename refused (%s); trying a plain rename", exc, extra={"remote_path": target})
+            if known.posix_rename is not False:
+                try:
+                    self.sftp.posix_rename(source, target)
+                    known.rename = known.rename_replaces = True
+                    return
+                except OSError as exc:
+                    if exc.errno == errno.ENOENT:
+                        raise
+                    log.debug("posix-rename refused (%s); trying a plain rename", exc, extra={"remote_path": target})
             try:
                 # Servers without the OpenSSH extension: plain SFTP rename, which never replaces.
                 self.sftp.rename(source, target)
+                known.rename = True
                 return
             except OSError as exc:
                 if exc.errno == errno.ENOENT:
                     raise
                 if exc.errno in (errno.EACCES, errno.EPERM) or self.size(target) is None:
+                    known.rename = False
                     raise rename_refused(source, target, exc.strerror or str(exc)) from exc
-            log.debug("the server does not replace on rename; deleting the target first", extra={"remote_path": target})
+            log.info("the server does not replace a file on rename: the file is deleted first from now on",
+                     extra={"destination": self.endpoint.display, "remote_path": target})  # fmt: skip
+            known.rename_replaces = False
             self.remove(target)
+            self._plain_rename(source, target)
+
+    def _plain_rename(self, source: str, target: str) -> None:
+        """A plain SFTP rename onto a ``target`` that is not there; refused: a server that does not rename."""
+        try:
             self.sftp.rename(source, target)
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                raise
+            self.known.rename = False
+            raise rename_refused(source, target, exc.strerror or str(exc)) from exc
+        self.known.rename = True
 
     def remove(self, path: str) -> None:
         """Delete file ``path``; a missing file is fine."""
