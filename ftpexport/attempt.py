@@ -263,7 +263,8 @@ class Attempts:
         log.info(
             "already on the server, skipped" if skipped else "delivered",
             extra={**fields, "attempt": attempts, "host": d.route.destination.host, "remote_paths": paths,
-                   "bytes": size, "result": "skipped" if skipped else "delivered", "duration_ms": _ms_since(started)},
+                   "bytes": size, "result": "skipped" if skipped else "delivered", "duration_ms": _ms_since(started),
+                   "size_checked": all(u.size_checked for u in uploads)},
         )  # fmt: skip
         self.packages.put(d.plan, attempted=True, first=first, finished=True)
         self.events.attempt_ended(seen, "done", time.monotonic() - started, sent[0])

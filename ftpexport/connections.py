@@ -7,6 +7,10 @@ would exceed ``jobs``. Without that, a run over 400 destinations ends with 400 c
 
 On a shared ledger every connection also holds one of its destination's slots (``slots``), so that
 the hosts together stay within ``max_connections``.
+
+With a ledger, each connection works by what is known of its server (``capabilities``): learned on a
+destination's first connection, kept up to date from what each connection meets, and a server that
+refused one more session caps the destination's connections at what it accepted.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator
 
+from .capabilities import CapabilityBook
 from .dispatch import LaneState
-from .ledger import Coordination
+from .ledger import Coordination, Ledger
 from .plan import endpoint_for
 from .rules import Route
 from .secret import SecretSource
@@ -37,6 +42,8 @@ class Connections:
         secrets: SecretSource | None = None,
         transport_factory: Callable[[Endpoint], Transport] | None = None,
         coordination: Coordination | None = None,
+        ledger: Ledger | None = None,
+        cap: Callable[[str, int], None] | None = None,
     ) -> None:
         self.jobs = jobs
         #: opens the connections, ``open_transport`` when None (see ``ConnectionPool``)
@@ -51,6 +58,9 @@ class Connections:
         self._running = 0
         #: the connection slots of a shared ledger; None when this process holds its ledger alone
         self.slots = Slots(coordination) if coordination is not None and coordination.shared else None
+        #: what is known of each destination's server; ``cap(destination, n)`` runs at most n attempts
+        #: on it at once. None without a ledger (the connections then learn nothing)
+        self.book = CapabilityBook(ledger, cap=cap) if ledger is not None else None
 
     @contextlib.contextmanager
     def attempt(self) -> Iterator[None]:
@@ -67,7 +77,14 @@ class Connections:
         """A connected transport to the route's destination and the pool to release it to."""
         pool = self._pool(route, source)
         self._make_room(pool)
-        return pool, pool.acquire()
+        transport = pool.acquire()
+        if self.book is not None:
+            try:
+                self.book.connected(route.key, transport)
+            except BaseException:
+                pool.release(transport, reuse=False)
+                raise
+        return pool, transport
 
     def _pool(self, route: Route, source: str) -> ConnectionPool:
         endpoint = endpoint_for(route, source, self.secrets)
@@ -76,8 +93,13 @@ class Connections:
             if pool is not None and pool.endpoint == endpoint:
                 return pool
             stale = pool
-            pool = ConnectionPool(endpoint, size=route.destination.max_connections, idle_timeout=self.idle_timeout,
-                                  transport_factory=self._factory(route))  # fmt: skip
+            book, key = self.book, route.key
+            pool = ConnectionPool(
+                endpoint, size=route.destination.max_connections, idle_timeout=self.idle_timeout,
+                transport_factory=self._factory(route),
+                on_sessions_refused=None if book is None else lambda n: book.sessions_refused(key, n),
+                on_release=None if book is None else lambda transport: book.released(key, transport),
+            )  # fmt: skip
             self._pools[route.key] = pool
         if stale is not None:
             stale.close()  # the rule file changed: new settings, new connections
@@ -89,8 +111,18 @@ class Connections:
         if slots is None:
             return self._transport_factory
         make = self._transport_factory or open_transport
-        key, limit = route.key, route.destination.max_connections
-        return lambda endpoint: slots.transport(make(endpoint), key, limit)
+        key = route.key
+        # the limit is read when a connection opens: a server that refused a session lowers it
+        return lambda endpoint: slots.transport(make(endpoint), key, self.limit(route))
+
+    def limit(self, route: Route) -> int:
+        """Attempts to run at once on the route's destination: its ``max_connections``, or fewer when
+        its server refused more sessions (learned, kept in the ledger)."""
+        limit = route.destination.max_connections
+        if self.book is None:
+            return limit
+        sessions = self.book.known(route.key).sessions
+        return min(limit, sessions) if sessions else limit
 
     def reserve(self, route: Route, source: str) -> bool:
         """Before an attempt: an idle connection no other attempt counts on, else a connection slot
@@ -98,7 +130,7 @@ class Connections:
         if self.slots is None:
             return True
         idle = self._pool(route, source).idle_count()
-        return self.slots.reserve(route.key, route.destination.max_connections, idle)
+        return self.slots.reserve(route.key, self.limit(route), idle)
 
     def unreserve(self) -> None:
         """After an attempt: give back the slot it reserved and did not use."""

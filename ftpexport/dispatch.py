@@ -110,6 +110,8 @@ class LaneState:
 class _Lane:
     key: str
     limit: int = 1
+    #: at most this many at once whatever ``limit`` says: the server refused more sessions (``cap``)
+    cap: int | None = None
     ready: deque[Job] = field(default_factory=deque)
     delayed: list[tuple[float, int, Job]] = field(default_factory=list)
     active: int = 0
@@ -125,7 +127,7 @@ class _Lane:
 
     def capacity(self) -> int:
         # after a pause, a single job probes the destination
-        return 1 if self.trips else self.limit
+        return 1 if self.trips else min(self.limit, self.cap or self.limit)
 
     def take(self, now: float) -> Job | None:
         if self.delayed and self.delayed[0][0] <= now:
@@ -216,6 +218,15 @@ class Dispatcher:
                                lane.last_error)
                 for key, lane in self._lanes.items()
             }  # fmt: skip
+
+    def cap(self, key: str, sessions: int) -> None:
+        """Run at most ``sessions`` jobs of lane ``key`` at once from now on, whatever its jobs' limit
+        (the destination's server refused more sessions)."""
+        with self._cond:
+            lane = self._lanes.get(key)
+            if lane is None:
+                lane = self._lanes[key] = _Lane(key)
+            lane.cap = max(1, sessions)
 
     def hold(self, key: str, seconds: float) -> None:
         """Start no job of lane ``key`` for ``seconds`` (waiting for a connection slot another host

@@ -126,7 +126,8 @@ class Exporter:
         self._connections = Connections(jobs=self.options.jobs, idle_timeout=self.options.idle_timeout,
                                         lanes=lambda: self._dispatcher.lanes(), secrets=secrets,
                                         transport_factory=transport_factory,
-                                        coordination=ledger.coordination)  # fmt: skip
+                                        coordination=ledger.coordination, ledger=ledger,
+                                        cap=lambda key, n: self._dispatcher.cap(key, n))  # fmt: skip
         self._summary_lock = threading.Lock()
         #: record folders with a job queued or running, and how many
         self._active_paths: Counter[str] = Counter()
@@ -220,7 +221,7 @@ class Exporter:
             if delivery.status in ("delivered", "failed"):
                 continue  # a job finished it between prepare() and here
             payload = InFlight(plan, route, remote_dir, delivery.id, summary)
-            jobs.append(Job(route.key, ident, route.destination.max_connections, payload))
+            jobs.append(Job(route.key, ident, self._connections.limit(route), payload))
         if not jobs:
             return
         if plan.signature is not None and len(jobs) == len(pending):

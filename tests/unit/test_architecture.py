@@ -207,6 +207,7 @@ LAYERS: dict[str, int] = {
     "ftpexport.probe": 3,
     "ftpexport.webhooks": 3,
     "ftpexport.slots": 3,
+    "ftpexport.capabilities": 3,
     "ftpexport.cluster": 3,
     "ftpexport.publish": 4,
     "ftpexport.connections": 4,

@@ -1,0 +1,157 @@
+"""The exporter learns what each destination's server does and keeps it in the ledger (issue 15 item 2),
+and works by it (item 3): offline, with the pipeline tests' world (real records, a real ledger, the
+in-memory server)."""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from records import MakeRecord
+from test_pipeline import PASSWORD_ENV, World, results
+
+from ftpexport.capabilities import MAX_AGE
+from ftpexport.errors import TooManySessionsError
+from ftpexport.ledger import open_ledger
+from ftpexport.transport import Endpoint, Transport
+from ftpexport.transport.memory import MemoryServer
+
+DESTINATION = "acme-motors/dms"
+
+
+@pytest.fixture
+def world(tmp_path: Path, make_record: MakeRecord, monkeypatch: pytest.MonkeyPatch) -> World:
+    monkeypatch.setenv(PASSWORD_ENV, "not-a-real-password")
+    world = World(tmp_path, make_record)
+    world.rules()
+    return world
+
+
+def learned(world: World) -> dict:
+    with open_ledger(world.ledger_path) as ledger:
+        return ledger.capabilities(DESTINATION).get(DESTINATION) or {}
+
+
+def test_the_first_connection_learns_the_server_and_the_ledger_keeps_it_with_the_time(world: World) -> None:
+    summary = world.export([world.record()])
+
+    assert results(summary) == ["delivered"]
+    kept = learned(world)
+    assert kept["capabilities"]["protocol"] == "memory"
+    assert kept["capabilities"]["size"] is True and kept["capabilities"]["rename"] is True
+    assert datetime.fromisoformat(kept["probed_at"]) > datetime.now(UTC) - timedelta(minutes=5)
+
+
+def test_what_was_learned_less_than_a_day_ago_is_not_learned_again(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.export([world.record(1)])
+    learnt: list[object] = []
+    original = MemoryServer.transport
+
+    def counting(server: MemoryServer, endpoint):  # type: ignore[no-untyped-def]
+        transport = original(server, endpoint)
+        learn = transport.learn
+        transport.learn = lambda: (learnt.append(endpoint), learn())[1]  # type: ignore[method-assign]
+        return transport
+
+    monkeypatch.setattr(MemoryServer, "transport", counting)
+    world.export([world.record(2)])
+    assert learnt == []
+
+    with open_ledger(world.ledger_path) as ledger:  # a day and a minute later
+        kept = ledger.capabilities(DESTINATION)[DESTINATION]
+        old = (datetime.now(UTC) - MAX_AGE - timedelta(minutes=1)).isoformat()
+        with ledger._transaction() as db:  # the backend's own table, moved back as the clock would  # type: ignore[attr-defined]
+            db.execute("UPDATE server_capabilities SET probed_at = ? WHERE destination = ?", (old, DESTINATION))
+    world.export([world.record(3)])
+    assert len(learnt) == 1
+    assert learned(world)["probed_at"] > kept["probed_at"]
+
+
+def test_a_server_without_size_is_not_asked_and_the_delivered_log_says_the_size_was_not_checked(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    world.server.reports_sizes = False
+
+    with caplog.at_level(logging.INFO, logger="ftpexport"):
+        summary = world.export([world.record()])
+
+    assert results(summary) == ["delivered"]
+    assert not [key for key in world.server.requests if key[0] == "size"]  # learned before the first upload
+    [delivered] = [r for r in caplog.records if r.getMessage() == "delivered"]
+    assert delivered.size_checked is False  # type: ignore[attr-defined]
+    assert learned(world)["capabilities"]["size"] is False
+
+
+def test_a_rename_that_cannot_replace_is_learned_kept_and_the_next_run_deletes_first(world: World) -> None:
+    world.server.replaces_on_rename = False
+    folder = world.record()
+    for path in world.expected(folder):  # an earlier version of every file is there
+        world.server.write(path, b"yesterday's")
+
+    assert results(world.export([folder])) == ["delivered"]
+    assert learned(world)["capabilities"]["rename_replaces"] is False
+    refused_first = sum(n for (op, _), n in world.server.requests.items() if op == "rename")
+    assert refused_first == 2 * len(world.expected(folder))  # refused, then after the delete
+
+    world.server.requests.clear()
+    second = world.record(2)
+    for path in world.expected(second):
+        world.server.write(path, b"yesterday's")
+    assert results(world.export([second])) == ["delivered"]  # a new process: what it knows is the ledger's
+    renames = sum(n for (op, _), n in world.server.requests.items() if op == "rename")
+    assert renames == len(world.expected(second))  # no refused rename first
+    assert {p: world.server.read(p) for p in world.expected(second)} == world.expected(second)
+
+
+def test_renames_refused_are_learned_and_atomic_uploads_still_never_write_the_final_name(world: World) -> None:
+    world.server.refuse("rename", "*", permanent=True, times=None)
+
+    summary = world.export([world.record()])
+
+    [outcome] = summary.outcomes
+    assert outcome.result == "failed"
+    assert "the server refused to rename" in (outcome.error or "") and "upload.atomic: false" in (outcome.error or "")
+    assert learned(world)["capabilities"]["rename"] is False
+    names = [posixpath.basename(path) for path in world.server.uploads]
+    assert names and all(name.startswith(".") and name.endswith(".part") for name in names)
+
+
+def test_a_server_that_refuses_a_session_caps_the_destination_at_what_it_accepted(world: World) -> None:
+    world.rules(max_connections=3)
+    server = world.server
+    server.max_sessions = 1
+    held = server.hang("put", "*")  # the first upload waits until another session was refused
+    open_transport = world.transport
+
+    def transport(endpoint: Endpoint) -> Transport:
+        made = open_transport(endpoint)
+        connect = made.connect
+
+        def refused_releases() -> None:
+            try:
+                connect()
+            except TooManySessionsError:
+                held.release()
+                raise
+
+        made.connect = refused_releases  # type: ignore[method-assign]
+        return made
+
+    world.transport = transport  # type: ignore[method-assign]
+    folders = [world.record(n) for n in range(1, 7)]
+
+    summary = world.export(folders, jobs=3, retries=10)
+
+    assert results(summary) == ["delivered"] * 6
+    assert learned(world)["capabilities"]["sessions"] == 1
+
+    # the next process reads it from the ledger and never opens more than one session
+    attempts_before, logins_before = server.login_attempts, server.connections
+    more = [world.record(n) for n in range(7, 13)]
+    assert results(world.export(more, jobs=3, retries=0)) == ["delivered"] * 6
+    assert server.login_attempts - attempts_before == server.connections - logins_before  # none refused
