@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import ConfigError
 
 if TYPE_CHECKING:
+    from .ledger import Ledger
     from .probe import ProbeReport
     from .rules import RuleSet
     from .secret import SecretSource
@@ -79,11 +80,24 @@ def check_rules(ruleset: RuleSet, store: SecretSource | None) -> dict[str, dict[
     return files
 
 
+#: sessions the probe opens at once at most, above a destination's max_connections
+PROBE_SESSIONS_ABOVE = 1
+#: and at most this many in all
+PROBE_SESSIONS_MAX = 16
+
+
 def probe_destinations(
-    ruleset: RuleSet, client: str, user_id: str | None, only: str | None, store: SecretSource | None
+    ruleset: RuleSet,
+    client: str,
+    user_id: str | None,
+    only: str | None,
+    store: SecretSource | None,
+    ledger: Ledger | None = None,
+    kept_in: str | None = None,
 ) -> list[ProbeReport]:
-    """Probe (connect, write, rename, delete) each destination of ``client`` (or of its user
-    ``user_id``), or only the one named ``only``; ``ConfigError`` when there is no such destination."""
+    """Probe (connect, write, rename, delete, learn what the server does) each destination of
+    ``client`` (or of its user ``user_id``), or only the one named ``only``; ``ConfigError`` when there
+    is no such destination. What was learned replaces what ``ledger`` (named ``kept_in``) held."""
     from .plan import endpoint_for
     from .probe import probe
     from .rules import client_routes
@@ -97,5 +111,13 @@ def probe_destinations(
     for route in routes:
         destination = route.destination
         url = f"{destination.scheme}://{destination.username}@{destination.host}:{destination.port}"
-        reports.append(probe(endpoint_for(route, ruleset.source(client), store), destination.base_path, url=url))
+        sessions = min(destination.max_connections + PROBE_SESSIONS_ABOVE, PROBE_SESSIONS_MAX)
+        report = probe(endpoint_for(route, ruleset.source(client), store), destination.base_path, url=url,
+                       sessions=sessions)  # fmt: skip
+        if report.capabilities is not None and ledger is not None:
+            ledger.save_capabilities(route.key, report.capabilities.as_dict())
+            report.kept = f"kept in the ledger {kept_in} for {route.key}"
+        elif report.capabilities is not None:
+            report.kept = f"not kept: no ledger at {kept_in} yet (run an export first, or pass --state)"
+        reports.append(report)
     return reports

@@ -279,7 +279,53 @@ def probe_text(reports: list[Any]) -> str:
                 parts.append(
                     f'  to pin it, after checking it with the server\'s operator: host_key: "{report.host_key}"'
                 )
+        if getattr(report, "capabilities", None) is not None:
+            parts.append("  what the server does:")
+            parts += [f"    {line}" for line in capability_lines(report.capabilities.as_dict())]
+            if report.kept:
+                parts.append(f"    ({report.kept})")
     return "\n".join(parts)
+
+
+def _yes_no(value: Any, yes: str = "yes", no: str = "no") -> str:
+    return "not known" if value is None else yes if value else no
+
+
+def capability_lines(caps: dict[str, Any]) -> list[str]:
+    """What was learned of a server (``ServerCapabilities.as_dict``), a line per subject, for people."""
+    lines = []
+    if caps.get("banner"):
+        lines.append(f"banner: {caps['banner']}")
+    if caps.get("protocol") == "ftp" or "feat" in caps:
+        if caps.get("feat") is None:
+            lines.append("features: not known (the server does not answer FEAT)")
+        else:
+            names = (("UTF8", "utf8"), ("SIZE", "size"), ("MDTM", "mdtm"), ("MLST", "mlst"),
+                     ("REST STREAM", "rest_stream"), ("EPSV", "epsv"))  # fmt: skip
+            lines.append("features: " + ", ".join(f"{label} {_yes_no(caps.get(key))}" for label, key in names))
+    if caps.get("protocol") == "sftp":
+        extensions = ", ".join(sorted(caps.get("extensions") or {})) or "none"
+        lines.append(f"SFTP version {caps.get('sftp_version')}, extensions: {extensions}")
+        limits = caps.get("limits")
+        if limits:
+            lines.append("limits: " + ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in limits.items()))
+    if caps.get("size") is False:
+        lines.append("sizes: not reported (SIZE): the size of an upload is not checked on this server")
+    rename = caps.get("rename")
+    replaces = caps.get("rename_replaces")
+    if rename is False:
+        lines.append("rename: refused (uploads with upload.atomic: true fail here; see the rename step)")
+    elif rename is not None:
+        how = {True: "replaces an existing file",
+               False: "does not replace an existing file: it is deleted first"}.get(replaces, "")  # fmt: skip
+        lines.append("rename: works" + (f", {how}" if how else ""))
+    if caps.get("mkdir_existing_fails") is not None:
+        lines.append("making a folder that exists: " + _yes_no(caps["mkdir_existing_fails"], "refused", "accepted"))
+    if caps.get("sessions"):
+        lines.append(f"sessions at once: {caps['sessions']}, one more was refused (connections are capped at that)")
+    elif caps.get("sessions_tried"):
+        lines.append(f"sessions at once: {caps['sessions_tried']} accepted (as many as tried)")
+    return lines
 
 
 def history_text(rows: list[dict[str, Any]]) -> str:

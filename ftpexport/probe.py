@@ -3,12 +3,17 @@
 Each step is timed and reported on its own, so an operator sees where a destination fails
 (network, TLS or host key, login, folder, write permission, rename, delete). For SFTP the server
 key fingerprint is reported even when the key is refused, so that it can be checked and pinned.
+
+Then what the server does is learned (``learn_server``): FEAT or the SFTP extensions, whether a
+rename may replace an existing file, whether MKD of an existing folder fails, and how many sessions
+it accepts at once, up to a bound (every session opened is closed again).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import posixpath
 import secrets
 import time
@@ -16,10 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import FtpexportError, TransportError
+from .errors import FtpexportError, TooManySessionsError, TransportError
 from .secret import redact
 from .transport import Endpoint, Transport, open_transport
+from .transport.capabilities import ServerCapabilities
 from .transport.ssh_policy import legacy_warning
+
+log = logging.getLogger(__name__)
 
 PROBE_CONTENT = b"ftpexport connection test: this file is deleted right away\n"
 
@@ -46,6 +54,10 @@ class ProbeReport:
     host_key: str | None = None
     #: risks found on the way, e.g. a legacy SSH algorithm in use
     warnings: list[str] = field(default_factory=list)
+    #: what the server was found to do; None when the probe could not log in
+    capabilities: ServerCapabilities | None = None
+    #: where what was learned is kept (the ledger), or why it is not
+    kept: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -61,16 +73,26 @@ class ProbeReport:
             "host_key": self.host_key,
             "warnings": self.warnings,
             "steps": [step.__dict__ for step in self.steps],
+            "capabilities": self.capabilities.as_dict() if self.capabilities is not None else None,
+            "kept": self.kept,
         }
 
 
-def probe(endpoint: Endpoint, remote_dir: str, *, url: str) -> ProbeReport:
-    """Connect to ``endpoint``, create ``remote_dir``, write, check, rename and delete a probe file there."""
+def probe(
+    endpoint: Endpoint,
+    remote_dir: str,
+    *,
+    url: str,
+    sessions: int = 2,
+    transport_factory: Callable[[Endpoint], Transport] = open_transport,
+) -> ProbeReport:
+    """Connect to ``endpoint``, create ``remote_dir``, write, check, rename and delete a probe file there;
+    then learn what the server does, trying up to ``sessions`` sessions at once."""
     report = ProbeReport(destination=endpoint.display, url=url, remote_dir=remote_dir or ".")
     name = f".ftpexport-probe-{secrets.token_hex(4)}"
     final = posixpath.join(remote_dir, name)
     temporary = posixpath.join(remote_dir, f"{name}.part")
-    transport = open_transport(endpoint)
+    transport = transport_factory(endpoint)
 
     def step(title: str, action: Callable[[], str | None]) -> bool:
         started = time.monotonic()
@@ -113,9 +135,72 @@ def probe(endpoint: Endpoint, remote_dir: str, *, url: str) -> ProbeReport:
             if not step(title, action):
                 _clean_up(transport, temporary, final)
                 break
+        folder_made = len(report.steps) > 1 and report.steps[1].ok
+        try:
+            report.capabilities = learn_server(transport, endpoint, remote_dir if folder_made else None,
+                                               sessions=sessions, transport_factory=transport_factory)  # fmt: skip
+        except FtpexportError as exc:
+            message = exc.reason if isinstance(exc, TransportError) else str(exc)
+            report.warnings.append(redact(f"could not learn what the server does: {message}"))
     finally:
         transport.close()
     return report
+
+
+def learn_server(
+    transport: Transport,
+    endpoint: Endpoint,
+    folder: str | None,
+    *,
+    sessions: int,
+    transport_factory: Callable[[Endpoint], Transport] = open_transport,
+) -> ServerCapabilities:
+    """Everything the probe learns of a server over the connected ``transport`` (which has tried a
+    rename already): FEAT or the SFTP extensions; with ``folder`` (it exists), whether a rename
+    replaces an existing file and whether making that folder again fails; and how many sessions the
+    server accepts at once, ``transport``'s included, up to ``sessions``."""
+    transport.learn()
+    known = transport.known
+    if folder is not None:
+        if known.rename:
+            known.rename_replaces = _rename_replaces(transport, folder)
+        known.mkdir_existing_fails = transport.mkdir_existing_fails(folder)
+    opened: list[Transport] = []
+    try:
+        for _ in range(sessions - 1):
+            another = transport_factory(endpoint)
+            try:
+                another.connect()
+            except TooManySessionsError:
+                another.close()
+                known.sessions = 1 + len(opened)
+                break
+            except TransportError as exc:  # not a refusal of one more session: nothing learned of the limit
+                another.close()
+                log.info("a session of the probe failed: %s", exc.reason, extra={"destination": endpoint.display})
+                break
+            opened.append(another)
+        else:
+            known.sessions_tried = sessions
+    finally:
+        for another in opened:
+            another.close()
+    return known
+
+
+def _rename_replaces(transport: Transport, folder: str) -> bool | None:
+    """Rename a probe file onto another: True when it replaced it, False when it had to be deleted first."""
+    name = f".ftpexport-probe-{secrets.token_hex(4)}"
+    target, source = posixpath.join(folder, name), posixpath.join(folder, f"{name}.part")
+    transport.known.rename_replaces = None
+    try:
+        transport.put(io.BytesIO(b"old\n"), target)
+        transport.put(io.BytesIO(PROBE_CONTENT), source)
+        transport.rename(source, target)
+        replaced = transport.known.rename_replaces is not False
+    finally:
+        _clean_up(transport, source, target)
+    return replaced
 
 
 def _connect(transport: Transport) -> str:

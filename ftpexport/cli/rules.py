@@ -62,20 +62,31 @@ def preview(app: App, record: Path, rules_dir: Path, state: str | Path, allow_ha
 @rules_option
 @click.option("--user", "user_id", help="Test this user's own destinations instead of the client's.")
 @click.option("--destination", "only", help="Only the destination of this name.")
+@state_option
 @json_option
 @click.pass_obj
 def test_connection(
-    app: App, client: str, rules_dir: Path, user_id: str | None, only: str | None, as_json: bool
+    app: App, client: str, rules_dir: Path, user_id: str | None, only: str | None, state: str | Path, as_json: bool
 ) -> None:
-    """Connect to CLIENT's destinations; write, rename and delete a probe file; report each step.
+    """Connect to CLIENT's destinations; write, rename and delete a probe file; report each step; then
+    learn what each server does (features, renames, folders, sessions at once) and show it.
 
+    What was learned is kept in the ledger (--state) when there is one, for run and watch to work by.
     For SFTP the server key fingerprint is shown, to check it with the server's operator and pin it.
     Exit status 0 when every destination passed, 1 otherwise.
     """
+    from ..ledger import display_state, is_url, open_ledger
+
     app.start_logging()
     # an SFTP destination may have no key pinned yet: the probe shows the key to pin, and refuses it
     ruleset = app.rules(rules_dir, allow_unpinned_host_keys=True)
-    reports = probe_destinations(ruleset, client, user_id, only, app.store())
+    # a ledger that exists keeps what was learned; none is made here (test-connection may run anywhere)
+    ledger = open_ledger(state) if is_url(state) or Path(state).exists() else None
+    try:
+        reports = probe_destinations(ruleset, client, user_id, only, app.store(), ledger, display_state(state))
+    finally:
+        if ledger is not None:
+            ledger.close()
     if as_json:
         document = {"client": client, "user": user_id, "destinations": [r.as_dict() for r in reports]}
         click.echo(redact(json.dumps(document, indent=2)))

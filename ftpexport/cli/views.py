@@ -76,6 +76,8 @@ def status(
     "refused_records" the record folders refused (not valid, no rule file, a name that renders badly),
     "notifications" the pending and failed webhook notifications per client and endpoint, "hosts"
     the hosts of a shared ledger and "held" the deliveries they hold (both empty for a SQLite file).
+    Each destination's "server" is what was learned of its server (its "capabilities", "probed_at"
+    and "changed_at"), or null when nothing was.
     """
     app.start_logging()
     now = datetime.now(UTC)
@@ -92,10 +94,12 @@ def status(
         shared = coordination.shared
         hosts = host_rows(coordination.hosts(), now) if shared else []
         held = [d for d in coordination.held() if client in (None, d["client_id"])] if shared else []
+        servers = ledger.capabilities() if as_json else {}
     if only_failed:
         unsent = [n for n in unsent if n["failed"]]
     rows = status_rows(routes, now)
     if as_json:
+        rows = [{**row, "server": _server(servers.get(row["destination"]))} for row in rows]
         document = {"generated_at": now.isoformat(timespec="seconds"), "state": display_state(state),
                     "since": since, "destinations": rows, "deliveries": [d.as_dict() for d in listed],
                     "refused_records": refused, "notifications": unsent, "hosts": hosts,
@@ -107,6 +111,13 @@ def status(
         click.echo(redact("\n" + notifications_text(unsent, now)))
     if shared:
         click.echo(redact("\n" + hosts_text(display_state(state), hosts, held, now)))
+
+
+def _server(learned: Any) -> dict[str, Any] | None:
+    """What was learned of a destination's server, for ``status --json``."""
+    if learned is None:
+        return None
+    return {key: learned[key] for key in ("capabilities", "probed_at", "changed_at")}
 
 
 @click.command(cls=EnvvarCommand)
