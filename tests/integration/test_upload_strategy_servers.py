@@ -1,5 +1,6 @@
-"""The upload strategy on real FTP servers (issue 15 item 3): a server whose RNTO will not replace a
-file (as IIS) and one without SIZE, each a pyftpdlib server that records every command it gets."""
+"""The upload strategy on real servers (issue 15 item 3): FTP servers whose RNTO will not replace a
+file (as IIS) or that have no SIZE, each a pyftpdlib server that records every command it gets;
+OpenSSH, as a server without posix-rename and as itself."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from servers import RunningServer, pyftpdlib_server
 
 from ftpexport.transport import Transport, Upload, open_transport, upload_file
 from ftpexport.transport.base import temporary_name
+from ftpexport.transport.capabilities import ServerCapabilities
 
 pytestmark = pytest.mark.integration
 
@@ -107,3 +109,29 @@ def test_a_size_answered_500_is_noted_and_not_asked_again(no_size: tuple[Running
 
     assert (first.size_checked, second.size_checked) == (False, False)
     assert [arg for name, arg in commands.seen if name == "SIZE"] == [temporary_name("VIN1.zip")]
+
+
+def test_sftp_without_posix_rename_replaces_by_deleting_first_and_notes_it(sftp_server: RunningServer) -> None:
+    sftp_server.make_file("VIN1.zip", b"yesterday's")
+
+    with open_transport(sftp_server.endpoint()) as transport:
+        transport.adopt(ServerCapabilities(posix_rename=False))  # as a server without the OpenSSH extension
+        upload_file(transport, lambda: io.BytesIO(b"today's"), 7, sftp_server.remote_path(), "VIN1.zip")
+        assert (transport.known.rename, transport.known.rename_replaces) == (True, False)  # plain rename refused
+
+        upload_file(transport, lambda: io.BytesIO(b"tomorrow's"), 10, sftp_server.remote_path(), "VIN1.zip")
+
+    assert (sftp_server.root / "VIN1.zip").read_bytes() == b"tomorrow's"
+    assert sorted(p.name for p in sftp_server.root.iterdir()) == ["VIN1.zip"]
+
+
+def test_sftp_learns_posix_rename_and_that_it_replaces(sftp_server: RunningServer) -> None:
+    sftp_server.make_file("VIN1.zip", b"yesterday's")
+
+    with open_transport(sftp_server.endpoint()) as transport:
+        learned = transport.learn()
+        upload_file(transport, lambda: io.BytesIO(b"today's"), 7, sftp_server.remote_path(), "VIN1.zip")
+
+    assert learned.posix_rename is True and learned.fsync is True
+    assert (transport.known.rename, transport.known.rename_replaces) == (True, True)
+    assert (sftp_server.root / "VIN1.zip").read_bytes() == b"today's"

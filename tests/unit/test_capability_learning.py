@@ -15,9 +15,13 @@ from test_pipeline import PASSWORD_ENV, World, results
 
 from ftpexport.capabilities import MAX_AGE
 from ftpexport.errors import TooManySessionsError
+from ftpexport.events import Observer
 from ftpexport.ledger import open_ledger
+from ftpexport.pipeline import Exporter, Options
+from ftpexport.rules import load_rules
 from ftpexport.transport import Endpoint, Transport
 from ftpexport.transport.memory import MemoryServer
+from ftpexport.transport.memory_faults import Hang
 
 DESTINATION = "acme-motors/dms"
 
@@ -150,8 +154,31 @@ def test_a_server_that_refuses_a_session_caps_the_destination_at_what_it_accepte
     assert results(summary) == ["delivered"] * 6
     assert learned(world)["capabilities"]["sessions"] == 1
 
-    # the next process reads it from the ledger and never opens more than one session
+    # The next process reads it from the ledger before its first job and runs one attempt at a time:
+    # its first login is held until all six deliveries are queued, and no second one is tried meanwhile
+    # (it would be refused, and with no retries a delivery failed).
+    world.transport = open_transport  # type: ignore[method-assign]
+    login = server.hang("login", "*")
     attempts_before, logins_before = server.login_attempts, server.connections
     more = [world.record(n) for n in range(7, 13)]
-    assert results(world.export(more, jobs=3, retries=0)) == ["delivered"] * 6
+    all_queued = QueuedReleases(len(more), login)
+    with open_ledger(world.ledger_path) as ledger:
+        settings = {"jobs": 3, "retries": 0, "backoff": 0.001, "spool_dir": world.root / "spool"}
+        with Exporter(load_rules(world.root / "rules"), ledger, Options(**settings), observers=[all_queued],
+                      transport_factory=world.transport) as exporter:  # fmt: skip
+            summary = exporter.export(more)
+    assert results(summary) == ["delivered"] * 6
     assert server.login_attempts - attempts_before == server.connections - logins_before  # none refused
+
+
+class QueuedReleases(Observer):
+    """Releases ``hang`` once ``count`` deliveries were queued."""
+
+    def __init__(self, count: int, hang: Hang) -> None:
+        self.count = count
+        self.hang = hang
+
+    def queued(self, client_id: str, destination: str, record_id: str, estimated_bytes: int) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self.hang.release()

@@ -4,16 +4,18 @@ refused, a server that refuses one more session."""
 
 from __future__ import annotations
 
+import ftplib
 import io
 import logging
 
 import pytest
 from pydantic import SecretStr
 
-from ftpexport.errors import PermanentError, TooManySessionsError
+from ftpexport.errors import AuthenticationError, PermanentError, TooManySessionsError, TransientError
 from ftpexport.transport import Endpoint, Transport, Upload, upload_file
 from ftpexport.transport.base import temporary_name
 from ftpexport.transport.capabilities import ServerCapabilities, feat_lines
+from ftpexport.transport.ftp_errors import map_errors
 from ftpexport.transport.memory import MemoryServer
 from ftpexport.transport.pool import ConnectionPool
 
@@ -201,3 +203,32 @@ def test_merged_takes_what_the_newer_knows_and_keeps_the_rest() -> None:
 
     assert new == ServerCapabilities(protocol="ftp", size=False, rename_replaces=False, sessions=3)
     assert old.size is True  # untouched
+
+
+# --- which replies say "no more sessions"
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "421 Too many connections from the same IP address.",  # pyftpdlib
+        "421 There are too many connections from your internet address.",  # vsftpd
+        "530 Sorry, the maximum number of clients (2) for this user are already connected.",  # ProFTPD
+    ],
+)
+def test_a_reply_that_says_no_more_sessions_is_too_many_sessions_not_a_refused_login(reply: str) -> None:
+    error = ftplib.error_temp(reply) if reply.startswith("4") else ftplib.error_perm(reply)
+
+    with pytest.raises(TooManySessionsError) as caught, map_errors(ENDPOINT, phase="login", login=True):
+        raise error
+
+    assert caught.value.retriable and "lower max_connections" in str(caught.value)
+
+
+def test_a_421_that_says_nothing_of_sessions_and_a_wrong_password_are_what_they_were() -> None:
+    with pytest.raises(TransientError) as transient, map_errors(ENDPOINT, phase="greeting"):
+        raise ftplib.error_temp("421 Service not available, closing control connection.")
+    with pytest.raises(AuthenticationError), map_errors(ENDPOINT, phase="login", login=True):
+        raise ftplib.error_perm("530 Login incorrect.")
+
+    assert not isinstance(transient.value, TooManySessionsError)
