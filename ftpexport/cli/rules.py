@@ -12,7 +12,7 @@ from ..checkup import check_rules, probe_destinations, rules_to_check
 from ..display import check_text, preview_text, probe_text
 from ..secret import redact
 from .base import EnvvarCommand
-from .options import App, hardlinks_option, json_option, rules_option, state_option
+from .options import INTERACTIVE_RETRY_FOR, App, hardlinks_option, json_option, rules_option, state_option
 
 
 @click.command(cls=EnvvarCommand)
@@ -81,7 +81,7 @@ def test_connection(
     # an SFTP destination may have no key pinned yet: the probe shows the key to pin, and refuses it
     ruleset = app.rules(rules_dir, allow_unpinned_host_keys=True)
     # a ledger that exists keeps what was learned; none is made here (test-connection may run anywhere)
-    ledger = open_ledger(state) if is_url(state) or Path(state).exists() else None
+    ledger = open_ledger(state, retry_for=INTERACTIVE_RETRY_FOR) if is_url(state) or Path(state).exists() else None
     try:
         reports = probe_destinations(ruleset, client, user_id, only, app.store(), ledger, display_state(state))
     finally:
