@@ -248,16 +248,9 @@ class SFTPTransport(Transport):
     def learn(self) -> ServerCapabilities:
         """The SSH banner, the SFTP version and extensions (known since the session opened) and, when
         the server lists limits@openssh.com, its limits (one round trip)."""
-        sftp = self.sftp
         transport = self._transport
-        banner = transport.remote_version if transport is not None else None
-        learned = ServerCapabilities(protocol="sftp", banner=banner)
-        learned.learned_from_extensions(sftp.server_version or 3, sftp.extensions)
         with map_errors(self.endpoint, phase="login"):
-            try:
-                learned.limits = sftp.limits()
-            except OSError as exc:
-                log.debug("the server did not answer limits@openssh.com: %r", exc)
+            learned = self.sftp.capabilities(transport.remote_version if transport is not None else None)
         self.known = self.known.merged(learned)
         return learned
 

@@ -14,6 +14,8 @@ from typing import Any
 import paramiko
 from paramiko.sftp import CMD_EXTENDED, CMD_EXTENDED_REPLY, CMD_INIT, CMD_VERSION, SFTPError
 
+from .capabilities import ServerCapabilities
+
 log = logging.getLogger(__name__)
 
 LIMITS = "limits@openssh.com"
@@ -37,6 +39,16 @@ class SFTPClient(paramiko.SFTPClient):
         self.server_version = struct.unpack(">I", data[:4])[0]
         self.extensions = _extensions(data[4:])
         return self.server_version
+
+    def capabilities(self, banner: str | None) -> ServerCapabilities:
+        """The SFTP version and extensions and, when listed, the limits (one round trip), with ``banner``."""
+        learned = ServerCapabilities(protocol="sftp", banner=banner)
+        learned.learned_from_extensions(self.server_version or 3, getattr(self, "extensions", {}))
+        try:
+            learned.limits = self.limits()
+        except OSError as exc:
+            log.debug("the server did not answer limits@openssh.com: %r", exc)
+        return learned
 
     def limits(self) -> dict[str, int] | None:
         """The server's limits (limits@openssh.com), or None when it lists no such extension."""
