@@ -44,7 +44,8 @@ from .rules import Route
 from .secret import redact
 from .slots import SLOT_WAIT, NoSlotError
 from .spool import SharedPackages
-from .transport import Upload
+from .transcripts import keep
+from .transport import Upload, transcript
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,9 @@ class Attempts:
         seen = d.attempt
         self.events.attempt_started(seen)
         try:
-            return self._started(d, first, attempt_id, started, sent)
+            # what is said with the server, in this thread, goes to this attempt's transcript
+            with transcript.recording(transcript.Recorder()):
+                return self._started(d, first, attempt_id, started, sent)
         except StateError as exc:
             # the ledger could not record the attempt's end (nothing else writes before the package
             # is put back): the delivery stays pending, a later run sends or resumes it
@@ -169,6 +172,8 @@ class Attempts:
             package = self.packages.get(d.plan)
             phase = "connect"
             pool, transport = self.connections.acquire(d.route, d.plan.source)
+            fingerprint = getattr(transport, "server_fingerprint", None)  # SFTP's host key
+            transcript.reusing(transport.endpoint, f"host key {fingerprint}" if fingerprint else "")
             phase = "transfer"
             try:
                 upload = d.plan.rules.upload
@@ -202,6 +207,7 @@ class Attempts:
                 message = f"stopped during the attempt: {message}"
             verdict = verdict_of(stopped or changed, final)
             self.ledger.fail(d.delivery_id, attempt_id, message, final=final, sent=sent[0])
+            self._keep_transcript(d, attempt_id, ok=False, error=f"{phase}: {message} ({sent[0]} bytes sent)")
             if not isinstance(exc, FtpexportError | OSError):
                 log.error("unexpected error, please report it", exc_info=exc, extra=fields)
             remote_path = exc.path if isinstance(exc, TransportError) else None
@@ -224,6 +230,15 @@ class Attempts:
                 error=message,
             )
         return self._succeeded(d, first, attempt_id, started, sent, uploads)
+
+    def _keep_transcript(self, d: InFlight, attempt_id: int, *, ok: bool, error: str | None = None) -> None:
+        """The attempt's transcript (``transport.transcript``) into the ledger, its error as the last entry."""
+        recorder = transcript.current()
+        if recorder is None:
+            return
+        if error is not None:
+            recorder.add("error", error)
+        keep(self.ledger, recorder, attempt_id=attempt_id, delivery_id=d.delivery_id, destination=d.route.key, ok=ok)
 
     def _lost(self, d: InFlight, first: bool, exc: ClaimLostError, started: float, sent: list[int]) -> JobResult:
         """The claim on the delivery was lost before a rename: stop, count nothing, leave it to its holder."""
@@ -259,6 +274,7 @@ class Attempts:
         size = sum(u.size for u in uploads)
         skipped = all(u.skipped for u in uploads)
         self.ledger.succeed(d.delivery_id, attempt_id, paths, size)
+        self._keep_transcript(d, attempt_id, ok=True)
         attempts = self.ledger.get(d.delivery_id).attempts
         log.info(
             "already on the server, skipped" if skipped else "delivered",

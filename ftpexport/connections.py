@@ -28,6 +28,7 @@ from .secret import SecretSource
 from .slots import Slots
 from .transport import Endpoint, Transport, open_transport
 from .transport.pool import ConnectionPool
+from .transport.transcript import paused
 
 
 class Connections:
@@ -161,11 +162,12 @@ class Connections:
                 lane = lanes.get(key)
                 candidates.append((bool(lane and lane.queued), since, other))
         candidates.sort(key=lambda c: (c[0], c[1]))
-        for _, _, other in candidates:
-            while excess > 0 and other.close_oldest_idle():
-                excess -= 1
-            if excess <= 0:
-                return
+        with paused():  # other destinations' sessions: not in this attempt's transcript
+            for _, _, other in candidates:
+                while excess > 0 and other.close_oldest_idle():
+                    excess -= 1
+                if excess <= 0:
+                    return
 
     def _all(self) -> list[ConnectionPool]:
         with self._lock:

@@ -25,6 +25,7 @@ from .capabilities import ServerCapabilities, feat_lines
 from .ftp_clients import FTPClient, FTPSClient, ImplicitFTPSClient, tls_context
 from .ftp_data import send_stream
 from .ftp_errors import map_errors, reply_code
+from .transcript import connecting
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ class FTPTransport(Transport):
         self._dirs.clear()
         self._home = None
         self._in_sync = True
+        connecting(endpoint)
         try:
             with map_errors(endpoint, phase="connect"):
                 ftp.open(endpoint.host, endpoint.port)  # type: ignore[attr-defined]

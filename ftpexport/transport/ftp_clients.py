@@ -14,7 +14,7 @@ import sys
 import time
 
 from ..errors import TLSError
-from . import wire
+from . import transcript, wire
 from .base import Endpoint
 from .tls_client_certs import load_client_certificate
 
@@ -29,9 +29,26 @@ def _no_delay(conn: socket.socket) -> None:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+def _note_tls(sock: socket.socket, what: str) -> None:
+    """Record the TLS version and cipher of ``sock`` (and the server certificate's subject) in the transcript."""
+    if transcript.current() is None or not isinstance(sock, ssl.SSLSocket):
+        return
+    cipher = sock.cipher()
+    text = f"TLS on the {what}: {sock.version()}, cipher {cipher[0] if cipher else '?'}"
+    if what == "data connection":
+        text += f", session reused: {'yes' if sock.session_reused else 'no'}"
+    else:
+        certificate = sock.getpeercert() or {}
+        subject = ", ".join("=".join(pair) for rdn in certificate.get("subject", ()) for pair in rdn)
+        if subject:
+            text += f"; server certificate {subject}, valid until {certificate.get('notAfter', '?')}"
+    transcript.note("tls", text)
+
+
 class _DataSocketMixin:
     """Remembers the open data connection, so that ``abort()`` can cut a transfer from another thread,
-    and when the server last answered, so that ``alive()`` can skip a NOOP.
+    and when the server last answered, so that ``alive()`` can skip a NOOP; records every command,
+    reply and data connection in the attempt's transcript (``transcript``; PASS masked).
 
     Connecting is split in steps, so that each failure names its phase: ``open`` (TCP), ``greet``
     (the 220 greeting; an SSH banner or an HTTP answer fails at once instead of being read as the
@@ -74,11 +91,37 @@ class _DataSocketMixin:
         self.last_reply = time.monotonic()
         return resp
 
+    def putcmd(self, line: str) -> None:
+        transcript.note("send", transcript.ftp_command(line))
+        super().putcmd(line)  # type: ignore[misc]
+
+    def getmultiline(self) -> str:
+        try:
+            reply: str = super().getmultiline()  # type: ignore[misc]
+        except EOFError:
+            transcript.note("error", "the server closed the control connection")
+            raise
+        except OSError as exc:
+            transcript.note("error", f"no reply read: {exc.strerror or exc}")
+            raise
+        transcript.note("reply", reply)
+        return reply
+
     def ntransfercmd(self, cmd: str, rest: int | str | None = None) -> tuple[socket.socket, int | None]:
         conn, size = super().ntransfercmd(cmd, rest)  # type: ignore[misc]
         _no_delay(conn)
         self.data_sock = conn
+        _note_data_connection(conn)
         return conn, size
+
+
+def _note_data_connection(conn: socket.socket) -> None:
+    if transcript.current() is None:
+        return
+    with contextlib.suppress(OSError):
+        host, port = conn.getpeername()[:2]
+        transcript.note("data", f"data connection to {host}:{port}")
+    _note_tls(conn, "data connection")
 
 
 class FTPClient(_DataSocketMixin, ftplib.FTP):
@@ -100,7 +143,17 @@ class FTPSClient(_DataSocketMixin, ftplib.FTP_TLS):
             session = self.sock.session if isinstance(self.sock, ssl.SSLSocket) else None
             conn = self.context.wrap_socket(conn, server_hostname=self.host, session=session)
         self.data_sock = conn
+        _note_data_connection(conn)
         return conn, size
+
+    def auth(self) -> str:
+        try:
+            resp: str = super().auth()
+        except ssl.SSLError as exc:
+            transcript.note("error", f"TLS handshake: {getattr(exc, 'verify_message', None) or exc.reason or exc}")
+            raise
+        _note_tls(self.sock, "control connection")
+        return resp
 
 
 #: TLS errors of a handshake answered by something that is not TLS at all
@@ -134,7 +187,9 @@ class ImplicitFTPSClient(FTPSClient):
         """
         try:
             self.sock = self.context.wrap_socket(self.sock, server_hostname=self.host)
-        except ssl.SSLCertVerificationError:
+            _note_tls(self.sock, "control connection")
+        except ssl.SSLCertVerificationError as exc:
+            transcript.note("error", f"TLS handshake: {exc.verify_message or exc}")
             raise
         except ssl.SSLError as exc:
             if exc.reason in _NOT_TLS:

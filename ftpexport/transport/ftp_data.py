@@ -12,12 +12,35 @@ import stat
 from collections.abc import Callable
 from typing import BinaryIO
 
+from . import transcript
+
 #: bytes read from the source and sent per block (and per progress callback)
 BLOCK_SIZE = 256 * 1024
 
 
 def send_stream(conn: socket.socket, stream: BinaryIO, callback: Callable[[int], None] | None) -> int:
-    """Send ``stream`` from where it is to its end over ``conn``; the bytes sent.
+    """Send ``stream`` from where it is to its end over ``conn``; the bytes sent (and the attempt's
+    transcript is told how many, also when the connection breaks half way)."""
+    if transcript.current() is None:
+        return _send(conn, stream, callback)
+    sent = [0]
+
+    def counted(n: int) -> None:
+        sent[0] += n
+        if callback is not None:
+            callback(n)
+
+    try:
+        total = _send(conn, stream, counted)
+    except OSError as exc:
+        transcript.note("data", f"{sent[0]} bytes sent on the data connection, then: {exc.strerror or exc}")
+        raise
+    transcript.note("data", f"{total} bytes sent on the data connection")
+    return total
+
+
+def _send(conn: socket.socket, stream: BinaryIO, callback: Callable[[int], None] | None) -> int:
+    """``send_stream`` itself.
 
     A regular file on a plain socket goes out with ``sendfile`` (no copy through Python); else
     blocks are read into one buffer and sent from a view of it, with no new bytes per block.

@@ -19,11 +19,12 @@ from typing import BinaryIO
 import paramiko
 
 from ..errors import AuthenticationError, PermanentError, TransientError
-from . import wire
+from . import transcript, wire
 from .base import Capabilities, Endpoint, Transport, path_prefixes, rename_refused
 from .capabilities import ServerCapabilities
 from .sftp_capabilities import SFTPClient
 from .sftp_errors import map_errors
+from .sftp_recording import RecordingSFTPClient
 from .sftp_writes import AckedWriter
 from .ssh_host_keys import fingerprint, pinned_keys, public_key_line, restrict_key_types, verify_host_key
 from .ssh_negotiation import PolicyTransport, apply_policy, legacy_in_use, mismatch_error, negotiated
@@ -112,6 +113,7 @@ class SFTPTransport(Transport):
         pinned = pinned_keys(endpoint)
         self._dirs.clear()
         self._known_size = None
+        transcript.connecting(endpoint)
         try:
             transport, key = self._handshake(pinned)
         except _NoPinnedKeyType:
@@ -121,7 +123,7 @@ class SFTPTransport(Transport):
             with map_errors(endpoint, phase="login"):
                 verify_host_key(endpoint, key, pinned)
                 self._authenticate(transport)
-                sftp = SFTPClient.from_transport(transport)
+                sftp = RecordingSFTPClient.from_transport(transport)
                 if sftp is None:
                     raise TransientError("the server did not open an SFTP session")
                 sftp.get_channel().settimeout(endpoint.timeout)
@@ -171,11 +173,21 @@ class SFTPTransport(Transport):
         self._fingerprint = fingerprint(key)
         self.server_key_line = public_key_line(key)
         self.algorithms = negotiated(transport)
+        transcript.note(
+            "info",
+            f"server banner {transport.remote_version}; host key {key.get_name()} "
+            f"{self._fingerprint}; " + ", ".join(f"{k} {v}" for k, v in self.algorithms.items()),
+        )
         return transport, key
 
     def _authenticate(self, transport: paramiko.Transport) -> None:
         endpoint = self.endpoint
         key = private_key(endpoint)
+        transcript.note(
+            "info",
+            f"authenticating as {endpoint.username} with "
+            + (f"a {key.get_name()} key" if key is not None else "a password"),
+        )
         if key is not None:
             transport.auth_publickey(endpoint.username, key)
         elif endpoint.password is not None:

@@ -208,6 +208,7 @@ LAYERS: dict[str, int] = {
     "ftpexport.webhooks": 3,
     "ftpexport.slots": 3,
     "ftpexport.capabilities": 3,
+    "ftpexport.transcripts": 3,
     "ftpexport.cluster": 3,
     "ftpexport.publish": 4,
     "ftpexport.connections": 4,
