@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from ..errors import AuthenticationError, PermanentError, TooManySessionsError, TransientError
+from . import transcript
 from .base import Capabilities, Endpoint, Transport, path_prefixes, rename_refused
 from .capabilities import ServerCapabilities
 from .memory_faults import Fault, Hang, Op
@@ -202,6 +203,7 @@ class MemoryTransport(Transport):
 
     def connect(self) -> None:
         server = self.server
+        transcript.connecting(self.endpoint)  # as the real transports do: the attempt's transcript says so
         with server._lock:
             server.login_attempts += 1
         self._fault("login", "")

@@ -117,7 +117,8 @@ class RecordingSFTPClient(SFTPClient):
         written = self._writes.pop(handle, None)
         if written is not None:
             path = self._handles.get(handle, "?")
-            recorder.add("data", f"{written[1]} bytes written to {path} in {written[0]} WRITE requests")
+            requests = f"{written[0]} WRITE request{'s' if written[0] != 1 else ''}"
+            recorder.add("data", f"{written[1]} bytes written to {path} in {requests}")
 
     def _record_reply(self, recorder: transcript.Recorder, t: int, data: bytes) -> None:
         msg = paramiko.Message(data)

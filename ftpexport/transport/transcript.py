@@ -31,16 +31,16 @@ if TYPE_CHECKING:
 
 Kind = Literal["send", "reply", "info", "tls", "data", "request", "status", "error"]
 
-#: what each kind of entry is, and the mark ``transcript`` shows before it
+#: what each kind of entry is
 KINDS: dict[str, str] = {
-    "send": ">",  # an FTP command sent
-    "reply": "<",  # an FTP reply (also the greeting)
-    "request": ">",  # an SFTP request
-    "status": "<",  # an SFTP reply: a status code, a handle, attributes
-    "info": "*",  # connecting, the SSH banner, the host key, the algorithms
-    "tls": "*",  # a TLS handshake: version and cipher
-    "data": "*",  # bytes on an FTP data connection or in SFTP writes
-    "error": "!",  # how the attempt (or a step of it) failed
+    "send": "an FTP command sent",
+    "reply": "an FTP reply (the greeting too)",
+    "request": "an SFTP request",
+    "status": "an SFTP reply: a status code, a handle, attributes; the server's version and extensions",
+    "info": "connecting, reusing a connection, the SSH banner, host key and algorithms",
+    "tls": "a TLS handshake: version and cipher",
+    "data": "bytes on an FTP data connection, or in SFTP writes",
+    "error": "how the attempt (or a step of it) failed",
 }
 
 #: entries kept per attempt at most (half from the start, half the newest)
