@@ -188,6 +188,7 @@ def export_once(
     given ``notify_wait`` seconds at the end; SIGTERM/SIGINT stop it (``grace``). ``progress`` watches
     the exporter; ``announce`` tells what the end waits for. ``store`` as for ``watch_inbox``."""
     from .pipeline import Exporter
+    from .transcripts import Purge
     from .webhooks import Notifier, NotifySettings
 
     settings = NotifySettings(close_wait=notify_wait)
@@ -197,6 +198,7 @@ def export_once(
         Exporter(ruleset, ledger, options, observers=[progress, notifier], secrets=store()) as exporter,
         Stopper(exporter, grace, logging.getLogger("ftpexport")),
     ):
+        Purge(ledger)()  # the transcripts older than transcripts.KEEP_DAYS
         progress.lanes = exporter.lanes
         progress.start()
         try:
@@ -236,6 +238,7 @@ def watch_inbox(
     from .folders import inbox_folders, no_record_note
     from .pipeline import Exporter
     from .rules import RulesReloader
+    from .transcripts import Purge
     from .watch import InboxWatcher
     from .webhooks import Notifier, NotifySettings
 
@@ -297,6 +300,7 @@ def watch_inbox(
         serving_metrics(exporter, ledger),
     ):
         watcher: InboxWatcher | None = None
+        purge_transcripts = Purge(ledger)  # older than transcripts.KEEP_DAYS, once an hour
 
         def stop_if_broken() -> None:
             # the ledger or the spool cannot be written: the daemon stops (exit 1) rather than take
@@ -318,6 +322,7 @@ def watch_inbox(
                 if watcher is not None:
                     watcher.forget()  # records refused under the old rules get another chance
             exporter.housekeeping()
+            purge_transcripts()
             notifier.wake()  # retries due, rules changed: a look at the webhook outbox
             folders = exporter.pending_folders()
             stop_if_broken()

@@ -339,16 +339,21 @@ def history_text(rows: list[dict[str, Any]]) -> str:
             r["record_id"],
             r["result"] or "running",
             human_bytes(r["bytes"] or 0),
+            r["correlation_id"],
+            "yes" if r.get("transcript") else "-",
             ", ".join(r["remote_paths"]) or (r["error"] or ""),
         ]
         for r in rows
     ]
     sent = sum(r["bytes"] or 0 for r in rows if r["result"] == "delivered")
     delivered = sum(1 for r in rows if r["result"] == "delivered")
-    return (
-        table(table_rows, ["started (UTC)", "destination", "record", "result", "bytes", "remote paths / error"])
-        + f"\n{len(rows)} attempts, {delivered} delivered, {human_bytes(sent)} sent"
-    )
+    kept = sum(1 for r in rows if r.get("transcript"))
+    headers = ["started (UTC)", "destination", "record", "result", "bytes", "correlation id", "transcript",
+               "remote paths / error"]  # fmt: skip
+    text = table(table_rows, headers) + f"\n{len(rows)} attempts, {delivered} delivered, {human_bytes(sent)} sent"
+    if kept:
+        text += f"\n{kept} with a transcript of what was said with the server: ftpexport transcript CORRELATION_ID"
+    return text
 
 
 def check_text(files: dict[str, dict[str, Any]]) -> str:

@@ -13,11 +13,14 @@ import logging
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from .errors import StateError
-from .ledger import Ledger
 from .secret import redact
-from .transport.transcript import Recorder
+
+if TYPE_CHECKING:
+    from .ledger import Ledger
+    from .transport.transcript import Recorder
 
 log = logging.getLogger(__name__)
 

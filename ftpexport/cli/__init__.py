@@ -2,7 +2,7 @@
 
 Here the main group (the options every command shares), the one place our errors become a message
 and an exit code, and the entry point; the commands are in export.py (run, watch, demo), views.py
-(status, report, history, retry), rules.py (check, preview, test-connection) and secrets.py.
+(status, report, history, retry), rules.py (check, preview, test-connection), transcript.py and secrets.py.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ COMMANDS = {
     "report": ("views", "report"),
     "history": ("views", "history"),
     "retry": ("views", "retry"),
+    "transcript": ("transcript", "transcript"),
     "secrets": ("secrets", "secrets"),
 }
 

@@ -123,6 +123,7 @@ class AttemptTrail(TypedDict):
     record_path: str
     remote_paths: list[str]  # empty unless this attempt delivered
     delivery_status: Status
+    transcript: bool  # its protocol transcript is kept (``transcripts``)
 
 
 class RouteTotals(TypedDict):
@@ -381,7 +382,7 @@ class Ledger(ABC):
         self, *, client_id: str | None = None, since: str | None = None, until: str | None = None
     ) -> list[AttemptTrail]:
         """Every attempt started in [since, until) (ISO 8601 UTC), oldest first, with its delivery's
-        record, destination, remote paths (once delivered) and status."""
+        record, destination, remote paths (once delivered) and status, and whether its transcript is kept."""
 
     @abstractmethod
     def routes(self, *, client_id: str | None = None, since: str | None = None) -> list[RouteTotals]:
@@ -428,6 +429,10 @@ class Ledger(ABC):
     def transcripts(self, correlation_id: str) -> list[AttemptTranscript]:
         """The transcripts of every attempt of the delivery with ``correlation_id`` (the delivery's or an
         attempt's), oldest first."""
+
+    @abstractmethod
+    def correlation_known(self, correlation_id: str) -> bool:
+        """Whether a delivery or an attempt has ``correlation_id`` (with a transcript kept or not)."""
 
     @abstractmethod
     def attempts_with_transcripts(self, attempt_ids: Sequence[int]) -> set[int]:

@@ -52,12 +52,15 @@ class Reports(Queries):
         """Every attempt started in [since, until) (ISO 8601 UTC), oldest first, with its delivery.
 
         Answers "what was sent to client X on day D": each row has the record, the destination,
-        the remote paths, the bytes, the result, the error and the correlation id.
+        the remote paths, the bytes, the result, the error, the correlation id and whether the
+        attempt's protocol transcript is kept (``transcript``).
         """
         query = (
             "SELECT a.started_at, a.finished_at, a.result, a.error, a.bytes, a.correlation_id,"
             " d.client_id, d.destination, d.record_id, d.content_hash, d.record_path, d.remote_paths,"
-            " d.status AS delivery_status FROM attempts a JOIN deliveries d ON d.id = a.delivery_id WHERE 1 = 1"
+            " d.status AS delivery_status,"
+            " EXISTS (SELECT 1 FROM transcripts t WHERE t.attempt_id = a.id) AS transcript"
+            " FROM attempts a JOIN deliveries d ON d.id = a.delivery_id WHERE 1 = 1"
         )
         params: list[Any] = []
         for clause, value in (
@@ -75,6 +78,7 @@ class Reports(Queries):
             entry = dict(row)
             # remote paths are known once delivered; a failed attempt shows none
             entry["remote_paths"] = json.loads(entry["remote_paths"]) if entry["result"] == "delivered" else []
+            entry["transcript"] = bool(entry["transcript"])  # SQLite answers 0 or 1
             result.append(entry)
         return result
 

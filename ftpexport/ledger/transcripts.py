@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS transcripts (
 );
 CREATE INDEX IF NOT EXISTS transcripts_by_destination ON transcripts (destination, ok, created_at);
 CREATE INDEX IF NOT EXISTS transcripts_by_delivery ON transcripts (delivery_id);
-CREATE INDEX IF NOT EXISTS transcripts_by_age ON transcripts (created_at)
+CREATE INDEX IF NOT EXISTS transcripts_by_age ON transcripts (created_at);
+CREATE INDEX IF NOT EXISTS attempts_by_correlation ON attempts (correlation_id)
 """
 
 
@@ -80,6 +81,15 @@ class Transcripts(Queries):
             entry["entries"] = json.loads(entry["entries"])
             result.append(AttemptTranscript(**entry))  # type: ignore[typeddict-item]
         return result
+
+    def correlation_known(self, correlation_id: str) -> bool:
+        with self._reading() as db:
+            row = db.execute(
+                "SELECT EXISTS (SELECT 1 FROM attempts WHERE correlation_id = ?)"
+                " OR EXISTS (SELECT 1 FROM deliveries WHERE correlation_id = ?)",
+                (correlation_id, correlation_id),
+            ).fetchone()
+        return bool(row[0])
 
     def attempts_with_transcripts(self, attempt_ids: Sequence[int]) -> set[int]:
         if not attempt_ids:
