@@ -13,6 +13,7 @@ import json
 import shutil
 import sqlite3
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -258,3 +259,24 @@ def test_no_transcript_nor_its_output_holds_a_secret(
     for secret in secrets:
         for where, text in [*(("ledger", s) for s in stored), *(("output", o) for o in outputs)]:
             assert secret not in text, f"a secret in the {where}"
+
+
+# --- purged by age
+
+
+def test_run_purges_the_transcripts_older_than_the_days_they_are_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ftp_server: RunningServer
+) -> None:
+    monkeypatch.setenv("T_FTP_WRONG", "wrong-Password-0077")
+    state = _run(tmp_path, [ftp_destination("dms", ftp_server, "dms", "T_FTP_WRONG")])
+    [old] = _attempts(state)
+    with sqlite3.connect(state) as db:  # as if it had been made 31 days ago
+        db.execute("UPDATE transcripts SET created_at = ?", ((datetime.now(UTC) - timedelta(days=31)).isoformat(),))
+    monkeypatch.setenv("T_FTP_WRONG", ftp_server.password)
+    rules = tmp_path / "rules"
+
+    result = invoke("run", tmp_path / "inbox", "--rules", rules, "--state", state)  # the parked one stays parked
+
+    assert result.exit_code == 1, result.output
+    assert [a["transcript"] for a in _attempts(state)] == [False]
+    assert invoke("transcript", old["correlation_id"], "--state", state).exit_code == 1  # known, nothing kept

@@ -426,3 +426,17 @@ def test_transcripts_are_found_by_any_attempt_of_the_delivery_and_purged_by_age(
     assert ledger.purge_transcripts("2000-01-01T00:00:00+00:00") == 0
     assert ledger.purge_transcripts((datetime.now().astimezone() + timedelta(seconds=1)).isoformat()) == 2
     assert ledger.transcripts("first") == []
+
+
+def test_history_marks_the_attempts_with_a_transcript_and_correlation_ids_are_known(ledger: Ledger) -> None:
+    delivery = open_delivery(ledger)
+    kept = ledger.start_attempt(delivery.id, "with-one")
+    ledger.fail(delivery.id, kept, "553 refused", final=False)
+    ledger.save_transcript(kept, delivery.id, "acme/dms", [{"send": "STOR x"}], ok=False, keep_ok=5)
+    ledger.succeed(delivery.id, ledger.start_attempt(delivery.id, "without"), ["x.zip"], 1)
+
+    marks = [(a["correlation_id"], a["transcript"]) for a in ledger.history()]
+
+    assert marks == [("with-one", True), ("without", False)]
+    assert ledger.correlation_known("with-one") and ledger.correlation_known("without")
+    assert not ledger.correlation_known("never-seen")
