@@ -102,3 +102,11 @@ def test_without_a_ledger_the_command_says_so(tmp_path: Path) -> None:
 
     assert result.exit_code == 2
     assert "no ledger here yet" in result.stderr
+
+
+def test_a_state_url_of_no_known_backend_is_refused_without_its_password() -> None:
+    result = invoke("transcript", "corr-a", "--state", "mysql://exporter:pw-Secret-314@db.example:3306/ledger")
+
+    assert result.exit_code == 2
+    assert "--state mysql://exporter@db.example:3306/ledger: no ledger backend" in result.stderr
+    assert "pw-Secret-314" not in result.output

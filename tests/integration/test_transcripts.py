@@ -280,3 +280,25 @@ def test_run_purges_the_transcripts_older_than_the_days_they_are_kept(
     assert result.exit_code == 1, result.output
     assert [a["transcript"] for a in _attempts(state)] == [False]
     assert invoke("transcript", old["correlation_id"], "--state", state).exit_code == 1  # known, nothing kept
+
+
+# --- a shared ledger
+
+
+def test_transcripts_and_history_marks_on_postgresql(pg_url: str) -> None:
+    with open_ledger(pg_url) as ledger:
+        delivery = ledger.open_delivery(record_id="veh-1", content_hash="h", client_id="acme", destination="acme/dms",
+                                        record_path="/inbox/veh-1")  # fmt: skip
+        attempt = ledger.start_attempt(delivery.id, "corr-pg")
+        ledger.fail(delivery.id, attempt, "530 refused", final=True)
+        ledger.save_transcript(attempt, delivery.id, "acme/dms", [{"ms": 1, "kind": "send", "text": "PASS ********"}],
+                               ok=False, keep_ok=5)  # fmt: skip
+
+    text = invoke("transcript", "corr-pg", "--state", pg_url)
+    history = json.loads(invoke("history", "--state", pg_url, "--json").stdout)
+    unknown = invoke("transcript", "nope", "--state", pg_url)
+
+    assert text.exit_code == 0, text.output
+    assert "       1 ms  > PASS ********" in text.stdout.splitlines()
+    assert [a["transcript"] for a in history["attempts"]] == [True]
+    assert unknown.exit_code == 2 and "no delivery or attempt has the correlation id 'nope'" in unknown.stderr
