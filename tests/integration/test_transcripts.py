@@ -203,6 +203,24 @@ def test_a_reused_connection_records_into_the_attempt_that_uses_it(
         assert stored == [f"STOR dms/.{name}.part"]  # its own upload, not the other's
 
 
+def test_closing_another_destination_s_idle_connection_is_not_in_the_attempt_s_transcript(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ftp_server: RunningServer
+) -> None:
+    monkeypatch.setenv("T_FTP_PASSWORD", ftp_server.password)
+    destinations = [ftp_destination(name, ftp_server, name, "T_FTP_PASSWORD") for name in ("first", "second")]
+    # one job: the second destination's attempt closes the first's idle connection to make room
+    state = _run(tmp_path, destinations, "--jobs", "1")
+
+    attempts = _attempts(state)
+    transcripts = {a["destination"]: _lines(_transcript(state, a["correlation_id"])[1]) for a in attempts}
+
+    assert [a["result"] for a in attempts] == ["delivered", "delivered"]
+    for destination, lines in transcripts.items():
+        folder = destination.split("/")[1]
+        assert not any(k == "send" and t == "QUIT" for k, t in lines), destination
+        assert all(folder in t for k, t in lines if k == "send" and t.startswith(("STOR", "RNTO", "MKD"))), lines
+
+
 # --- no secret in any transcript
 
 
