@@ -271,12 +271,12 @@ def test_no_transcript_nor_its_output_holds_a_secret(
         ("bravo-cars/by-key", "delivered"), ("bravo-cars/by-password", "delivered"),
         ("bravo-cars/refused", "failed"), ("bravo-cars/tls", "delivered"),
     ]  # fmt: skip
-    assert len(stored) == 4 and sum("PASS ********" in s for s in stored) == 2  # both FTP logins, masked
-    assert any("authenticating as" in s and "key" in s for s in stored)
     secrets = [*used.values(), *(line for line in key_text.splitlines() if len(line) >= 8)]
     for secret in secrets:
         for where, text in [*(("ledger", s) for s in stored), *(("output", o) for o in outputs)]:
             assert secret not in text, f"a secret in the {where}"
+    assert len(stored) == 4 and sum("PASS ********" in s for s in stored) == 2  # both FTP logins, masked
+    assert any("authenticating as" in s and "key" in s for s in stored)
 
 
 # --- purged by age
