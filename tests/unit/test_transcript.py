@@ -224,3 +224,12 @@ def test_the_purge_drops_old_transcripts_at_most_once_in_its_interval(ledger: Le
 def ledger(tmp_path: Path) -> Iterator[Ledger]:
     with open_ledger(tmp_path / "ledger.sqlite3") as opened:
         yield opened
+
+
+def test_what_a_server_says_is_kept_as_text_its_control_characters_escaped() -> None:
+    recorder = Recorder()
+    recorder.add("reply", "220-Welcome \x1b[2J\x1b]0;owned\x07 to Müller's\n220 ready\u202e")
+
+    [text] = _texts(recorder)
+
+    assert text == "220-Welcome \\x1b[2J\\x1b]0;owned\\x07 to Müller's\n220 ready\\u202e"
