@@ -9,6 +9,7 @@ transcript``'s output (text or JSON), holds any secret a destination used.
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import sqlite3
@@ -23,6 +24,8 @@ from rulefiles import ftp_destination, rule_document, sftp_destination, write_ru
 from servers import RunningServer
 
 from ftpexport.ledger import open_ledger
+from ftpexport.transport import open_transport, upload_file
+from ftpexport.transport.transcript import Recorder, recording
 
 pytestmark = pytest.mark.integration
 
@@ -150,6 +153,35 @@ def test_a_login_refused_over_tls_is_in_the_transcript(
                                 f"{vsftpd_ftps_server.username}")  # fmt: skip
     assert any(k == "reply" and t.startswith("220") for k, t in lines)  # the banner
     assert wrong not in text and wrong not in json.dumps(document)
+
+
+# --- every server of the conformance matrix
+
+
+def test_every_server_of_the_matrix_gives_a_transcript_of_its_session(any_server: RunningServer) -> None:
+    data = b"z" * 70_000  # more than one SFTP write request
+    recorder = Recorder()
+    with recording(recorder), open_transport(any_server.endpoint()) as transport:
+        upload_file(transport, lambda: io.BytesIO(data), len(data), any_server.remote_path(),  # type: ignore[arg-type]
+                    "VIN123.zip", atomic=any_server.renames)  # fmt: skip
+
+    lines = [(e["kind"], e["text"]) for e in recorder.entries()]
+    texts = "\n".join(t for _, t in lines)
+    assert lines[0] == ("info", f"connecting to 127.0.0.1:{any_server.port} ({any_server.scheme}) as "
+                                f"{any_server.username}")  # fmt: skip
+    assert any_server.password not in texts
+    if any_server.scheme == "sftp":
+        assert "server banner SSH-2.0-OpenSSH" in texts and "SFTP version 3" in texts
+        assert f"{len(data)} bytes written to " in texts and " in 3 WRITE requests" in texts
+        return
+    assert next(t for k, t in lines if k == "reply").startswith("220")  # the banner (after TLS if implicit)
+    assert ("send", "PASS ********") in lines
+    assert ("data", f"{len(data)} bytes sent on the data connection") in lines
+    if any_server.scheme != "ftp":
+        assert any(k == "tls" and t.startswith("TLS on the control connection: TLSv1.") for k, t in lines)
+        assert any(k == "tls" and t.startswith("TLS on the data connection: TLSv1.") for k, t in lines)
+    if any_server.scheme == "ftps":
+        assert ("send", "AUTH TLS") in lines and ("send", "PROT P") in lines
 
 
 # --- a delivered attempt
