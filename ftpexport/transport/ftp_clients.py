@@ -12,6 +12,7 @@ import socket
 import ssl
 import sys
 import time
+from typing import Any
 
 from ..errors import TLSError
 from . import transcript, wire
@@ -45,6 +46,13 @@ def _note_tls(sock: socket.socket, what: str) -> None:
     transcript.note("tls", text)
 
 
+def reply_reader(sock: socket.socket, encoding: str) -> Any:
+    """The control connection's replies as text. Old DMS servers answer in their own code page
+    (Latin-1, CP-1252), not UTF-8: a byte that does not decode is shown as U+FFFD instead of failing
+    the connection with a ``UnicodeDecodeError`` (ftplib's own reader is strict)."""
+    return sock.makefile("r", encoding=encoding, errors="replace")
+
+
 class _DataSocketMixin:
     """Remembers the open data connection, so that ``abort()`` can cut a transfer from another thread,
     and when the server last answered, so that ``alive()`` can skip a NOOP; records every command,
@@ -73,7 +81,7 @@ class _DataSocketMixin:
 
     def greet(self) -> str:
         """Read the server's greeting."""
-        self.file = self.sock.makefile("r", encoding=self.encoding)  # type: ignore[attr-defined]
+        self.file = reply_reader(self.sock, self.encoding)  # type: ignore[attr-defined]
         self.welcome = self.getresp()
         return self.welcome
 
@@ -152,6 +160,7 @@ class FTPSClient(_DataSocketMixin, ftplib.FTP_TLS):
         except ssl.SSLError as exc:
             transcript.note("error", f"TLS handshake: {getattr(exc, 'verify_message', None) or exc.reason or exc}")
             raise
+        self.file = reply_reader(self.sock, self.encoding)  # ftplib's, over TLS now, would not replace
         _note_tls(self.sock, "control connection")
         return resp
 

@@ -334,3 +334,20 @@ def test_export_a_folder_deleted_between_two_records_is_delivered_in_one_attempt
         [(name, data)] = expected_files(second, ruleset).items()
         assert (server.root / "photos" / "incoming" / name).read_bytes() == data
         assert part_files(server.root) == set()
+
+
+@pytest.mark.parametrize("scheme", ["ftp", "ftps"])
+def test_a_server_that_answers_in_latin_1_is_understood(scheme: str) -> None:
+    # old DMS servers greet and answer in their own code page, not UTF-8; the reply is read all the
+    # same (a byte it cannot decode shown as U+FFFD), on the plain and on the TLS control connection
+    def handle_auth_success(handler: Any, home: str, password: str, msg_login: str) -> None:
+        parent = super(type(handler), handler)
+        parent.handle_auth_success(home, password, "Angemeldet: Übertragung für Autohäuser erlaubt")
+
+    attributes = {"encoding": "latin-1", "banner": "Willkommen auf dem Server für Autohäuser",
+                  "handle_auth_success": handle_auth_success}  # fmt: skip
+    with pyftpdlib_server(scheme, **attributes) as server:
+        with open_transport(server.endpoint()) as transport:
+            upload(transport, b"photo", "", "a.jpg")
+
+        assert (server.root / "a.jpg").read_bytes() == b"photo"
