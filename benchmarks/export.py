@@ -55,8 +55,18 @@ from .common import (
     work_root,
 )
 
-TOOLS = ("ftpexport", "sftp-b", "rclone", "lftp")
-TOOL_TITLES = {"ftpexport": "ftpexport", "sftp-b": "sftp -b", "rclone": "rclone copy", "lftp": "lftp mirror -R"}
+TOOLS = ("ftpexport", "before", "bare", "sftp-b", "rclone", "lftp")
+TOOL_TITLES = {
+    "ftpexport": "ftpexport",
+    "before": "ftpexport before",  # ``--before PATH``: another checkout, interleaved with this one
+    "bare": "bare client",  # benchmarks/bare_client.py: paramiko / ftplib alone
+    "sftp-b": "sftp -b",
+    "rclone": "rclone copy",
+    "lftp": "lftp mirror -R",
+}
+#: the tools that run by default (``before`` needs ``--before``)
+DEFAULT_TOOLS = ("ftpexport", "bare", "sftp-b", "rclone", "lftp")
+BARE_CLIENT = Path(__file__).resolve().with_name("bare_client.py")
 WAN_HOST = "127.0.0.2"
 RUN_TIMEOUT = 900.0
 CLIENT_ID = "bench"
@@ -117,10 +127,13 @@ class Context:
     rclone_config: Path | None = None
     #: the folder holding the ``ftpexport`` package to run (this checkout, or a copy with a change to try)
     ftpexport_path: Path = REPO
+    #: the checkout the ``before`` tool runs (``--before``)
+    before_path: Path | None = None
     counter: int = 0
 
-    def ftpexport_env(self) -> dict[str, str]:
-        return {"PYTHONPATH": os.pathsep.join(filter(None, [str(self.ftpexport_path), os.environ.get("PYTHONPATH")]))}
+    def ftpexport_env(self, path: Path | None = None) -> dict[str, str]:
+        folder = str(path or self.ftpexport_path)
+        return {"PYTHONPATH": os.pathsep.join(filter(None, [folder, os.environ.get("PYTHONPATH")]))}
 
     def scratch(self, name: str) -> Path:
         self.counter += 1
@@ -207,12 +220,12 @@ def command(ctx: Context, s: Scenario, scratch: Path) -> tuple[list[str], dict[s
     server = ctx.servers["sftp" if s.protocol == "sftp" else "ftp"]
     host, port = ctx.address[s.protocol]
     env: dict[str, str] = {}
-    if s.tool == "ftpexport":
+    if s.tool in ("ftpexport", "before"):
         rules = scratch / "rules"
         rules.mkdir()
         (rules / f"{CLIENT_ID}.yaml").write_text(rules_text(ctx, s.protocol, s.layout, s.conns))
         env["BENCH_FTP_PASSWORD"] = server.password
-        env.update(ctx.ftpexport_env())
+        env.update(ctx.ftpexport_env(ctx.before_path if s.tool == "before" else None))
         argv = [
             sys.executable,
             "-m",
@@ -228,6 +241,17 @@ def command(ctx: Context, s: Scenario, scratch: Path) -> tuple[list[str], dict[s
             str(max(4, s.conns)),
             "--json",
         ]
+        return argv, env
+    if s.tool == "bare":
+        remote = server.remote_path(TARGET) if s.protocol == "sftp" else TARGET
+        argv = [sys.executable, str(BARE_CLIENT), s.protocol, host, str(port), server.username, str(source), remote,
+                "--conns", str(s.conns)]  # fmt: skip
+        if s.protocol == "sftp":
+            argv += ["--key-file", str(server.client_key_file)]
+        else:
+            env["BARE_PASSWORD"] = server.password
+            if s.protocol == "ftps":
+                argv += ["--ca-file", str(server.ca_file)]
         return argv, env
     if s.tool == "sftp-b":
         batch = scratch / "batch"
@@ -412,7 +436,7 @@ def scenarios(
                     for tool in TOOLS:
                         if tool == "sftp-b" and (protocol != "sftp" or conns != 1):
                             continue
-                        if tool in ("rclone", "lftp") and conns == 1 and 4 in wan_conns:
+                        if tool in ("bare", "rclone", "lftp") and conns == 1 and 4 in wan_conns:
                             continue  # the WAN targets compare 4 connections
                         chosen.append(Scenario("wan", protocol, layout, tool, conns))
     return chosen
@@ -520,6 +544,7 @@ def _target(row: tuple[str, str, str, int], rates: dict[str, float]) -> str:
         wants = [("rclone", 1.0)]
     elif net == "loopback" or (net == "wan" and conns == 4):
         wants = [("lftp", 1.0), ("rclone", 1.0)]
+    wants.append(("bare", 0.9))  # the pipeline's overhead: ftpexport at least 0.9x its bare transport
     misses = [f"{TOOL_TITLES[t].split()[0]}<{x:g}x" for t, x in wants if t in rates and me < x * rates[t]]
     checked = [t for t, _ in wants if t in rates]
     if not checked:
@@ -566,7 +591,8 @@ def report(
             failed.setdefault(s.row, {})[s.tool] = len(measures) - len(good)
             rows.setdefault(s.row, {})
     header = f"{'net':8} {'proto':5} {'layout':6} {'conn':>4} | {'ftpexport':>9} |"
-    for tool in TOOLS[1:]:
+    columns = [tool for tool in TOOLS[1:] if any(s.tool == tool for s in results)]
+    for tool in columns:
         header += f" {TOOL_TITLES[tool]:>16} |"
     header += " target"
     lines.append(header)
@@ -580,7 +606,7 @@ def report(
         text += (
             f"{me:9.1f} |" if me is not None else f"{'FAILED' if failed.get(row, {}).get('ftpexport') else '-':>9} |"
         )
-        for tool in TOOLS[1:]:
+        for tool in columns:
             if tool in rates:
                 ratio = f"{me / rates[tool]:.2f}x" if me is not None else "-"
                 text += f" {rates[tool]:7.1f} {ratio:>8} |"
@@ -769,6 +795,18 @@ def machine_facts(work: Path) -> dict[str, str]:
     return facts
 
 
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages: the machine is shared, the figures say how busy it was."""
+    return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def git_head(folder: Path) -> str:
+    """The commit checked out in ``folder`` (short), or "?"."""
+    result = subprocess.run(["git", "-C", str(folder), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, check=False)  # fmt: skip
+    return result.stdout.strip() or "?"
+
+
 def remove_work_files(work: Path) -> None:
     """Delete what the benchmark wrote in ``work`` (inboxes, zips, runs): tmpfs is memory."""
     for path in work.iterdir():
@@ -804,7 +842,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wan-records", type=int, default=8, help="vehicles for the WAN scenarios")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", default="sftp,ftp,ftps,wan", help="comma list of sftp, ftp, ftps, wan")
-    parser.add_argument("--tools", default=",".join(TOOLS), help="comma list of " + ", ".join(TOOLS))
+    parser.add_argument("--tools", default=",".join(DEFAULT_TOOLS), help="comma list of " + ", ".join(TOOLS))
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="also run the ftpexport of this checkout (e.g. a git worktree of main), interleaved with this one: "
+        "the 'ftpexport before' column",
+    )
     parser.add_argument("--conns", default="1,4", help="loopback: connection counts")
     parser.add_argument("--layouts", default="zip,files", help="comma list of zip, files")
     parser.add_argument("--wan-delay", type=float, default=0.025, help="WAN: seconds each way")
@@ -842,6 +886,11 @@ def main(argv: list[str] | None = None) -> int:
     ensure_product(args.ftpexport_path.resolve())
     only = {x.strip() for x in args.only.split(",") if x.strip()}
     tools = {x.strip() for x in args.tools.split(",") if x.strip()}
+    if args.before is not None:
+        ensure_product(args.before.resolve())
+        tools.add("before")
+    else:
+        tools.discard("before")
     wan_conns = tuple(int(x) for x in args.wan_conns.split(","))
     available = ensure_commands(["sshd", "ssh", "sftp", "ssh-keygen", "rclone", "lftp"], install=not args.no_install)
     if args.ftp_server == "vsftpd" and not vsftpd_ready(install=not args.no_install):
@@ -866,6 +915,11 @@ def main(argv: list[str] | None = None) -> int:
         ctx = Context(work=work, ftpexport_path=args.ftpexport_path.resolve())
         if ctx.ftpexport_path != REPO:
             facts["ftpexport from"] = str(ctx.ftpexport_path)
+        if args.before is not None:
+            ctx.before_path = args.before.resolve()
+            facts["ftpexport before from"] = f"{ctx.before_path} ({git_head(ctx.before_path)})"
+            facts["ftpexport from"] = f"{ctx.ftpexport_path} ({git_head(ctx.ftpexport_path)})"
+        facts["load average at start"] = load_average()
         shutil.rmtree(work / "runs", ignore_errors=True)
         ctx.rclone_config = work / "rclone.conf"
         ctx.rclone_config.write_text("")
@@ -913,10 +967,12 @@ def main(argv: list[str] | None = None) -> int:
                         log(
                             f"[{repeat + 1}/{args.repeats}] {s!s:38} {measure.seconds:7.2f} s "
                             f"{nbytes / measure.seconds / 1e6:7.1f} MB/s cpu {measure.cpu:6.2f} s"
+                            + f"  load {os.getloadavg()[0]:.2f}"
                             + ("" if measure.ok else "  FAILED")
                         )
         if args.profile:
             return 0
+        facts["load average at end"] = load_average()
         text = report(results, ctx, args, facts)
         print(text)
         if args.json:
