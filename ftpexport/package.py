@@ -26,6 +26,7 @@ from .naming import PORTABLE_HINT, NameRules, NameTemplate, name_problem, shorte
 from .private import private_opener
 from .record import Image, Record, content_digest, open_image
 from .recordfiles import changed
+from .zipstream import ZipLayout, ZipStream
 
 _COPY_BLOCK = 1024 * 1024
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -245,6 +246,21 @@ def _copy(record: Record, image: Image, source: BinaryIO, dest: BinaryIO, digest
         raise changed(str(record.folder), f"image {image.path.name!r}", "its size changed")
 
 
+def _streamed_zip(record: Record, names: PackageNames, metadata: bytes | None) -> Artifact:
+    """The zip ``write_zip`` would write, as an artifact read from the images each time it is opened."""
+    assert names.archive is not None
+    when = _zip_timestamp(record)
+    entries: list[tuple[zipfile.ZipInfo, Image | bytes]] = [
+        (_zip_entry(name, image.size, when), image) for image, name in zip(record.images, names.images, strict=True)
+    ]
+    if metadata is not None and names.metadata is not None:
+        entries.append((_zip_entry(names.metadata, len(metadata), when), metadata))
+    layout = ZipLayout(entries)
+    for image in record.images:
+        open_image(record, image).close()  # a change found now fails before any connection
+    return Artifact(name=names.archive, size=layout.size, opener=lambda: ZipStream(record, layout))
+
+
 def _bytes_artifact(name: str, content: bytes) -> Artifact:
     return Artifact(name=name, size=len(content), opener=lambda: io.BytesIO(content))
 
@@ -263,14 +279,27 @@ def build_package(
     names: PackageNames,
     metadata_fields: list[str] | None,
     workdir: Path,
+    *,
+    stream: bool = False,
 ) -> Package:
-    """The files to upload; a zip is written into ``workdir`` (the caller removes it)."""
+    """The files to upload; a zip is written into ``workdir`` (the caller removes it).
+
+    With ``stream``, a zip is not written: it is read from the images while it is sent
+    (``zipstream``), for an upload that publishes nothing before the end (atomic). The bytes are
+    the same either way.
+    """
     metadata = metadata_document(record, metadata_fields, names.images) if metadata_fields is not None else None
     marker = _bytes_artifact(names.done_marker, b"") if names.done_marker else None
     if names.archive is not None:
+        listing = (*names.images, *([names.metadata] if metadata is not None and names.metadata else []))
+        if stream and all(image.crc is not None for image in record.images):
+            return Package(
+                files=(_streamed_zip(record, names, metadata),),
+                done_marker=marker,
+                archive_listing=tuple(listing),
+            )
         archive_path = workdir / names.archive
         write_zip(record, names, metadata, archive_path)
-        listing = (*names.images, *([names.metadata] if metadata is not None and names.metadata else []))
         return Package(
             files=(_file_artifact(names.archive, archive_path),),
             done_marker=marker,

@@ -124,9 +124,14 @@ def plan_record(record: Record, ruleset: RuleSet, routes: list[Route]) -> Plan:
 
 
 def make_package(plan: Plan, workdir: Path) -> Package:
-    """Build the files of a planned record in ``workdir``."""
+    """Build the files of a planned record in ``workdir``.
+
+    A zip for one destination, uploaded atomically, is not written there: it is read from the
+    images while it is sent (``zipstream``). Several destinations share one copy in ``workdir``.
+    """
     metadata = plan.rules.package.metadata
-    return build_package(plan.record, plan.names, metadata.fields if metadata else None, workdir)
+    stream = len(plan.routes) == 1 and plan.rules.upload.atomic
+    return build_package(plan.record, plan.names, metadata.fields if metadata else None, workdir, stream=stream)
 
 
 class FileOptions(Protocol):

@@ -8,7 +8,8 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -88,6 +89,9 @@ class Image:
     size: int
     #: the file that was checked and hashed; packaging refuses any other (see ``open_image``)
     identity: Identity
+    #: CRC-32 of the bytes that were hashed, computed on the same read: a zip can then be laid
+    #: out, headers included, without reading the image first (``zipstream``)
+    crc: int | None = None
 
 
 @dataclass(frozen=True)
@@ -166,16 +170,19 @@ def iter_record_folders(inbox: Path) -> Iterator[Path]:
             yield Path(entry.path)
 
 
-def load_record(folder: Path, policy: FilePolicy | None = None) -> Record:
+def load_record(
+    folder: Path, policy: FilePolicy | None = None, *, crc: Callable[[VehicleData], bool] | None = None
+) -> Record:
     """Read and validate the record in ``folder``; raises ``RecordError`` naming what is wrong.
 
     Its files are opened and checked as ``policy`` says (``recordfiles``: regular files of the
     record only, no hard links by default, never ftpexport's own files) and read from the checked
-    descriptor.
+    descriptor. When ``crc(data)`` says so (the record will be zipped), each image's CRC-32 is
+    computed on the same read as the hash (``Image.crc``).
     """
     where = str(folder)
     try:
-        return _load_record(folder, (policy or FilePolicy()).guard())
+        return _load_record(folder, (policy or FilePolicy()).guard(), crc)
     except RecursionError:
         raise
     except RuntimeError as exc:  # Path.resolve() of Python < 3.13 on a symlink loop
@@ -187,7 +194,7 @@ def load_record(folder: Path, policy: FilePolicy | None = None) -> Record:
         raise RecordError(where, f"cannot read {what}: {exc.strerror or type(exc).__name__}") from exc
 
 
-def _load_record(folder: Path, guard: FileGuard) -> Record:
+def _load_record(folder: Path, guard: FileGuard, crc: Callable[[VehicleData], bool] | None) -> Record:
     where = str(folder)
     root = folder.resolve()
     json_path = _inside(root, folder / RECORD_FILE, where, RECORD_FILE)
@@ -221,7 +228,9 @@ def _load_record(folder: Path, guard: FileGuard) -> Record:
         raise RecordError(where, f"{RECORD_FILE}: {_describe(exc)}") from exc
     digest = content_digest(raw_bytes)
     listed = _find_images(root, folder, data.images)
-    images = tuple(_read_image(guard, root, name, path, n, where, digest) for n, (name, path) in enumerate(listed, 1))
+    with_crc = crc is not None and crc(data)
+    images = tuple(_read_image(guard, root, name, path, n, where, digest, with_crc)
+                   for n, (name, path) in enumerate(listed, 1))  # fmt: skip
     return Record(
         folder=folder,
         data=data,
@@ -317,7 +326,9 @@ def _find_images(root: Path, folder: Path, listed: list[str] | None) -> list[tup
     return paths
 
 
-def _read_image(guard: FileGuard, root: Path, name: str, path: Path, n: int, where: str, digest: Any) -> Image:
+def _read_image(
+    guard: FileGuard, root: Path, name: str, path: Path, n: int, where: str, digest: Any, with_crc: bool
+) -> Image:
     """Open and check one image, and add its size and bytes to ``digest`` from the checked descriptor."""
     label = f"image {_quote(name)}"
     try:
@@ -329,9 +340,11 @@ def _read_image(guard: FileGuard, root: Path, name: str, path: Path, n: int, whe
         if not ext:
             raise RecordError(where, f"{label} has no extension")
         digest.update(identity.size.to_bytes(8, "big"))
-        read = 0
+        read = crc = 0
         while chunk := stream.read(_HASH_CHUNK):
             digest.update(chunk)
+            if with_crc:
+                crc = zlib.crc32(chunk, crc)
             read += len(chunk)
         if read != identity.size or Identity.of(os.fstat(stream.fileno())) != identity:
             raise RecordError(
@@ -339,7 +352,7 @@ def _read_image(guard: FileGuard, root: Path, name: str, path: Path, n: int, whe
                 f"{label} changed while it was read",
                 hint="the platform should write vehicle.json last, once every image is complete",
             )
-    return Image(path=path, n=n, ext=ext, size=identity.size, identity=identity)
+    return Image(path=path, n=n, ext=ext, size=identity.size, identity=identity, crc=crc if with_crc else None)
 
 
 def content_digest(record_json: bytes) -> Any:

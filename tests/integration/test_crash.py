@@ -251,12 +251,18 @@ def test_a_second_run_on_the_same_ledger_is_refused_until_the_first_is_killed(
 # --- what a killed run leaves on the exporter's own disk
 
 
+@pytest.mark.parametrize("destinations", [1, 2], ids=["streamed", "spooled"])
 def test_the_archive_a_killed_run_was_sending_does_not_stay_in_the_spool(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, destinations: int
 ) -> None:
+    # one destination: the zip is read from the images as it is sent, never written to the spool;
+    # two: one copy in the spool serves both
     dtp = throttled_dtp(100_000)
     with pyftpdlib_server("ftp", dtp_handler=dtp) as server:
         rules = _ftp_rules(tmp_path, server, monkeypatch)
+        if destinations == 2:
+            dms, dms2 = (ftp_destination(n, server, n, "CRASH_FTP_PASSWORD") for n in ("dms", "dms2"))
+            write_rules(rules, rule_document("acme-motors", [dms, dms2]))
         inbox = tmp_path / "inbox"
         record = make_record(inbox, 4, name="veh-spool", image_sizes={"1.jpg": 2 * MB})
         [(name, _)] = expected_files(record, rules).items()
@@ -268,7 +274,8 @@ def test_the_archive_a_killed_run_was_sending_does_not_stay_in_the_spool(
             eventually(lambda: not first.alive() or part.exists(), "the upload to start")
             assert first.alive(), first.stderr
             assert first.kill() == -signal.SIGKILL
-        assert [p.name for p in spool.rglob("*") if p.is_file()] == [name]  # what the killed run was sending
+        sending = [p.name for p in spool.rglob("*") if p.is_file()]
+        assert sending == ([] if destinations == 1 else [name])  # what the killed run was sending
 
         dtp.read_limit = 0
         with ExporterProcess(*_run_args(inbox, rules, state)) as second:

@@ -37,15 +37,16 @@ def disk(tmp_path: Path) -> Iterator[Path]:
         yield mounted
 
 
-def _rules(tmp_path: Path, server: RunningServer) -> Path:
+def _rules(tmp_path: Path, server: RunningServer, folders: tuple[str, ...] = ("dms",)) -> Path:
+    """One destination per folder of ``server``. One: its zips are read from the images as they are
+    sent; several: each zip is built once in the spool for all of them."""
     rules = tmp_path / "rules"
     rules.mkdir(exist_ok=True)
-    write_rules(
-        rules,
-        f"client_id: acme-motors\ndestinations:\n  - {{name: dms, url: '{server.url('dms')}', "
-        f"password: '${{{PASSWORD_ENV}}}', allow_plain_ftp: true}}\n",
-        "acme-motors",
+    destinations = "".join(
+        f"  - {{name: {folder}, url: '{server.url(folder)}', password: '${{{PASSWORD_ENV}}}', allow_plain_ftp: true}}\n"
+        for folder in folders
     )
+    write_rules(rules, f"client_id: acme-motors\ndestinations:\n{destinations}", "acme-motors")
     return rules
 
 
@@ -64,8 +65,8 @@ def _expected_failure(run: ExporterProcess, *, summary: bool = True) -> str:
     return errors[0]
 
 
-def _delivered_once(spy: FtpSpy, server: RunningServer, numbers: range) -> None:
-    names = {f"dms/WVWZZZAUZLW{n:06d}.zip" for n in numbers}
+def _delivered_once(spy: FtpSpy, server: RunningServer, numbers: range, folders: tuple[str, ...] = ("dms",)) -> None:
+    names = {f"{folder}/WVWZZZAUZLW{n:06d}.zip" for n in numbers for folder in folders}
     assert spy.renamed(server.root) == dict.fromkeys(names, 1)
 
 
@@ -124,10 +125,11 @@ def test_a_disk_that_fills_during_an_upload_stops_the_run_and_loses_nothing(tmp_
 
 def test_a_spool_that_fills_up_stops_the_run_with_the_deliveries_pending(tmp_path: Path, disk: Path) -> None:
     spy = FtpSpy()
+    folders = ("dms", "dms2")  # two destinations: the zips are built in the spool
     with pyftpdlib_server("ftp", **spy.attributes()) as server:
         inbox = tmp_path / "inbox"
         make_record(inbox, 920, name="veh-d0")
-        rules = _rules(tmp_path, server)
+        rules = _rules(tmp_path, server, folders)
         state = disk / "state" / "ledger.sqlite3"
         with _run(inbox, rules, state, server) as run:
             assert run.wait() == 0, run.stderr  # the ledger exists, with room for a few more deliveries
@@ -150,8 +152,29 @@ def test_a_spool_that_fills_up_stops_the_run_with_the_deliveries_pending(tmp_pat
         filler.unlink()
         with _run(inbox, rules, state, server) as run:
             assert run.wait() == 0, run.stderr
+        assert [row["status"] for row in deliveries(state)] == ["delivered"] * 6
+        _delivered_once(spy, server, range(920, 923), folders)
+
+
+def test_a_zip_for_one_destination_needs_no_room_in_the_spool(tmp_path: Path, disk: Path) -> None:
+    spy = FtpSpy()
+    with pyftpdlib_server("ftp", **spy.attributes()) as server:
+        inbox = tmp_path / "inbox"
+        make_record(inbox, 930, name="veh-e0")
+        rules = _rules(tmp_path, server)
+        state = disk / "state" / "ledger.sqlite3"
+        with _run(inbox, rules, state, server) as run:
+            assert run.wait() == 0, run.stderr
+        for n in (1, 2):
+            make_record(inbox, 930 + n, name=f"veh-e{n}", image_sizes={"1.jpg": 3_000_000})
+        filler = fill(disk, leave=1_000_000)  # less than one zip: room for the ledger only
+
+        with _run(inbox, rules, state, server) as run:
+            assert run.wait() == 0, run.stderr + run.stdout
+        filler.unlink()
+
         assert [row["status"] for row in deliveries(state)] == ["delivered"] * 3
-        _delivered_once(spy, server, range(920, 923))
+        _delivered_once(spy, server, range(930, 933))
 
 
 def test_a_daemon_whose_disk_fills_up_says_so_once_and_exits_1(tmp_path: Path, disk: Path) -> None:

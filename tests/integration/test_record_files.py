@@ -8,6 +8,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import io
 import json
 import os
 import shutil
@@ -15,11 +18,12 @@ import threading
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pytest
 from cli_runner import invoke
 from polling import eventually
+from rulefiles import rule_document, sftp_destination, write_rules
 from servers import RunningServer
 
 from ftpexport import pipeline
@@ -138,7 +142,11 @@ def _swap_first_image(content: Callable[[bytes], bytes]) -> Callable[[Path], Non
 
 @pytest.mark.parametrize(
     "fmt, when",
-    [("zip", "before the zip is built"), ("files", "after the package is built, before the upload")],
+    [
+        ("zip", "before the zip is built"),
+        ("zip", "after the package is built, before the upload"),  # one destination: the zip is streamed
+        ("files", "after the package is built, before the upload"),
+    ],
 )
 @pytest.mark.parametrize(
     "new_content", [lambda old: old, lambda old: old + b"retouched"], ids=["same bytes", "new bytes"]
@@ -276,3 +284,75 @@ def test_a_version_replaced_while_its_attempt_runs_ends_superseded_not_pending(
 
     assert sorted(versions.values()) == ["delivered", "superseded"]
     assert pending == []  # nothing left for watch to read again every few seconds
+
+
+class _SwapOnSecondRead(io.RawIOBase):
+    """The upload's stream, with a photo of the record replaced once the transfer is under way."""
+
+    def __init__(self, inner: BinaryIO, swap: Callable[[], None]) -> None:
+        super().__init__()
+        self.inner, self.swap, self.reads = inner, swap, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        self.reads += 1
+        if self.reads == 2:
+            self.swap()
+        return self.inner.readinto(buffer)  # type: ignore[attr-defined,no-any-return]
+
+    def close(self) -> None:
+        self.inner.close()
+        super().close()
+
+
+@pytest.mark.parametrize("protocol", ["ftp", "sftp"])
+def test_an_image_replaced_while_the_zip_is_streamed_leaves_no_zip_and_is_sent_again(
+    tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, protocol: str
+) -> None:
+    # One destination, atomic uploads: the zip is read from the images while it is sent, not from
+    # the spool. A photo replaced half way through fails the transfer before the rename.
+    server: RunningServer = request.getfixturevalue(f"{protocol}_server")
+    if protocol == "ftp":
+        rules = _rules(tmp_path, server, monkeypatch)
+    else:
+        rules = tmp_path / "rules"
+        write_rules(rules, rule_document("acme-motors", [sftp_destination("dms", server, "photos")],
+                                         package={"format": "zip"}))  # fmt: skip
+    folder = _record(tmp_path / "inbox", "veh-000124", "veh-000124")
+    (folder / "1.jpg").write_bytes(b"\xff\xd8" + os.urandom(600_000) + b"\xff\xd9")  # over one block of the upload
+    state = tmp_path / "ledger.sqlite3"
+    real = pipeline.make_package
+
+    def make_package(plan: Any, workdir: Path) -> Package:
+        package = real(plan, workdir)
+        (artifact,) = package.files
+        assert not list(workdir.iterdir())  # streamed: nothing in the spool
+        swap = functools.partial(_swap_last_image, folder)
+        opened = dataclasses.replace(artifact, opener=lambda: _SwapOnSecondRead(artifact.open(), swap))
+        return dataclasses.replace(package, files=(opened,))
+
+    monkeypatch.setattr(pipeline, "make_package", make_package)
+    first = invoke("run", folder.parent, "--rules", rules, "--state", state, "--json")
+    monkeypatch.setattr(pipeline, "make_package", real)
+    on_server_first = {name for name in _server_bytes(server.root) if ":" not in name}
+    second = invoke("run", folder.parent, "--rules", rules, "--state", state, "--json")
+
+    assert first.exit_code == 1, first.output
+    (outcome,) = json.loads(first.stdout)["deliveries"]
+    assert outcome["result"] == "deferred"
+    assert "image '10.jpg' changed after it was read (another file is in its place)" in outcome["error"]
+    assert "Traceback" not in first.output
+    assert on_server_first <= {"photos/.WVWZZZAUZLW000124.zip.part"}  # at most the hidden temporary file
+    assert second.exit_code == 0, second.output
+    assert [d["result"] for d in json.loads(second.stdout)["deliveries"]] == ["delivered"]
+    on_server = _server_bytes(server.root)
+    assert "photos/WVWZZZAUZLW000124.zip" in on_server
+    assert (folder / "10.jpg").read_bytes() in on_server.values()  # the photo as it is now
+
+
+def _swap_last_image(folder: Path) -> None:
+    fresh = folder / ".10.jpg.new"
+    fresh.write_bytes((folder / "10.jpg").read_bytes() + b"retouched")
+    fresh.replace(folder / "10.jpg")

@@ -19,22 +19,22 @@ from polling import eventually
 from processes import ExporterProcess, start_watch
 from records import make_record
 from rulefiles import write_rules
-from servers import pyftpdlib_server
+from servers import RunningServer, pyftpdlib_server
 
 pytestmark = pytest.mark.integration
 
 PASSWORD_ENV = "STATE_FTP_PASSWORD"
 
 
-def _rules(tmp_path: Path, url: str) -> Path:
+def _rules(tmp_path: Path, server: RunningServer) -> Path:
+    """Two destinations, so that the zip is built in the spool (for one, it is read from the images as it is sent)."""
     rules = tmp_path / "rules"
     rules.mkdir()
-    write_rules(
-        rules,
-        f"client_id: acme-motors\ndestinations:\n  - {{name: dms, url: '{url}', password: '${{{PASSWORD_ENV}}}',"
-        " allow_plain_ftp: true}\n",
-        "acme-motors",
+    destinations = "".join(
+        f"  - {{name: {name}, url: '{server.url(name)}', password: '${{{PASSWORD_ENV}}}', allow_plain_ftp: true}}\n"
+        for name in ("dms", "dms2")
     )
+    write_rules(rules, f"client_id: acme-motors\ndestinations:\n{destinations}", "acme-motors")
     return rules
 
 
@@ -57,7 +57,7 @@ def test_everything_a_run_creates_is_private_under_umask_022(tmp_path: Path) -> 
     with pyftpdlib_server("ftp", dtp_handler=dtp) as server:
         inbox = tmp_path / "inbox"
         make_record(inbox, 801, name="veh-s1", image_sizes={"1.jpg": 1_500_000})
-        rules = _rules(tmp_path, server.url("dms"))
+        rules = _rules(tmp_path, server)
         state_folder = tmp_path / "state"
         with umask(0o022):
             run = ExporterProcess(
@@ -79,7 +79,7 @@ def test_everything_a_watch_creates_is_private_under_umask_022(tmp_path: Path) -
     with pyftpdlib_server("ftp", dtp_handler=dtp) as server:
         inbox = tmp_path / "inbox"
         inbox.mkdir()
-        rules = _rules(tmp_path, server.url("dms"))
+        rules = _rules(tmp_path, server)
         state_folder = tmp_path / "state"
         with umask(0o022):
             daemon = start_watch(inbox, rules, state_folder / "ledger.sqlite3", env={PASSWORD_ENV: server.password})

@@ -40,9 +40,9 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     seen: list[Path] = []
     real: Callable[..., Record] = ftpexport.intake.load_record
 
-    def counting(folder: Path, *args: Any) -> Record:
+    def counting(folder: Path, *args: Any, **kwargs: Any) -> Record:
         seen.append(folder)
-        return real(folder, *args)
+        return real(folder, *args, **kwargs)
 
     monkeypatch.setattr(ftpexport.intake, "load_record", counting)
     return seen

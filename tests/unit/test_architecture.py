@@ -195,6 +195,7 @@ LAYERS: dict[str, int] = {
     "ftpexport.naming": 2,
     "ftpexport.rules": 2,
     "ftpexport.package": 2,
+    "ftpexport.zipstream": 2,  # the zip read from the images while it is sent (package uses it)
     "ftpexport.spool": 2,
     "ftpexport.ledger": 2,
     "ftpexport.ledger.postgres": 2,  # the PostgreSQL backend, a package of its own

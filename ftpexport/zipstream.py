@@ -1,0 +1,181 @@
+"""A record's zip read as a stream, straight from its images: no copy in the spool.
+
+The zip ``package.write_zip`` writes is stored (not deflated) and deterministic, so every byte of
+it is known before it is built once each image's size and CRC-32 are: the record's reader
+computes the CRC-32 while it hashes (``record.Image.crc``). ``ZipLayout`` lays the archive out
+(headers, where each image goes, the central directory) with ``zipfile``'s own header code, so
+that the bytes are the ones ``write_zip`` writes, and ``ZipStream`` reads them: the headers from
+memory, each image from its file, opened again only if it is the file that was hashed
+(``open_image``).
+
+The stream hashes the images on the way, as ``write_zip`` does, and refuses to go past the last
+image unless that is the record's content hash: a file written in place since it was read
+(same size and times) fails the read before the archive is complete. So its reader must not
+publish what it read before the end: it is for atomic uploads only (temporary name, size check,
+rename), where a failed transfer leaves at most a hidden temporary file.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from .record import Image, Record, content_digest, open_image
+from .recordfiles import changed
+
+
+@dataclass(frozen=True)
+class _Part:
+    """A piece of the archive: bytes held in memory, or an image read from its file."""
+
+    data: bytes = b""
+    image: Image | None = None
+
+    @property
+    def size(self) -> int:
+        return self.image.size if self.image is not None else len(self.data)
+
+
+class _Sink:
+    """Where ``zipfile`` writes the central directory: it counts from ``start`` (the archive's offset)."""
+
+    def __init__(self, start: int) -> None:
+        self.start = start
+        self.chunks: list[bytes] = []
+        self.position = start
+
+    def write(self, data: bytes) -> int:
+        self.chunks.append(bytes(data))
+        self.position += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence != 0 or offset != self.position:
+            raise OSError("the central directory is written in one go")
+        return self.position
+
+    def flush(self) -> None:
+        pass
+
+
+class ZipLayout:
+    """Every byte of the zip of ``record`` but the images', and where they go.
+
+    ``entries`` are (info, image or in-memory content) in archive order, each ``info`` a ``ZipInfo``
+    as ``package._zip_entry`` makes it; every image must have its CRC-32 (``Image.crc``).
+    """
+
+    def __init__(self, entries: Sequence[tuple[zipfile.ZipInfo, Image | bytes]]) -> None:
+        parts: list[_Part] = []
+        infos = []
+        offset = 0
+        for info, content in entries:
+            size = content.size if isinstance(content, Image) else len(content)
+            crc = content.crc if isinstance(content, Image) else zipfile.crc32(content)
+            if crc is None:
+                raise ValueError(f"no CRC-32 for {info.filename!r}")
+            # what ZipFile.open(info, "w") and its close() leave in ``info``, on a seekable file
+            info.flag_bits = 0
+            info.header_offset = offset
+            info.CRC = crc
+            info.compress_size = info.file_size = size
+            header = info.FileHeader(size * 1.05 > zipfile.ZIP64_LIMIT)
+            parts.append(_Part(header))
+            parts.append(_Part(image=content) if isinstance(content, Image) else _Part(content))
+            infos.append(info)
+            offset += len(header) + size
+        sink = _Sink(offset)
+        with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:  # type: ignore[arg-type]
+            archive.filelist.extend(infos)
+        parts.append(_Part(b"".join(sink.chunks)))
+        self.parts = tuple(parts)
+        self.size = sum(part.size for part in parts)
+
+
+class ZipStream(io.RawIOBase):
+    """The zip of ``layout`` read from the start; its images hashed on the way and checked.
+
+    Raises ``RecordChangedError`` when opened if an image is not the file that was read (another
+    file, or written since as its size and times show); from ``read`` if that happens later, if an
+    image has another size, or (once the last image is read, before anything after it) if the
+    images' bytes are not the ones whose hash is the record's content hash.
+    """
+
+    def __init__(self, record: Record, layout: ZipLayout) -> None:
+        super().__init__()
+        for image in record.images:
+            # each image checked now, before the transfer starts: a file replaced or written since it
+            # was read (what its size and times show) fails the upload before the server gets a byte
+            open_image(record, image).close()
+        self._record = record
+        self._parts = layout.parts
+        self._index = 0
+        self._offset = 0  # within the current part
+        self._file: BinaryIO | None = None
+        self._digest: Any = content_digest(record.record_json)
+        self._images_left = sum(1 for part in self._parts if part.image is not None)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        """Fill ``buffer`` as far as the archive goes (a short read only at its end)."""
+        view = memoryview(buffer).cast("B")
+        filled = 0
+        while filled < len(view) and self._index < len(self._parts):
+            part = self._parts[self._index]
+            left = part.size - self._offset
+            if left == 0:
+                self._next_part(part)
+                continue
+            want = min(left, len(view) - filled)
+            target = view[filled : filled + want]
+            if part.image is None:
+                target[:] = part.data[self._offset : self._offset + want]
+                n = want
+            else:
+                n = self._read_image(part.image, target)
+            self._offset += n
+            filled += n
+        return filled
+
+    def _read_image(self, image: Image, view: memoryview) -> int:
+        if self._file is None:
+            self._file = open_image(self._record, image)
+            self._digest.update(image.size.to_bytes(8, "big"))
+        n = self._file.readinto(view) or 0
+        if not n:
+            raise changed(str(self._record.folder), f"image {image.path.name!r}", "its size changed")
+        self._digest.update(view[:n])
+        return n
+
+    def _next_part(self, part: _Part) -> None:
+        """``part`` is read whole: an image's file must end there, and after the last one the hash must match."""
+        if part.image is not None:
+            if self._file is None:  # an empty image: opened for its check all the same
+                self._file = open_image(self._record, part.image)
+                self._digest.update(part.image.size.to_bytes(8, "big"))
+            try:
+                more = self._file.read(1)
+            finally:
+                self._file.close()
+                self._file = None
+            if more:
+                raise changed(str(self._record.folder), f"image {part.image.path.name!r}", "its size changed")
+            self._images_left -= 1
+            if not self._images_left and self._digest.hexdigest() != self._record.content_hash:
+                raise changed(str(self._record.folder), "an image", "its bytes are not the ones hashed")
+        self._index += 1
+        self._offset = 0
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        super().close()
