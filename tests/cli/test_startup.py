@@ -42,3 +42,20 @@ def test_version_and_status_load_no_heavy_module(args: list[str], tmp_path: Path
     assert "ftpexport.cli" in modules
     loaded = sorted(m for m in modules if m.split(".")[0] in HEAVY or m.startswith(HEAVY))
     assert loaded == []
+
+
+def test_a_run_without_a_terminal_does_not_load_rich(tmp_path: Path) -> None:
+    # cron, a pipe, --json: plain lines or nothing; the live display (rich) is for a terminal only
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "acme.yaml").write_text(
+        "client_id: acme\ndestinations:\n  - name: dms\n    url: ftp://u@127.0.0.1:21/in\n"
+        "    password: ${HOME}\n    allow_plain_ftp: true\n"
+    )
+    (tmp_path / "inbox").mkdir()
+    common = ["run", str(tmp_path / "inbox"), "--rules", str(rules)]
+
+    for extra in (["--json"], []):  # stderr is a pipe here
+        modules = _imported(*common, "--state", str(tmp_path / f"ledger{len(extra)}.sqlite3"), *extra)
+        assert "ftpexport.pipeline" in modules  # it did run
+        assert sorted(m for m in modules if m.split(".")[0] == "rich" or m == "ftpexport.progress_live") == []

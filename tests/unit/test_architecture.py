@@ -223,6 +223,7 @@ LAYERS: dict[str, int] = {
     "ftpexport.folders": 7,
     "ftpexport.display": 7,
     "ftpexport.progress": 7,
+    "ftpexport.progress_live": 7,
     "ftpexport.demo": 7,
     "ftpexport.daemon": 7,
     # 8: parsing and printing
