@@ -4,6 +4,7 @@
     python -m benchmarks.export --records 173   # ~780 MB, the size of the issue's measurements
     python -m benchmarks.export --only sftp --repeats 1
     python -m benchmarks.export --profile /dev/shm/prof --only sftp   # py-spy profiles of ftpexport
+    python -m benchmarks.export --before ../main-checkout            # that checkout's ftpexport too, interleaved
 
 Run as root on a throw-away machine (it creates temporary users, starts sshd and vsftpd on
 127.0.0.1, installs missing tools with apt-get). Not part of CI.
@@ -16,7 +17,11 @@ each time, atomic uploads: temporary name, size check, rename) and the reference
 bytes, each run into an empty target folder on tmpfs. Scenarios: SFTP, FTP, FTPS x zip / loose
 files x 1 / 4 connections, and a WAN scenario (25 ms each way, through ``benchmarks.wanproxy``)
 over SFTP and FTP. Prints medians in MB/s (10^6 bytes per second of payload) and the ratio of
-ftpexport to each tool (above 1: ftpexport is faster).
+ftpexport to each tool (above 1: ftpexport is faster), with the load average of the machine.
+
+Besides the tools: the bare client (``benchmarks/bare_client.py``: paramiko or ftplib alone, same
+files, same atomic upload and options), whose ratio is what ftpexport's own pipeline costs, and with
+``--before PATH`` the ftpexport of another checkout, run right after this one in each repeat.
 """
 
 from __future__ import annotations
