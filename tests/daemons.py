@@ -45,6 +45,9 @@ def free_port_range(count: int, *, low: int = 20000, high: int = 32000) -> tuple
             for port in range(first, first + count):
                 sock = socket.socket()
                 socks.append(sock)
+                # as the servers bind their passive ports: a port whose last connection is in
+                # TIME_WAIT (thousands after a benchmark's transfers) is free for a listener
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 sock.bind((HOST, port))
         except OSError:
             continue
