@@ -18,17 +18,17 @@ from typing import BinaryIO
 
 import paramiko
 
-from ..errors import AuthenticationError, PermanentError, TransientError
-from . import transcript, wire
+from ..errors import PermanentError, TransientError
+from . import transcript
 from .base import Capabilities, Endpoint, Transport, path_prefixes, rename_refused
 from .capabilities import ServerCapabilities
 from .sftp_capabilities import SFTPClient
 from .sftp_errors import map_errors
 from .sftp_recording import RecordingSFTPClient
 from .sftp_writes import AckedWriter
-from .ssh_host_keys import fingerprint, pinned_keys, public_key_line, restrict_key_types, verify_host_key
-from .ssh_negotiation import PolicyTransport, apply_policy, legacy_in_use, mismatch_error, negotiated
-from .ssh_private_keys import private_key
+from .ssh_connect import NoPinnedKeyType, authenticate, close_ssh, handshake
+from .ssh_host_keys import pinned_keys, verify_host_key
+from .ssh_negotiation import legacy_in_use
 
 log = logging.getLogger(__name__)
 
@@ -38,20 +38,6 @@ logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 #: bytes read from the source per write; paramiko splits them into SFTP packets and pipelines them
 CHUNK_SIZE = 256 * 1024
-
-
-class _NoPinnedKeyType(Exception):
-    """The server offers no host key of the pinned types (raised inside ``connect`` only)."""
-
-
-def _close_transport(transport: paramiko.Transport) -> None:
-    """Close an SSH connection and its threads; never raises."""
-    try:
-        transport.close()
-    except Exception as exc:
-        log.debug("closing the SSH connection failed: %r", exc)
-    # paramiko leaves its handshake timer thread running when the handshake failed; cancel it.
-    transport.packetizer.complete_handshake()
 
 
 class SFTPTransport(Transport):
@@ -114,89 +100,31 @@ class SFTPTransport(Transport):
         self._dirs.clear()
         self._known_size = None
         transcript.connecting(endpoint)
+        self.algorithms = {}
         try:
-            transport, key = self._handshake(pinned)
-        except _NoPinnedKeyType:
+            shaken = handshake(endpoint, pinned)
+        except NoPinnedKeyType:
             # The server has no key of a pinned type: shake hands again to tell the user which key it has.
-            transport, key = self._handshake(set())
+            shaken = handshake(endpoint, set())
+        transport, key = shaken.transport, shaken.key
+        self._fingerprint, self.server_key_line = shaken.fingerprint, shaken.key_line
+        self.algorithms = shaken.algorithms
         try:
             with map_errors(endpoint, phase="login"):
                 verify_host_key(endpoint, key, pinned)
-                self._authenticate(transport)
+                authenticate(endpoint, transport)
                 sftp = RecordingSFTPClient.from_transport(transport)
                 if sftp is None:
                     raise TransientError("the server did not open an SFTP session")
                 sftp.get_channel().settimeout(endpoint.timeout)
         except BaseException:
-            _close_transport(transport)
+            close_ssh(transport)
             raise
         self._transport, self._sftp = transport, sftp
         log.debug("connected", extra={"destination": endpoint.display, "fingerprint": self._fingerprint,
                                       "algorithms": self.algorithms})  # fmt: skip
         for name in self.legacy_in_use:
             log.info("legacy SSH algorithm in use", extra={"destination": endpoint.display, "algorithm": name})
-
-    def _handshake(self, pinned: set[tuple[str, bytes]]) -> tuple[paramiko.Transport, paramiko.PKey]:
-        """Open the SSH connection up to key exchange; return it with the server's host key."""
-        endpoint = self.endpoint
-        self.algorithms = {}
-        with map_errors(endpoint, phase="connect"):
-            sock = socket.create_connection((endpoint.host, endpoint.port), timeout=endpoint.timeout)
-            # the last packet of a file must not wait for an ack of the one before (Nagle)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        transport: paramiko.Transport | None = None
-        try:
-            with map_errors(endpoint, phase="ssh"):
-                # the socket recognises an FTP greeting or an HTTP answer at once (paramiko would
-                # wait for an SSH banner until its timeout)
-                transport = PolicyTransport(wire.SniffingSocket(sock, endpoint.host, endpoint.port))  # type: ignore[arg-type]
-                transport.banner_timeout = endpoint.timeout
-                transport.handshake_timeout = endpoint.timeout
-                transport.auth_timeout = endpoint.timeout
-                apply_policy(transport, endpoint.ssh_legacy_algorithms)
-                restrict_key_types(transport, pinned)
-                try:
-                    transport.start_client(timeout=endpoint.timeout)
-                except paramiko.IncompatiblePeer as exc:
-                    if pinned and "host key" in str(exc):
-                        raise _NoPinnedKeyType from exc
-                    raise mismatch_error(transport, endpoint, exc) from exc
-                if not transport.is_active() or transport.host_key is None:
-                    # start_client returns quietly when its timeout expires mid-handshake.
-                    raise TransientError(wire.timed_out(endpoint.host, endpoint.port, "ssh", endpoint.timeout))
-                key = transport.get_remote_server_key()
-        except BaseException:
-            if transport is not None:
-                _close_transport(transport)
-            sock.close()
-            raise
-        self._fingerprint = fingerprint(key)
-        self.server_key_line = public_key_line(key)
-        self.algorithms = negotiated(transport)
-        transcript.note(
-            "info",
-            f"server banner {transport.remote_version}; host key {key.get_name()} "
-            f"{self._fingerprint}; " + ", ".join(f"{k} {v}" for k, v in self.algorithms.items()),
-        )
-        return transport, key
-
-    def _authenticate(self, transport: paramiko.Transport) -> None:
-        endpoint = self.endpoint
-        key = private_key(endpoint)
-        transcript.note(
-            "info",
-            f"authenticating as {endpoint.username} with "
-            + (f"a {key.get_name()} key" if key is not None else "a password"),
-        )
-        if key is not None:
-            transport.auth_publickey(endpoint.username, key)
-        elif endpoint.password is not None:
-            # fallback=True also answers a keyboard-interactive prompt with the password (PAM servers).
-            transport.auth_password(endpoint.username, endpoint.password.get_secret_value())
-        else:
-            raise AuthenticationError("no password, key_file or private_key configured")
-        if not transport.is_authenticated():
-            raise AuthenticationError("login refused: the server wants more authentication steps")
 
     def close(self) -> None:
         """Close the SFTP session and the SSH connection; never raises."""
@@ -209,7 +137,7 @@ class SFTPTransport(Transport):
         except Exception as exc:  # a dead connection is what we are closing anyway
             log.debug("closing the SFTP session failed: %r", exc)
         if transport is not None:
-            _close_transport(transport)
+            close_ssh(transport)
 
     def seems_alive(self) -> bool:
         """The SSH connection is up and the SFTP channel open, as far as we know without asking the
