@@ -172,7 +172,7 @@ class Attempts:
             package = self.packages.get(d.plan)
             phase = "connect"
             pool, transport = self.connections.acquire(d.route, d.plan.source)
-            fingerprint = getattr(transport, "server_fingerprint", None)  # SFTP's host key
+            fingerprint = transport.server_fingerprint  # SFTP's host key; None for FTP
             transcript.reusing(transport.endpoint, f"host key {fingerprint}" if fingerprint else "")
             phase = "transfer"
             try:

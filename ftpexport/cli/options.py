@@ -217,9 +217,18 @@ def hardlinks_option(f: Any) -> Any:
 INTERACTIVE_RETRY_FOR = 5.0
 
 
-def existing_ledger(state: str | Path) -> Ledger:
-    """The ledger for a reading command; a SQLite file must exist (a database is the backend's to open).
-    A database that cannot be reached is tried for ``INTERACTIVE_RETRY_FOR`` seconds, not a daemon's 30."""
+def ledger_if_any(state: str | Path) -> Ledger | None:
+    """The ledger for a command an operator waits for, or None where its SQLite file does not exist
+    yet (none is made; a database is the backend's to open). A database that cannot be reached is
+    tried for ``INTERACTIVE_RETRY_FOR`` seconds, not a daemon's 30."""
     if not is_url(state) and not Path(state).exists():
-        raise ConfigError(f"{display_state(state)}: no ledger here yet", hint="run an export first, or pass --state")
+        return None
     return open_ledger(state, retry_for=INTERACTIVE_RETRY_FOR)
+
+
+def existing_ledger(state: str | Path) -> Ledger:
+    """The ledger for a reading command (``ledger_if_any``); a SQLite file must exist."""
+    ledger = ledger_if_any(state)
+    if ledger is None:
+        raise ConfigError(f"{display_state(state)}: no ledger here yet", hint="run an export first, or pass --state")
+    return ledger

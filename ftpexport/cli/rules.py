@@ -12,7 +12,7 @@ from ..checkup import check_rules, probe_destinations, rules_to_check
 from ..display import check_text, preview_text, probe_text
 from ..secret import redact
 from .base import EnvvarCommand
-from .options import INTERACTIVE_RETRY_FOR, App, hardlinks_option, json_option, rules_option, state_option
+from .options import App, hardlinks_option, json_option, ledger_if_any, rules_option, state_option
 
 
 @click.command(cls=EnvvarCommand)
@@ -75,13 +75,13 @@ def test_connection(
     For SFTP the server key fingerprint is shown, to check it with the server's operator and pin it.
     Exit status 0 when every destination passed, 1 otherwise.
     """
-    from ..ledger import display_state, is_url, open_ledger
+    from ..ledger import display_state
 
     app.start_logging()
     # an SFTP destination may have no key pinned yet: the probe shows the key to pin, and refuses it
     ruleset = app.rules(rules_dir, allow_unpinned_host_keys=True)
     # a ledger that exists keeps what was learned; none is made here (test-connection may run anywhere)
-    ledger = open_ledger(state, retry_for=INTERACTIVE_RETRY_FOR) if is_url(state) or Path(state).exists() else None
+    ledger = ledger_if_any(state)
     try:
         reports = probe_destinations(ruleset, client, user_id, only, app.store(), ledger, display_state(state))
     finally:
