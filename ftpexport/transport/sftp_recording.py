@@ -3,8 +3,8 @@ path, each reply with its status code, the writes of a file summarised as bytes 
 
 ``RecordingSFTPClient`` is paramiko's ``SFTPClient`` that tells the current recorder about every
 packet it sends (``_async_request``, through which every request goes, the pipelined writes of
-``sftp_writes`` too) and reads (``_read_packet``, the server's VERSION with its extensions
-included). Without a recorder it adds one lookup per packet.
+``sftp_writes`` too) and reads (``_read_packet``; the server's VERSION with the extensions
+``sftp_capabilities`` read from it, in ``_send_version``). Without a recorder it adds one lookup per packet.
 """
 
 from __future__ import annotations
@@ -72,10 +72,16 @@ class RecordingSFTPClient(SFTPClient):
             self._record_request(recorder, num, t, args)
         return num
 
+    def _send_version(self) -> int:
+        version = super()._send_version()  # reads the server's VERSION and keeps its extensions
+        extensions = ", ".join(f"{name} {data}" for name, data in self.extensions.items())
+        transcript.note("status", f"SFTP version {version}; extensions: {extensions or 'none'}")
+        return version
+
     def _read_packet(self) -> tuple[int, bytes]:
         t, data = super()._read_packet()
         recorder = transcript.current()
-        if recorder is not None:
+        if recorder is not None and t != CMD_VERSION:  # the VERSION: see _send_version
             with contextlib.suppress(Exception):  # nor a reply that was read
                 self._record_reply(recorder, t, data)
         return t, data
@@ -122,13 +128,6 @@ class RecordingSFTPClient(SFTPClient):
 
     def _record_reply(self, recorder: transcript.Recorder, t: int, data: bytes) -> None:
         msg = paramiko.Message(data)
-        if t == CMD_VERSION:
-            version = msg.get_int()
-            extensions = []
-            while msg.get_remainder():
-                extensions.append(f"{msg.get_text()} {msg.get_text()}")
-            recorder.add("status", f"SFTP version {version}; extensions: {', '.join(extensions) or 'none'}")
-            return
         num = msg.get_int()
         name, subject = self._asked.pop(num, ("?", ""))
         about = f"{name} {subject}".rstrip()
