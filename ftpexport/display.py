@@ -279,7 +279,7 @@ def probe_text(reports: list[Any]) -> str:
                 parts.append(
                     f'  to pin it, after checking it with the server\'s operator: host_key: "{report.host_key}"'
                 )
-        if getattr(report, "capabilities", None) is not None:
+        if report.capabilities is not None:
             parts.append("  what the server does:")
             parts += [f"    {line}" for line in capability_lines(report.capabilities.as_dict())]
             if report.kept:
@@ -300,9 +300,10 @@ def capability_lines(caps: dict[str, Any]) -> list[str]:
         if caps.get("feat") is None:
             lines.append("features: not known (the server does not answer FEAT)")
         else:
-            names = (("UTF8", "utf8"), ("SIZE", "size"), ("MDTM", "mdtm"), ("MLST", "mlst"),
-                     ("REST STREAM", "rest_stream"), ("EPSV", "epsv"))  # fmt: skip
-            lines.append("features: " + ", ".join(f"{label} {_yes_no(caps.get(key))}" for label, key in names))
+            from .transport.capabilities import FEAT_FIELDS  # here: status, which imports display, stays light
+
+            features = (f"{label} {_yes_no(caps.get(key))}" for label, key in FEAT_FIELDS.items())
+            lines.append("features: " + ", ".join(features))
     if caps.get("protocol") == "sftp":
         extensions = ", ".join(sorted(caps.get("extensions") or {})) or "none"
         lines.append(f"SFTP version {caps.get('sftp_version')}, extensions: {extensions}")
