@@ -49,6 +49,10 @@ def _too_many_sessions(reply: str) -> bool:
     return any(words in reply for words in _TOO_MANY)
 
 
+def _sessions_refused(reply: str, where: dict[str, str | None]) -> TooManySessionsError:
+    return TooManySessionsError(f"the server refused one more session: {reply}", **where, hint=_TOO_MANY_HINT)
+
+
 def reply_code(exc: ftplib.Error) -> str:
     """The three-digit code of an ftplib error's reply."""
     return str(exc)[:3]
@@ -72,8 +76,7 @@ def map_errors(endpoint: Endpoint, path: str | None = None, *, phase: str, login
         reply = str(exc).strip()
         meaning = _MEANINGS.get(reply_code(exc))
         if phase in ("greeting", "login") and _too_many_sessions(reply.lower()):
-            raise TooManySessionsError(f"the server refused one more session: {reply}", **where,
-                                       hint=_TOO_MANY_HINT) from exc  # fmt: skip
+            raise _sessions_refused(reply, where) from exc
         if reply_code(exc) in _OUT_OF_SPACE:
             raise TransientError(f"the server is out of space: {reply}", **where, hint=_SPACE_HINT) from exc
         raise TransientError(f"the server answered {reply}" + (f" ({meaning})" if meaning else ""), **where) from exc
@@ -81,8 +84,7 @@ def map_errors(endpoint: Endpoint, path: str | None = None, *, phase: str, login
         reply = str(exc).strip()
         code = reply_code(exc)
         if login and code == "530" and _too_many_sessions(reply.lower()):
-            raise TooManySessionsError(f"the server refused one more session: {reply}", **where,
-                                       hint=_TOO_MANY_HINT) from exc  # fmt: skip
+            raise _sessions_refused(reply, where) from exc
         if login and code in ("530", "532"):
             raise AuthenticationError(
                 f"login refused: {reply}",
