@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import binascii
 import io
 import os
 import re
 import tracemalloc
 import zipfile
+import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -244,3 +246,24 @@ def test_the_crcs_are_computed_only_when_asked(make_record: MakeRecord) -> None:
     assert [i.crc for i in load_record(folder, crc=zipped).images] == [zipfile.crc32(b"\xff\xd8one\xff\xd9")]
     assert [i.crc for i in load_record(folder, crc=lambda data: False).images] == [None]
     assert asked == ["acme-motors"]
+
+
+@pytest.mark.parametrize("size", [0, 1, 4099, 3 * 1024 * 1024 + 5], ids=["empty", "one-byte", "small", "3-MiB"])
+def test_binascii_crc32_is_the_crc_zlib_and_zip_headers_use(size: int) -> None:
+    # record.py and the stream compute CRC-32 with binascii.crc32 (faster here); zipfile writes zlib.crc32's
+    data = os.urandom(size)
+    running = 0
+    for start in range(0, size, 65536):  # as the readers do: block by block, the value carried on
+        running = binascii.crc32(data[start : start + 65536], running)
+
+    assert binascii.crc32(data) == zlib.crc32(data) == running
+    assert binascii.crc32(b"") == zlib.crc32(b"") == 0
+
+
+def test_an_image_read_in_several_blocks_has_the_crc_of_all_its_bytes(make_record: MakeRecord) -> None:
+    content = os.urandom(2 * 1024 * 1024 + 7)  # more than one of the reader's 1 MiB blocks
+    folder = make_record(images={"01.jpg": content, "02.jpg": b""}, fields=vehicle(images=["01.jpg", "02.jpg"]))
+
+    record = load_record(folder, crc=lambda data: True)
+
+    assert [image.crc for image in record.images] == [zlib.crc32(content), zlib.crc32(b"")]
