@@ -8,23 +8,36 @@ that the bytes are the ones ``write_zip`` writes, and ``ZipStream`` reads them: 
 memory, each image from its file, opened again only if it is the file that was hashed
 (``open_image``).
 
-The stream hashes the images on the way, as ``write_zip`` does, and refuses to go past the last
-image unless that is the record's content hash: a file written in place since it was read
-(same size and times) fails the read before the archive is complete. So its reader must not
-publish what it read before the end: it is for atomic uploads only (temporary name, size check,
-rename), where a failed transfer leaves at most a hidden temporary file.
+The stream computes each image's CRC-32 on the way and refuses to go past the end of an image
+unless it is the one taken when the record was read (``Image.crc``, the one the archive's headers
+carry): a file written in place since it was read (same size and times) fails the read before any
+byte after that image, so the archive is never complete. Its reader must not publish what it read
+before the end all the same: it is for atomic uploads only (temporary name, size check, rename),
+where a failed transfer leaves at most a hidden temporary file.
 """
 
 from __future__ import annotations
 
+import binascii
 import io
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from .record import Image, Record, content_digest, open_image
+from .errors import RecordChangedError
+from .record import Image, Record, open_image
 from .recordfiles import changed
+
+
+def crc_changed(record: Record, image: Image, crc: int) -> RecordChangedError | None:
+    """The error for ``image`` when ``crc``, the CRC-32 of the bytes just read from it, is not the one
+    taken when the record was read (``Image.crc``, which it must have); None when it is."""
+    assert image.crc is not None
+    if crc == image.crc:
+        return None
+    detail = f"its bytes are not the ones read: CRC-32 {crc:08x}, {image.crc:08x} when the record was read"
+    return changed(str(record.folder), f"image {image.path.name!r}", detail)
 
 
 @dataclass(frozen=True)
@@ -99,12 +112,12 @@ class ZipLayout:
 
 
 class ZipStream(io.RawIOBase):
-    """The zip of ``layout`` read from the start; its images hashed on the way and checked.
+    """The zip of ``layout`` read from the start; each image's CRC-32 computed on the way and checked.
 
     Raises ``RecordChangedError`` when opened if an image is not the file that was read (another
     file, or written since as its size and times show); from ``read`` if that happens later, if an
-    image has another size, or (once the last image is read, before anything after it) if the
-    images' bytes are not the ones whose hash is the record's content hash.
+    image has another size, or (once an image is read, before any byte after it) if its CRC-32 is
+    not the one taken when the record was read.
     """
 
     def __init__(self, record: Record, layout: ZipLayout) -> None:
@@ -118,8 +131,7 @@ class ZipStream(io.RawIOBase):
         self._index = 0
         self._offset = 0  # within the current part
         self._file: BinaryIO | None = None
-        self._digest: Any = content_digest(record.record_json)
-        self._images_left = sum(1 for part in self._parts if part.image is not None)
+        self._crc = 0  # of the current image's bytes read so far
 
     def readable(self) -> bool:
         return True
@@ -148,19 +160,23 @@ class ZipStream(io.RawIOBase):
     def _read_image(self, image: Image, view: memoryview) -> int:
         if self._file is None:
             self._file = open_image(self._record, image)
-            self._digest.update(image.size.to_bytes(8, "big"))
+            self._crc = 0
         n = self._file.readinto(view) or 0
         if not n:
             raise changed(str(self._record.folder), f"image {image.path.name!r}", "its size changed")
-        self._digest.update(view[:n])
+        self._crc = binascii.crc32(view[:n], self._crc)
         return n
 
     def _next_part(self, part: _Part) -> None:
-        """``part`` is read whole: an image's file must end there, and after the last one the hash must match."""
+        """``part`` is read whole: an image's file must end there, with the CRC-32 it had when it was read.
+
+        Called before any byte of the next part is returned: an image that is not what was read
+        stops the archive at its end.
+        """
         if part.image is not None:
             if self._file is None:  # an empty image: opened for its check all the same
                 self._file = open_image(self._record, part.image)
-                self._digest.update(part.image.size.to_bytes(8, "big"))
+                self._crc = 0
             try:
                 more = self._file.read(1)
             finally:
@@ -168,9 +184,8 @@ class ZipStream(io.RawIOBase):
                 self._file = None
             if more:
                 raise changed(str(self._record.folder), f"image {part.image.path.name!r}", "its size changed")
-            self._images_left -= 1
-            if not self._images_left and self._digest.hexdigest() != self._record.content_hash:
-                raise changed(str(self._record.folder), "an image", "its bytes are not the ones hashed")
+            if (error := crc_changed(self._record, part.image, self._crc)) is not None:
+                raise error
         self._index += 1
         self._offset = 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import binascii
+import hashlib
 import io
 import os
 import re
@@ -146,9 +147,56 @@ def test_a_write_that_size_and_times_do_not_show_fails_the_stream_before_its_end
     sent, error = _read_all(changed, names, tmp_path)
 
     assert isinstance(error, RecordChangedError)
-    assert "an image changed after it was read (its bytes are not the ones hashed)" in error.reason
+    assert "image '02.jpg' changed after it was read (its bytes are not the ones read: CRC-32 " in error.reason
     assert len(sent) < len(complete)  # the archive never ends: its central directory is not sent
     assert b"PK\x05\x06" not in sent
+
+
+@pytest.mark.parametrize("block", [1, 7, 4096])
+def test_an_image_in_the_middle_written_in_place_stops_the_stream_at_its_end(
+    make_record: MakeRecord, tmp_path: Path, block: int
+) -> None:
+    images = {"01.jpg": os.urandom(5000), "02.jpg": os.urandom(5000), "03.jpg": os.urandom(5000)}
+    record = _record(make_record, images)
+    names = _names(record, metadata=None)
+    # where the next part, 03.jpg's header, starts in the archive
+    next_header = zipfile.ZipFile(io.BytesIO(_written(record, names, tmp_path))).infolist()[2].header_offset
+    path = record.images[1].path
+    path.write_bytes(os.urandom(5000))
+    # as if written within the file system's time resolution: the identity looks the same
+    images_now = (record.images[0], replace(record.images[1], identity=Identity.of(path.stat())), record.images[2])
+    changed = replace(record, images=images_now)
+
+    package = build_package(changed, names, None, tmp_path / "w", stream=True)
+    sent = io.BytesIO()
+    with pytest.raises(RecordChangedError) as caught, package.files[0].open() as stream:
+        while chunk := stream.read(block):
+            sent.write(chunk)
+
+    # it fails in the read that reaches the end of 02.jpg: no byte of the next part was returned
+    assert next_header - block < sent.tell() <= next_header
+    assert caught.value.reason.startswith(
+        "image '02.jpg' changed after it was read (its bytes are not the ones read: CRC-32 "
+    )
+
+
+@pytest.mark.parametrize("stream", [True], ids=["streamed"])
+def test_a_zip_of_a_record_read_with_crcs_is_not_hashed_a_second_time(
+    make_record: MakeRecord, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stream: bool
+) -> None:
+    record = _record(make_record, {"01.jpg": os.urandom(70_001), "02.jpg": b"", "03.jpg": os.urandom(9)})
+    names = _names(record)
+    expected = _written(record, names, tmp_path)
+
+    def no_sha256(*args: object) -> object:
+        raise AssertionError("sha256 called: the images were hashed again")
+
+    monkeypatch.setattr(hashlib, "sha256", no_sha256)  # each image's CRC-32 is checked instead
+    work = tmp_path / "work"
+    work.mkdir()
+    package = build_package(record, names, ["vin"], work, stream=stream)
+    with package.files[0].open() as zipped:
+        assert zipped.read() == expected
 
 
 def test_an_image_grown_after_it_was_read_fails_the_stream(make_record: MakeRecord, tmp_path: Path) -> None:
