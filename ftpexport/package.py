@@ -5,9 +5,10 @@ images are stored, not deflated, because JPEG and PNG are compressed already. Im
 in blocks, never loaded whole into memory.
 
 Images are opened again with ``open_image``: only the file that was checked and hashed when the
-record was read, unchanged (``RecordChangedError`` otherwise). The zip also hashes what it copies
-and is refused unless that is the record's content hash, so it holds exactly the bytes that
-were read.
+record was read, unchanged (``RecordChangedError`` otherwise). In the zip, each image's CRC-32
+(which ``zipfile`` computes as it writes the entry) must be the one taken when the record was read
+(``Image.crc``), so it holds exactly the bytes that were read; a record read without CRC-32s has
+its images hashed again instead, and the zip refused unless that is the record's content hash.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from .naming import PORTABLE_HINT, NameRules, NameTemplate, name_problem, shorte
 from .private import private_opener
 from .record import Image, Record, content_digest, open_image
 from .recordfiles import changed
-from .zipstream import ZipLayout, ZipStream
+from .zipstream import ZipLayout, ZipStream, crc_changed
 
 _COPY_BLOCK = 1024 * 1024
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -209,37 +210,46 @@ def _zip_entry(name: str, size: int, when: tuple[int, int, int, int, int, int]) 
 def write_zip(record: Record, names: PackageNames, metadata: bytes | None, target: Path) -> None:
     """Write the archive to ``target``: images in record order, then the metadata file.
 
-    Raises ``RecordChangedError`` (and leaves no ``target``) when an image is not what was read.
+    Raises ``RecordChangedError`` (and leaves no ``target``) when an image is not what was read:
+    its CRC-32 is checked at the end of its entry, or, for a record read without them, the content
+    hash once every image is copied (written in place within the file system's time resolution,
+    an image's size and times look the same).
     """
     when = _zip_timestamp(record)
-    digest = content_digest(record.record_json)
+    # the images hashed again only when there is no CRC-32 to check them against (a record read without)
+    digest = None if all(image.crc is not None for image in record.images) else content_digest(record.record_json)
     try:
         with (
             open(target, "wb", opener=private_opener) as stream,  # 0600: it holds the photos and their names
             zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive,
         ):
             for image, name in zip(record.images, names.images, strict=True):
-                digest.update(image.size.to_bytes(8, "big"))
-                with open_image(record, image) as source, archive.open(_zip_entry(name, image.size, when), "w") as dest:
+                info = _zip_entry(name, image.size, when)
+                if digest is not None:
+                    digest.update(image.size.to_bytes(8, "big"))
+                with open_image(record, image) as source, archive.open(info, "w") as dest:
                     _copy(record, image, source, dest, digest)
+                # the CRC-32 zipfile computed of the bytes it wrote, now in the entry's header
+                if digest is None and (error := crc_changed(record, image, info.CRC)) is not None:
+                    raise error
             if metadata is not None and names.metadata is not None:
                 with archive.open(_zip_entry(names.metadata, len(metadata), when), "w") as dest:
                     dest.write(metadata)
-        if digest.hexdigest() != record.content_hash:
-            # written in place within the file system's time resolution: size and times look the same
+        if digest is not None and digest.hexdigest() != record.content_hash:
             raise changed(str(record.folder), "an image", "its bytes are not the ones hashed")
     except BaseException:
         target.unlink(missing_ok=True)
         raise
 
 
-def _copy(record: Record, image: Image, source: BinaryIO, dest: BinaryIO, digest: Any) -> None:
-    """Copy ``image`` into the zip in blocks, hashing it; never more bytes than were read."""
+def _copy(record: Record, image: Image, source: BinaryIO, dest: BinaryIO, digest: Any | None) -> None:
+    """Copy ``image`` into the zip in blocks (hashing them into ``digest`` if any); never more bytes than were read."""
     left = image.size
     while block := source.read(min(_COPY_BLOCK, left + 1)):
         if len(block) > left:
             break
-        digest.update(block)
+        if digest is not None:
+            digest.update(block)
         dest.write(block)
         left -= len(block)
     if left or block:

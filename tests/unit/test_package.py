@@ -8,6 +8,7 @@ import re
 import shutil
 import tracemalloc
 import zipfile
+import zlib
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from fifo_guard import without_hanging
 from paths import RULES, SAMPLES
 from records import VIN, MakeRecord, vehicle
 
+from ftpexport import package as package_module
 from ftpexport.errors import NamingError, RecordChangedError, RecordError
 from ftpexport.naming import NameTemplate
 from ftpexport.package import (
@@ -29,7 +31,7 @@ from ftpexport.package import (
     template_context,
     write_zip,
 )
-from ftpexport.record import Record, load_record
+from ftpexport.record import Record, load_record, open_image
 from ftpexport.recordfiles import FilePolicy, Identity
 from ftpexport.rules import PackageSpec, load_rule_file
 
@@ -392,7 +394,7 @@ def test_an_image_written_in_place_after_it_was_read_is_refused(
 def test_a_write_that_size_and_times_do_not_show_is_caught_by_the_zips_hash(
     make_record: MakeRecord, tmp_path: Path
 ) -> None:
-    record = _read_record(make_record)
+    record = _read_record(make_record)  # without CRC-32s (as preview reads it): the images are hashed again
     path = record.images[1].path
     path.write_bytes(b"\xff\xd8TWO\xff\xd9")
     # as if written within the file system's time resolution: the identity looks the same
@@ -403,6 +405,34 @@ def test_a_write_that_size_and_times_do_not_show_is_caught_by_the_zips_hash(
     with pytest.raises(RecordChangedError, match=re.escape("an image changed after it was read (its bytes are not")):
         package_for(changed, spec_of(ACME), work)
 
+    assert list(work.iterdir()) == []
+
+
+def test_a_write_in_the_middle_that_size_and_times_do_not_show_is_caught_by_its_crc_before_the_next_image(
+    make_record: MakeRecord, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a record read as the exporter reads one it zips: with each image's CRC-32
+    images = {"01.jpg": os.urandom(3000), "02.jpg": os.urandom(3000), "03.jpg": os.urandom(3000)}
+    record = load_record(make_record(images=images, fields=vehicle(images=list(images))), crc=lambda data: True)
+    path = record.images[1].path
+    now = os.urandom(3000)
+    path.write_bytes(now)
+    # as if written within the file system's time resolution: the identity looks the same
+    images_now = (record.images[0], replace(record.images[1], identity=Identity.of(path.stat())), record.images[2])
+    opened: list[str] = []
+    monkeypatch.setattr(
+        package_module, "open_image", lambda record, image: opened.append(image.path.name) or open_image(record, image)
+    )
+    work = tmp_path / "work"
+
+    with pytest.raises(RecordChangedError) as caught:
+        package_for(replace(record, images=images_now), spec_of(ACME), work)
+
+    assert opened == ["01.jpg", "02.jpg"]  # it failed at the end of 02.jpg: 03.jpg was not copied
+    assert caught.value.reason == (
+        f"image '02.jpg' changed after it was read (its bytes are not the ones read: CRC-32 {zlib.crc32(now):08x}, "
+        f"{zlib.crc32(images['02.jpg']):08x} when the record was read); the record will be read again"
+    )
     assert list(work.iterdir()) == []
 
 

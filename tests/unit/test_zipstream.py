@@ -180,7 +180,7 @@ def test_an_image_in_the_middle_written_in_place_stops_the_stream_at_its_end(
     )
 
 
-@pytest.mark.parametrize("stream", [True], ids=["streamed"])
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "written"])
 def test_a_zip_of_a_record_read_with_crcs_is_not_hashed_a_second_time(
     make_record: MakeRecord, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stream: bool
 ) -> None:
