@@ -25,7 +25,7 @@ from .capabilities import ServerCapabilities
 from .sftp_capabilities import SFTPClient
 from .sftp_errors import map_errors
 from .sftp_recording import RecordingSFTPClient
-from .sftp_writes import AckedWriter
+from .sftp_writes import AckedWriter, read_blocks
 from .ssh_connect import NoPinnedKeyType, authenticate, close_ssh, handshake
 from .ssh_host_keys import pinned_keys, verify_host_key
 from .ssh_negotiation import legacy_in_use
@@ -35,9 +35,6 @@ log = logging.getLogger(__name__)
 # paramiko logs a failed handshake at ERROR with a traceback; with no handler anywhere, Python
 # would print it on stderr. ``logs.setup_logging`` turns it into debug lines; without it, nothing.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
-
-#: bytes read from the source per write; paramiko splits them into SFTP packets and pipelines them
-CHUNK_SIZE = 256 * 1024
 
 
 class SFTPTransport(Transport):
@@ -312,12 +309,12 @@ class SFTPTransport(Transport):
             remote = self._open_for_writing(path)
             writer: AckedWriter | None = None
             try:
-                writer = AckedWriter(self.sftp, remote.handle)
-                while chunk := stream.read(CHUNK_SIZE):
-                    writer.write(chunk)
-                    sent += len(chunk)
+                writer = AckedWriter(self.sftp, remote.handle, self.known.limits)
+                for block in read_blocks(stream, writer.request_size):
+                    writer.write(block)
+                    sent += len(block)
                     if callback is not None:
-                        callback(len(chunk))
+                        callback(len(block))
                 size = writer.close(remote)
             except Exception as exc:
                 # the server refused a write (a full disk): it answered, and the session goes on

@@ -1,4 +1,5 @@
-"""What an SFTP server says of itself: its version packet's extensions, and limits@openssh.com.
+"""Our paramiko SFTP client: what an SFTP server says of itself (its version packet's extensions,
+and limits@openssh.com), and packets written without copies.
 
 paramiko reads the server's version packet when the session opens and drops the extensions it
 lists; ``SFTPClient`` keeps them (no extra round trip). ``limits`` asks limits@openssh.com (one
@@ -28,6 +29,17 @@ class SFTPClient(paramiko.SFTPClient):
 
     server_version: int | None = None
     extensions: dict[str, str]
+
+    def _write_all(self, out: bytes) -> None:
+        """Send one SFTP packet on the channel, as paramiko does, but without copying what is left
+        after each partial send: paramiko's ``out = out[n:]`` copies the rest of a 255 KiB write
+        request for every SSH packet it fills (about 4 copies of each byte)."""
+        view = memoryview(out)
+        while view:
+            n = self.sock.send(view)  # type: ignore[attr-defined]
+            if n <= 0:
+                raise EOFError()
+            view = view[n:]
 
     def _send_version(self) -> int:
         message = paramiko.Message()

@@ -4,11 +4,76 @@ from __future__ import annotations
 
 import logging
 import stat
+from collections.abc import Iterator
+from typing import BinaryIO
 
 import paramiko
 from paramiko.sftp import CMD_ATTRS, CMD_CLOSE, CMD_FSTAT, CMD_STATUS, CMD_WRITE, int64
 
 log = logging.getLogger(__name__)
+
+#: bytes per write request when the server states no larger limit: what OpenSSH's own client and
+#: paramiko send, and what every server accepts
+REQUEST_SIZE = 32768
+#: the largest write request, whatever a server allows: OpenSSH's max-write-length (256 KiB - 1 KiB)
+MAX_REQUEST_SIZE = 261120
+#: bytes of writes sent and not yet answered, at most: 64 requests of 32 KiB, 8 of 255 KiB
+IN_FLIGHT = 2 * 1024 * 1024
+#: a write request's bytes besides its data and handle: length, type, id, handle length, offset, data length
+_WRITE_HEADER = 4 + 1 + 4 + 4 + 8 + 4
+
+
+def request_size(channel_max_packet: int, handle_length: int, limits: dict[str, int] | None) -> int:
+    """The data bytes of one write request, from the server's limits@openssh.com when it has them.
+
+    A server that states a max-write-length above 32 KiB (OpenSSH: 255 KiB) gets requests that
+    large, within its max-packet-length: per byte, a fraction of the requests, replies and thread
+    switches of 32 KiB writes (measured: about a quarter less CPU, a fifth faster on loopback).
+    Otherwise 32 KiB, or less when the server states less, and each request within one SSH packet:
+    paramiko cuts channel data at the peer's maximum packet size minus 64, and a 32768-byte write
+    plus its header and handle would be cut in two (its tail held back by Nagle before TCP_NODELAY:
+    x2.3 on many small files).
+    """
+    limits = limits or {}
+    header = _WRITE_HEADER + handle_length
+    stated = limits.get("max_write_length") or 0
+    packet = limits.get("max_packet_length") or 0
+    if stated > REQUEST_SIZE:
+        size = min(stated, MAX_REQUEST_SIZE)
+        if packet:
+            size = min(size, packet - header)
+    else:
+        size = min(REQUEST_SIZE, channel_max_packet - 64 - header)
+        if stated:
+            size = min(size, stated)
+    return max(1024, size)
+
+
+def read_blocks(stream: BinaryIO, size: int) -> Iterator[memoryview | bytes]:
+    """``stream`` from where it is to its end in blocks of ``size`` bytes (the last one shorter),
+    read into one buffer: each block is a view of it, valid until the next one is asked for.
+
+    Full blocks, also from a stream whose reads come back short, so that every write request but
+    the file's last is as large as the server allows.
+    """
+    readinto = getattr(stream, "readinto", None)
+    if readinto is None:
+        while block := stream.read(size):
+            yield block
+        return
+    view = memoryview(bytearray(size))
+    while True:
+        filled = 0
+        while filled < size:
+            n = readinto(view[filled:])
+            if not n:
+                break
+            filled += n
+        if not filled:
+            return
+        yield view[:filled]
+        if filled < size:
+            return
 
 
 class AckedWriter:
@@ -17,24 +82,19 @@ class AckedWriter:
     paramiko's pipelined ``SFTPFile.write`` drops the server's replies to the writes, so a write
     the server refused (disk full: ``SSH_FX_FAILURE``) goes unnoticed, and a failure in the middle
     of a file could even leave a hole that a size check cannot see. Here each write is registered
-    with this object, which keeps the first error; at most ``WINDOW`` writes are unanswered.
+    with this object, which keeps the first error; at most ``window`` writes (about ``IN_FLIGHT``
+    bytes) are unanswered.
 
     ``close`` sends FSTAT and CLOSE right behind the last write and waits once for every reply:
     the upload ends after one round trip instead of two (CLOSE, then the STAT of the size check).
     """
 
-    #: bytes per SFTP write request at most (what OpenSSH and paramiko use)
-    REQUEST_SIZE = 32768
-    WINDOW = 64
-
-    def __init__(self, sftp: paramiko.SFTPClient, handle: bytes) -> None:
+    def __init__(self, sftp: paramiko.SFTPClient, handle: bytes, limits: dict[str, int] | None = None) -> None:
         self.sftp = sftp
         self.handle = handle
-        # A whole write request in one SSH packet: paramiko cuts channel data at the peer's maximum
-        # packet size minus 64, and a 32768-byte write plus its 25-byte header and the handle
-        # would be cut in two, its tiny tail held back by Nagle (measured: x2.3 on many small files).
-        limit = sftp.get_channel().out_max_packet_size - 64 - (25 + len(handle))
-        self.request_size = max(1024, min(self.REQUEST_SIZE, limit))
+        self.request_size = request_size(sftp.get_channel().out_max_packet_size, len(handle), limits)
+        #: writes unanswered at most: about ``IN_FLIGHT`` bytes, whatever the request size
+        self.window = max(1, IN_FLIGHT // self.request_size)
         self.offset = 0
         self.unanswered = 0
         self.error: BaseException | None = None
@@ -44,10 +104,13 @@ class AckedWriter:
         #: the file's size as FSTAT reported it after the last write; None if the server did not say
         self.size: int | None = None
 
-    def write(self, data: bytes) -> None:
-        for start in range(0, len(data), self.request_size):
-            piece = data[start : start + self.request_size]
-            while self.unanswered >= self.WINDOW:
+    def write(self, data: bytes | memoryview) -> None:
+        """Send ``data`` as write requests at the current offset. The bytes are copied into the
+        requests before this returns: the caller may reuse its buffer."""
+        view = memoryview(data)  # slices of a view copy nothing
+        for start in range(0, len(view), self.request_size):
+            piece = view[start : start + self.request_size]
+            while self.unanswered >= self.window:
                 self._read_one()
             self.sftp._async_request(self, CMD_WRITE, self.handle, int64(self.offset), piece)
             self.unanswered += 1

@@ -17,6 +17,7 @@ client waits for a reply, so each test states the protocol conversation, never a
 from __future__ import annotations
 
 import io
+import random
 import shutil
 import threading
 from collections.abc import Iterator
@@ -41,6 +42,7 @@ from ftpexport.rules import load_rules
 from ftpexport.transport import Transport, Upload, open_transport, upload_file
 from ftpexport.transport.pool import ConnectionPool
 from ftpexport.transport.sftp import SFTPTransport
+from ftpexport.transport.sftp_writes import MAX_REQUEST_SIZE
 
 pytestmark = pytest.mark.integration
 
@@ -256,6 +258,96 @@ def test_the_fstat_size_is_handed_over_once_and_only_for_the_same_path(
     transport.rename(a, b)
     assert transport.size(a) is None
     assert transport.size(b) == 3
+
+
+# --- the size of the write requests: as large as the server says it takes
+
+
+class WriteSizes(list[int]):
+    def __init__(self) -> None:
+        super().__init__()
+        self.whole: list[int] = []
+
+
+#: a WRITE request's bytes besides its handle and data (length, type, id, handle length, offset, data length)
+WRITE_HEADER = 25
+
+
+@pytest.fixture
+def write_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The data length of every WRITE request sent, in order; ``write_sizes.whole`` the whole requests'."""
+    sizes = WriteSizes()
+    real_request = paramiko.SFTPClient._async_request
+
+    def _async_request(self: paramiko.SFTPClient, fileobj: Any, t: int, *args: Any) -> int:
+        if t == CMD_WRITE:
+            sizes.append(len(args[2]))
+            sizes.whole.append(WRITE_HEADER + len(args[0]) + len(args[2]))
+        return real_request(self, fileobj, t, *args)
+
+    monkeypatch.setattr(paramiko.SFTPClient, "_async_request", _async_request)
+    return sizes
+
+
+def test_a_server_that_states_its_limits_gets_write_requests_as_large_as_it_takes(
+    sftp_server: RunningServer, transport: SFTPTransport, write_sizes: list[int]
+) -> None:
+    learned = transport.learn()  # what run and watch do on a destination's first connection
+    assert learned.limits is not None
+    largest = min(learned.limits["max_write_length"], MAX_REQUEST_SIZE)
+    data = random.Random(16).randbytes(5 * 1024 * 1024 + 3)  # not a multiple of the request size
+
+    upload(transport, data, sftp_server.remote_path(), "big.bin")
+
+    # every request full but the last: 21 of 255 KiB for 5 MiB, where 32 KiB requests were 161
+    assert write_sizes[:-1] == [largest] * (len(write_sizes) - 1)
+    assert len(write_sizes) == -(-len(data) // largest)
+    assert (sftp_server.root / "big.bin").read_bytes() == data
+
+
+def test_a_stream_with_short_reads_still_gets_full_write_requests(
+    sftp_server: RunningServer, transport: SFTPTransport, write_sizes: list[int]
+) -> None:
+    transport.learn()
+    data = random.Random(7).randbytes(1_000_000)
+
+    class Trickle(io.RawIOBase):
+        """At most 10,000 bytes per read, as a pipe or a slow source gives them."""
+
+        def __init__(self) -> None:
+            self.source = io.BytesIO(data)
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer: Any) -> int:
+            chunk = self.source.read(min(len(buffer), 10_000))
+            buffer[: len(chunk)] = chunk
+            return len(chunk)
+
+    remote = sftp_server.remote_path("trickle.bin")
+    assert transport.put(Trickle(), remote) == len(data)
+
+    assert len(write_sizes) == -(-len(data) // MAX_REQUEST_SIZE)
+    assert (sftp_server.root / "trickle.bin").read_bytes() == data
+
+
+def test_without_stated_limits_each_write_request_fits_one_ssh_packet(
+    sftp_server: RunningServer, transport: SFTPTransport, write_sizes: WriteSizes
+) -> None:
+    # nothing learned of the server (a server without limits@openssh.com looks like this)
+    assert transport.known.limits is None
+    data = random.Random(3).randbytes(300_000)
+
+    upload(transport, data, sftp_server.remote_path(), "small.bin")
+
+    channel = transport.sftp.get_channel()
+    assert channel is not None
+    # 32 KiB at most, each whole request within what paramiko puts in one SSH packet
+    assert max(write_sizes) <= 32768
+    assert max(write_sizes.whole) <= channel.out_max_packet_size - 64
+    assert len(write_sizes) == -(-len(data) // write_sizes[0])
+    assert (sftp_server.root / "small.bin").read_bytes() == data
 
 
 # --- folders: the cache, one MKDIR for a new folder, one STAT on a new connection
