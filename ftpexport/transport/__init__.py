@@ -20,6 +20,10 @@ SCHEMES: dict[str, str] = {
 def transport_class(scheme: str) -> type[Transport]:
     """The transport class for a URL scheme."""
     module_name, _, class_name = SCHEMES[scheme].partition(":")
+    if scheme == "sftp":
+        from . import ssh_library
+
+        ssh_library.load()  # paramiko without the half of its import we never use
     return getattr(importlib.import_module(module_name), class_name)
 
 
