@@ -13,17 +13,22 @@ importable again. Should a paramiko ever need invoke at import, it is imported t
 from __future__ import annotations
 
 import sys
+import threading
+
+#: the first SFTP connections of a run are opened by several threads at once
+_lock = threading.Lock()
 
 
 def load() -> None:
     """Import paramiko if it is not yet, without invoke when that works."""
-    if "paramiko" in sys.modules or "invoke" in sys.modules:
-        return
-    sys.modules["invoke"] = None  # type: ignore[assignment]  # "import invoke" raises ImportError
-    try:
-        import paramiko
-    except ImportError:
-        pass  # a paramiko that cannot do without invoke: below, the ordinary way
-    finally:
-        del sys.modules["invoke"]
-    import paramiko  # noqa: F401
+    with _lock:
+        if "paramiko" in sys.modules or "invoke" in sys.modules:
+            return
+        sys.modules["invoke"] = None  # type: ignore[assignment]  # "import invoke" raises ImportError
+        try:
+            import paramiko
+        except ImportError:
+            pass  # a paramiko that cannot do without invoke: below, the ordinary way
+        finally:
+            del sys.modules["invoke"]
+        import paramiko  # noqa: F401
