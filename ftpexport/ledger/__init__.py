@@ -14,13 +14,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError
-from .base import (
+from .base import Ledger
+from .coordination import Claim, Coordination, HeldDelivery, HostRow, Solo
+from .rows import (
     AttemptTrail,
     AttemptTranscript,
     Delivery,
     FileState,
     LearnedCapabilities,
-    Ledger,
     Notification,
     NotificationStatus,
     NotificationTotals,
@@ -31,7 +32,6 @@ from .base import (
     Status,
     now,
 )
-from .coordination import Claim, Coordination, HeldDelivery, HostRow, Solo
 from .schema import SCHEMA_VERSION
 from .sqlite import SQLiteLedger
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .base import LearnedCapabilities, now
+from .rows import LearnedCapabilities, now
 from .sql import Queries
 
 #: one row per destination; ``capabilities`` is a JSON object

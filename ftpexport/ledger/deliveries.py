@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from .base import Delivery, now
+from .rows import Delivery, now
 from .sql import Queries, to_delivery
 
 

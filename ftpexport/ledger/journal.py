@@ -8,7 +8,7 @@ second time.
 
 from __future__ import annotations
 
-from .base import FileState, now
+from .rows import FileState, now
 from .sql import Queries
 
 

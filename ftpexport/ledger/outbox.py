@@ -6,7 +6,7 @@ accepts it (``sent``) or its attempts run out (``failed``).
 
 from __future__ import annotations
 
-from .base import Notification, NotificationStatus, now
+from .rows import Notification, NotificationStatus, now
 from .sql import NOTIFICATION_COLUMNS, Queries, filters
 
 

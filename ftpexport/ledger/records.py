@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from .base import RefusalKind, RefusedRecord, SeenRecord, now
+from .rows import RefusalKind, RefusedRecord, SeenRecord, now
 from .sql import Queries, filters
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .base import AttemptTrail, Delivery, NotificationTotals, RouteTotals, Status
+from .rows import AttemptTrail, Delivery, NotificationTotals, RouteTotals, Status
 from .sql import Database, Queries, filters
 
 

@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager
 from dataclasses import fields
 from typing import Any, Protocol
 
-from .base import Delivery, Notification
+from .rows import Delivery, Notification
 
 #: the columns of ``deliveries`` a ``Delivery`` has, and those of ``notifications`` a ``Notification`` has
 DELIVERY_COLUMNS = ", ".join(field.name for field in fields(Delivery))

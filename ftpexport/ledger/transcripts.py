@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from .base import AttemptTranscript, now
+from .rows import AttemptTranscript, now
 from .sql import Queries
 
 TABLE = """

@@ -14,7 +14,7 @@ shared ledger where the interface asks for them (``base.Ledger``, ``coordination
 from __future__ import annotations
 
 from ...errors import ClaimLostError
-from ..base import Ledger, Notification, now
+from ..base import Ledger
 from ..capabilities import Capabilities
 from ..coordination import Coordination
 from ..deliveries import Deliveries
@@ -22,6 +22,7 @@ from ..journal import Journal
 from ..outbox import Outbox
 from ..records import RecordFolders
 from ..reports import Reports
+from ..rows import Notification, now
 from ..sql import NOTIFICATION_COLUMNS, Database
 from ..transcripts import Transcripts
 from .connection import RETRY_FOR, Connection, retried
