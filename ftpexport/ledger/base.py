@@ -10,22 +10,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
+from . import rows
 from .coordination import Coordination, Solo
-from .rows import (
-    AttemptTrail,
-    AttemptTranscript,
-    Delivery,
-    FileState,
-    LearnedCapabilities,
-    Notification,
-    NotificationStatus,
-    NotificationTotals,
-    RefusalKind,
-    RefusedRecord,
-    RouteTotals,
-    SeenRecord,
-    Status,
-)
 
 
 class Ledger(ABC):
@@ -55,7 +41,7 @@ class Ledger(ABC):
     # --- deliveries and their attempts (the exporter)
 
     @abstractmethod
-    def find(self, record_id: str, content_hash: str, destination: str) -> Delivery | None:
+    def find(self, record_id: str, content_hash: str, destination: str) -> rows.Delivery | None:
         """The delivery of this version of a record to a destination, if the ledger has it."""
 
     @abstractmethod
@@ -69,16 +55,16 @@ class Ledger(ABC):
         record_path: str,
         vin: str | None = None,
         user_id: str | None = None,
-    ) -> Delivery:
+    ) -> rows.Delivery:
         """The delivery row for this version, created pending if new; older undelivered versions
         of the same record to the same destination are marked superseded."""
 
     @abstractmethod
-    def get(self, delivery_id: int) -> Delivery:
+    def get(self, delivery_id: int) -> rows.Delivery:
         """One delivery by id (``KeyError`` when there is none)."""
 
     @abstractmethod
-    def by_ids(self, delivery_ids: Sequence[int]) -> list[Delivery]:
+    def by_ids(self, delivery_ids: Sequence[int]) -> list[rows.Delivery]:
         """The deliveries of these ids (those that exist), in id order."""
 
     @abstractmethod
@@ -121,14 +107,14 @@ class Ledger(ABC):
     @abstractmethod
     def requeue(
         self, *, client_id: str | None = None, destination: str | None = None, record_id: str | None = None
-    ) -> list[Delivery]:
+    ) -> list[rows.Delivery]:
         """Put failed deliveries back to pending with a fresh attempt budget; returns them (their
         attempts stay)."""
 
     # --- the crash journal: the files of a delivery around their rename
 
     @abstractmethod
-    def mark_file(self, delivery_id: int, remote_path: str, state: FileState) -> None:
+    def mark_file(self, delivery_id: int, remote_path: str, state: rows.FileState) -> None:
         """Journal one file of a delivery: ``renaming`` before the rename, ``published`` after it."""
 
     @abstractmethod
@@ -136,13 +122,13 @@ class Ledger(ABC):
         """Drop a journal entry: the server answered that the rename did not happen."""
 
     @abstractmethod
-    def file_states(self, delivery_id: int) -> dict[str, FileState]:
+    def file_states(self, delivery_id: int) -> dict[str, rows.FileState]:
         """``{remote_path: state}`` of the files an earlier attempt of this delivery got to rename."""
 
     # --- record folders whose every delivery is done (skipped without reading them again)
 
     @abstractmethod
-    def seen(self, record_path: str) -> SeenRecord | None:
+    def seen(self, record_path: str) -> rows.SeenRecord | None:
         """What ``mark_seen`` remembered of a record folder marked done, or None."""
 
     @abstractmethod
@@ -156,7 +142,7 @@ class Ledger(ABC):
         self,
         record_path: str,
         *,
-        kind: RefusalKind,
+        kind: rows.RefusalKind,
         reason: str,
         record_id: str | None = None,
         client_id: str | None = None,
@@ -170,7 +156,7 @@ class Ledger(ABC):
         """Forget the refusal of a record folder (accepted since, or gone); False when there was none."""
 
     @abstractmethod
-    def refused(self, *, client_id: str | None = None, since: str | None = None) -> list[RefusedRecord]:
+    def refused(self, *, client_id: str | None = None, since: str | None = None) -> list[rows.RefusedRecord]:
         """The refused record folders, last refused first (``since``: refused again since then)."""
 
     @abstractmethod
@@ -194,7 +180,7 @@ class Ledger(ABC):
         """Queue a notification, due now; returns its id."""
 
     @abstractmethod
-    def due_notifications(self, at: str | None = None, limit: int = 100) -> list[Notification]:
+    def due_notifications(self, at: str | None = None, limit: int = 100) -> list[rows.Notification]:
         """Pending notifications whose next attempt is due at ``at`` (default now), oldest first."""
 
     @abstractmethod
@@ -205,8 +191,8 @@ class Ledger(ABC):
 
     @abstractmethod
     def notifications(
-        self, *, client_id: str | None = None, status: NotificationStatus | None = None
-    ) -> list[Notification]:
+        self, *, client_id: str | None = None, status: rows.NotificationStatus | None = None
+    ) -> list[rows.Notification]:
         """Notifications, oldest first, optionally filtered."""
 
     # --- reports (status, history, report, the metrics)
@@ -215,28 +201,28 @@ class Ledger(ABC):
     def deliveries(
         self,
         *,
-        status: Status | None = None,
+        status: rows.Status | None = None,
         client_id: str | None = None,
         since: str | None = None,
         limit: int | None = None,
-    ) -> list[Delivery]:
+    ) -> list[rows.Delivery]:
         """Deliveries, newest first, optionally filtered (``since``: changed since then, ISO 8601)."""
 
     @abstractmethod
     def delivered(
         self, *, since: str | None = None, until: str | None = None, client_id: str | None = None
-    ) -> list[Delivery]:
+    ) -> list[rows.Delivery]:
         """Deliveries completed in [since, until), oldest first: what was sent to whom."""
 
     @abstractmethod
     def history(
         self, *, client_id: str | None = None, since: str | None = None, until: str | None = None
-    ) -> list[AttemptTrail]:
+    ) -> list[rows.AttemptTrail]:
         """Every attempt started in [since, until) (ISO 8601 UTC), oldest first, with its delivery's
         record, destination, remote paths (once delivered) and status, and whether its transcript is kept."""
 
     @abstractmethod
-    def routes(self, *, client_id: str | None = None, since: str | None = None) -> list[RouteTotals]:
+    def routes(self, *, client_id: str | None = None, since: str | None = None) -> list[rows.RouteTotals]:
         """One row per (client, destination): delivered, pending and failed counts, the last success,
         the oldest undelivered delivery and the newest error of one (``since``: changed since then)."""
 
@@ -247,7 +233,7 @@ class Ledger(ABC):
     @abstractmethod
     def notification_totals(
         self, *, client_id: str | None = None, since: str | None = None
-    ) -> list[NotificationTotals]:
+    ) -> list[rows.NotificationTotals]:
         """One row per (client, endpoint URL) with notifications not sent: pending and failed counts, the
         oldest pending one's creation time, and the newest error (``last_error``, ``last_error_at``)."""
 
@@ -259,7 +245,7 @@ class Ledger(ABC):
         differs from what was kept (or nothing was), which also sets ``changed_at``."""
 
     @abstractmethod
-    def capabilities(self, destination: str | None = None) -> dict[str, LearnedCapabilities]:
+    def capabilities(self, destination: str | None = None) -> dict[str, rows.LearnedCapabilities]:
         """What was learned of each destination's server (or of one), by destination."""
 
     @abstractmethod
@@ -277,7 +263,7 @@ class Ledger(ABC):
         (``ok``) is kept among the destination's last ``keep_ok`` delivered ones, the older dropped."""
 
     @abstractmethod
-    def transcripts(self, correlation_id: str) -> list[AttemptTranscript]:
+    def transcripts(self, correlation_id: str) -> list[rows.AttemptTranscript]:
         """The transcripts of every attempt of the delivery with ``correlation_id`` (the delivery's or an
         attempt's), oldest first."""
 
