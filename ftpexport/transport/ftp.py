@@ -79,6 +79,7 @@ class FTPTransport(Transport):
             ftp: ftplib.FTP = FTPClient(timeout=endpoint.timeout)
         elif endpoint.scheme == "ftps":
             ftp = FTPSClient(context=tls_context(endpoint), timeout=endpoint.timeout)
+            ftp.client_certificate = endpoint.client_cert is not None
         elif endpoint.scheme == "ftps+implicit":
             ftp = ImplicitFTPSClient(context=tls_context(endpoint), timeout=endpoint.timeout)
         else:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import ftplib
+import io
+import select
 import socket
 import ssl
 import sys
@@ -18,6 +20,9 @@ from ..errors import TLSError
 from . import transcript, wire
 from .base import Endpoint
 from .tls_client_certs import load_client_certificate
+
+#: seconds a TLS 1.3 control connection with a client certificate waits for the server's verdict on it
+VERDICT_WAIT = 1.0
 
 
 def _no_delay(conn: socket.socket) -> None:
@@ -46,11 +51,35 @@ def _note_tls(sock: socket.socket, what: str) -> None:
     transcript.note("tls", text)
 
 
-def reply_reader(sock: socket.socket, encoding: str) -> Any:
+def reply_reader(sock: socket.socket, encoding: str, early: bytes = b"") -> Any:
     """The control connection's replies as text. Old DMS servers answer in their own code page
     (Latin-1, CP-1252), not UTF-8: a byte that does not decode is shown as U+FFFD instead of failing
-    the connection with a ``UnicodeDecodeError`` (ftplib's own reader is strict)."""
-    return sock.makefile("r", encoding=encoding, errors="replace")
+    the connection with a ``UnicodeDecodeError`` (ftplib's own reader is strict). ``early``: bytes
+    of the connection read already, read first."""
+    if not early:
+        return sock.makefile("r", encoding=encoding, errors="replace")
+    raw = sock.makefile("rb", buffering=0)
+    return io.TextIOWrapper(io.BufferedReader(_Prefixed(early, raw)), encoding=encoding, errors="replace")
+
+
+class _Prefixed(io.RawIOBase):
+    """``raw``, with ``prefix`` in front of it."""
+
+    def __init__(self, prefix: bytes, raw: Any) -> None:
+        super().__init__()
+        self._prefix = prefix
+        self._raw = raw
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._prefix:
+            n = min(len(buffer), len(self._prefix))
+            buffer[:n] = self._prefix[:n]
+            self._prefix = self._prefix[n:]
+            return n
+        return self._raw.readinto(buffer)  # type: ignore[no-any-return]
 
 
 class _DataSocketMixin:
@@ -154,15 +183,42 @@ class FTPSClient(_DataSocketMixin, ftplib.FTP_TLS):
         _note_data_connection(conn)
         return conn, size
 
+    #: a client certificate is sent (``tls_client_certs``): wait for the server's verdict on it
+    client_certificate = False
+
     def auth(self) -> str:
         try:
             resp: str = super().auth()
+            early = self._certificate_verdict() if self.client_certificate else b""
         except ssl.SSLError as exc:
             transcript.note("error", f"TLS handshake: {getattr(exc, 'verify_message', None) or exc.reason or exc}")
             raise
-        self.file = reply_reader(self.sock, self.encoding)  # ftplib's, over TLS now, would not replace
+        self.file = reply_reader(self.sock, self.encoding, early)  # ftplib's, over TLS now, would not replace
         _note_tls(self.sock, "control connection")
         return resp
+
+    def _certificate_verdict(self) -> bytes:
+        """Read what the server says right after the handshake, before the first command; returns
+        the bytes of a reply it sent meanwhile (none, normally).
+
+        In TLS 1.3 the server judges the client certificate after the handshake has ended for the
+        client: it sends its session tickets if it accepts it, an alert (then closes) if not. Read
+        now, a refusal raises its ``SSLError`` with the alert (``UNKNOWN_CA``...). Otherwise the
+        first command could be written into the closed connection and fail as a bare EOF, the alert
+        unread. A server that sends nothing (no tickets, TLS 1.2) is waited for ``VERDICT_WAIT``.
+        """
+        sock = self.sock
+        if not isinstance(sock, ssl.SSLSocket) or sock.version() != "TLSv1.3":
+            return b""
+        if not select.select([sock], [], [], min(VERDICT_WAIT, self.timeout))[0]:
+            return b""
+        sock.setblocking(False)
+        try:
+            return sock.recv(4096)  # the tickets are taken in passing; b"" when the server closed
+        except ssl.SSLWantReadError:
+            return b""  # tickets only: accepted
+        finally:
+            sock.settimeout(self.timeout)
 
 
 #: TLS errors of a handshake answered by something that is not TLS at all

@@ -6,6 +6,7 @@ or its key is wrong; the key and the passphrase in no output."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from servers_ftpd import vsftpd_server
 
 from ftpexport.errors import ConfigError, TLSError
 from ftpexport.transport import open_transport
+from ftpexport.transport.ftp_clients import FTPSClient
 from ftpexport.vault import KEY_ENV, KEY_FILE_ENV, STORE_ENV
 
 pytestmark = pytest.mark.integration
@@ -172,3 +174,26 @@ def test_a_key_that_cannot_be_used_is_a_configuration_error_naming_the_certifica
         assert line not in message
     if passphrase:
         assert passphrase not in message
+
+
+def test_a_refused_certificate_is_named_also_when_the_server_closed_before_the_first_command(
+    server: RunningServer, stranger: ClientTLSFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TLS 1.3: the server judges the client certificate after the handshake, sends its alert and
+    closes. A client slow to send its first command (a loaded machine) used to write USER into the
+    closed connection and report "closed the TLS connection during login", the alert unread."""
+    real_auth = FTPSClient.auth
+
+    def slow_auth(self: FTPSClient) -> str:
+        reply = real_auth(self)
+        time.sleep(0.5)  # the server has refused the certificate and closed by now
+        return reply
+
+    monkeypatch.setattr(FTPSClient, "auth", slow_auth)
+    endpoint = server.endpoint(client_cert=stranger.cert_file, client_key_file=stranger.key_file)
+
+    with pytest.raises(TLSError) as refused, open_transport(endpoint):
+        pass
+
+    assert f"the server refused the client certificate {stranger.cert_file}" in str(refused.value)
+    assert "signed by a CA the server trusts" in str(refused.value)
