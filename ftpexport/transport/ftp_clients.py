@@ -205,7 +205,8 @@ class FTPSClient(_DataSocketMixin, ftplib.FTP_TLS):
         client: it sends its session tickets if it accepts it, an alert (then closes) if not. Read
         now, a refusal raises its ``SSLError`` with the alert (``UNKNOWN_CA``...). Otherwise the
         first command could be written into the closed connection and fail as a bare EOF, the alert
-        unread. A server that sends nothing (no tickets, TLS 1.2) is waited for ``VERDICT_WAIT``.
+        unread. TLS 1.2 judges it in the handshake: nothing to wait for. A TLS 1.3 server that sends
+        no tickets is waited for ``VERDICT_WAIT`` seconds at most.
         """
         sock = self.sock
         if not isinstance(sock, ssl.SSLSocket) or sock.version() != "TLSv1.3":
