@@ -7,11 +7,9 @@ from __future__ import annotations
 import logging
 import posixpath
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-from records import MakeRecord
-from test_pipeline import PASSWORD_ENV, World, results
+from test_pipeline import World, results, world
 
 from ftpexport.capabilities import MAX_AGE
 from ftpexport.errors import TooManySessionsError
@@ -23,15 +21,9 @@ from ftpexport.transport import Endpoint, Transport
 from ftpexport.transport.memory import MemoryServer
 from ftpexport.transport.memory_faults import Hang
 
+__all__ = ["world"]  # the fixture of test_pipeline: acme-motors, one FTP destination on an in-memory server
+
 DESTINATION = "acme-motors/dms"
-
-
-@pytest.fixture
-def world(tmp_path: Path, make_record: MakeRecord, monkeypatch: pytest.MonkeyPatch) -> World:
-    monkeypatch.setenv(PASSWORD_ENV, "not-a-real-password")
-    world = World(tmp_path, make_record)
-    world.rules()
-    return world
 
 
 def learned(world: World) -> dict:

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 from ledger_helpers import open_delivery
-from records import MakeRecord
-from test_pipeline import PASSWORD_ENV, World, offline
+from test_pipeline import World, offline, world
 
 from ftpexport import secret, transcripts
 from ftpexport.ledger import Ledger, open_ledger
@@ -19,16 +18,9 @@ from ftpexport.transport import transcript
 from ftpexport.transport.base import Endpoint
 from ftpexport.transport.transcript import Recorder
 
-__all__ = ["offline"]  # the fixture of test_pipeline: no test here reaches the network
-
-
-@pytest.fixture
-def world(tmp_path: Path, make_record: MakeRecord, monkeypatch: pytest.MonkeyPatch) -> World:
-    """test_pipeline's world: acme-motors, one FTP destination on an in-memory server."""
-    monkeypatch.setenv(PASSWORD_ENV, "not-a-real-password")
-    made = World(tmp_path, make_record)
-    made.rules()
-    return made
+#: the fixtures of test_pipeline: no test here reaches the network; acme-motors, one FTP destination
+#: on an in-memory server
+__all__ = ["offline", "world"]
 
 
 def _texts(recorder: Recorder) -> list[str]:
