@@ -217,7 +217,7 @@ def write_zip(record: Record, names: PackageNames, metadata: bytes | None, targe
     """
     when = _zip_timestamp(record)
     # the images hashed again only when there is no CRC-32 to check them against (a record read without)
-    digest = None if all(image.crc is not None for image in record.images) else content_digest(record.record_json)
+    digest = None if _crcs_known(record) else content_digest(record.record_json)
     try:
         with (
             open(target, "wb", opener=private_opener) as stream,  # 0600: it holds the photos and their names
@@ -254,6 +254,11 @@ def _copy(record: Record, image: Image, source: BinaryIO, dest: BinaryIO, digest
         left -= len(block)
     if left or block:
         raise changed(str(record.folder), f"image {image.path.name!r}", "its size changed")
+
+
+def _crcs_known(record: Record) -> bool:
+    """Whether every image's CRC-32 was taken when the record was read (``load_record(crc=...)``)."""
+    return all(image.crc is not None for image in record.images)
 
 
 def _streamed_zip(record: Record, names: PackageNames, metadata: bytes | None) -> Artifact:
@@ -302,7 +307,7 @@ def build_package(
     marker = _bytes_artifact(names.done_marker, b"") if names.done_marker else None
     if names.archive is not None:
         listing = (*names.images, *([names.metadata] if metadata is not None and names.metadata else []))
-        if stream and all(image.crc is not None for image in record.images):
+        if stream and _crcs_known(record):
             return Package(
                 files=(_streamed_zip(record, names, metadata),),
                 done_marker=marker,
