@@ -9,7 +9,6 @@ what the exporter queues.
 
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -17,8 +16,8 @@ from pathlib import Path
 from .errors import RecordError
 from .events import Observer, Outcome, OutcomeResult, Summary
 from .ledger import Delivery, Ledger, RefusalKind
-from .plan import FileOptions, Plan, file_policy, plan_record
-from .record import Record, VehicleData, folder_signature, is_complete, load_record
+from .plan import FileOptions, Plan, file_policy, plan_record, zipped
+from .record import Record, folder_signature, is_complete, load_record
 from .recordfiles import FilePolicy
 from .refusals import Refusals
 from .rules import Route, RuleSet, routes_for
@@ -54,7 +53,7 @@ class Intake:
         record: Record | None = None
         kind: RefusalKind = "record"
         try:
-            record = load_record(folder, self._file_policy(ruleset), crc=functools.partial(_zipped, ruleset))
+            record = load_record(folder, self._file_policy(ruleset), crc=lambda data: zipped(ruleset, data))
             kind = "rules"
             routes = routes_for(ruleset, record)
             kind = "naming"
@@ -113,9 +112,3 @@ class Intake:
         )  # fmt: skip
         summary.outcomes.append(outcome)
         self.events.outcome(outcome)
-
-
-def _zipped(ruleset: RuleSet, data: VehicleData) -> bool:
-    """Whether the rules zip the record of ``data`` (its images' CRC-32 are then computed as they are read)."""
-    rules = ruleset.clients.get(data.client_id)
-    return rules is not None and rules.package.format == "zip"

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from pydantic import SecretStr
 
 from .package import Package, PackageNames, build_package, refuse_unportable, render_names, template_context
-from .record import Record, load_record
+from .record import Record, VehicleData, load_record
 from .recordfiles import FilePolicy
 from .rules import ClientRules, Route, RuleSet, SFTPDestination, routes_for
 from .secret import SecretSource
@@ -123,6 +123,13 @@ def plan_record(record: Record, ruleset: RuleSet, routes: list[Route]) -> Plan:
     return Plan(record=record, rules=rules, source=source, names=names, routes=tuple(planned))
 
 
+def zipped(ruleset: RuleSet, data: VehicleData) -> bool:
+    """Whether the rules zip the record of ``data``: its images' CRC-32 are then computed as they are
+    read (``load_record(crc=...)``), for the zip's headers and its check."""
+    rules = ruleset.clients.get(data.client_id)
+    return rules is not None and rules.package.format == "zip"
+
+
 def make_package(plan: Plan, workdir: Path) -> Package:
     """Build the files of a planned record in ``workdir``.
 
@@ -151,7 +158,8 @@ def preview_record(folder: Path, ruleset: RuleSet, options: FileOptions | None =
     """
     allow_hardlinks = options.allow_hardlinks if options is not None else False
     protected = options.protected if options is not None else ()
-    record = load_record(folder, file_policy(ruleset, allow_hardlinks=allow_hardlinks, protected=protected))
+    policy = file_policy(ruleset, allow_hardlinks=allow_hardlinks, protected=protected)
+    record = load_record(folder, policy, crc=lambda data: zipped(ruleset, data))
     plan = plan_record(record, ruleset, routes_for(ruleset, record))
     with tempfile.TemporaryDirectory(prefix="ftpexport-preview-") as tmp:
         package = make_package(plan, Path(tmp))

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import posixpath
 import socket
 import sqlite3
 import tempfile
@@ -48,10 +49,11 @@ from fifo_guard import HANG_GUARD
 from records import MakeRecord, vehicle, vin
 from rulefiles import rule_document, write_rules
 
+from ftpexport import package as package_module
 from ftpexport.events import Outcome, Summary
 from ftpexport.ledger import Ledger, open_ledger
 from ftpexport.pipeline import Exporter, Options
-from ftpexport.plan import make_package, plan_record
+from ftpexport.plan import make_package, plan_record, preview_record
 from ftpexport.record import load_record
 from ftpexport.rules import load_rules, routes_for
 from ftpexport.transport import Endpoint, Transport
@@ -688,3 +690,24 @@ def test_a_folder_the_dms_removed_between_two_records_is_made_again(world: World
 
     assert list(world.server.listing()) == [zip_name(2)]
     assert world.server.connections == 1  # the same pooled connection, its folder cache forgotten
+
+
+# --- preview
+
+
+def test_preview_reads_a_zipped_record_with_its_crcs_and_builds_no_zip_for_one_destination(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As run does: the images' CRC-32 taken on the read that hashes them, so the zip of a record with
+    one destination (atomic) is laid out, not written to a temporary folder and hashed again."""
+    folder = world.record(1, image_size=5000)
+    [(name, content)] = world.expected(folder).items()
+
+    def no_zip_written(*args: object) -> None:
+        raise AssertionError("preview wrote the zip")
+
+    monkeypatch.setattr(package_module, "write_zip", no_zip_written)
+    preview = preview_record(folder, load_rules(world.root / "rules"))
+
+    assert preview["format"] == "zip"
+    assert preview["files"] == [{"name": posixpath.basename(name), "bytes": len(content)}]
