@@ -348,7 +348,7 @@ def _check_size(transport: Transport, path: str, *, expected: int, sent: int) ->
             destination=transport.endpoint.display,
             path=path,
         )
-    remote = None if transport.known.size is False else transport.size(path)
+    remote = transport.size(path)  # None, not asked, on a server known not to report sizes
     if remote is None:
         # Some servers do not answer SIZE; the transfer itself completed without error.
         log.info("the size was not checked: the server does not report sizes (SIZE); the completed transfer is "
