@@ -14,20 +14,31 @@ carry): a file written in place since it was read (same size and times) fails th
 byte after that image, so the archive is never complete. Its reader must not publish what it read
 before the end all the same: it is for atomic uploads only (temporary name, size check, rename),
 where a failed transfer leaves at most a hidden temporary file.
+
+On a plain socket (FTP without TLS) ``ZipStream.send_to`` sends the archive instead: the headers
+from memory, each image with ``sendfile`` from its file, so that its bytes never pass through
+Python. Those bytes are not seen, so each image is checked after it is sent by what its file looks
+like (``Identity``: the same file, same size, modification and change times), before any byte of
+the next part: a write to it, in place or not, changes its change time (which no program can set
+back); only a write in the same tick of the file system's clock as the record's read would go
+unseen there, a window Linux 6.13 and later close on ext4, XFS, Btrfs and tmpfs (multigrain
+timestamps: a file whose times were read gets a fine-grained time at its next change).
 """
 
 from __future__ import annotations
 
 import binascii
 import io
+import os
+import socket
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from .errors import RecordChangedError
 from .record import Image, Record, open_image
-from .recordfiles import changed
+from .recordfiles import Identity, changed
 
 
 def crc_changed(record: Record, image: Image, crc: int) -> RecordChangedError | None:
@@ -188,6 +199,47 @@ class ZipStream(io.RawIOBase):
                 raise error
         self._index += 1
         self._offset = 0
+
+    def send_to(self, conn: socket.socket, callback: Callable[[int], None] | None, block: int) -> int:
+        """Send the whole archive over ``conn``, a plain (not TLS) socket; return the bytes sent.
+
+        The headers go from memory, each image with ``sendfile`` from its file in ``block``-byte
+        pieces (``callback`` told each piece's size). Each image is opened when its turn comes
+        (``open_image``) and checked once it is sent: ``RecordChangedError`` before any byte of the
+        next part if it is not the file that was read, as its size and times show (see the module
+        docstring). The stream must not have been read from.
+        """
+        if self._index or self._offset:
+            raise ValueError("send_to sends a whole archive: this one was read from already")
+        more = getattr(socket, "MSG_MORE", 0)  # Linux: a header goes out with the bytes behind it
+        sent = 0
+        for part in self._parts:
+            if part.image is not None:
+                sent += self._sendfile(conn, part.image, callback, block)
+            elif part.data:
+                conn.sendall(part.data, more)
+                sent += len(part.data)
+                if callback is not None:
+                    callback(len(part.data))
+            self._index += 1
+        return sent
+
+    def _sendfile(self, conn: socket.socket, image: Image, callback: Callable[[int], None] | None, block: int) -> int:
+        """``image`` sent whole with ``sendfile``, then checked: still the file that was read, unchanged."""
+        where, name = str(self._record.folder), f"image {image.path.name!r}"
+        with open_image(self._record, image) as file:
+            offset = 0
+            while offset < image.size:
+                want = min(block, image.size - offset)
+                n = conn.sendfile(file, offset, want)
+                offset += n
+                if callback is not None and n:
+                    callback(n)
+                if n < want:  # the file ends before the size it had when the record was read
+                    raise changed(where, name, "its size changed")
+            if Identity.of(os.fstat(file.fileno())) != image.identity:
+                raise changed(where, name, "it was written while it was sent")
+        return offset
 
     def close(self) -> None:
         if self._file is not None:

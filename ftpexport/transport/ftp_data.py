@@ -1,5 +1,5 @@
-"""An upload's bytes on an FTP data connection: ``sendfile`` for a regular file on plain FTP, else
-blocks through one reused buffer; the progress callback once per block.
+"""An upload's bytes on an FTP data connection: ``sendfile`` for a regular file, or a zip's images,
+on plain FTP, else blocks through one reused buffer; the progress callback once per block.
 """
 
 from __future__ import annotations
@@ -42,11 +42,17 @@ def send_stream(conn: socket.socket, stream: BinaryIO, callback: Callable[[int],
 def _send(conn: socket.socket, stream: BinaryIO, callback: Callable[[int], None] | None) -> int:
     """``send_stream`` itself.
 
-    A regular file on a plain socket goes out with ``sendfile`` (no copy through Python); else
-    blocks are read into one buffer and sent from a view of it, with no new bytes per block.
+    A regular file on a plain socket goes out with ``sendfile`` (no copy through Python), and so
+    does a stream that can send itself that way (``send_to(conn, callback, block)``: the zip read
+    from a record's images, ``zipstream.ZipStream``); else blocks are read into one buffer and sent
+    from a view of it, with no new bytes per block.
     """
+    plain = not isinstance(conn, ssl.SSLSocket)
+    send_to = getattr(stream, "send_to", None) if plain else None
+    if send_to is not None:
+        return int(send_to(conn, callback, BLOCK_SIZE))
     fileno = _regular_fileno(stream)
-    if fileno is not None and not isinstance(conn, ssl.SSLSocket):
+    if fileno is not None and plain:
         offset = stream.tell()
         start = offset
         while True:

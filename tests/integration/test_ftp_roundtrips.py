@@ -30,9 +30,12 @@ from servers import RunningServer, pyftpdlib_server
 import ftpexport.transport.ftp as ftp_module
 from ftpexport.errors import PermanentError, TransientError
 from ftpexport.ledger import open_ledger
+from ftpexport.package import PackageNames, build_package, write_zip
 from ftpexport.pipeline import Exporter, Options
+from ftpexport.record import load_record
 from ftpexport.rules import load_rules
 from ftpexport.transport import Transport, Upload, open_transport, upload_file
+from ftpexport.zipstream import ZipStream
 
 pytestmark = pytest.mark.integration
 
@@ -216,6 +219,34 @@ def test_a_real_file_goes_out_with_sendfile_on_plain_ftp(
     assert result.size == len(data) == sum(blocks) == sum(calls)
     assert len(blocks) > 1  # progress is still reported block by block
 
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["ftp", "ftps"])
+def test_a_zip_streamed_from_the_images_sends_them_with_sendfile_on_plain_ftp_only(
+    commands: Commands, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tls: bool
+) -> None:
+    folder = make_record(tmp_path / "inbox", 1, image_sizes={"99.jpg": 600_000})
+    record = load_record(folder, crc=lambda data: True)
+    images = tuple(f"{n:02d}.jpg" for n in range(1, len(record.images) + 1))
+    names = PackageNames(images=images, archive="r.zip", metadata=None, done_marker=None)
+    (artifact,) = build_package(record, names, None, tmp_path / "work", stream=True).files
+    write_zip(record, names, None, tmp_path / "expected.zip")
+    through_python: list[int] = []
+    readinto = ZipStream.readinto
+
+    def counting_readinto(self: ZipStream, buffer: Any) -> int:
+        n = readinto(self, buffer)
+        through_python.append(n)
+        return n
+
+    monkeypatch.setattr(ZipStream, "readinto", counting_readinto)
+    with recording_server("ftps" if tls else "ftp", commands) as server, open_transport(server.endpoint()) as transport:
+        result = upload_file(transport, artifact.open, artifact.size, "", "r.zip")  # type: ignore[arg-type]
+
+        assert (server.root / "r.zip").read_bytes() == (tmp_path / "expected.zip").read_bytes()
+    assert result.size == artifact.size
+    # plain FTP: every byte by send_to (the images with sendfile); over TLS every byte is read, CRC-checked
+    assert sum(through_python) == (artifact.size if tls else 0)
 
 def test_a_pooled_connection_that_just_answered_is_reused_without_noop(
     server: RunningServer, commands: Commands, monkeypatch: pytest.MonkeyPatch

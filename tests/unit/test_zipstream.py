@@ -7,9 +7,12 @@ import hashlib
 import io
 import os
 import re
+import socket
+import threading
 import tracemalloc
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from ftpexport.plan import make_package, plan_record
 from ftpexport.record import Record, load_record
 from ftpexport.recordfiles import Identity
 from ftpexport.rules import load_rules, routes_for
+from ftpexport.zipstream import ZipStream
 
 
 def _record(make_record: MakeRecord, images: dict[str, bytes]) -> Record:
@@ -315,3 +319,113 @@ def test_an_image_read_in_several_blocks_has_the_crc_of_all_its_bytes(make_recor
     record = load_record(folder, crc=lambda data: True)
 
     assert [image.crc for image in record.images] == [zlib.crc32(content), zlib.crc32(b"")]
+
+
+# --- send_to: the archive over a plain socket, each image by sendfile -------------------------
+
+
+def _sent_by_send_to(
+    record: Record,
+    names: PackageNames,
+    tmp_path: Path,
+    *,
+    block: int = 256 * 1024,
+    on_progress: Callable[[int], None] | None = None,
+) -> tuple[bytes, int, BaseException | None]:
+    """(the bytes the other end of a socket received, what send_to returned or -1, its error)."""
+    fields = ["vin"] if names.metadata else None
+    package = build_package(record, names, fields, tmp_path / "unused", stream=True)
+    ours, theirs = socket.socketpair()
+    received = bytearray()
+
+    def receive() -> None:
+        while chunk := theirs.recv(65536):
+            received.extend(chunk)
+
+    reader = threading.Thread(target=receive)
+    reader.start()
+    returned, error = -1, None
+    try:
+        with ours, package.files[0].open() as stream:
+            returned = stream.send_to(ours, on_progress, block)  # type: ignore[attr-defined]
+    except RecordChangedError as exc:
+        error = exc
+    finally:
+        reader.join()
+        theirs.close()
+    return bytes(received), returned, error
+
+
+@pytest.mark.parametrize(
+    "images",
+    [
+        {"01.jpg": b"\xff\xd8one\xff\xd9", "02.jpg": os.urandom(300_000)},
+        {"été à Zürich.jpg": b"\xff\xd8\xe9t\xe9", "b.png": b"\x89PNG"},
+        {"empty.jpg": b"", "02.jpg": b"\xff\xd8two\xff\xd9"},
+    ],
+    ids=["ascii", "utf8-names", "empty-image"],
+)
+@pytest.mark.parametrize("metadata", ["vehicle.json", None], ids=["metadata", "no-metadata"])
+def test_send_to_sends_the_written_zip_byte_for_byte_with_sendfile(
+    make_record: MakeRecord,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    images: dict[str, bytes],
+    metadata: str | None,
+) -> None:
+    record = _record(make_record, images)
+    names = _names(record, metadata=metadata)
+    written = _written(record, names, tmp_path)
+    by_sendfile: list[int] = []
+    real_sendfile = os.sendfile
+
+    def counting_sendfile(out_fd: int, in_fd: int, offset: int | None, count: int) -> int:
+        sent = real_sendfile(out_fd, in_fd, offset, count)
+        by_sendfile.append(sent)
+        return sent
+
+    def no_read(*args: object) -> int:
+        raise AssertionError("an image was read through Python")
+
+    monkeypatch.setattr(os, "sendfile", counting_sendfile)
+    monkeypatch.setattr(ZipStream, "readinto", no_read)
+    progress: list[int] = []
+
+    received, returned, error = _sent_by_send_to(record, names, tmp_path, block=100_000, on_progress=progress.append)
+
+    assert error is None
+    assert received == written
+    assert returned == sum(progress) == len(written)
+    assert sum(by_sendfile) == sum(image.size for image in record.images)  # every image byte, none else
+
+
+@pytest.mark.parametrize("when", ["before its turn", "while it is sent"])
+@pytest.mark.parametrize("how", ["same size", "shorter", "longer"])
+def test_send_to_stops_the_archive_at_the_end_of_an_image_written_since_it_was_read(
+    make_record: MakeRecord, tmp_path: Path, when: str, how: str
+) -> None:
+    images = {"01.jpg": os.urandom(5000), "02.jpg": os.urandom(5000), "03.jpg": os.urandom(5000)}
+    record = _record(make_record, images)
+    names = _names(record, metadata=None)
+    archive = zipfile.ZipFile(io.BytesIO(_written(record, names, tmp_path)))
+    second, third = archive.infolist()[1:3]
+    path = record.images[1].path
+    new = {"same size": os.urandom(5000), "shorter": os.urandom(2000), "longer": os.urandom(9000)}[how]
+    # the progress callback runs between two pieces of 1000 bytes: the second puts the sender inside 02.jpg
+    trigger = second.header_offset + 1 if when == "before its turn" else third.header_offset - 3000
+    done = [0]
+
+    def write_when_there(n: int) -> None:
+        done[0] += n
+        if done[0] >= trigger and path.read_bytes() != new:
+            with path.open("r+b") as image:  # in place: the same file, as a platform rewriting it would
+                image.write(new)
+                image.truncate()
+
+    received, returned, error = _sent_by_send_to(record, names, tmp_path, block=1000, on_progress=write_when_there)
+
+    assert isinstance(error, RecordChangedError), f"no error: {returned} bytes sent"
+    assert error.reason.startswith("image '02.jpg' changed after it was read (")
+    assert len(received) <= third.header_offset  # no byte of the next part
+    if when == "before its turn":
+        assert len(received) <= second.header_offset + len(second.FileHeader())  # none of 02.jpg's bytes
