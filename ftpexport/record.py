@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, BinaryIO
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import RecordError
-from .recordfiles import FileGuard, FilePolicy, Identity, reopen
+from .recordfiles import CheckedFile, FileGuard, FilePolicy, Identity, reopen
 
 RECORD_FILE = "vehicle.json"
 #: a vehicle.json larger than this is refused before it is parsed
@@ -364,7 +364,8 @@ def content_digest(record_json: bytes) -> Any:
     return digest
 
 
-def open_image(record: Record, image: Image) -> BinaryIO:
+def open_image(record: Record, image: Image) -> CheckedFile:
     """The image opened again for packaging or sending: ``RecordChangedError`` unless it is the file
-    that was checked and hashed, unchanged."""
+    that was checked and hashed, unchanged (and from ``verify()`` once it is read, if it was written
+    since)."""
     return reopen(image.path, image.identity, where=str(record.folder), name=f"image {_quote(image.path.name)}")

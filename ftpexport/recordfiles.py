@@ -22,6 +22,7 @@ Packaging and uploading open the file again and refuse it unless the identity is
 from __future__ import annotations
 
 import errno
+import io
 import os
 import stat
 from dataclasses import dataclass
@@ -125,10 +126,28 @@ class FileGuard:
             )
 
 
-def reopen(path: Path, expected: Identity, *, where: str, name: str) -> BinaryIO:
+class CheckedFile(io.BufferedReader):
+    """A record's file opened again by ``reopen``, which knows what the file must still look like."""
+
+    def __init__(self, fd: int, expected: Identity, *, where: str, name: str) -> None:
+        super().__init__(io.FileIO(fd, "rb", closefd=True))
+        self.expected = expected
+        self._where = where
+        self._name = name
+
+    def verify(self) -> None:
+        """``RecordChangedError`` unless the file still looks as it did when it was read (size and
+        times, on this descriptor): asked once its bytes are sent, since a write while they were
+        read or sent (with ``sendfile``, unseen by ftpexport) would have delivered other bytes."""
+        if Identity.of(os.fstat(self.fileno())) != self.expected:
+            raise changed(self._where, self._name, "it was written while it was sent")
+
+
+def reopen(path: Path, expected: Identity, *, where: str, name: str) -> CheckedFile:
     """``path`` opened again for packaging or sending: the same file, unchanged since it was checked.
 
     Raises ``RecordChangedError`` when it is gone, another file, or written since (size, times).
+    ``CheckedFile.verify`` asks again once it is read.
     """
     try:
         fd = os.open(path, OPEN_FLAGS)
@@ -141,7 +160,7 @@ def reopen(path: Path, expected: Identity, *, where: str, name: str) -> BinaryIO
         if found != expected or not stat.S_ISREG(info.st_mode):
             same_file = (found.dev, found.ino) == (expected.dev, expected.ino)
             raise changed(where, name, "it was written since" if same_file else "another file is in its place")
-        return os.fdopen(fd, "rb")
+        return CheckedFile(fd, expected, where=where, name=name)
     except BaseException:
         os.close(fd)
         raise

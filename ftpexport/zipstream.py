@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import binascii
 import io
-import os
 import socket
 import zipfile
 from collections.abc import Callable, Sequence
@@ -38,7 +37,7 @@ from typing import Any, BinaryIO
 
 from .errors import RecordChangedError
 from .record import Image, Record, open_image
-from .recordfiles import Identity, changed
+from .recordfiles import changed
 
 
 def crc_changed(record: Record, image: Image, crc: int) -> RecordChangedError | None:
@@ -237,8 +236,7 @@ class ZipStream(io.RawIOBase):
                     callback(n)
                 if n < want:  # the file ends before the size it had when the record was read
                     raise changed(where, name, "its size changed")
-            if Identity.of(os.fstat(file.fileno())) != image.identity:
-                raise changed(where, name, "it was written while it was sent")
+            file.verify()
         return offset
 
     def close(self) -> None:

@@ -281,7 +281,9 @@ def upload_file(
     (for servers that cannot rename); the size is still checked. What is known of the server
     (``transport.known``) chooses how, never against ``atomic``: a server known not to report sizes is
     not asked (the ``Upload`` says the size was not checked); a rename that cannot replace is the
-    transport's (``rename``). ``before_rename(final path)`` is
+    transport's (``rename``). A source with ``verify()`` (a record's image, ``recordfiles.CheckedFile``)
+    is asked once it is sent, before the size check: it raises if the file was written meanwhile,
+    and nothing is renamed. ``before_rename(final path)`` is
     called once the temporary file is complete, just before it takes its final name: the caller
     journals there that the rename may have happened (the crash journal: ``ftpexport.publish``).
     """
@@ -302,6 +304,8 @@ def upload_file(
     try:
         with open_source() as stream:
             sent = transport.put(stream, target, callback)
+            if (verify := getattr(stream, "verify", None)) is not None:
+                verify()  # a record's image: still the file that was read, not written while it was sent
         size_checked = _check_size(transport, target, expected=size, sent=sent)
     except TransportError:
         if atomic:

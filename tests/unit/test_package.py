@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from fifo_guard import without_hanging
 from paths import RULES, SAMPLES
+from pydantic import SecretStr
 from records import VIN, MakeRecord, vehicle
 
 from ftpexport import package as package_module
@@ -34,6 +35,9 @@ from ftpexport.package import (
 from ftpexport.record import Record, load_record, open_image
 from ftpexport.recordfiles import FilePolicy, Identity
 from ftpexport.rules import PackageSpec, load_rule_file
+from ftpexport.transport import Endpoint, upload_file
+from ftpexport.transport.memory import BLOCK_SIZE as MEMORY_BLOCK
+from ftpexport.transport.memory import MemoryServer
 
 ACME = RULES / "acme-motors.yaml"
 BRAVO = RULES / "bravo-cars.yaml"
@@ -347,6 +351,33 @@ def _nothing_holds_the_secret(folder: Path) -> None:
     for path in folder.rglob("*"):
         assert not path.is_file() or SECRET not in path.read_bytes(), path
 
+
+@pytest.mark.parametrize("how", ["same size", "shorter", "longer"])
+def test_a_loose_image_written_while_it_is_sent_is_not_renamed_into_place(
+    make_record: MakeRecord, tmp_path: Path, how: str
+) -> None:
+    content = os.urandom(5 * MEMORY_BLOCK)  # sent in several blocks: the write lands in the middle
+    record = load_record(make_record(images={"01.jpg": content, "02.jpg": b"\xff\xd8two\xff\xd9"}))
+    _, package = package_for(record, spec_of(BRAVO), tmp_path / "work")
+    path = record.images[0].path
+    new = {"same size": os.urandom(len(content)), "shorter": content[:100], "longer": content + b"more"}[how]
+    server = MemoryServer()
+    endpoint = Endpoint("ftp", "dms.example", 21, "acme", SecretStr("not-a-real-password"), timeout=30.0)
+
+    def write_in_place(n: int) -> None:
+        if path.read_bytes() != new:
+            with path.open("r+b") as image:  # the same file, as a platform rewriting it would
+                image.write(new)
+                image.truncate()
+
+    artifact = package.files[0]
+    with server.transport(endpoint) as transport, pytest.raises(RecordChangedError) as caught:
+        upload_file(transport, artifact.open, artifact.size, "", artifact.name, callback=write_in_place)
+
+    assert caught.value.reason == (
+        "image '01.jpg' changed after it was read (it was written while it was sent); the record will be read again"
+    )
+    assert server.renames == {}  # nothing took the image's name on the server
 
 @pytest.mark.parametrize("rules", [ACME, BRAVO], ids=["zip", "files"])
 def test_an_image_renamed_over_after_the_record_was_read_is_refused_when_packaging(
