@@ -3,17 +3,15 @@
 SSRF: https only; the host is resolved once and every address it resolves to must be globally
 routable unless the rule file says ``allow_private: true``; the connection goes to a checked address
 (no second lookup that could answer differently), with the host name kept for SNI, certificate
-and ``Host``; redirects are never followed. Every socket is registered in an ``Inflight`` so that
+and ``Host``; redirects are never followed. Every socket is registered in an ``Inflight`` (inflight.py) so that
 a request overdue (three times its timeout) or under way when the notifier closes is cut.
 """
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from urllib.parse import urlsplit
 from ..errors import PermanentError, TransientError
 from ..netguard import Resolver, checked_addresses
 from ..rules import NotifySpec
+from .inflight import Inflight, Interrupted
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
@@ -49,60 +48,6 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
             raw.close()
             raise
         self._inflight.replace(self.token, self.sock)  # the TLS socket took over the raw one's descriptor
-
-
-class Inflight:
-    """The sockets of the requests under way, to cut the overdue ones and every one at ``close``."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._sockets: dict[int, tuple[socket.socket, float]] = {}
-        self._cut: set[int] = set()
-        self._next = 0
-        #: cut() without a deadline was called: no new connection
-        self._closed = False
-
-    def add(self, sock: socket.socket, deadline: float) -> int:
-        with self._lock:
-            if self._closed:
-                raise OSError("ftpexport is stopping")
-            self._next += 1
-            self._sockets[self._next] = (sock, deadline)
-            return self._next
-
-    def replace(self, token: int, sock: socket.socket) -> None:
-        with self._lock:
-            if token in self._sockets:
-                self._sockets[token] = (sock, self._sockets[token][1])
-
-    def done(self, token: int | None) -> bool:
-        """Forget a socket; True when it was cut (overdue or closing)."""
-        with self._lock:
-            self._sockets.pop(token or 0, None)
-            cut = (token or 0) in self._cut
-            self._cut.discard(token or 0)
-            return cut
-
-    def cut(self, *, overdue_at: float | None = None) -> float | None:
-        """Cut every socket (or the ones past their deadline at ``overdue_at``); returns the next deadline."""
-        with self._lock:
-            self._closed = self._closed or overdue_at is None
-            victims = [
-                (token, sock)
-                for token, (sock, deadline) in self._sockets.items()
-                if overdue_at is None or deadline <= overdue_at
-            ]
-            self._cut.update(token for token, _ in victims)
-            remaining = [deadline for token, (_, deadline) in self._sockets.items() if token not in self._cut]
-        for _, sock in victims:
-            with contextlib.suppress(OSError):  # closed already
-                # the plain socket's shutdown, also for a TLS socket: the thread reading it gets an error at once
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)
-        return min(remaining, default=None)
-
-
-class Interrupted(TransientError):
-    """A request cut by ``close``: it stays pending, due at once, without using up an attempt's budget."""
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..dispatch import backoff_delay
 from ..errors import FtpexportError, PermanentError, TransportError
@@ -32,10 +32,13 @@ from ..ledger import Ledger, now
 from ..netguard import Resolver, resolve
 from ..rules import NotifySpec, RuleSet
 from ..secret import SecretSource, redact
-from .client import Answer, Inflight, Interrupted, post
+from .inflight import Inflight, Interrupted
 from .payload import EVENTS, encode, payload
 from .signing import signing_key, webhook_headers
 from .texts import waiting_message
+
+if TYPE_CHECKING:
+    from .client import Answer
 
 #: the webhooks' log keeps the name it had as notify.py (log filters select on it)
 log = logging.getLogger("ftpexport.notify")
@@ -313,6 +316,9 @@ class Notifier(Observer):
 
     def _post(self, row: dict[str, Any], spec: NotifySpec, source: str, label: str) -> Answer:
         """One POST of the notification's stored body; raises TransientError / PermanentError / ConfigError."""
+        # the HTTPS client (http.client) on the first request: a run without webhooks never loads it
+        from .client import post
+
         where = f"{source}: notify.secret"
         key = signing_key(spec.secret.resolve(where=where, store=self.secrets), where)
         body = row["payload"].encode("utf-8")
