@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from .. import __version__
+from .. import __version__, collector
 from ..errors import FtpexportError
 from ..vault import DEFAULT_STORE, KEY_ENV, KEY_FILE_ENV, STORE_ENV
 from .base import EnvvarGroup, end_quietly_if_reader_gone
@@ -116,6 +116,7 @@ def cli(
 
 def main() -> None:
     """Console entry point."""
+    collector.starting()  # run and watch call collector.started() before their first record
     try:
         cli(prog_name="ftpexport")
     except SystemExit:

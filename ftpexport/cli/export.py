@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from .. import collector
 from ..daemon import WatchSettings, export_once, spool_dir, watch_inbox
 from ..display import summary_json, summary_text
 from ..secret import redact
@@ -103,6 +104,7 @@ def run(
     # what the end of the run waits for (webhooks): a line on stderr, like the progress
     tell = None if app.quiet else functools.partial(click.echo, err=True)
     options = _options(jobs, retries, backoff, pause, lease, state, app, allow_hardlinks)
+    collector.started()
     summary = export_once(folders, ruleset, state, options, app.store, grace=grace, notify_wait=notify_wait,
                           progress=progress, announce=tell)  # fmt: skip
     elapsed = time.monotonic() - started
@@ -201,6 +203,7 @@ def watch(
         metrics_host=metrics_host,
         health_stale=health_stale,
     )
+    collector.started()
     if not watch_inbox(inbox, rules_dir, state, options, app.store, settings):
         sys.exit(1)
 
