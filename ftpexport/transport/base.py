@@ -23,7 +23,7 @@ from typing import BinaryIO, ClassVar, Literal
 
 from pydantic import SecretStr
 
-from ..errors import PermanentError, RemoteExistsError, TransientError, TransportError
+from ..errors import PermanentError, RecordChangedError, RemoteExistsError, TransientError, TransportError
 from .capabilities import ServerCapabilities
 
 log = logging.getLogger(__name__)
@@ -283,7 +283,7 @@ def upload_file(
     not asked (the ``Upload`` says the size was not checked); a rename that cannot replace is the
     transport's (``rename``). A source with ``verify()`` (a record's image, ``recordfiles.CheckedFile``)
     is asked once it is sent, before the size check: it raises if the file was written meanwhile,
-    and nothing is renamed. ``before_rename(final path)`` is
+    and nothing is renamed (the temporary file is removed). ``before_rename(final path)`` is
     called once the temporary file is complete, just before it takes its final name: the caller
     journals there that the rename may have happened (the crash journal: ``ftpexport.publish``).
     """
@@ -304,8 +304,7 @@ def upload_file(
     try:
         with open_source() as stream:
             sent = transport.put(stream, target, callback)
-            if (verify := getattr(stream, "verify", None)) is not None:
-                verify()  # a record's image: still the file that was read, not written while it was sent
+            _verify_source(transport, stream, target if atomic else None)
         size_checked = _check_size(transport, target, expected=size, sent=sent)
     except TransportError:
         if atomic:
@@ -321,6 +320,20 @@ def upload_file(
                 _remove_quietly(transport, target)  # a refused rename: leave no hidden file behind
             raise
     return Upload(final, sent, size_checked=size_checked)
+
+
+def _verify_source(transport: Transport, stream: BinaryIO, temporary: str | None) -> None:
+    """A source that can tell (``verify()``: a record's image) is still the file that was read, not
+    written while it was sent; else its error, once ``temporary`` (what was sent) is removed."""
+    verify = getattr(stream, "verify", None)
+    if verify is None:
+        return
+    try:
+        verify()
+    except RecordChangedError:
+        if temporary is not None:
+            transport.discard(temporary)
+        raise
 
 
 RENAME_REFUSED_HINT = (

@@ -281,6 +281,7 @@ class MemoryTransport(Transport):
     def put(self, stream: BinaryIO, path: str, callback: Callable[[int], None] | None = None) -> int:
         server = self.server
         key = server.key(path)
+        self._answered = False  # as SFTP's: usable after an error once a transfer went through
         self._fault("put", key, put_bytes=0)
         with server._lock:
             if posixpath.dirname(key) not in server.folders:
@@ -303,6 +304,7 @@ class MemoryTransport(Transport):
         with server._lock:
             self._check_connected(path, "the transfer")
             server.uploads[key] += 1
+        self._answered = True
         return sent
 
     def _block_size(self, key: str, sent: int) -> int:

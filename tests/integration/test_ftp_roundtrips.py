@@ -28,11 +28,11 @@ from rulefiles import ftp_destination, rule_document, write_rules
 from servers import RunningServer, pyftpdlib_server
 
 import ftpexport.transport.ftp as ftp_module
-from ftpexport.errors import PermanentError, TransientError
+from ftpexport.errors import PermanentError, RecordChangedError, TransientError
 from ftpexport.ledger import open_ledger
 from ftpexport.package import PackageNames, build_package, write_zip
 from ftpexport.pipeline import Exporter, Options
-from ftpexport.record import load_record
+from ftpexport.record import load_record, open_image
 from ftpexport.rules import load_rules
 from ftpexport.transport import Transport, Upload, open_transport, upload_file
 from ftpexport.zipstream import ZipStream
@@ -247,6 +247,25 @@ def test_a_zip_streamed_from_the_images_sends_them_with_sendfile_on_plain_ftp_on
     assert result.size == artifact.size
     # plain FTP: every byte by send_to (the images with sendfile); over TLS every byte is read, CRC-checked
     assert sum(through_python) == (artifact.size if tls else 0)
+
+
+def test_an_image_written_while_sendfile_sends_it_is_not_renamed_into_place(
+    commands: Commands, tmp_path: Path
+) -> None:
+    # several sendfile blocks: the write lands in the middle
+    record = load_record(make_record(tmp_path / "inbox", 1, image_sizes={"99.jpg": 3 * 1024 * 1024}))
+    image = next(image for image in record.images if image.path.name == "99.jpg")
+
+    def write_in_place(n: int) -> None:
+        with image.path.open("r+b") as file:  # the same file and size, as a platform rewriting it would
+            file.write(b"rewritten")
+
+    with recording_server("ftp", commands) as server, open_transport(server.endpoint()) as transport:
+        with pytest.raises(RecordChangedError, match="it was written while it was sent"):
+            upload_file(transport, lambda: open_image(record, image), image.size, "", "99.jpg",  # type: ignore[arg-type]
+                        callback=write_in_place)  # fmt: skip
+
+        assert sorted(path.name for path in server.root.iterdir()) == []  # neither 99.jpg nor its .part
 
 def test_a_pooled_connection_that_just_answered_is_reused_without_noop(
     server: RunningServer, commands: Commands, monkeypatch: pytest.MonkeyPatch

@@ -378,6 +378,7 @@ def test_a_loose_image_written_while_it_is_sent_is_not_renamed_into_place(
         "image '01.jpg' changed after it was read (it was written while it was sent); the record will be read again"
     )
     assert server.renames == {}  # nothing took the image's name on the server
+    assert server.listing() == {}  # and what was sent under its temporary name is gone
 
 @pytest.mark.parametrize("rules", [ACME, BRAVO], ids=["zip", "files"])
 def test_an_image_renamed_over_after_the_record_was_read_is_refused_when_packaging(
