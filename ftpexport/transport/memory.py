@@ -42,14 +42,14 @@ from ..errors import AuthenticationError, PermanentError, TooManySessionsError, 
 from . import transcript
 from .base import Capabilities, Endpoint, Transport, path_prefixes, rename_refused
 from .capabilities import ServerCapabilities
-from .memory_faults import Fault, Hang, Op
+from .memory_faults import Fault, FaultScript, Hang
 
 #: bytes written per block of a ``put`` (and per progress callback)
 BLOCK_SIZE = 4096
 
 
 @dataclass
-class MemoryServer:
+class MemoryServer(FaultScript):
     """Folders and files in memory, shared by the connections to it, and what they did."""
 
     #: False: the server does not answer SIZE (as some FTP servers); ``size`` returns None
@@ -83,56 +83,6 @@ class MemoryServer:
     def transport(self, endpoint: Endpoint) -> MemoryTransport:
         """A new, not yet connected transport to this server (a ``Callable[[Endpoint], Transport]``)."""
         return MemoryTransport(endpoint, self)
-
-    # --- scripting faults
-
-    def refuse(self, op: Op, pattern: str = "*", *, permanent: bool = False, times: int | None = 1,
-               message: str | None = None) -> Fault:  # fmt: skip
-        """The server answers ``op`` with an error (the connection stays usable)."""
-        return self._add(Fault(op, pattern, "refuse", permanent=permanent, times=times, message=message))
-
-    def cut(self, op: Op, pattern: str = "*", *, after: int = 0, times: int | None = 1) -> Fault:
-        """The connection drops during ``op`` (for ``put``: after ``after`` bytes reached the server)."""
-        return self._add(Fault(op, pattern, "cut", after=after, times=times))
-
-    def die_after_rename(self, pattern: str = "*", *, times: int | None = 1) -> Fault:
-        """The rename takes effect, then the connection drops before the client hears so."""
-        return self.cut("renamed", pattern, times=times)
-
-    def hang(self, op: Op, pattern: str = "*", *, after: int = 0, times: int | None = 1) -> Hang:
-        """``op`` blocks until released, aborted or timed out; the ``Hang`` tells when it is reached."""
-        hang = Hang(self._condition)
-        self._add(Fault(op, pattern, "hang", after=after, times=times, hang=hang))
-        return hang
-
-    def at(self, op: Op, pattern: str, call: Callable[[], None], *, after: int = 0, times: int | None = 1) -> Fault:
-        """Run ``call()`` when ``op`` reaches this point (under the server's lock), then go on."""
-        return self._add(Fault(op, pattern, "call", after=after, times=times, call=call))
-
-    def clear_faults(self) -> None:
-        """Forget the faults not spent yet: the server behaves from now on."""
-        with self._lock:
-            self.faults.clear()
-
-    def _add(self, fault: Fault) -> Fault:
-        with self._lock:
-            self.faults.append(fault)
-        return fault
-
-    def _take(self, op: str, path: str, *, put_bytes: int | None = None) -> Fault | None:
-        """The first fault for ``op`` on ``path`` (for ``put``: due at ``put_bytes``), now fired; every
-        ``at`` call due there runs first (they watch, they do not take the operation's place)."""
-        with self._lock:
-            due = [f for f in self.faults if (put_bytes is None or f.after == put_bytes) and f.matches(op, path)]
-            for fault in due:
-                if fault.action == "call":
-                    fault.fired += 1
-                    fault.call()  # type: ignore[misc]
-            for fault in due:
-                if fault.action != "call":
-                    fault.fired += 1
-                    return fault
-        return None
 
     # --- the server's disk, as a test (or the DMS) sees it
 
