@@ -8,7 +8,7 @@ A failed job that may succeed later waits in its lane until its backoff delay is
 sleeps meanwhile. A lane whose jobs keep failing for reasons of the destination (connection
 refused, timeouts, login refused) is paused: the breaker opens for ``breaker_pause`` seconds,
 doubled at each new trip up to ``max_pause``; then one job probes the destination, and closes
-the breaker when it succeeds. A paused lane takes no worker at all.
+the breaker when it succeeds. A paused lane takes no worker at all. The delays and settings: ``backoff.py``.
 
 This module knows nothing of records or servers: a job is run by the ``handler`` given to the
 Dispatcher, which answers with a ``JobResult``.
@@ -19,7 +19,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import random
 import threading
 import time
 from collections import deque
@@ -27,6 +26,8 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .backoff import Policy
+from .backoff import backoff_delay as backoff_delay  # re-exported: callers import it from here
 from .events import Verdict
 
 log = logging.getLogger(__name__)
@@ -66,31 +67,6 @@ class JobResult:
     tried: bool = True
     #: retry: seconds before the job runs again (the policy's backoff when None)
     delay: float | None = None
-
-
-@dataclass(frozen=True)
-class Policy:
-    """Backoff and breaker settings."""
-
-    #: first retry delay in seconds, doubled at each try up to ``max_backoff``, with jitter (``backoff_delay``)
-    backoff: float = 1.0
-    max_backoff: float = 300.0
-    #: consecutive destination failures that open the breaker
-    breaker_threshold: int = 3
-    breaker_pause: float = 30.0
-    max_pause: float = 600.0
-
-    def delay(self, tries: int) -> float:
-        """The wait before try ``tries + 1``."""
-        return backoff_delay(tries, self.backoff, self.max_backoff)
-
-
-def backoff_delay(tries: int, first: float, cap: float) -> float:
-    """Seconds to wait before try ``tries + 1`` (of a job, of a webhook): ``first`` doubled at each
-    try up to ``cap``, then jittered to between half of it and all of it, never above ``cap``, so
-    failures that came together do not come back together."""
-    delay = min(cap, first * 2 ** min(tries - 1, 62))
-    return delay / 2 + random.uniform(0, delay / 2)  # noqa: S311 - jitter, not cryptography
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ..dispatch import backoff_delay
+from ..backoff import backoff_delay
 from ..errors import FtpexportError, PermanentError, TransportError
 from ..events import Observer, Outcome
 from ..ledger import Ledger, now

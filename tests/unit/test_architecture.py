@@ -190,6 +190,7 @@ LAYERS: dict[str, int] = {
     "ftpexport.netguard": 1,
     "ftpexport.events": 1,
     "ftpexport.dispatch": 1,
+    "ftpexport.backoff": 1,  # the dispatcher's and the webhooks' retry delays
     # 2: the parts, each knowing nothing of the others' users
     "ftpexport.vault": 2,
     "ftpexport.naming": 2,
