@@ -1,9 +1,10 @@
 """Rule files: one YAML file per client, validated with pydantic, and routing (user beats client).
 
-model.py (the pydantic models), load.py (reading and validating files, a folder as a RuleSet),
-hints.py (what to say about an unknown key), templates.py (the name templates tried on a sample
-vehicle), routing.py (which destinations a record goes to), check.py (what ``check`` warns about),
-reload.py (the daemon's rules reloaded when a file changes).
+model.py (the pydantic models), fields.py (the field types they are built of), load.py (reading
+and validating files, a folder as a RuleSet), hints.py (what to say about an unknown key),
+templates.py (the name templates tried on a sample vehicle), routing.py (which destinations a
+record goes to), check.py (what ``check`` warns about), reload.py (the daemon's rules reloaded
+when a file changes).
 """
 
 from __future__ import annotations

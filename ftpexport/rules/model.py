@@ -2,6 +2,8 @@
 
 Every field is validated when a rule file loads (``load.py``); paths are relative to the rule
 file's folder; secrets are references (``${ACME_PASSWORD}``, ``${secret:NAME}``), never values.
+The field types they are built of (templates, secret references, the strict base model) are in
+``fields.py``.
 """
 
 from __future__ import annotations
@@ -13,64 +15,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Discriminator,
-    Field,
-    PlainSerializer,
-    PlainValidator,
-    Tag,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import AfterValidator, Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 
-from ..naming import NameTemplate
 from ..netguard import address_refusal, ip_literal, private_hint
-from ..secret import SecretRef, parse_ref
 from ..transport import ssh_policy
+from .fields import DirTemplate, FileTemplate, SecretReference, _Model, _relative_to_rule_file
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _FIELD_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _DEFAULT_PORTS = {"ftp": 21, "ftps": 21, "ftps+implicit": 990, "sftp": 22}
-
-
-def _template(kind: Literal["file", "dir"]) -> Any:
-    def validate(value: Any) -> NameTemplate:
-        if isinstance(value, NameTemplate):
-            return value
-        if not isinstance(value, str):
-            raise ValueError("must be a template string")
-        return NameTemplate(value, kind)
-
-    return Annotated[NameTemplate, PlainValidator(validate), PlainSerializer(str)]
-
-
-def _secret_ref(value: Any) -> SecretRef:
-    if isinstance(value, SecretRef):
-        return value
-    if not isinstance(value, str):
-        raise ValueError("must be a reference like ${ACME_DMS_PASSWORD}")
-    return parse_ref(value)
-
-
-FileTemplate = _template("file")
-DirTemplate = _template("dir")
-SecretReference = Annotated[SecretRef, PlainValidator(_secret_ref), PlainSerializer(str)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
-
-
-def _relative_to_rule_file(value: Path | None, info: ValidationInfo) -> Path | None:
-    """Paths in a rule file are relative to the rule file's folder."""
-    if value is None or value.is_absolute():
-        return value
-    base = (info.context or {}).get("base_dir")
-    return Path(base) / value if base else value
 
 
 class _DestinationBase(_Model):
