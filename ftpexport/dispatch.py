@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .backoff import Policy
-from .backoff import backoff_delay as backoff_delay  # re-exported: callers import it from here
 from .events import Verdict
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from ftpexport.dispatch import Dispatcher, Job, JobResult, Policy, backoff_delay
+from ftpexport.backoff import backoff_delay
+from ftpexport.dispatch import Dispatcher, Job, JobResult, Policy
 
 FAST = Policy(backoff=0.01, max_backoff=0.05, breaker_threshold=3, breaker_pause=60.0, max_pause=600.0)
 
