@@ -20,11 +20,12 @@ from contextlib import contextmanager
 from typing import BinaryIO
 
 from ..errors import PermanentError, TLSError, TransientError
-from .base import CLEANUP_TIMEOUT, Capabilities, Endpoint, Transport, path_prefixes, rename_refused
+from .base import CLEANUP_TIMEOUT, Capabilities, Endpoint, Transport, path_prefixes
 from .capabilities import ServerCapabilities, feat_lines
 from .ftp_clients import FTPClient, FTPSClient, ImplicitFTPSClient, tls_context
 from .ftp_data import send_stream
 from .ftp_errors import map_errors, reply_code
+from .ftp_rename import FTPRenames
 from .transcript import connecting
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def _secret(endpoint: Endpoint) -> str:
     return endpoint.password.get_secret_value() if endpoint.password else ""
 
 
-class FTPTransport(Transport):
+class FTPTransport(FTPRenames, Transport):
     """A connection to an FTP or FTPS server (passive, binary).
 
     Commands per file: PASV, STOR, SIZE (the size check), RNFR and RNTO. ``TYPE I`` is sent once
@@ -353,57 +354,6 @@ class FTPTransport(Transport):
         finally:
             with contextlib.suppress(OSError):
                 sock.settimeout(self.endpoint.timeout)
-
-    def rename(self, source: str, target: str) -> None:
-        """RNFR/RNTO; if the server will not replace ``target``, delete it and rename again.
-
-        A refused RNFR, or an RNTO refused while ``target`` does not exist, is a server that does
-        not rename (Pure-FTPd ``--norename``): ``target`` is left alone and the error says so. On a
-        server known not to replace on rename (``known.rename_replaces``), ``target`` is deleted
-        first, without an RNTO refused first. What happened is noted in ``known``.
-        """
-        ftp = self.ftp
-        known = self.known
-        with map_errors(self.endpoint, target, phase="rename"):
-            if known.rename_replaces is False:
-                with contextlib.suppress(ftplib.error_perm):  # 550: there is no such file to replace
-                    ftp.delete(target)
-                self._rename_once(source, target)
-                return
-            try:
-                self._rnfr(source, target)
-                ftp.voidcmd(f"RNTO {target}")
-                known.rename = True
-                return
-            except ftplib.error_perm as exc:
-                # Some servers (IIS, some embedded ones) refuse to overwrite on rename.
-                if self.size(target) is None:
-                    known.rename = False
-                    raise rename_refused(source, target, str(exc).strip()) from exc
-            log.info("the server does not replace a file on rename: the file is deleted first from now on",
-                     extra={"destination": self.endpoint.display, "remote_path": target})  # fmt: skip
-            known.rename_replaces = False
-            ftp.delete(target)
-            self._rename_once(source, target)
-
-    def _rnfr(self, source: str, target: str) -> None:
-        try:
-            reply = self.ftp.sendcmd(f"RNFR {source}")
-        except ftplib.error_perm as exc:
-            self.known.rename = False
-            raise rename_refused(source, target, str(exc).strip()) from exc
-        if not reply.startswith("3"):
-            raise TransientError(f"unexpected reply from the server to RNFR: {reply.strip()}")
-
-    def _rename_once(self, source: str, target: str) -> None:
-        """RNFR/RNTO onto a ``target`` that is not there; refused: a server that does not rename."""
-        self._rnfr(source, target)
-        try:
-            self.ftp.voidcmd(f"RNTO {target}")
-        except ftplib.error_perm as exc:
-            self.known.rename = False
-            raise rename_refused(source, target, str(exc).strip()) from exc
-        self.known.rename = True
 
     def remove(self, path: str) -> None:
         """DELE ``path``; a missing file is fine."""

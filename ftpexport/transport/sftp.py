@@ -20,11 +20,12 @@ import paramiko
 
 from ..errors import PermanentError, TransientError
 from . import transcript
-from .base import Capabilities, Endpoint, Transport, path_prefixes, rename_refused
+from .base import Capabilities, Endpoint, Transport, path_prefixes
 from .capabilities import ServerCapabilities
 from .sftp_capabilities import SFTPClient
 from .sftp_errors import map_errors
 from .sftp_recording import RecordingSFTPClient
+from .sftp_rename import SFTPRenames
 from .sftp_writes import AckedWriter, read_blocks
 from .ssh_connect import NoPinnedKeyType, authenticate, close_ssh, handshake
 from .ssh_host_keys import pinned_keys, verify_host_key
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
-class SFTPTransport(Transport):
+class SFTPTransport(SFTPRenames, Transport):
     """A connection to an SFTP server whose host key is pinned.
 
     Like every transport, it serves one attempt at a time (the pool hands it out to one job), so
@@ -344,59 +345,6 @@ class SFTPTransport(Transport):
             self.forget_directories()
             self.makedirs(folders[-1])
             return self.sftp.open(path, "wb")
-
-    def rename(self, source: str, target: str) -> None:
-        """Rename with replace (posix-rename@openssh.com), else a plain rename, else delete ``target`` and rename.
-
-        A plain rename refused as "permission denied", or refused while ``target`` does not exist, is
-        a server that does not rename (OpenSSH ``sftp-server -P rename,posix-rename``): ``target``
-        is left alone and the error says so. What is known decides the first request: no
-        posix-rename on a server that does not list it; on a server known not to replace on rename,
-        ``target`` is deleted first. What happened is noted in ``known``.
-        """
-        self._known_size = None
-        known = self.known
-        with map_errors(self.endpoint, target, phase="rename"):
-            if known.rename_replaces is False:
-                self.remove(target)
-                self._plain_rename(source, target)
-                return
-            if known.posix_rename is not False:
-                try:
-                    self.sftp.posix_rename(source, target)
-                    known.rename = known.rename_replaces = True
-                    return
-                except OSError as exc:
-                    if exc.errno == errno.ENOENT:
-                        raise
-                    log.debug("posix-rename refused (%s); trying a plain rename", exc, extra={"remote_path": target})
-            try:
-                # Servers without the OpenSSH extension: plain SFTP rename, which never replaces.
-                self.sftp.rename(source, target)
-                known.rename = True
-                return
-            except OSError as exc:
-                if exc.errno == errno.ENOENT:
-                    raise
-                if exc.errno in (errno.EACCES, errno.EPERM) or self.size(target) is None:
-                    known.rename = False
-                    raise rename_refused(source, target, exc.strerror or str(exc)) from exc
-            log.info("the server does not replace a file on rename: the file is deleted first from now on",
-                     extra={"destination": self.endpoint.display, "remote_path": target})  # fmt: skip
-            known.rename_replaces = False
-            self.remove(target)
-            self._plain_rename(source, target)
-
-    def _plain_rename(self, source: str, target: str) -> None:
-        """A plain SFTP rename onto a ``target`` that is not there; refused: a server that does not rename."""
-        try:
-            self.sftp.rename(source, target)
-        except OSError as exc:
-            if exc.errno == errno.ENOENT:
-                raise
-            self.known.rename = False
-            raise rename_refused(source, target, exc.strerror or str(exc)) from exc
-        self.known.rename = True
 
     def remove(self, path: str) -> None:
         """Delete file ``path``; a missing file is fine."""

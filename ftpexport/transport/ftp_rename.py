@@ -1,0 +1,81 @@
+"""Renaming a file into place over FTP (RNFR/RNTO), for ``FTPTransport``: onto a target the server
+will not replace (deleted first, and so from then on), and on a server that does not rename at all
+(refused, and the error says so); what happened is noted in ``known``.
+
+``FTPRenames`` holds FTPTransport's ``rename`` and the steps behind it; FTPTransport inherits them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ftplib
+import logging
+from collections.abc import Callable
+
+from ..errors import TransientError
+from .base import Endpoint, rename_refused
+from .capabilities import ServerCapabilities
+from .ftp_errors import map_errors
+
+#: the transport's logger: what a rename logs comes from ``transport.ftp``, like the rest of FTPTransport
+log = logging.getLogger("ftpexport.transport.ftp")
+
+
+class FTPRenames:
+    """An ``FTPTransport``'s renames (see ``transport.ftp``)."""
+
+    endpoint: Endpoint
+    known: ServerCapabilities
+    ftp: ftplib.FTP
+    size: Callable[[str], int | None]
+
+    def rename(self, source: str, target: str) -> None:
+        """RNFR/RNTO; if the server will not replace ``target``, delete it and rename again.
+
+        A refused RNFR, or an RNTO refused while ``target`` does not exist, is a server that does
+        not rename (Pure-FTPd ``--norename``): ``target`` is left alone and the error says so. On a
+        server known not to replace on rename (``known.rename_replaces``), ``target`` is deleted
+        first, without an RNTO refused first. What happened is noted in ``known``.
+        """
+        ftp = self.ftp
+        known = self.known
+        with map_errors(self.endpoint, target, phase="rename"):
+            if known.rename_replaces is False:
+                with contextlib.suppress(ftplib.error_perm):  # 550: there is no such file to replace
+                    ftp.delete(target)
+                self._rename_once(source, target)
+                return
+            try:
+                self._rnfr(source, target)
+                ftp.voidcmd(f"RNTO {target}")
+                known.rename = True
+                return
+            except ftplib.error_perm as exc:
+                # Some servers (IIS, some embedded ones) refuse to overwrite on rename.
+                if self.size(target) is None:
+                    known.rename = False
+                    raise rename_refused(source, target, str(exc).strip()) from exc
+            log.info("the server does not replace a file on rename: the file is deleted first from now on",
+                     extra={"destination": self.endpoint.display, "remote_path": target})  # fmt: skip
+            known.rename_replaces = False
+            ftp.delete(target)
+            self._rename_once(source, target)
+
+    def _rnfr(self, source: str, target: str) -> None:
+        try:
+            reply = self.ftp.sendcmd(f"RNFR {source}")
+        except ftplib.error_perm as exc:
+            self.known.rename = False
+            raise rename_refused(source, target, str(exc).strip()) from exc
+        if not reply.startswith("3"):
+            raise TransientError(f"unexpected reply from the server to RNFR: {reply.strip()}")
+
+    def _rename_once(self, source: str, target: str) -> None:
+        """RNFR/RNTO onto a ``target`` that is not there; refused: a server that does not rename."""
+        self._rnfr(source, target)
+        try:
+            self.ftp.voidcmd(f"RNTO {target}")
+        except ftplib.error_perm as exc:
+            self.known.rename = False
+            raise rename_refused(source, target, str(exc).strip()) from exc
+        self.known.rename = True
