@@ -7,7 +7,10 @@ records:
 
 - ``renaming`` just before the rename (``upload_file``'s ``before_rename`` hook): from here on the
   final name may exist on the server;
-- ``published`` once the rename is done (or the file was written under its final name);
+- ``published`` once the rename is done (or the file was written under its final name), written in
+  the same transaction as the next file's ``renaming``: one journal transaction a file. The last
+  file of an attempt stays ``renaming``: the delivery's success, committed next, says the rest;
+  after a kill before that commit, the next attempt asks the server about that one file;
 - nothing, again, when the server answered that it refused the rename: the entry is dropped, so
   that the journal never claims a rename that did not happen.
 
@@ -17,7 +20,7 @@ from the server by ``resume_rename`` (temporary file gone: the rename happened; 
 size: rename it now; there but short: send it again). The done marker goes last, and only when
 something new arrived.
 
-The ledger only stores the rows (``mark_file``, ``forget_file``, ``file_states``); what they mean
+The ledger only stores the rows (``mark_files``, ``forget_file``, ``file_states``); what they mean
 and when they are written is decided here.
 """
 
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import posixpath
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from .errors import TransportError
@@ -36,12 +39,13 @@ from .transport.base import IfExists, temporary_name
 
 log = logging.getLogger(__name__)
 
+
 class JournalStore(Protocol):
     """Where the journal of each delivery is kept (the ledger)."""
 
     def file_states(self, delivery_id: int) -> dict[str, FileState]: ...
 
-    def mark_file(self, delivery_id: int, remote_path: str, state: FileState) -> None: ...
+    def mark_files(self, delivery_id: int, states: Mapping[str, FileState]) -> None: ...
 
     def forget_file(self, delivery_id: int, remote_path: str) -> None: ...
 
@@ -72,9 +76,13 @@ def publish(
     if package.done_marker:
         artifacts.append((package.done_marker, "overwrite"))
     journalled: list[str] = []  # the file of this iteration, once journalled as "renaming"
+    renamed: list[str] = []  # the file renamed last, journalled "published" with the next "renaming"
 
     def before_rename(path: str) -> None:
-        journal.mark_file(delivery_id, path, "renaming")
+        states: dict[str, FileState] = dict.fromkeys(renamed, "published")
+        states[path] = "renaming"
+        journal.mark_files(delivery_id, states)
+        renamed.clear()
         journalled.append(path)
 
     for artifact, if_exists_here in artifacts:
@@ -104,7 +112,7 @@ def publish(
                 journal.forget_file(delivery_id, journalled[0])
             raise
         if not upload.skipped:
-            journal.mark_file(delivery_id, final, "published")
+            renamed[:] = [final]
         uploads.append(upload)
         skipped = skipped and upload.skipped
     return uploads

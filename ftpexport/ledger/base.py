@@ -7,7 +7,7 @@ picks the backend from ``--state``; nothing outside ftpexport/ledger/ speaks SQL
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import rows
@@ -114,8 +114,14 @@ class Ledger(ABC):
     # --- the crash journal: the files of a delivery around their rename
 
     @abstractmethod
+    def mark_files(self, delivery_id: int, states: Mapping[str, rows.FileState]) -> None:
+        """Journal files of a delivery, ``{remote_path: state}``, in one transaction: ``renaming``
+        before a file's rename, ``published`` after it. With a ``renaming`` among them, a shared
+        ledger raises ``ClaimLostError`` (and writes none) when this host no longer holds the delivery."""
+
     def mark_file(self, delivery_id: int, remote_path: str, state: rows.FileState) -> None:
-        """Journal one file of a delivery: ``renaming`` before the rename, ``published`` after it."""
+        """``mark_files`` of one file."""
+        self.mark_files(delivery_id, {remote_path: state})
 
     @abstractmethod
     def forget_file(self, delivery_id: int, remote_path: str) -> None:

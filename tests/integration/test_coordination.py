@@ -182,6 +182,9 @@ def test_a_dead_hosts_delivery_is_taken_over_and_its_rename_fenced(hosts: Hosts,
     assert f"delivery {delivery.id}: this host ({a.coordination.name}) no longer holds it" in str(lost.value)
     assert f"held by {b.coordination.name}" in str(lost.value)
     assert b.file_states(delivery.id) == {"out/V.zip": "renaming"}
+    with pytest.raises(ClaimLostError):  # the file before, published, goes with the next renaming: neither is written
+        a.mark_files(delivery.id, {"out/V.zip": "published", "out/V.json": "renaming"})
+    assert b.file_states(delivery.id) == {"out/V.zip": "renaming"}
     b.mark_file(delivery.id, "out/V.json", "renaming")
     a.mark_file(other.id, "out/W.zip", "renaming")  # never claimed by any host: not fenced
 

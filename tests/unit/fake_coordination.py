@@ -4,7 +4,7 @@ expiry on the database's clock: this machine's monotonic clock, which a test mov
 ``FakeCluster.advance``), ``FakeCoordination`` one host's view of it (the contract of
 ``ledger.coordination.Coordination``), and ``FencedLedger`` a SQLite ledger that answers for a
 shared one: its ``coordination`` is a host of the fake cluster, and its crash journal is fenced
-(``mark_file`` of a delivery this host no longer holds raises ``ClaimLostError``).
+(``mark_files`` of a delivery this host no longer holds raises ``ClaimLostError``).
 
 Every call is logged in ``FakeCluster.calls`` as ``(host, method, args...)``; ``refuse_claims``
 and ``on_take_slot`` let a test make the other hosts act at a given moment.
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -221,7 +221,7 @@ class FakeCoordination(Coordination):
 
 class FencedLedger(SQLiteLedger):
     """A SQLite ledger that behaves as a shared one for the exporter: its coordination is a host of
-    a ``FakeCluster``; ``mark_file`` is fenced by the claim; ``succeed`` and ``fail`` clear it."""
+    a ``FakeCluster``; ``mark_files`` is fenced by the claim; ``succeed`` and ``fail`` clear it."""
 
     def __init__(self, path: Path, coordination: FakeCoordination) -> None:
         super().__init__(path)
@@ -234,7 +234,7 @@ class FencedLedger(SQLiteLedger):
     def coordination(self) -> Coordination:
         return self._coordination
 
-    def mark_file(self, delivery_id: int, remote_path: str, state: FileState) -> None:
+    def mark_files(self, delivery_id: int, states: Mapping[str, FileState]) -> None:
         c, me = self._coordination.cluster, self._coordination.name
         with c.lock:
             thief = self.steal_at_rename.pop(delivery_id, None)
@@ -243,7 +243,7 @@ class FencedLedger(SQLiteLedger):
             if c.holder(delivery_id) != me:
                 holder = c.holder(delivery_id)
                 raise ClaimLostError(f"delivery {delivery_id}: this host no longer holds it ({holder} does)")
-        super().mark_file(delivery_id, remote_path, state)
+        super().mark_files(delivery_id, states)
 
     def _let_go(self, delivery_id: int, *, settled: bool) -> None:
         c, me = self._coordination.cluster, self._coordination.name

@@ -206,6 +206,15 @@ def test_the_file_journal_goes_from_renaming_to_published_per_file(ledger: Ledge
     assert ledger.file_states(other.id) == {}
 
 
+def test_mark_files_writes_several_files_of_a_delivery_at_once(ledger: Ledger) -> None:
+    delivery = open_delivery(ledger)
+    ledger.mark_files(delivery.id, {"out/A_01.jpg": "renaming"})
+    ledger.mark_files(delivery.id, {"out/A_01.jpg": "published", "out/A_02.jpg": "renaming"})
+    ledger.mark_files(delivery.id, {})  # nothing to write
+
+    assert ledger.file_states(delivery.id) == {"out/A_01.jpg": "published", "out/A_02.jpg": "renaming"}
+
+
 def test_close_interrupted_marks_only_unfinished_attempts(ledger: Ledger) -> None:
     delivery = open_delivery(ledger)
     finished = ledger.start_attempt(delivery.id, "c1")

@@ -6,8 +6,9 @@ journal. A crash is what ``kill -9`` leaves at one moment: the ledger's committe
 copy taken with SQLite's backup API) and the server's files (``MemoryServer.snapshot``), taken at
 that moment; a new Exporter on the copy resumes, as ``ftpexport run`` does after a crash.
 
-The journal (``Ledger.mark_file``): a file is ``renaming`` once its temporary file is complete,
-just before the rename, and ``published`` after it. The paths, and the test of each:
+The journal (``Ledger.mark_files``): a file is ``renaming`` once its temporary file is complete,
+just before the rename, and ``published`` after it, in the transaction of the next file's
+``renaming`` (the last file of a delivery stays ``renaming``). The paths, and the test of each:
 
 - killed mid-upload, nothing journalled: sent again, no final name meanwhile
   (``test_kill_during_the_upload_sends_it_again_and_never_shows_a_partial_file``)
@@ -15,8 +16,9 @@ just before the rename, and ``published`` after it. The paths, and the test of e
   renamed, not sent again (``test_kill_before_the_rename_renames_without_sending_again``)
 - killed after the rename, before ``published``: not sent again, whatever the rule's if_exists, and
   also when the DMS took the file meanwhile (``test_kill_after_the_rename_*``)
-- killed after a file was ``published``, before the next: the server is not even asked about it
-  (``test_kill_between_two_files_does_not_touch_the_published_one``)
+- killed between two files: the one before the last renamed is ``published`` (written with the
+  last one's ``renaming``), and the server is not even asked about it; the last one is asked about
+  (``test_kill_between_two_files_asks_the_server_about_the_last_renamed_one_only``)
 - killed after every file, before the delivery's commit
   (``test_kill_before_the_delivery_is_committed_sends_nothing_again``)
 - ``renaming`` but the temporary file is incomplete: sent again
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import os
 import posixpath
 import socket
@@ -523,26 +526,28 @@ def test_kill_after_the_rename_when_the_dms_took_the_file_since(world: World) ->
     assert crash.left.uploads == {part_of(zip_name()): 1}
 
 
-def test_kill_between_two_files_does_not_touch_the_published_one(world: World) -> None:
+def test_kill_between_two_files_asks_the_server_about_the_last_renamed_one_only(world: World) -> None:
     world.rules(**FILES)
     folder = world.record()
     expected = world.expected(folder)
+    first, second, third = list(expected)[:3]
     crash = Crash(world)
-    world.server.at("put", "*_02.jpg*", crash)  # the files before it are published
+    world.server.at("put", part_of(third), crash)  # the two before it are renamed
 
     world.export([folder])
-    published = [path for path, state in crash.journal().items() if state == "published"]
-    assert published and all(state == "published" for state in crash.journal().values())
-    for path in published:
-        crash.left.delete(path)  # the DMS may take a published file at once
+    # the first was journalled "published" with the second's "renaming", in one transaction
+    assert crash.journal() == {first: "published", second: "renaming"}
+    for path in (first, second):
+        crash.left.delete(path)  # the DMS may take a renamed file at once
 
     summary = crash.resume([folder])
 
     assert results(summary) == ["delivered"]
-    for path in published:
-        assert asked_about(crash.left, path) == {}  # published: the server is not even asked
-        assert crash.left.uploads[part_of(path)] == 1
-    assert crash.left.listing() == {p: data for p, data in expected.items() if p not in published}
+    assert asked_about(crash.left, first) == {}  # published: the server is not even asked
+    assert asked_about(crash.left, second) != {}  # "renaming": the server is asked whether it was renamed
+    for path in (first, second):
+        assert crash.left.uploads[part_of(path)] == 1 and crash.left.renames[path] == 1  # neither sent again
+    assert crash.left.listing() == {p: data for p, data in expected.items() if p not in (first, second)}
 
 
 def test_kill_before_the_delivery_is_committed_sends_nothing_again(
@@ -556,13 +561,14 @@ def test_kill_before_the_delivery_is_committed_sends_nothing_again(
         succeed = ledger.succeed
 
         def killed_before(*args: Any, **kwargs: Any) -> None:
-            crash()  # every file published, the delivery not yet marked delivered
+            crash()  # every file renamed, the delivery not yet marked delivered
             succeed(*args, **kwargs)
 
         monkeypatch.setattr(ledger, "succeed", killed_before)
         with world.exporter(ledger) as exporter:
             exporter.export([folder])
-    assert crash.journal() == dict.fromkeys(expected, "published")
+    *published, last = expected  # the last (the done marker) is published by the delivery's commit
+    assert crash.journal() == {**dict.fromkeys(published, "published"), last: "renaming"}
     assert crash.deliveries() == [("pending", 1, [None])]
 
     summary = crash.resume([folder])
@@ -570,7 +576,8 @@ def test_kill_before_the_delivery_is_committed_sends_nothing_again(
     assert results(summary) == ["delivered"]
     assert crash.left.listing() == expected
     assert (crash.left.uploads, crash.left.renames) == once_each(expected)
-    assert all(asked_about(crash.left, path) == {} for path in expected)
+    assert all(asked_about(crash.left, path) == {} for path in published)
+    assert asked_about(crash.left, last) != {}  # asked whether it was renamed, not sent again
     assert crash.deliveries() == [("delivered", 2, ["interrupted", "delivered"])]
 
 
@@ -597,14 +604,14 @@ def test_non_atomic_kill_after_the_write_does_not_send_again(world: World, monke
     expected = world.expected(folder)
     crash = Crash(world)
     with open_ledger(world.ledger_path) as ledger:
-        mark_file = ledger.mark_file
+        mark_files = ledger.mark_files
 
-        def killed_after_renaming(delivery_id: int, path: str, state: Any) -> None:
-            mark_file(delivery_id, path, state)
-            if state == "renaming":
+        def killed_after_renaming(delivery_id: int, states: dict[str, Any]) -> None:
+            mark_files(delivery_id, states)
+            if "renaming" in states.values():
                 crash()  # written under its final name and journalled, not yet "published"
 
-        monkeypatch.setattr(ledger, "mark_file", killed_after_renaming)
+        monkeypatch.setattr(ledger, "mark_files", killed_after_renaming)
         with world.exporter(ledger) as exporter:
             exporter.export([folder])
     assert crash.journal() == {zip_name(): "renaming"}
@@ -614,6 +621,29 @@ def test_non_atomic_kill_after_the_write_does_not_send_again(world: World, monke
     assert results(summary) == ["delivered"]
     assert crash.left.listing() == expected
     assert crash.left.uploads == {zip_name(): 1} and crash.left.renames == {}
+
+
+def test_the_journal_is_one_transaction_a_file(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    world.rules(**FILES)
+    folder = world.record()
+    paths = list(world.expected(folder))  # the images, the metadata, the done marker, in upload order
+    written: list[dict[str, str]] = []
+    with open_ledger(world.ledger_path) as ledger:
+        mark_files = ledger.mark_files
+
+        def recorded(delivery_id: int, states: dict[str, Any]) -> None:
+            written.append(dict(states))
+            mark_files(delivery_id, states)
+
+        monkeypatch.setattr(ledger, "mark_files", recorded)
+        with world.exporter(ledger) as exporter:
+            assert results(exporter.export([folder])) == ["delivered"]
+
+    # each file's "renaming" carries the file before it, now "published"; the last is left to the commit
+    assert written == [
+        {paths[0]: "renaming"},
+        *({before: "published", path: "renaming"} for before, path in itertools.pairwise(paths)),
+    ]
 
 
 # --- the crash journal within one run

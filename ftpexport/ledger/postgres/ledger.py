@@ -4,7 +4,7 @@ shared ledger where the interface asks for them (``base.Ledger``, ``coordination
 - ``pending_record_paths`` lists only the record folders of deliveries another host could claim now
   (no live lease, no backoff running, destination not paused);
 - ``close_interrupted`` closes only the attempts of deliveries no live lease holds (any time);
-- ``mark_file(..., "renaming")`` of a delivery this host no longer holds raises ``ClaimLostError``
+- ``mark_files`` with a ``renaming`` of a delivery this host no longer holds raises ``ClaimLostError``
   (a delivery never claimed by any host, written by a process that does not claim, is not fenced);
 - ``succeed`` and ``fail`` let go of this host's claim in the same transaction;
 - ``due_notifications`` claims what it returns, and returns no notification claimed by a live host,
