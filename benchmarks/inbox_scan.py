@@ -23,27 +23,25 @@ Exit status 1 when ``run`` does not find every record delivered, or a new record
 from __future__ import annotations
 
 import argparse
-import contextlib
 import cProfile
 import hashlib
 import io
-import logging
 import os
 import pstats
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from .ftp_server import ftp_server
-from .product import ROOT, cpu_seconds, exit_on_sigterm, ftpexport, machine_note, product_env, run_measured
-from .report import median, open_ro, parse_ts, table
+from .inbox_scan_watch import watch_subprocess
+from .inbox_scan_watcher import watchdog_what_if, watcher_in_process
+from .product import ROOT, exit_on_sigterm, ftpexport, machine_note, product_env, run_measured
+from .report import median, table
 from .synthetic import PASSWORD_ENV, ftp_rule, vin, write_record
 
 sys.path.insert(0, str(ROOT))
@@ -115,269 +113,6 @@ def profile_prepare(inbox: Path, rules: Path, state: Path, folders: list[Path], 
     unchanged = summary.count("unchanged")
     head = f"prepare({len(folders)} folders): {elapsed:.2f} s, {unchanged} unchanged, {len(work)} to send"
     return elapsed, head + "\n" + "\n".join(lines[-(top + 1) :])
-
-
-def _inotify_watches() -> int:
-    count = 0
-    for fd in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):
-            if os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify":
-                with open(f"/proc/self/fdinfo/{fd}") as f:
-                    count += sum(1 for line in f if line.startswith("inotify wd:"))
-    return count
-
-
-class _Counter(logging.Handler):
-    """Counts watchdog's "Inotify queue overflowed" log records."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.count = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if "overflow" in record.getMessage().lower():
-            self.count += 1
-
-
-def watcher_in_process(inbox: Path, n: int, new_timeout: float = 120.0) -> tuple[list[list[Any]], bool]:
-    """The watcher's scans timed directly, then run() with a new record and counters on the scans."""
-    import ftpexport.watch as watch
-
-    overflows = _Counter()
-    logging.getLogger("watchdog").addHandler(overflows)
-    logging.getLogger("watchdog").propagate = False  # counted, not printed
-
-    rows: list[list[Any]] = []
-    calls = {"iter_record_folders": 0, "is_complete": 0, "_signature": 0}
-    originals = {name: getattr(watch, name) for name in calls}
-
-    def counting(name: str) -> Any:
-        original = originals[name]
-
-        def wrapper(*a: Any, **k: Any) -> Any:
-            calls[name] += 1
-            return original(*a, **k)
-
-        return wrapper
-
-    for name in calls:
-        setattr(watch, name, counting(name))
-    try:
-        exported: list[tuple[float, list[Path]]] = []
-        stop = threading.Event()
-        w = watch.InboxWatcher(inbox, lambda folders: exported.append((time.monotonic(), list(folders))),
-                               stop=stop, settle=0.0, rescan_every=3600)  # fmt: skip
-        t0 = time.perf_counter()
-        w._rescan()
-        first = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        w._drain(timeout=0)
-        handed = w._ready()
-        drain = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        w._rescan()
-        again = time.perf_counter() - t0
-        requeued = w._pending.qsize()
-        rows += [
-            ["first rescan (list + is_complete + stat, queue all)", f"{first:.2f} s", f"{n} folders"],
-            ["settle check of the queued folders (_drain + _ready)", f"{drain:.2f} s", f"{len(handed)} ready"],
-            ["periodic rescan, nothing changed", f"{again:.2f} s", f"{requeued} queued again (every --rescan s)"],
-        ]
-
-        # run(): observer start-up on n folders, first batch, then one new record
-        stop = threading.Event()
-        exported.clear()
-        w = watch.InboxWatcher(inbox, lambda folders: exported.append((time.monotonic(), list(folders))),
-                               stop=stop, settle=0.2, rescan_every=3600)  # fmt: skip
-        t0 = time.monotonic()
-        thread = threading.Thread(target=w.run, daemon=True)
-        thread.start()
-        while not exported and time.monotonic() - t0 < 600:
-            time.sleep(0.01)
-        startup = (exported[0][0] - t0) if exported else float("nan")
-        first_batch = len(exported[0][1]) if exported else 0
-        time.sleep(1.0)  # let the batch settle
-        watches = _inotify_watches()
-        for name in calls:
-            calls[name] = 0
-        overflows_before = overflows.count
-        new = inbox / "zz-new-in-process"
-        written = time.monotonic()
-        write_record(new, record_id="veh-new-ip", client_id="c000", vin_=vin(999_999), images=[4096, 4096])
-        found = None
-        while found is None and time.monotonic() - written < new_timeout:
-            found = next((e for e in list(exported) if e[0] >= written and new.resolve() in e[1]), None)
-            time.sleep(0.005)
-        latency = found[0] - written if found else float("nan")
-        batch = found[1] if found else []
-        counts = dict(calls)
-        overflowed = overflows.count - overflows_before
-        stop.set()
-        thread.join(timeout=30)
-        shutil.rmtree(inbox / "zz-new-in-process", ignore_errors=True)
-        rows += [
-            ["run(): start to first batch handed over", f"{startup:.2f} s",
-             f"{first_batch} folders (observer start + rescan + settle 0.2 s)"],
-            ["inotify watches held", watches, "one per record folder (recursive watch)"],
-            ["one new record: written to export()", f"{latency:.3f} s" if found else f"not within {new_timeout:g} s",
-             f"batch of {len(batch)} folder(s)"],
-            ["inotify queue overflows logged by watchdog", f"{overflows.count}",
-             f"{overflowed} of them after the new record was written (events lost, watches re-walked)"],
-            ["  scans meanwhile", f"iter_record_folders x{counts['iter_record_folders']}",
-             f"is_complete x{counts['is_complete']}, _signature x{counts['_signature']}"],
-        ]  # fmt: skip
-        ok = found is not None
-        return rows, ok
-    finally:
-        for name, original in originals.items():
-            setattr(watch, name, original)
-
-
-def watchdog_what_if(inbox: Path, settle_s: float = 10.0, new_timeout: float = 60.0) -> list[list[Any]]:
-    """What if the watcher asked inotify only for the events it uses (no IN_OPEN / IN_ACCESS /
-    IN_CLOSE_NOWRITE / IN_MODIFY)? The product's event handler, watchdog's ``event_filter``."""
-    import queue
-
-    from watchdog.events import (
-        DirCreatedEvent,
-        DirDeletedEvent,
-        DirMovedEvent,
-        FileClosedEvent,
-        FileCreatedEvent,
-        FileDeletedEvent,
-        FileMovedEvent,
-    )
-    from watchdog.observers import Observer
-
-    from ftpexport.watch import _Enqueue
-
-    overflows = _Counter()
-    logging.getLogger("watchdog").addHandler(overflows)
-    logging.getLogger("watchdog").propagate = False
-    rows: list[list[Any]] = []
-    for label, event_filter in (
-        ("event_filter: created, closed-after-write, moved, deleted", [
-            FileCreatedEvent, FileClosedEvent, FileMovedEvent, FileDeletedEvent,
-            DirCreatedEvent, DirMovedEvent, DirDeletedEvent]),
-        ("default mask (as the product)", None),
-    ):  # fmt: skip
-        pending: queue.Queue[Path] = queue.Queue()
-        observer = Observer()
-        before = overflows.count
-        t0 = time.monotonic()
-        observer.schedule(_Enqueue(inbox.resolve(), pending), str(inbox), recursive=True, event_filter=event_filter)
-        observer.start()
-        time.sleep(settle_s)
-        while not pending.empty():
-            pending.get_nowait()
-        new = inbox / f"zz-what-if-{len(rows)}"
-        written = time.monotonic()
-        write_record(new, record_id=f"veh-what-if-{len(rows)}", client_id="c000", vin_=vin(777_000 + len(rows)),
-                     images=[4096, 4096])  # fmt: skip
-        latency = None
-        while latency is None and time.monotonic() - written < new_timeout:
-            try:
-                folder = pending.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if folder == new.resolve() and (folder / "vehicle.json").exists():
-                latency = time.monotonic() - written
-        observer.stop()
-        observer.join(timeout=30)
-        shutil.rmtree(new, ignore_errors=True)
-        rows.append([label, f"{overflows.count - before} overflows in {time.monotonic() - t0:.0f} s",
-                     f"{latency * 1000:.1f} ms" if latency is not None else f"lost (> {new_timeout:g} s)"])  # fmt: skip
-    return rows
-
-
-def _wait_delivered(state: Path, record_id: str, timeout: float) -> float | None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(sqlite3.Error):
-            db = open_ro(state)
-            try:
-                row = db.execute(
-                    "SELECT delivered_at FROM deliveries WHERE record_id = ? AND status = 'delivered'", (record_id,)
-                ).fetchone()
-            finally:
-                db.close()
-            if row:
-                return parse_ts(row[0])
-        time.sleep(0.02)
-    return None
-
-
-def _busy_cpu(pid: int, quiet: float = 2.0, limit: float = 120.0) -> tuple[float, float, bool]:
-    """CPU seconds and wall seconds until the process has been idle (< 5 % CPU) for ``quiet`` seconds,
-    or ``limit`` seconds passed (then the last value is False)."""
-    start_cpu, t0 = cpu_seconds(pid), time.monotonic()
-    last_cpu, last_busy = start_cpu, t0
-    while time.monotonic() - t0 < limit:
-        time.sleep(0.25)
-        cpu = cpu_seconds(pid)
-        if cpu - last_cpu > 0.0125:
-            last_busy = time.monotonic()
-        last_cpu = cpu
-        if time.monotonic() - last_busy >= quiet:
-            return last_cpu - start_cpu, last_busy - t0, True
-    return last_cpu - start_cpu, time.monotonic() - t0, False
-
-
-def _overflows(log_path: Path) -> int:
-    try:
-        return log_path.read_text(errors="replace").count("Inotify queue overflowed; reconciling")
-    except OSError:
-        return 0
-
-
-def watch_subprocess(inbox: Path, rules: Path, state: Path, env: dict[str, str], settle: float,
-                     timeout: float) -> tuple[list[list[Any]], bool]:  # fmt: skip
-    rows: list[list[Any]] = []
-    log_path = state.with_name("watch.log")
-
-    def delivered_row(label: str, record_id: str, written: float, note: str) -> bool:
-        delivered = _wait_delivered(state, record_id, timeout)
-        value = f"{delivered - written:.2f} s" if delivered else f"not within {timeout:g} s"
-        rows.append([label, value, f"{note}; watchdog overflows so far: {_overflows(log_path)}"])
-        return delivered is not None
-
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(ftpexport("watch", inbox, "--rules", rules, "--state", state, "--settle", settle),
-                                env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-        ok = True
-        try:
-            written = write_record(inbox / "zz-new-1", record_id="veh-new-1", client_id="c000", vin_=vin(888_001),
-                                   images=[4096, 4096])  # fmt: skip
-            ok = delivered_row("record written at start-up: delivered after", "veh-new-1", written,
-                               "start-up: observer, rescan, load + hash of every record")  # fmt: skip
-            cpu, wall, idle = _busy_cpu(proc.pid, limit=60)
-            rows.append(["after that, until idle (< 5 % CPU for 2 s)",
-                         f"{cpu:.1f} s CPU in {wall:.0f} s" + ("" if idle else ": NEVER IDLE"),
-                         f"watchdog overflows so far: {_overflows(log_path)}"])  # fmt: skip
-            for k in (2, 3):
-                written = write_record(inbox / f"zz-new-{k}", record_id=f"veh-new-{k}", client_id="c000",
-                                       vin_=vin(888_000 + k), images=[4096, 4096])  # fmt: skip
-                ok = delivered_row(f"new record {k - 1}: delivered after", f"veh-new-{k}", written,
-                                   f"--settle {settle:g}, --rescan 60") and ok  # fmt: skip
-                time.sleep(0.5)
-            rule = rules / "c001.yaml"
-            before = cpu_seconds(proc.pid)
-            rule.write_text(rule.read_text() + "# touched\n")
-            time.sleep(6)  # housekeeping (every 5 s) notices the change and forgets every record
-            _, wall, idle = _busy_cpu(proc.pid, limit=60)
-            spent = cpu_seconds(proc.pid) - before
-            note = f"over {wall + 6:.0f} s wall" + ("" if idle else " (still busy)") + "; every record read again"
-            rows.append(["after a rule file changed", f"{spent:.1f} s CPU", note])
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-    if not ok:
-        print("\n".join(line for line in log_path.read_text().splitlines() if "overflowed" not in line)[-3000:])
-    return rows, ok
 
 
 def main() -> int:
