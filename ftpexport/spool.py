@@ -8,12 +8,17 @@ One builder thread builds the packages of queued records in order, at most ``ahe
 waiting for their first job, so the zip of the next record is ready when a connection is free
 instead of being built while the connection waits (the upload and the build overlap). Without a
 free slot, or when a job asks first, the job builds its package itself, as before.
+
+Each build writes into a folder of its own, and dropping a package removes the folder of the build
+it drops, never another: the files are dropped when a job is done with them, and a retry of the
+record's other destination may start at that very moment and build them again.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -37,6 +42,8 @@ class _Entry(Generic[P]):
     unfinished: int
     active: int = 0
     value: Package | FtpexportError | None = None
+    #: the folder of the build ``value`` came from, while its files are there
+    folder: Path | None = None
     #: built by the builder thread and not taken by a job yet (holds a slot of ``ahead``)
     ahead: bool = False
     build_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -89,21 +96,24 @@ class SharedPackages(Generic[P]):
     def put(self, plan: P, *, attempted: bool, first: bool, finished: bool) -> None:
         """A job is done with the package: after an attempt (``attempted``), its first one, or for good."""
         release = False
+        folder = None
         with self._lock:
             entry = self._entries[id(plan)]
             entry.active -= attempted
             entry.waiting_first -= first
             entry.unfinished -= finished
-            drop_files = entry.active == 0 and entry.waiting_first <= 0
-            if drop_files and not isinstance(entry.value, FtpexportError):
-                entry.value = None  # built again if a retry needs it
+            if entry.active == 0 and entry.waiting_first <= 0:
+                # the files of this build go; a job that asks from now on builds them again elsewhere
+                folder, entry.folder = entry.folder, None
+                if not isinstance(entry.value, FtpexportError):
+                    entry.value = None
             if entry.unfinished <= 0:
                 del self._entries[id(plan)]
                 release, entry.ahead = entry.ahead, False  # built ahead, never taken (deferred)
         if release:
             self._slots.release()
-        if drop_files:
-            shutil.rmtree(self._workdir(id(plan)), ignore_errors=True)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def close(self) -> None:
         """Stop the builder (a build under way finishes)."""
@@ -119,22 +129,30 @@ class SharedPackages(Generic[P]):
         """Build ``entry``'s package unless it is; the caller holds its ``build_lock``."""
         if entry.value is not None:
             return
-        workdir = self._workdir(id(entry.plan))
+        folder: Path | None = None
         try:
-            workdir.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
-            entry.value = self._build(entry.plan, workdir)
+            self._spool.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+            folder = Path(tempfile.mkdtemp(prefix="package-", dir=self._spool))  # 0700, this build's alone
+            package = self._build(entry.plan, folder)
         except OSError as exc:
             if exc.errno in FULL_ERRNOS:  # the spool's disk, not the record: every package would fail
-                shutil.rmtree(workdir, ignore_errors=True)  # what was written of it, to give the space back
                 spool = self._spool.parent  # the spool folder beside the ledger; ours is a temporary one in it
-                entry.value = StateError(
+                error: FtpexportError = StateError(
                     f"{spool}: cannot build the package of {self._where(entry.plan)}: {exc.strerror}",
                     hint=disk_hint(spool),
                 )
             else:
-                entry.value = RecordError(self._where(entry.plan), f"cannot build the package: {exc}")
+                error = RecordError(self._where(entry.plan), f"cannot build the package: {exc}")
         except FtpexportError as exc:
-            entry.value = exc
+            error = exc
+        else:
+            with self._lock:
+                entry.value, entry.folder = package, folder
+            return
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)  # what was written of it, to give the space back
+        with self._lock:
+            entry.value = error
 
     def _build_ahead(self) -> None:
         while True:
@@ -153,14 +171,17 @@ class SharedPackages(Generic[P]):
             with entry.build_lock:
                 with self._lock:
                     # a job may have taken it while we waited for the lock
-                    useful = entry.active == 0 and id(entry.plan) in self._entries and entry.value is None
+                    useful = entry.active == 0 and self._entries.get(id(entry.plan)) is entry and entry.value is None
                 if useful:
                     self._ensure_built(entry)
+                    folder = None
                     with self._lock:
-                        if entry.active == 0 and id(entry.plan) in self._entries:
+                        if self._entries.get(id(entry.plan)) is not entry:
+                            # every job of the record ended while it was built: no put will drop it
+                            folder, entry.folder = entry.folder, None
+                        elif entry.active == 0:
                             entry.ahead = True
                             continue
+                    if folder is not None:
+                        shutil.rmtree(folder, ignore_errors=True)
             self._slots.release()
-
-    def _workdir(self, key: int) -> Path:
-        return self._spool / f"{key:x}"

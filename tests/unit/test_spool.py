@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from polling import eventually
 
+from ftpexport import spool as spool_module
 from ftpexport.errors import NamingError, RecordError, StateError
 from ftpexport.package import Artifact, Package
 from ftpexport.spool import SharedPackages
@@ -69,7 +72,7 @@ def test_packages_are_built_ahead_in_order_but_at_most_two_waiting(
     assert _content(package) == b"a"
     eventually(lambda: builder.built == ["a", "b", "c"], "c built ahead once a was taken", timeout=DEADLINE)
     spool.put("a", attempted=True, first=True, finished=True)
-    assert not (tmp_path / f"{id('a'):x}").exists(), "the files of a finished package stay"
+    assert not list(tmp_path.rglob("a.zip")), "the files of a finished package stay"
 
     for plan in ["b", "c", "d"]:
         assert _content(spool.get(plan)) == plan.encode()
@@ -139,3 +142,68 @@ def test_a_full_spool_is_a_state_error_and_gives_its_space_back(
         assert not list(work.rglob("*.zip"))
     else:
         assert str(caught.value) == f"/inbox/veh-1: cannot build the package: [Errno {code}] {os.strerror(code)}"
+
+
+@pytest.mark.parametrize("removed", ["while the retry builds", "after the retry built"])
+def test_the_files_a_job_drops_are_never_those_a_retry_builds_meanwhile(
+    tmp_path: Path, builder: Builder, monkeypatch: pytest.MonkeyPatch, removed: str
+) -> None:
+    """Two destinations of a record: one fails (a retry is due), the other is delivered and drops the
+    package's files, as no job needs them now; the retry, starting at that moment, builds the package
+    again. The files dropped are the old build's, not the retry's: the files of one package were
+    removed under the other's build, which failed ("cannot build the package: [Errno 2] No such file
+    or directory", parked at once instead of retried) or left a package without its files."""
+    removal: list[Callable[[], None]] = []
+
+    def build(plan: str, folder: Path) -> Package:
+        if removed == "while the retry builds" and removal:
+            removal.pop()()  # the drop's removal lands between the retry's folder and its files
+        return builder(plan, folder)
+
+    packages: SharedPackages[str] = SharedPackages(tmp_path, build, lambda plan: f"/inbox/{plan}", ahead=0)
+    packages.expect("a", jobs=2)
+    packages.get("a")
+    packages.get("a")
+    packages.put("a", attempted=True, first=True, finished=False)  # dms failed: retried later
+    retried: list[Package] = []
+    rmtree = shutil.rmtree
+
+    def removing(path: Path, *args: Any, **kwargs: Any) -> None:
+        # the drop is decided; before its files are removed, the retry takes the package
+        removal.append(lambda: rmtree(path, *args, **kwargs))
+        retried.append(packages.get("a"))
+        if removal:
+            removal.pop()()
+
+    monkeypatch.setattr(spool_module.shutil, "rmtree", removing)
+    packages.put("a", attempted=True, first=True, finished=True)  # backup delivered: drops the files
+    monkeypatch.undo()
+
+    [package] = retried
+    assert _content(package) == b"a"
+    assert builder.built == ["a", "a"]
+    packages.put("a", attempted=True, first=False, finished=True)
+    assert not list(tmp_path.rglob("a.zip")), "the files of a finished package stay"
+    packages.close()
+
+
+def test_a_package_built_ahead_for_a_record_whose_jobs_all_ended_meanwhile_leaves_no_files(
+    tmp_path: Path, builder: Builder
+) -> None:
+    """The builder thread builds a package while every job of its record ends without an attempt
+    (deferred at shutdown): the files it then writes are removed, not left in the spool."""
+    building, go_on = threading.Event(), threading.Event()
+
+    def build(plan: str, folder: Path) -> Package:
+        building.set()
+        assert go_on.wait(DEADLINE)
+        return builder(plan, folder)
+
+    packages: SharedPackages[str] = SharedPackages(tmp_path, build, lambda plan: f"/inbox/{plan}", ahead=1)
+    packages.expect("a", jobs=1)
+    assert building.wait(DEADLINE)
+    packages.put("a", attempted=False, first=True, finished=True)  # its job was deferred
+    go_on.set()
+    packages.close()  # waits for the build under way
+    assert builder.built == ["a"]
+    assert not list(tmp_path.rglob("a.zip")), "the files of a package no job needs stay"
