@@ -34,22 +34,23 @@ class Capabilities(Queries):
     def save_capabilities(self, destination: str, capabilities: dict[str, Any]) -> bool:
         stamp = now()
         text = json.dumps(capabilities, sort_keys=True)
+        # no SELECT first: on PostgreSQL two connections learning a new destination at once would both
+        # find no row and both insert it; each statement here decides for itself, under the row's lock
         with self._transaction() as db:
-            row = db.execute(
-                "SELECT capabilities FROM server_capabilities WHERE destination = ?", (destination,)
-            ).fetchone()
-            changed = row is None or row["capabilities"] != text
-            if row is None:
-                db.execute("INSERT INTO server_capabilities VALUES (?, ?, ?, ?)", (destination, text, stamp, stamp))
-            elif changed:
-                db.execute(
-                    "UPDATE server_capabilities SET capabilities = ?, probed_at = ?, changed_at = ?"
-                    " WHERE destination = ?",
-                    (text, stamp, stamp, destination),
-                )
-            else:
+            inserted = db.execute(
+                "INSERT INTO server_capabilities VALUES (?, ?, ?, ?) ON CONFLICT (destination) DO NOTHING",
+                (destination, text, stamp, stamp),
+            ).rowcount
+            if inserted:
+                return True
+            changed = db.execute(
+                "UPDATE server_capabilities SET capabilities = ?, probed_at = ?, changed_at = ?"
+                " WHERE destination = ? AND capabilities != ?",
+                (text, stamp, stamp, destination, text),
+            ).rowcount
+            if not changed:
                 db.execute("UPDATE server_capabilities SET probed_at = ? WHERE destination = ?", (stamp, destination))
-        return changed
+        return bool(changed)
 
     def capabilities(self, destination: str | None = None) -> dict[str, LearnedCapabilities]:
         query = "SELECT * FROM server_capabilities"

@@ -364,6 +364,33 @@ def test_a_database_newer_than_this_ftpexport_is_left_alone(pg_url: str) -> None
     assert refused.value.hint == "upgrade ftpexport on this host, or use another database"
 
 
+def test_a_destination_learned_by_two_connections_at_once_is_saved_by_both(pg_url: str) -> None:
+    # two connections to a new destination (max_connections 2, or two hosts) learn its server at once:
+    # the other one has inserted the destination's row and not committed yet when this one saves
+    saved: list[object] = []
+
+    def save() -> None:
+        try:
+            saved.append(ledger.save_capabilities("acme/dms", {"rename": True}))
+        except Exception as exc:  # reported by the assertion below
+            saved.append(exc)
+
+    with open_ledger(pg_url) as ledger, psycopg.connect(pg_url) as other:
+        other.execute(
+            "INSERT INTO server_capabilities VALUES (%s, %s, %s, %s)", ("acme/dms", '{"rename": false}', "t0", "t0")
+        )
+        thread = threading.Thread(target=save)
+        thread.start()
+        waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        eventually(lambda: sql(pg_url, waiting)[0][0] > 0, "the save to wait for the other connection's row")
+        other.commit()
+        thread.join()
+        learned = ledger.capabilities()["acme/dms"]["capabilities"]
+
+    assert saved == [True]  # not "duplicate key value violates unique constraint" (parked as an unexpected error)
+    assert learned == {"rename": True}
+
+
 def test_a_schema_1_database_gains_the_capabilities_and_the_transcripts(pg_url: str) -> None:
     with open_ledger(pg_url) as ledger:
         delivery = deliver(ledger)
