@@ -20,7 +20,7 @@ from pathlib import Path
 
 from daemons import HOST, wait_for_greeting
 
-from .product import ROOT, product_env
+from .product import ROOT, product_env, terminate
 
 
 @dataclass
@@ -72,12 +72,7 @@ def ftp_server(root: Path, usernames: Sequence[str], *, workers: int = 1) -> Ite
         yield FTPServerProcess(port, password, root, process, list(usernames))
     finally:
         if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            terminate(process, 10)
         log.close()
 
 

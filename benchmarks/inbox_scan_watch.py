@@ -5,14 +5,13 @@ changes (read from /proc), with watchdog's inotify overflows counted in its log.
 from __future__ import annotations
 
 import contextlib
-import signal
 import sqlite3
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-from .product import cpu_seconds, ftpexport
+from .product import cpu_seconds, ftpexport, terminate
 from .report import open_ro, parse_ts
 from .synthetic import vin, write_record
 
@@ -96,12 +95,7 @@ def watch_subprocess(inbox: Path, rules: Path, state: Path, env: dict[str, str],
             note = f"over {wall + 6:.0f} s wall" + ("" if idle else " (still busy)") + "; every record read again"
             rows.append(["after a rule file changed", f"{spent:.1f} s CPU", note])
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            terminate(proc, 60)
     if not ok:
         print("\n".join(line for line in log_path.read_text().splitlines() if "overflowed" not in line)[-3000:])
     return rows, ok

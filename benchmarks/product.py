@@ -191,6 +191,16 @@ class Monitor(threading.Thread):
         self.join(timeout=5)
 
 
+def terminate(process: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM, ``grace`` seconds to exit, then SIGKILL; returns once the process is gone."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def exit_on_sigterm() -> None:
     """SIGTERM ends the benchmark through its ``finally`` blocks (servers stopped, work folders removed)."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import random
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .ftp_server import ftp_server
-from .product import exit_on_sigterm, ftpexport, machine_note, product_env
+from .product import exit_on_sigterm, ftpexport, machine_note, product_env, terminate
 from .report import open_ro, parse_ts, percentile, table, verdict
 from .synthetic import PASSWORD_ENV, SFTP_PASSWORD_ENV, ftp_rule, sftp_rule, vin, write_record
 
@@ -109,12 +108,7 @@ def measure(args: argparse.Namespace, settle: float, work: Path, rule: str, env:
             until_attempt.append(parse_ts(started_at) - written)
             attempt.append(parse_ts(delivered_at) - parse_ts(started_at))
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc, 30)
         log.close()
     if failed:
         print(f"FAILURE (settle {settle:g}): {failed}; log: {(case / 'watch.log').read_text()[-2000:]}")
