@@ -60,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
                     assert host.claim(delivery.id, destination).ok
                     attempt = ledger.start_attempt(delivery.id, uuid.uuid4().hex[:16])
                     remote = f"incoming/2026-11-20/{vin}.zip"
-                    ledger.mark_file(delivery.id, remote, "renaming")
-                    ledger.mark_file(delivery.id, remote, "published")
+                    ledger.mark_files(delivery.id, {remote: "renaming"})
+                    ledger.mark_files(delivery.id, {remote: "published"})
                     ledger.succeed(delivery.id, attempt, [remote], 1_500_000)
                     ids.append(delivery.id)
                 ledger.mark_seen(folder, uuid.uuid4().hex, "rules", ids)

@@ -119,10 +119,6 @@ class Ledger(ABC):
         before a file's rename, ``published`` after it. With a ``renaming`` among them, a shared
         ledger raises ``ClaimLostError`` (and writes none) when this host no longer holds the delivery."""
 
-    def mark_file(self, delivery_id: int, remote_path: str, state: rows.FileState) -> None:
-        """``mark_files`` of one file."""
-        self.mark_files(delivery_id, {remote_path: state})
-
     @abstractmethod
     def forget_file(self, delivery_id: int, remote_path: str) -> None:
         """Drop a journal entry: the server answered that the rename did not happen."""

@@ -9,7 +9,7 @@ seconds (the database's clock decides, never a host's):
 - a **delivery** (``claim``): one host at a time attempts it. A claim is refused while another
   host's lease on it is alive, while its persisted backoff runs (``release(retry_in=...)``), while
   its destination is paused by the breaker (any host's failures count), or once it is delivered.
-  The crash journal is fenced by the claim: ``mark_file`` of a delivery this host no longer holds
+  The crash journal is fenced by the claim: ``mark_files`` (a ``renaming``) of a delivery this host no longer holds
   raises ``ClaimLostError``, so a host that lost its lease never renames a file another host is
   sending;
 - a **connection slot** (``take_slot``): slot ``0 .. limit-1`` of a destination, held for as long

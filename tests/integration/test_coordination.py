@@ -165,7 +165,7 @@ def test_a_dead_hosts_delivery_is_taken_over_and_its_rename_fenced(hosts: Hosts,
     delivery, other = deliver(a), deliver(a, "veh-2")
     assert a.coordination.claim(delivery.id, "acme/dms").ok
     a.start_attempt(delivery.id, "c1")
-    a.mark_file(delivery.id, "out/V.zip", "renaming")  # a live claim: the journal takes it
+    a.mark_files(delivery.id, {"out/V.zip": "renaming"})  # a live claim: the journal takes it
     assert b.pending_record_paths() == ["/inbox/veh-2"]  # held by a live lease: not for another host
     assert b.close_interrupted() == 0  # its attempt is running
 
@@ -178,15 +178,15 @@ def test_a_dead_hosts_delivery_is_taken_over_and_its_rename_fenced(hosts: Hosts,
     assert b.coordination.claim(delivery.id, "acme/dms").ok
     assert b.file_states(delivery.id) == {"out/V.zip": "renaming"}  # b resolves it from the server
     with pytest.raises(ClaimLostError) as lost:
-        a.mark_file(delivery.id, "out/V.json", "renaming")  # a comes back: it must not rename
+        a.mark_files(delivery.id, {"out/V.json": "renaming"})  # a comes back: it must not rename
     assert f"delivery {delivery.id}: this host ({a.coordination.name}) no longer holds it" in str(lost.value)
     assert f"held by {b.coordination.name}" in str(lost.value)
     assert b.file_states(delivery.id) == {"out/V.zip": "renaming"}
     with pytest.raises(ClaimLostError):  # the file before, published, goes with the next renaming: neither is written
         a.mark_files(delivery.id, {"out/V.zip": "published", "out/V.json": "renaming"})
     assert b.file_states(delivery.id) == {"out/V.zip": "renaming"}
-    b.mark_file(delivery.id, "out/V.json", "renaming")
-    a.mark_file(other.id, "out/W.zip", "renaming")  # never claimed by any host: not fenced
+    b.mark_files(delivery.id, {"out/V.json": "renaming"})
+    a.mark_files(other.id, {"out/W.zip": "renaming"})  # never claimed by any host: not fenced
 
 
 def test_a_host_whose_claim_ran_out_may_not_rename_even_before_another_takes_it(hosts: Hosts, pg_url: str) -> None:
@@ -196,12 +196,12 @@ def test_a_host_whose_claim_ran_out_may_not_rename_even_before_another_takes_it(
     a.fail(delivery.id, a.start_attempt(delivery.id, "c1"), "timed out", final=False)  # lets go of the claim
 
     with pytest.raises(ClaimLostError, match="its lease ran out"):
-        a.mark_file(delivery.id, "out/V.zip", "renaming")
+        a.mark_files(delivery.id, {"out/V.zip": "renaming"})
 
     assert a.coordination.claim(delivery.id, "acme/dms").ok
     expire(a, pg_url)
     with pytest.raises(ClaimLostError, match="its lease ran out"):
-        a.mark_file(delivery.id, "out/V.zip", "renaming")
+        a.mark_files(delivery.id, {"out/V.zip": "renaming"})
     assert a.file_states(delivery.id) == {}
 
 
@@ -511,7 +511,7 @@ def test_the_password_is_never_in_a_message_a_repr_or_a_log(
         assert ledger.coordination.claim(delivery.id, "acme/dms").ok
         ledger.fail(delivery.id, ledger.start_attempt(delivery.id, "c1"), "no", final=False)
         try:
-            ledger.mark_file(delivery.id, "x", "renaming")
+            ledger.mark_files(delivery.id, {"x": "renaming"})
         except ClaimLostError as exc:
             shown.append(str(exc))
         server.restart()

@@ -267,7 +267,7 @@ def test_callers_reach_the_ledger_through_its_interface() -> None:
     assert reaching_in == []
 
 
-JOURNAL_WRITES = {"mark_file", "mark_files", "forget_file", "file_states"}
+JOURNAL_WRITES = {"mark_files", "forget_file", "file_states"}
 
 
 def test_the_crash_journal_is_kept_by_publish_alone() -> None:

@@ -198,9 +198,9 @@ def test_deliveries_filter_and_limit(ledger: Ledger) -> None:
 def test_the_file_journal_goes_from_renaming_to_published_per_file(ledger: Ledger) -> None:
     delivery = open_delivery(ledger)
     other = open_delivery(ledger, destination="acme/other")
-    ledger.mark_file(delivery.id, "out/A.zip", "renaming")
-    ledger.mark_file(delivery.id, "out/A.json", "renaming")
-    ledger.mark_file(delivery.id, "out/A.zip", "published")
+    ledger.mark_files(delivery.id, {"out/A.zip": "renaming"})
+    ledger.mark_files(delivery.id, {"out/A.json": "renaming"})
+    ledger.mark_files(delivery.id, {"out/A.zip": "published"})
 
     assert ledger.file_states(delivery.id) == {"out/A.zip": "published", "out/A.json": "renaming"}
     assert ledger.file_states(other.id) == {}

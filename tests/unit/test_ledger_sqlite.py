@@ -97,7 +97,7 @@ def test_a_schema_1_ledger_is_upgraded_in_place(tmp_path: Path) -> None:
 
     with open_ledger(path) as ledger:
         assert ledger.get(delivery.id).status == "pending"
-        ledger.mark_file(delivery.id, "A.zip", "published")
+        ledger.mark_files(delivery.id, {"A.zip": "published"})
         assert ledger.file_states(delivery.id) == {"A.zip": "published"}
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
