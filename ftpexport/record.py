@@ -9,6 +9,7 @@ import json
 import math
 import os
 import re
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -198,7 +199,7 @@ def load_record(
 def _load_record(folder: Path, guard: FileGuard, crc: Callable[[VehicleData], bool] | None) -> Record:
     where = str(folder)
     root = folder.resolve()
-    json_path = _inside(root, folder / RECORD_FILE, where, RECORD_FILE)
+    json_path = _inside(root, folder, RECORD_FILE, where, RECORD_FILE)
     try:
         stream, identity = guard.open(root, json_path, where=where, name=RECORD_FILE)
     except FileNotFoundError as exc:
@@ -286,9 +287,20 @@ def _quote(name: str) -> str:
     return repr(name) if len(name) <= _QUOTE else repr(name[:_QUOTE]) + f"... ({len(name)} characters)"
 
 
-def _inside(root: Path, path: Path, where: str, name: str) -> Path:
-    """``path`` resolved, refused if it (or a symlink on the way) points outside ``root``."""
-    resolved = path.resolve()
+def _inside(root: Path, folder: Path, entry: str, where: str, name: str) -> Path:
+    """``folder / entry`` resolved, refused if it (or a symlink on the way) points outside ``root``
+    (``folder`` resolved).
+
+    A plain name that is not a symbolic link is ``root / entry`` as it is: one ``lstat`` instead of
+    one for each component of the path (a record's images are read on the way to every upload).
+    """
+    if entry not in ("", ".", "..") and "/" not in entry:
+        try:
+            if not stat.S_ISLNK(os.lstat(os.path.join(folder, entry)).st_mode):
+                return root / entry
+        except OSError:
+            pass  # missing, or a name the OS refuses: resolve() says what it says, the open what is wrong
+    resolved = (folder / entry).resolve()
     if not resolved.is_relative_to(root):
         raise RecordError(
             where,
@@ -321,7 +333,7 @@ def _find_images(root: Path, folder: Path, listed: list[str] | None) -> list[tup
     for name in names:
         if "\x00" in name or Path(name).is_absolute():
             raise RecordError(where, f"image name {_quote(name)} is not a file name inside the record")
-        paths.append((name, _inside(root, folder / name, where, f"image {_quote(name)}")))
+        paths.append((name, _inside(root, folder, name, where, f"image {_quote(name)}")))
     if not paths:
         raise RecordError(where, "the record has no images", hint=f"add image files or list them in {RECORD_FILE}")
     return paths

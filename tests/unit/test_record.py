@@ -117,6 +117,22 @@ def test_a_symlink_to_an_image_inside_the_folder_is_accepted(make_record: MakeRe
     assert [(i.path.name, i.size) for i in record.images] == [("real.jpg", 6)]
 
 
+
+def test_images_read_through_a_linked_inbox_have_the_paths_resolve_gives(
+    make_record: MakeRecord, tmp_path: Path
+) -> None:
+    # a plain image name is checked with one lstat, not resolve(): the path must be the same
+    folder = make_record(images={"01.jpg": b"one", "02.jpg": b"two"}, fields=vehicle(images=["01.jpg", "02.jpg"]))
+    linked = tmp_path / "inbox-link"
+    linked.symlink_to(folder.parent)
+
+    record = load_record(linked / folder.name)
+
+    resolved = [(linked / folder.name / name).resolve() for name in ("01.jpg", "02.jpg")]
+    assert [image.path for image in record.images] == resolved
+    assert record.images[0].path.parent == folder.resolve() and record.flat
+
+
 # --- completeness
 
 
@@ -615,8 +631,8 @@ def _after_resolving(monkeypatch: pytest.MonkeyPatch, swap: Callable[[Path], Non
     replaced between that check and the open."""
     real = record_module._inside
 
-    def inside(root: Path, path: Path, where: str, name: str) -> Path:
-        resolved = real(root, path, where, name)
+    def inside(root: Path, folder: Path, entry: str, where: str, name: str) -> Path:
+        resolved = real(root, folder, entry, where, name)
         if name.startswith("image"):
             swap(resolved)
         return resolved
