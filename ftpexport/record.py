@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import binascii
 import errno
 import hashlib
 import json
@@ -10,6 +9,7 @@ import math
 import os
 import re
 import stat
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -357,7 +357,9 @@ def _read_image(
         while chunk := stream.read(_HASH_CHUNK):
             digest.update(chunk)
             if with_crc:
-                crc = binascii.crc32(chunk, crc)  # zlib.crc32's value, faster
+                # zlib's releases the GIL for the time it computes (binascii's, as fast, holds it):
+                # the uploads of the records read before go on meanwhile
+                crc = zlib.crc32(chunk, crc)
             read += len(chunk)
         if read != identity.size or Identity.of(os.fstat(stream.fileno())) != identity:
             raise RecordError(

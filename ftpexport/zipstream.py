@@ -27,10 +27,10 @@ timestamps: a file whose times were read gets a fine-grained time at its next ch
 
 from __future__ import annotations
 
-import binascii
 import io
 import socket
 import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -174,7 +174,7 @@ class ZipStream(io.RawIOBase):
         n = self._file.readinto(view) or 0
         if not n:
             raise changed(str(self._record.folder), f"image {image.path.name!r}", "its size changed")
-        self._crc = binascii.crc32(view[:n], self._crc)
+        self._crc = zlib.crc32(view[:n], self._crc)  # without the GIL, unlike binascii's: see record._read_image
         return n
 
     def _next_part(self, part: _Part) -> None:
