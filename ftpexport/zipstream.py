@@ -38,6 +38,7 @@ from typing import Any, BinaryIO
 from .errors import RecordChangedError
 from .record import Image, Record, open_image
 from .recordfiles import changed
+from .transport.sendfile import send_file
 
 
 def crc_changed(record: Record, image: Image, crc: int) -> RecordChangedError | None:
@@ -227,17 +228,11 @@ class ZipStream(io.RawIOBase):
         """``image`` sent whole with ``sendfile``, then checked: still the file that was read, unchanged."""
         where, name = str(self._record.folder), f"image {image.path.name!r}"
         with open_image(self._record, image) as file:
-            offset = 0
-            while offset < image.size:
-                want = min(block, image.size - offset)
-                n = conn.sendfile(file, offset, want)
-                offset += n
-                if callback is not None and n:
-                    callback(n)
-                if n < want:  # the file ends before the size it had when the record was read
-                    raise changed(where, name, "its size changed")
+            sent = send_file(conn, file.fileno(), 0, image.size, callback, block)
+            if sent < image.size:  # the file ends before the size it had when the record was read
+                raise changed(where, name, "its size changed")
             file.verify()
-        return offset
+        return sent
 
     def close(self) -> None:
         if self._file is not None:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import BinaryIO
 
 from . import transcript
+from .sendfile import send_file
 
 #: bytes read from the source and sent per block (and per progress callback)
 BLOCK_SIZE = 256 * 1024
@@ -54,14 +55,9 @@ def _send(conn: socket.socket, stream: BinaryIO, callback: Callable[[int], None]
     fileno = _regular_fileno(stream)
     if fileno is not None and plain:
         offset = stream.tell()
-        start = offset
-        while True:
-            n = conn.sendfile(stream, offset, BLOCK_SIZE)  # seeks ``stream`` past what it sent
-            if not n:
-                return offset - start
-            offset += n
-            if callback is not None:
-                callback(n)
+        sent = send_file(conn, fileno, offset, None, callback, BLOCK_SIZE)
+        stream.seek(offset + sent)  # past what was sent, as if read
+        return sent
     buffer = bytearray(BLOCK_SIZE)
     view = memoryview(buffer)
     sent = 0
