@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 from .errors import NamingError, RecordError
 from .naming import PORTABLE_HINT, NameRules, NameTemplate, name_problem, shorten
 from .private import private_opener
-from .record import Image, Record, content_digest, open_image
+from .record import Image, Record, check_image, content_digest, open_image
 from .recordfiles import changed
 from .zipstream import ZipLayout, ZipStream, crc_changed
 
@@ -272,7 +272,7 @@ def _streamed_zip(record: Record, names: PackageNames, metadata: bytes | None) -
         entries.append((_zip_entry(names.metadata, len(metadata), when), metadata))
     layout = ZipLayout(entries)
     for image in record.images:
-        open_image(record, image).close()  # a change found now fails before any connection
+        check_image(record, image)  # a change found now fails before any connection
     return Artifact(name=names.archive, size=layout.size, opener=lambda: ZipStream(record, layout))
 
 
@@ -321,7 +321,7 @@ def build_package(
             archive_listing=tuple(listing),
         )
     for image in record.images:
-        open_image(record, image).close()  # a change found now fails before any connection
+        check_image(record, image)  # a change found now fails before any connection
     files = [_image_artifact(name, record, image) for image, name in zip(record.images, names.images, strict=True)]
     if metadata is not None and names.metadata is not None:
         files.append(_bytes_artifact(names.metadata, metadata))

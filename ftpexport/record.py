@@ -19,7 +19,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import RecordError
-from .recordfiles import CheckedFile, FileGuard, FilePolicy, Identity, reopen
+from .recordfiles import CheckedFile, FileGuard, FilePolicy, Identity, check_unchanged, reopen
 
 RECORD_FILE = "vehicle.json"
 #: a vehicle.json larger than this is refused before it is parsed
@@ -376,6 +376,13 @@ def content_digest(record_json: bytes) -> Any:
     digest.update(len(record_json).to_bytes(8, "big"))
     digest.update(record_json)
     return digest
+
+
+def check_image(record: Record, image: Image) -> None:
+    """``RecordChangedError`` unless ``image`` is still the file that was checked and hashed, unchanged
+    (what ``open_image`` would find), without opening it: a change found before a transfer starts
+    fails it before the server gets a byte."""
+    check_unchanged(image.path, image.identity, where=str(record.folder), name=f"image {_quote(image.path.name)}")
 
 
 def open_image(record: Record, image: Image) -> CheckedFile:

@@ -155,15 +155,31 @@ def reopen(path: Path, expected: Identity, *, where: str, name: str) -> CheckedF
         detail = "it is now a symbolic link" if exc.errno == errno.ELOOP else exc.strerror or type(exc).__name__
         raise changed(where, name, detail) from exc
     try:
-        info = os.fstat(fd)
-        found = Identity.of(info)
-        if found != expected or not stat.S_ISREG(info.st_mode):
-            same_file = (found.dev, found.ino) == (expected.dev, expected.ino)
-            raise changed(where, name, "it was written since" if same_file else "another file is in its place")
+        _compare(os.fstat(fd), expected, where=where, name=name)
         return CheckedFile(fd, expected, where=where, name=name)
     except BaseException:
         os.close(fd)
         raise
+
+
+def check_unchanged(path: Path, expected: Identity, *, where: str, name: str) -> None:
+    """``RecordChangedError`` unless ``path`` is still the file that was checked, unchanged, as
+    ``reopen`` would find it; one ``lstat``, nothing opened (the check before a transfer starts:
+    ``reopen`` when each file's turn comes, and ``CheckedFile.verify``, still check it then)."""
+    try:
+        info = os.stat(path, follow_symlinks=False)
+    except OSError as exc:
+        raise changed(where, name, exc.strerror or type(exc).__name__) from exc
+    _compare(info, expected, where=where, name=name)
+
+
+def _compare(info: os.stat_result, expected: Identity, *, where: str, name: str) -> None:
+    found = Identity.of(info)
+    if found != expected or not stat.S_ISREG(info.st_mode):
+        if stat.S_ISLNK(info.st_mode):
+            raise changed(where, name, "it is now a symbolic link")
+        same_file = (found.dev, found.ino) == (expected.dev, expected.ino)
+        raise changed(where, name, "it was written since" if same_file else "another file is in its place")
 
 
 def changed(where: str, name: str, detail: str) -> RecordChangedError:

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from .errors import RecordChangedError
-from .record import Image, Record, open_image
+from .record import Image, Record, check_image, open_image
 from .recordfiles import changed
 from .transport.sendfile import send_file
 
@@ -136,7 +136,7 @@ class ZipStream(io.RawIOBase):
         for image in record.images:
             # each image checked now, before the transfer starts: a file replaced or written since it
             # was read (what its size and times show) fails the upload before the server gets a byte
-            open_image(record, image).close()
+            check_image(record, image)
         self._record = record
         self._parts = layout.parts
         self._index = 0

@@ -20,6 +20,7 @@ from pydantic import SecretStr
 from records import VIN, MakeRecord, vehicle
 
 from ftpexport import package as package_module
+from ftpexport import zipstream as zipstream_module
 from ftpexport.errors import NamingError, RecordChangedError, RecordError
 from ftpexport.naming import NameTemplate
 from ftpexport.package import (
@@ -407,6 +408,52 @@ def test_a_loose_image_swapped_after_the_package_was_built_is_not_sent(make_reco
         package.files[0].open()
     with package.files[1].open() as stream:  # the other image is still the one that was read
         assert stream.read() == b"\xff\xd8two\xff\xd9"
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed zip", "loose files"])
+def test_the_check_before_a_transfer_opens_no_image_and_each_is_opened_once_to_send(
+    make_record: MakeRecord, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stream: bool
+) -> None:
+    record = load_record(make_record(), crc=lambda data: True)
+    opened: list[str] = []
+
+    def counting(record: Record, image: Any) -> Any:
+        opened.append(image.path.name)
+        return open_image(record, image)
+
+    monkeypatch.setattr(package_module, "open_image", counting)
+    monkeypatch.setattr(zipstream_module, "open_image", counting)
+    spec_ = spec_of(ACME if stream else BRAVO)
+    names = names_for(record, spec_)
+    package = build_package(record, names, None, tmp_path, stream=stream)
+    assert opened == []  # checked by their size and times: nothing opened yet
+
+    for artifact in package.files:
+        with artifact.open() as source:
+            source.read()
+    assert opened == [image.path.name for image in record.images]
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed zip", "loose files"])
+def test_an_image_made_a_symbolic_link_or_removed_after_it_was_read_fails_before_the_transfer(
+    make_record: MakeRecord, tmp_path: Path, stream: bool
+) -> None:
+    linked = load_record(make_record("linked"), crc=lambda data: True)
+    removed = load_record(make_record("removed"), crc=lambda data: True)
+    spec_ = spec_of(ACME if stream else BRAVO)
+    first = linked.images[0].path
+    (tmp_path / "other.jpg").write_bytes(first.read_bytes())
+    first.unlink()
+    first.symlink_to(tmp_path / "other.jpg")
+    removed.images[1].path.unlink()
+
+    symlink = f"image '{first.name}' changed after it was read (it is now a symbolic link)"
+    with pytest.raises(RecordChangedError, match=re.escape(symlink)):
+        build_package(linked, names_for(linked, spec_), None, tmp_path / "work", stream=stream)
+    gone = removed.images[1].path.name
+    missing = f"image '{gone}' changed after it was read (No such file or directory)"
+    with pytest.raises(RecordChangedError, match=re.escape(missing)):
+        build_package(removed, names_for(removed, spec_), None, tmp_path / "work", stream=stream)
 
 
 @pytest.mark.parametrize("rules", [ACME, BRAVO], ids=["zip", "files"])
