@@ -38,6 +38,23 @@ def _receive(receiver: socket.socket, into: bytearray) -> threading.Thread:
     return thread
 
 
+def _sent(
+    pair: tuple[socket.socket, socket.socket], source: int, offset: int, count: int | None, block: int
+) -> tuple[int, bytes, list[int]]:
+    """``send_file`` over ``pair`` while a thread reads the other end: (its result, the bytes received,
+    the sizes the callback was told)."""
+    sender, receiver = pair
+    got = bytearray()
+    reader = _receive(receiver, got)
+    pieces: list[int] = []
+    try:
+        sent = send_file(sender, source, offset, count, pieces.append, block)
+    finally:
+        sender.shutdown(socket.SHUT_WR)
+        reader.join()
+    return sent, bytes(got), pieces
+
+
 @pytest.fixture
 def source(tmp_path: Path) -> Iterator[int]:
     path = tmp_path / "01.jpg"
@@ -52,15 +69,9 @@ def source(tmp_path: Path) -> Iterator[int]:
 def test_a_range_goes_out_byte_for_byte_in_blocks_and_the_position_stays(
     pair: tuple[socket.socket, socket.socket], source: int
 ) -> None:
-    sender, receiver = pair
-    got = bytearray()
-    reader = _receive(receiver, got)
-    pieces: list[int] = []
-    sent = send_file(sender, source, 1000, 600_000, pieces.append, 64 * 1024)
-    sender.shutdown(socket.SHUT_WR)
-    reader.join()
+    sent, got, pieces = _sent(pair, source, 1000, 600_000, 64 * 1024)
     assert sent == 600_000
-    assert bytes(got) == DATA[1000:601_000]
+    assert got == DATA[1000:601_000]
     assert sum(pieces) == sent and max(pieces) <= 64 * 1024
     assert os.lseek(source, 0, os.SEEK_CUR) == 0
 
@@ -68,25 +79,15 @@ def test_a_range_goes_out_byte_for_byte_in_blocks_and_the_position_stays(
 def test_without_a_count_it_sends_to_the_end_and_says_how_much(
     pair: tuple[socket.socket, socket.socket], source: int
 ) -> None:
-    sender, receiver = pair
-    got = bytearray()
-    reader = _receive(receiver, got)
-    sent = send_file(sender, source, 5, None, None, 256 * 1024)
-    sender.shutdown(socket.SHUT_WR)
-    reader.join()
-    assert sent == len(DATA) - 5 and bytes(got) == DATA[5:]
+    sent, got, _ = _sent(pair, source, 5, None, 256 * 1024)
+    assert sent == len(DATA) - 5 and got == DATA[5:]
 
 
 def test_a_file_shorter_than_the_count_sends_what_it_has(
     pair: tuple[socket.socket, socket.socket], source: int
 ) -> None:
-    sender, receiver = pair
-    got = bytearray()
-    reader = _receive(receiver, got)
-    sent = send_file(sender, source, len(DATA) - 10, 100, None, 64)
-    sender.shutdown(socket.SHUT_WR)
-    reader.join()
-    assert sent == 10 and bytes(got) == DATA[-10:]
+    sent, got, _ = _sent(pair, source, len(DATA) - 10, 100, 64)
+    assert sent == 10 and got == DATA[-10:]
 
 
 def test_a_peer_that_stops_reading_times_out_as_the_socket_says(
@@ -105,14 +106,8 @@ def test_a_file_the_kernel_cannot_sendfile_from_is_read_and_sent(
         raise OSError(errno.EINVAL, "Invalid argument")
 
     monkeypatch.setattr(os, "sendfile", unsupported)
-    sender, receiver = pair
-    got = bytearray()
-    reader = _receive(receiver, got)
-    pieces: list[int] = []
-    sent = send_file(sender, source, 7, 300_000, pieces.append, 64 * 1024)
-    sender.shutdown(socket.SHUT_WR)
-    reader.join()
-    assert sent == 300_000 and bytes(got) == DATA[7:300_007] and sum(pieces) == sent
+    sent, got, pieces = _sent(pair, source, 7, 300_000, 64 * 1024)
+    assert sent == 300_000 and got == DATA[7:300_007] and sum(pieces) == sent
 
 
 def test_an_error_after_bytes_went_out_is_raised_not_retried_another_way(
@@ -128,11 +123,6 @@ def test_an_error_after_bytes_went_out_is_raised_not_retried_another_way(
         return real(out_fd, in_fd, offset, count)
 
     monkeypatch.setattr(os, "sendfile", fails_second)
-    sender, receiver = pair
-    reader = _receive(receiver, bytearray())
-    try:
-        with pytest.raises(OSError, match="Invalid argument"):
-            send_file(sender, source, 0, len(DATA), None, 1024)
-    finally:
-        sender.shutdown(socket.SHUT_WR)
-        reader.join()
+    with pytest.raises(OSError, match="Invalid argument"):
+        _sent(pair, source, 0, len(DATA), 1024)
+    assert len(calls) == 2  # the first block went out with sendfile; the error after it is not retried
