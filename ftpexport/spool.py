@@ -170,8 +170,14 @@ class SharedPackages(Generic[P]):
                 continue
             with entry.build_lock:
                 with self._lock:
-                    # a job may have taken it while we waited for the lock
-                    useful = entry.active == 0 and self._entries.get(id(entry.plan)) is entry and entry.value is None
+                    # a job may have taken it while we waited for the lock, and even be done with it: its
+                    # first attempt failed and it waits for a retry, which builds the package again then
+                    useful = (
+                        entry.active == 0
+                        and entry.waiting_first > 0
+                        and self._entries.get(id(entry.plan)) is entry
+                        and entry.value is None
+                    )
                 if useful:
                     self._ensure_built(entry)
                     folder = None

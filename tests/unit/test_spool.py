@@ -3,6 +3,7 @@ waiting, shared by its destinations and deleted when no job needs it."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import shutil
@@ -206,4 +207,47 @@ def test_a_package_built_ahead_for_a_record_whose_jobs_all_ended_meanwhile_leave
     go_on.set()
     packages.close()  # waits for the build under way
     assert builder.built == ["a"]
+    assert not list(tmp_path.rglob("a.zip")), "the files of a package no job needs stay"
+
+
+def test_the_builder_does_not_build_for_a_record_whose_jobs_had_their_first_attempt_meanwhile(
+    tmp_path: Path, builder: Builder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The builder thread picks a record, then waits for its build lock; meanwhile the record's one job
+    builds the package itself, fails its first attempt and waits for a retry (the files are dropped:
+    a retry long after builds them again). The builder must not build them again now: they would stay
+    in the spool, and hold one of the ``ahead`` places, until the retry (minutes, for a destination
+    that is down)."""
+    picked, go_on = threading.Event(), threading.Event()
+
+    class GatedLock:
+        """The entry's build lock; the builder thread stops at it until ``go_on``."""
+
+        def __init__(self) -> None:
+            self._lock = threading.Lock()
+
+        def __enter__(self) -> GatedLock:
+            if threading.current_thread().name == "ftpexport-packager":
+                picked.set()
+                assert go_on.wait(DEADLINE)
+            self._lock.acquire()
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self._lock.release()
+
+    @dataclasses.dataclass
+    class GatedEntry(spool_module._Entry):  # type: ignore[type-arg]
+        build_lock: Any = dataclasses.field(default_factory=GatedLock)
+
+    monkeypatch.setattr(spool_module, "_Entry", GatedEntry)
+    packages: SharedPackages[str] = SharedPackages(tmp_path, builder, lambda plan: f"/inbox/{plan}", ahead=1)
+    packages.expect("a", jobs=1)
+    assert picked.wait(DEADLINE)
+    assert _content(packages.get("a")) == b"a"  # the job builds it: the builder has not
+    packages.put("a", attempted=True, first=True, finished=False)  # failed: a retry is due later
+    go_on.set()
+    packages.close()  # waits for the builder's decision
+
+    assert builder.built == ["a"], "the builder built a package no job was waiting for"
     assert not list(tmp_path.rglob("a.zip")), "the files of a package no job needs stay"
