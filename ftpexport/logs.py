@@ -121,6 +121,7 @@ def setup_logging(
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False
+    logging.captureWarnings(True)  # a library's warnings.warn() is a log record of "py.warnings", placed below
     for name in LIBRARY_LOGGERS:
         library = logging.getLogger(name)
         for old in list(library.handlers):
@@ -131,8 +132,10 @@ def setup_logging(
 
 
 #: libraries whose logs are ours to place: paramiko logs a failed handshake at ERROR, with the
-#: traceback of an expected failure (no banner, refused algorithms) as twenty more ERROR lines
-LIBRARY_LOGGERS = ("paramiko",)
+#: traceback of an expected failure (no banner, refused algorithms) as twenty more ERROR lines; and
+#: the libraries' Python warnings, which would otherwise be printed to stderr as two lines of text in
+#: the middle of JSON logs (watchdog warns when it watches a new folder twice, which is harmless)
+LIBRARY_LOGGERS = ("paramiko", "py.warnings")
 
 
 class LibraryHandler(logging.Handler):

@@ -68,3 +68,45 @@ def test_at_debug_in_text_there_is_no_traceback_either() -> None:
 
     assert "Traceback" not in stderr and "File " not in stderr and "TimeoutError" not in stderr
     assert "DEBUG   Exception (client): Error reading SSH protocol banner" in stderr
+
+
+WARNING_SCRIPT = """
+import logging, sys, threading, warnings
+from ftpexport.logs import setup_logging
+
+setup_logging(level=int(sys.argv[1]), fmt=sys.argv[2])
+
+def observer():  # as watchdog's inotify emitter thread warns when it watches a folder twice
+    warnings.warn_explicit(
+        "Callback with id '1' already exists for watch <Watch(wd=2)>. It will be Overwritten.",
+        RuntimeWarning, "/site-packages/watchdog/observers/inotify.py", 365, module="watchdog.observers.inotify",
+    )
+
+thread = threading.Thread(target=observer)
+thread.start()
+thread.join()
+logging.getLogger("ftpexport.test").warning("ours")
+"""
+
+
+def _warning_stderr(level: int, fmt: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", WARNING_SCRIPT, str(level), fmt],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    return result.stderr
+
+
+def test_a_library_warning_is_not_printed_in_the_middle_of_the_logs() -> None:
+    text = _warning_stderr(30, "text").splitlines()
+    assert len(text) == 1 and text[0].endswith(" WARNING ours")
+    lines = _warning_stderr(30, "json").splitlines()
+    assert [json.loads(line)["message"] for line in lines] == ["ours"]
+
+
+def test_at_debug_a_library_warning_is_one_json_line_of_ours() -> None:
+    documents = [json.loads(line) for line in _warning_stderr(10, "json").splitlines()]
+
+    assert [(d["level"], d["logger"]) for d in documents] == [("debug", "py.warnings"), ("warning", "ftpexport.test")]
+    assert "RuntimeWarning: Callback with id '1' already exists" in documents[0]["message"]
