@@ -37,9 +37,10 @@ logging.getLogger("ftpexport.test").debug("ours")
 """
 
 
-def _stderr(level: int, fmt: str) -> str:
+def _stderr(level: int, fmt: str, script: str = SCRIPT) -> str:
+    """What ``script`` (SCRIPT: paramiko's failed handshake) prints to stderr, logging set up at ``level``."""
     result = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(level), fmt],
+        [sys.executable, "-c", script, str(level), fmt],
         cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
     )  # fmt: skip
@@ -90,12 +91,7 @@ logging.getLogger("ftpexport.test").warning("ours")
 
 
 def _warning_stderr(level: int, fmt: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-c", WARNING_SCRIPT, str(level), fmt],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
-    return result.stderr
+    return _stderr(level, fmt, WARNING_SCRIPT)
 
 
 def test_a_library_warning_is_not_printed_in_the_middle_of_the_logs() -> None:
