@@ -249,6 +249,39 @@ def test_a_zip_streamed_from_the_images_sends_them_with_sendfile_on_plain_ftp_on
     assert sum(through_python) == (artifact.size if tls else 0)
 
 
+@pytest.mark.parametrize("what", ["a real file", "a streamed zip"])
+def test_a_data_connection_the_server_stops_reading_times_out_as_transient(
+    commands: Commands, tmp_path: Path, what: str
+) -> None:
+    """sendfile on a socket with a timeout: when the server stops reading, the wait for room to send
+    ends at the destination's timeout, as a transient error naming the server (not a hang)."""
+    from pyftpdlib.handlers import DTPHandler
+
+    class StalledDTP(DTPHandler):  # type: ignore[misc]
+        def readable(self) -> bool:
+            return False  # the server never reads the data connection: its buffers fill up
+
+    if what == "a real file":
+        source = tmp_path / "big.bin"
+        source.write_bytes(os.urandom(32 * 1024 * 1024))
+        opener, size = (lambda: source.open("rb")), source.stat().st_size
+    else:
+        folder = make_record(tmp_path / "inbox", 1, image_sizes={"99.jpg": 32 * 1024 * 1024})
+        record = load_record(folder, crc=lambda data: True)
+        images = tuple(f"{n:02d}.jpg" for n in range(1, len(record.images) + 1))
+        names = PackageNames(images=images, archive="r.zip", metadata=None, done_marker=None)
+        (artifact,) = build_package(record, names, None, tmp_path / "work", stream=True).files
+        opener, size = artifact.open, artifact.size
+    with recording_server("ftp", commands, dtp_handler=StalledDTP) as server:
+        endpoint = server.endpoint(timeout=1.0)
+        with open_transport(endpoint) as transport, pytest.raises(TransientError) as caught:
+            upload_file(transport, opener, size, "", "big.bin")  # type: ignore[arg-type]
+
+    assert "timed out" in str(caught.value)
+    assert f"{endpoint.host}:{endpoint.port}" in str(caught.value)
+    assert caught.value.retriable
+
+
 def test_an_image_written_while_sendfile_sends_it_is_not_renamed_into_place(
     commands: Commands, tmp_path: Path
 ) -> None:
