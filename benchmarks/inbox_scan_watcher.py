@@ -158,7 +158,7 @@ def watchdog_what_if(inbox: Path, settle_s: float = 10.0, new_timeout: float = 6
         ("event_filter: created, closed-after-write, moved, deleted", [
             FileCreatedEvent, FileClosedEvent, FileMovedEvent, FileDeletedEvent,
             DirCreatedEvent, DirMovedEvent, DirDeletedEvent]),
-        ("default mask (as the product)", None),
+        ("default mask (the product before it narrowed its own)", None),
     ):  # fmt: skip
         pending: queue.Queue[Path] = queue.Queue()
         observer = Observer()
