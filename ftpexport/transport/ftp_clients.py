@@ -132,6 +132,19 @@ class _DataSocketMixin:
         transcript.note("send", transcript.ftp_command(line))
         super().putcmd(line)  # type: ignore[misc]
 
+    def putcmds(self, *lines: str) -> None:
+        """Send ``lines`` in one write, without waiting for a reply in between: the server answers
+        them in order, and ``getresp`` reads each reply. One round trip instead of one per command,
+        for commands that need no reply before the next one (RNFR and RNTO)."""
+        data = b""
+        for line in lines:
+            if "\r" in line or "\n" in line:
+                raise ValueError("an illegal newline character should not be contained")
+            sys.audit("ftplib.sendcmd", self, line)
+            transcript.note("send", transcript.ftp_command(line))
+            data += (line + ftplib.CRLF).encode(self.encoding)  # type: ignore[attr-defined]
+        self.sock.sendall(data)  # type: ignore[attr-defined]
+
     def getmultiline(self) -> str:
         try:
             reply: str = super().getmultiline()  # type: ignore[misc]

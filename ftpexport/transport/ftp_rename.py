@@ -2,6 +2,10 @@
 will not replace (deleted first, and so from then on), and on a server that does not rename at all
 (refused, and the error says so); what happened is noted in ``known``.
 
+RNFR and RNTO go in one write and their two replies are read after: one round trip a file instead
+of two. The server answers commands in order, so an RNTO it receives after refusing the RNFR is
+refused too (503, bad sequence: nothing renamed); that reply is read and the RNFR's refusal raised.
+
 ``FTPRenames`` holds FTPTransport's ``rename`` and the steps behind it; FTPTransport inherits them.
 """
 
@@ -28,6 +32,8 @@ class FTPRenames:
     known: ServerCapabilities
     ftp: ftplib.FTP
     size: Callable[[str], int | None]
+    #: False while a reply may be owed on the control connection (see ``FTPTransport.usable_after_error``)
+    _in_sync: bool
 
     def rename(self, source: str, target: str) -> None:
         """RNFR/RNTO; if the server will not replace ``target``, delete it and rename again.
@@ -46,8 +52,7 @@ class FTPRenames:
                 self._rename_once(source, target)
                 return
             try:
-                self._rnfr(source, target)
-                ftp.voidcmd(f"RNTO {target}")
+                self._rnfr_rnto(source, target)
                 known.rename = True
                 return
             except ftplib.error_perm as exc:
@@ -61,20 +66,47 @@ class FTPRenames:
             ftp.delete(target)
             self._rename_once(source, target)
 
-    def _rnfr(self, source: str, target: str) -> None:
+    def _rnfr_rnto(self, source: str, target: str) -> None:
+        """RNFR and RNTO sent together, then their replies read: a refused RNFR raises
+        ``rename_refused`` (the RNTO's reply read and dropped), a refused RNTO its ``error_perm``."""
+        ftp = self.ftp
+        self._in_sync = False  # two replies owed
+        ftp.putcmds(f"RNFR {source}", f"RNTO {target}")  # type: ignore[attr-defined]
         try:
-            reply = self.ftp.sendcmd(f"RNFR {source}")
+            reply = ftp.getresp()
         except ftplib.error_perm as exc:
+            self._drop_reply()
             self.known.rename = False
             raise rename_refused(source, target, str(exc).strip()) from exc
+        except ftplib.Error:
+            self._drop_reply()
+            raise
         if not reply.startswith("3"):
+            self._drop_reply()
             raise TransientError(f"unexpected reply from the server to RNFR: {reply.strip()}")
+        try:
+            ftp.voidresp()
+        except ftplib.Error:
+            self._in_sync = True  # a refusal of the RNTO, read
+            raise
+        self._in_sync = True
+
+    def _drop_reply(self) -> None:
+        """Read the RNTO's reply to an RNFR that failed (a refusal: nothing was renamed). If none
+        can be read, the connection stays out of step and is not used again; the RNFR's error stands."""
+        try:
+            self.ftp.getresp()
+        except ftplib.Error:
+            pass
+        except (OSError, EOFError) as exc:
+            log.debug("no reply to the RNTO after a failed RNFR: %r", exc, extra={"destination": self.endpoint.display})
+            return
+        self._in_sync = True
 
     def _rename_once(self, source: str, target: str) -> None:
         """RNFR/RNTO onto a ``target`` that is not there; refused: a server that does not rename."""
-        self._rnfr(source, target)
         try:
-            self.ftp.voidcmd(f"RNTO {target}")
+            self._rnfr_rnto(source, target)
         except ftplib.error_perm as exc:
             self.known.rename = False
             raise rename_refused(source, target, str(exc).strip()) from exc

@@ -128,6 +128,44 @@ def test_one_file_into_a_known_folder_costs_pasv_stor_size_rnfr_rnto(server: Run
     assert (server.root / "photos" / "b.jpg").read_bytes() == b"second"
 
 
+def test_rnfr_and_rnto_reach_the_server_in_one_write(scheme: str, commands: Commands) -> None:
+    """The RNTO is sent with the RNFR, not after its 350: one round trip less a file."""
+    unread_at_rnfr: list[bytes] = []
+
+    def ftp_RNFR(self: Any, path: str) -> Any:
+        unread_at_rnfr.append(bytes(self.ac_in_buffer))  # what the server received and has not handled yet
+        return super(type(self), self).ftp_RNFR(path)
+
+    with recording_server(scheme, commands, ftp_RNFR=ftp_RNFR) as server:
+        with open_transport(server.endpoint()) as transport:
+            upload(transport, b"one", "", "a.jpg")
+            upload(transport, b"two", "", "b.jpg")  # the replies were read in step: the next file goes as well
+        assert (server.root / "a.jpg").read_bytes() == b"one" and (server.root / "b.jpg").read_bytes() == b"two"
+        assert part_files(server.root) == set()
+
+    assert [b"RNTO" in unread for unread in unread_at_rnfr] == [True, True]
+
+
+def test_a_refused_rnfr_is_the_error_and_the_connection_stays_in_step(scheme: str, commands: Commands) -> None:
+    """The server refuses the RNTO sent with a refused RNFR (503); that reply is read, the RNFR's
+    refusal is the error, the temporary file is deleted, and the connection answers the next command."""
+
+    def refuse(self: Any, path: str) -> None:
+        self.respond("550 Renames are not allowed here.")
+
+    with recording_server(scheme, commands, ftp_RNFR=refuse) as server, open_transport(server.endpoint()) as t:
+        with pytest.raises(PermanentError, match="550 Renames are not allowed here") as caught:
+            upload(t, b"x", "", "a.jpg")
+
+        assert "the server refused to rename .a.jpg.part to a.jpg" in str(caught.value)
+        assert t.usable_after_error()
+        assert t.size(".a.jpg.part") is None  # the reply to this SIZE, not a late one: the file was deleted
+        upload(t, b"y", "", "b.jpg", atomic=False)
+        assert [p.name for p in server.root.iterdir()] == ["b.jpg"]
+    verbs = transfer_verbs(commands())
+    assert verbs[verbs.index("RNFR") :][:4] == ["RNFR", "RNTO", "DELE", "SIZE"]
+
+
 def test_a_known_folder_is_not_checked_again_for_the_next_record(server: RunningServer, commands: Commands) -> None:
     """A record is makedirs(remote_dir) then its files (pipeline._send); the second one on the
     same connection sends no MKD, CWD nor PWD."""

@@ -207,7 +207,11 @@ def test_a_delivery_over_ftps_shows_tls_on_both_channels_and_the_bytes(
     assert ("data", f"{size} bytes sent on the data connection") in lines
     assert any(k == "tls" and "data connection" in t and "session reused: yes" in t for k, t in lines)
     assert _followed_by(lines, f"STOR dms/.{ZIP}.part", "reply").startswith("150")
-    assert _followed_by(lines, f"RNTO dms/{ZIP}", "reply").startswith("250")
+    # RNFR and RNTO go in one write (one round trip), their replies follow in order
+    rename = lines.index(("send", f"RNFR dms/.{ZIP}.part"))
+    assert [kind for kind, _ in lines[rename : rename + 4]] == ["send", "send", "reply", "reply"]
+    assert lines[rename + 1] == ("send", f"RNTO dms/{ZIP}")
+    assert lines[rename + 2][1].startswith("350") and lines[rename + 3][1].startswith("250")
     assert [e["ms"] for e in document["attempts"][0]["entries"]] == sorted(
         e["ms"] for e in document["attempts"][0]["entries"]
     )
