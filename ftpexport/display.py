@@ -320,6 +320,8 @@ def capability_lines(caps: dict[str, Any]) -> list[str]:
         how = {True: "replaces an existing file",
                False: "does not replace an existing file: it is deleted first"}.get(replaces, "")  # fmt: skip
         lines.append("rename: works" + (f", {how}" if how else ""))
+    if caps.get("pipelining") is False:
+        lines.append("RNFR and RNTO: one at a time (the server did not take them sent together)")
     if caps.get("mkdir_existing_fails") is not None:
         lines.append("making a folder that exists: " + _yes_no(caps["mkdir_existing_fails"], "refused", "accepted"))
     if caps.get("sessions"):

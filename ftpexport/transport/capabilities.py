@@ -53,6 +53,9 @@ class ServerCapabilities:
     sessions: int | None = None
     #: sessions the probe opened at once without a refusal (the bound it tried), when none was refused
     sessions_tried: int | None = None
+    #: FTP: RNFR and RNTO sent in one write are both answered (False: the second was not understood,
+    #: or its reply or the connection was lost; then each command waits for its reply)
+    pipelining: bool | None = None
     #: MKD (mkdir) of a folder that exists fails (True on most servers); we check the folder then
     mkdir_existing_fails: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict, repr=False)

@@ -166,6 +166,74 @@ def test_a_refused_rnfr_is_the_error_and_the_connection_stays_in_step(scheme: st
     assert verbs[verbs.index("RNFR") :][:4] == ["RNFR", "RNTO", "DELE", "SIZE"]
 
 
+class Pipelined:
+    """Server hooks that tell whether the RNTO came with its RNFR (in the same read, before the
+    RNFR was answered), and act as a server or firewall that does not take that."""
+
+    def __init__(self, *, on_early_rnto: str) -> None:
+        self.on_early_rnto = on_early_rnto  # "refuse": 503 to that RNTO; "cut": close the connection
+        self.early: list[bool] = []  # per RNFR received
+
+    def attributes(self) -> dict[str, Any]:
+        hooks = self
+
+        def ftp_RNFR(handler: Any, path: str) -> Any:
+            early = b"RNTO" in bytes(handler.ac_in_buffer)
+            hooks.early.append(early)
+            if early and hooks.on_early_rnto == "cut":
+                handler.close()
+                return None
+            handler.early_rnto = early
+            return super(type(handler), handler).ftp_RNFR(path)
+
+        def ftp_RNTO(handler: Any, path: str) -> Any:
+            if getattr(handler, "early_rnto", False):
+                handler.early_rnto = False
+                handler.respond("503 Bad sequence of commands.")
+                return None
+            return super(type(handler), handler).ftp_RNTO(path)
+
+        return {"ftp_RNFR": ftp_RNFR, "ftp_RNTO": ftp_RNTO}
+
+
+def test_a_server_that_refuses_an_rnto_sent_with_its_rnfr_is_then_asked_one_command_at_a_time(
+    scheme: str, commands: Commands
+) -> None:
+    hooks = Pipelined(on_early_rnto="refuse")
+    with recording_server(scheme, commands, **hooks.attributes()) as server:
+        with open_transport(server.endpoint()) as transport:
+            upload(transport, b"one", "", "a.jpg")  # renamed again at once, one command at a time
+            upload(transport, b"two", "", "b.jpg")
+            known = transport.known
+        assert (server.root / "a.jpg").read_bytes() == b"one" and (server.root / "b.jpg").read_bytes() == b"two"
+        assert part_files(server.root) == set()
+
+    assert hooks.early == [True, False, False]
+    assert known.pipelining is False  # kept in the ledger by the caller (capabilities.CapabilityBook)
+    assert known.rename is not False  # the server renames: not mistaken for one that refuses renames
+
+
+def test_a_connection_cut_after_rnfr_and_rnto_sent_together_makes_the_next_connection_wait(
+    scheme: str, commands: Commands
+) -> None:
+    """A firewall that cuts the connection (Cisco's strict FTP inspection): the attempt fails as a
+    transient error, and what was learned makes the next connection ask one command at a time."""
+    hooks = Pipelined(on_early_rnto="cut")
+    with recording_server(scheme, commands, **hooks.attributes()) as server:
+        with open_transport(server.endpoint()) as transport, pytest.raises(TransientError) as caught:
+            upload(transport, b"one", "", "a.jpg")
+        known = transport.known
+        assert known.pipelining is False
+        assert "rename" in str(caught.value) and server.endpoint().display in str(caught.value)
+
+        with open_transport(server.endpoint()) as again:
+            again.adopt(known)
+            upload(again, b"one", "", "a.jpg")
+        assert (server.root / "a.jpg").read_bytes() == b"one"
+
+    assert hooks.early == [True, False]
+
+
 def test_a_known_folder_is_not_checked_again_for_the_next_record(server: RunningServer, commands: Commands) -> None:
     """A record is makedirs(remote_dir) then its files (pipeline._send); the second one on the
     same connection sends no MKD, CWD nor PWD."""
@@ -455,6 +523,30 @@ def test_export_a_folder_deleted_between_two_records_is_delivered_in_one_attempt
         [(name, data)] = expected_files(second, ruleset).items()
         assert (server.root / "photos" / "incoming" / name).read_bytes() == data
         assert part_files(server.root) == set()
+
+
+def test_export_a_server_behind_a_firewall_that_cuts_pipelined_commands_is_learned_and_kept(
+    tmp_path: Path, commands: Commands, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The attempt cut after RNFR and RNTO sent together is retried at once one command at a time,
+    and the ledger keeps it: the next run's first rename waits for each reply too."""
+    inbox, rules_dir, state = tmp_path / "inbox", tmp_path / "rules", tmp_path / "state" / "ledger.sqlite3"
+    hooks = Pipelined(on_early_rnto="cut")
+    with recording_server("ftp", commands, **hooks.attributes()) as server:
+        monkeypatch.setenv(PASSWORD_ENV, server.password)
+        write_rules(rules_dir, rule_document(CLIENT, [ftp_destination("dms", server, "photos", PASSWORD_ENV)]))
+        ruleset = load_rules(rules_dir)
+        options = Options(jobs=1, retries=3, backoff=0.01, pause=30.0, spool_dir=state.parent / "spool")
+        for n in (1, 2):  # two runs, each its own exporter (as two processes)
+            with open_ledger(state) as ledger, Exporter(ruleset, ledger, options) as exporter:
+                [outcome] = exporter.export([make_record(inbox, n, CLIENT)]).outcomes
+            assert (outcome.result, outcome.attempts) == ("delivered", 2 if n == 1 else 1)
+        assert part_files(server.root) == set()
+    with open_ledger(state) as ledger:
+        kept = ledger.capabilities(f"{CLIENT}/dms")[f"{CLIENT}/dms"]["capabilities"]
+
+    assert hooks.early == [True, False, False]
+    assert kept["pipelining"] is False
 
 
 @pytest.mark.parametrize("scheme", ["ftp", "ftps"])
