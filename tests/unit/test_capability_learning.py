@@ -174,3 +174,16 @@ class QueuedReleases(Observer):
         self.count -= 1
         if self.count == 0:
             self.hang.release()
+
+
+def test_a_server_that_does_not_take_pipelined_commands_is_kept_and_shown() -> None:
+    from ftpexport.display import capability_lines
+    from ftpexport.transport.capabilities import ServerCapabilities
+
+    kept = ServerCapabilities.from_dict(ServerCapabilities(protocol="ftp", pipelining=False).as_dict())
+
+    assert kept.pipelining is False
+    assert "RNFR and RNTO: one at a time (the server did not take them sent together)" in capability_lines(
+        kept.as_dict()
+    )
+    assert not any("RNFR" in line for line in capability_lines({"protocol": "ftp", "pipelining": True}))
