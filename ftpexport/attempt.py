@@ -33,6 +33,7 @@ from .errors import (
     PermanentError,
     RecordChangedError,
     StateError,
+    TooManySessionsError,
     TransientError,
     TransportError,
 )
@@ -223,9 +224,12 @@ class Attempts:
             if verdict != "retry":
                 self.finish(d, "deferred" if verdict == "deferred" else "failed", error=message, attempts=attempts)
             connect_level = phase == "connect" and isinstance(exc, PermanentError | ConfigError)
+            # a session refused while others of ours were open: the destination is capped at those
+            # (transport.pool), the server is fine; not a failure for the breaker
+            at_capacity = isinstance(exc, TooManySessionsError) and exc.sessions_open > 0
             return JobResult(
                 verdict,
-                destination_fault=isinstance(exc, TransientError) or connect_level,
+                destination_fault=(isinstance(exc, TransientError) and not at_capacity) or connect_level,
                 pause_long=connect_level,
                 error=message,
             )

@@ -12,7 +12,7 @@
     │   └── RecordChangedError     a file of the record changed after it was read: read it again
     └── TransportError             talking to a server failed: names the destination and path
         ├── TransientError         worth retrying: refused/reset connections, timeouts, 4xx replies
-        │   └── TooManySessionsError  the server refused one more session (421 too many connections)
+        │   └── TooManySessionsError  the server refused one more session (421 / SSH disconnect 12)
         └── PermanentError         retrying will not help until someone changes something
             ├── AuthenticationError   login refused
             ├── HostKeyError          SFTP host key unknown or changed
@@ -141,7 +141,16 @@ class TransientError(TransportError):
 
 
 class TooManySessionsError(TransientError):
-    """The server refused one more session (421 too many connections): fewer connections will do."""
+    """The server refused one more session (421 too many connections, or an SSH disconnect for too
+    many connections): fewer connections will do."""
+
+    #: how many sessions of ours the server had open when it refused this one (set by the pool); more
+    #: than 0: a limit of the server's, which caps the destination, not a failure of the server
+    sessions_open = 0
+
+
+#: what to do about a ``TooManySessionsError``
+TOO_MANY_HINT = "the delivery is retried on fewer connections: lower max_connections for this destination"
 
 
 class PermanentError(TransportError):

@@ -182,11 +182,15 @@ def _crypt(password: str) -> str:
 
 
 @contextlib.contextmanager
-def proftpd_server(scheme: str = "ftps", *, idle_timeout: int | None = None) -> Iterator[RunningServer]:
-    """ProFTPD 1.3.8 with a virtual user (``AuthUserFile``); ``ftps``: mod_tls, ``TLSRequired on``.
+def proftpd_server(
+    scheme: str = "ftps", *, idle_timeout: int | None = None, max_clients_per_user: int | None = None
+) -> Iterator[RunningServer]:
+    """ProFTPD 1.3.8 with a virtual user (``AuthUserFile``); ``ftps``: mod_tls, ``TLSRequired on``;
+    ``sftp``: mod_sftp (password logins, an RSA host key, absolute paths: ``home`` is set).
 
     mod_tls requires data connections to resume the control connection's TLS session unless
-    ``TLSOptions NoSessionReuseRequired`` is set, which it is not here.
+    ``TLSOptions NoSessionReuseRequired`` is set, which it is not here. ``max_clients_per_user``:
+    ``MaxClientsPerUser`` (mod_sftp refuses one more with SSH disconnect reason 12, FTP with a 530).
     """
     proftpd = unpacked("proftpd", "usr/sbin/proftpd")
     modules = unpacked("proftpd", "usr/lib/proftpd/mod_tls.so").parent
@@ -223,6 +227,22 @@ def proftpd_server(scheme: str = "ftps", *, idle_timeout: int | None = None) -> 
                     "</IfModule>",
                 ]
 
+            sftp_lines: list[str | None] = []
+            host_key = None
+            if scheme == "sftp":
+                key_file = etc / "ssh_host_rsa_key"
+                subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-m", "PEM", "-N", "", "-f",
+                                str(key_file)], check=True)  # fmt: skip
+                host_key = " ".join(key_file.with_suffix(".pub").read_text().split()[:2])
+                sftp_lines = [
+                    f"ModulePath {modules}",
+                    "LoadModule mod_sftp.c",
+                    "SFTPEngine on",
+                    f"SFTPHostKey {key_file}",
+                    "SFTPAuthMethods password",
+                    f"SFTPLog {etc / 'sftp.log'}",
+                ]
+
             def configure(port: int) -> None:
                 config.write_text(
                     _config_lines(
@@ -252,16 +272,22 @@ def proftpd_server(scheme: str = "ftps", *, idle_timeout: int | None = None) -> 
                             "Umask 022",
                             "AllowOverwrite on",
                             f"TimeoutIdle {idle_timeout}" if idle_timeout else None,
+                            f"MaxClientsPerUser {max_clients_per_user}" if max_clients_per_user else None,
                             *tls_lines,
+                            *sftp_lines,
                         ]
                     )
                 )
 
+            greeting = b"SSH-" if scheme == "sftp" else b"220"
             process, port = start_daemon(
-                [str(proftpd), "--nodaemon", "--config", str(config)], configure, b"220", etc / "stdout.log"
+                [str(proftpd), "--nodaemon", "--config", str(config)], configure, greeting, etc / "stdout.log"
             )
             try:
-                yield _running(scheme, port, username, password, home, tls and tls.ca_file, owner)
+                running = _running(scheme, port, username, password, home, tls and tls.ca_file, owner)
+                if scheme == "sftp":
+                    running = dataclasses.replace(running, host_key=host_key, home=str(home))
+                yield running
             finally:
                 stop_process(process)
     finally:

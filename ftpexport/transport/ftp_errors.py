@@ -11,7 +11,15 @@ import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ..errors import AuthenticationError, PermanentError, TLSError, TooManySessionsError, TransientError, TransportError
+from ..errors import (
+    TOO_MANY_HINT,
+    AuthenticationError,
+    PermanentError,
+    TLSError,
+    TooManySessionsError,
+    TransientError,
+    TransportError,
+)
 from . import wire
 from .base import Endpoint
 from .tls_client_certs import client_certificate_refused
@@ -25,7 +33,6 @@ _NO_GREETING_HINT = (
 #: what a server says when it takes no more sessions, with a 421 or a 530 (vsftpd, pyftpdlib and
 #: Pure-FTPd "too many connections", ProFTPD "the maximum number of clients", "are already logged in")
 _TOO_MANY = ("too many", "maximum number", "already connected", "already logged in")
-_TOO_MANY_HINT = "the delivery is retried on fewer connections: lower max_connections for this destination"
 
 # 452 insufficient storage, 552 exceeded storage allocation
 _OUT_OF_SPACE = ("452", "552")
@@ -50,7 +57,7 @@ def _too_many_sessions(reply: str) -> bool:
 
 
 def _sessions_refused(reply: str, where: dict[str, str | None]) -> TooManySessionsError:
-    return TooManySessionsError(f"the server refused one more session: {reply}", **where, hint=_TOO_MANY_HINT)
+    return TooManySessionsError(f"the server refused one more session: {reply}", **where, hint=TOO_MANY_HINT)
 
 
 def reply_code(exc: ftplib.Error) -> str:

@@ -101,6 +101,7 @@ class ConnectionPool:
                 open_now = len(self._active) + len(self._idle) - self._connecting
             transport.close()
             if isinstance(exc, TooManySessionsError) and open_now > 0:
+                exc.sessions_open = open_now
                 self._sessions_refused(open_now)
             raise
         with self._lock:

@@ -27,7 +27,7 @@ from .sftp_errors import map_errors
 from .sftp_recording import RecordingSFTPClient
 from .sftp_rename import SFTPRenames
 from .sftp_writes import AckedWriter, read_blocks
-from .ssh_connect import NoPinnedKeyType, authenticate, close_ssh, handshake
+from .ssh_connect import NoPinnedKeyType, authenticate, close_ssh, handshake, sessions_refused
 from .ssh_host_keys import pinned_keys, verify_host_key
 from .ssh_negotiation import legacy_in_use
 
@@ -115,8 +115,11 @@ class SFTPTransport(SFTPRenames, Transport):
                 if sftp is None:
                     raise TransientError("the server did not open an SFTP session")
                 sftp.get_channel().settimeout(endpoint.timeout)
-        except BaseException:
+        except BaseException as exc:
+            refused = sessions_refused(endpoint, transport)
             close_ssh(transport)
+            if refused is not None:
+                raise refused from exc
             raise
         self._transport, self._sftp = transport, sftp
         log.debug("connected", extra={"destination": endpoint.display, "fingerprint": self._fingerprint,

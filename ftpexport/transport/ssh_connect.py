@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import paramiko
 
-from ..errors import AuthenticationError, TransientError
+from ..errors import TOO_MANY_HINT, AuthenticationError, TooManySessionsError, TransientError
 from . import transcript, wire
 from .base import Endpoint
 from .sftp_errors import map_errors
@@ -41,6 +41,24 @@ class Handshake:
     key_line: str
     #: what the key exchange agreed on: ``kex``, ``host_key``, ``cipher``, ``mac``
     algorithms: dict[str, str]
+
+
+#: SSH_DISCONNECT_TOO_MANY_CONNECTIONS (RFC 4253, 11.1): the server takes no more sessions now
+TOO_MANY_CONNECTIONS = 12
+
+
+def sessions_refused(endpoint: Endpoint, transport: paramiko.Transport) -> TooManySessionsError | None:
+    """The error to raise when the server disconnected ``transport`` because it takes no more sessions
+    (reason 12, as ProFTPD's ``MaxClientsPerUser`` and most commercial servers send it); None otherwise."""
+    code, text = getattr(transport, "disconnect", None) or (0, "")
+    if code != TOO_MANY_CONNECTIONS:
+        return None
+    transcript.note("error", f"the server disconnected: {text} (reason {code}: too many connections)")
+    return TooManySessionsError(
+        f"the server refused one more session: {text} (SSH disconnect, reason {code}: too many connections)",
+        destination=endpoint.display,
+        hint=TOO_MANY_HINT,
+    )
 
 
 def close_ssh(transport: paramiko.Transport) -> None:
@@ -81,10 +99,13 @@ def handshake(endpoint: Endpoint, pinned: set[tuple[str, bytes]]) -> Handshake:
                 # start_client returns quietly when its timeout expires mid-handshake.
                 raise TransientError(wire.timed_out(endpoint.host, endpoint.port, "ssh", endpoint.timeout))
             key = transport.get_remote_server_key()
-    except BaseException:
+    except BaseException as exc:
+        refused = None if transport is None else sessions_refused(endpoint, transport)
         if transport is not None:
             close_ssh(transport)
         sock.close()
+        if refused is not None:
+            raise refused from exc
         raise
     shaken = Handshake(transport, key, fingerprint(key), public_key_line(key), negotiated(transport))
     transcript.note(

@@ -1,8 +1,9 @@
 """The SSH key exchange under ftpexport's algorithm policy (``ssh_policy``), on paramiko.
 
 ``PolicyTransport`` remembers what the server offered, so that a failed negotiation can say which
-algorithm families had nothing in common; ``apply_policy`` sets what we offer; ``negotiated`` and
-``legacy_in_use`` tell what a finished key exchange agreed on.
+algorithm families had nothing in common, and why the server disconnected, when it said so;
+``apply_policy`` sets what we offer; ``negotiated`` and ``legacy_in_use`` tell what a finished key
+exchange agreed on.
 """
 
 from __future__ import annotations
@@ -22,6 +23,15 @@ class PolicyTransport(paramiko.Transport):
 
     #: the server's KEXINIT as paramiko parses it (``kex_algo_list``, ``server_key_algo_list``...)
     server_offer: dict[str, Any] | None = None
+
+    #: the server's SSH_MSG_DISCONNECT, when it sent one: (reason code, its description)
+    disconnect: tuple[int, str] | None = None
+
+    def _parse_disconnect(self, m: paramiko.Message) -> Any:
+        with contextlib.suppress(Exception):  # only for the message; paramiko parses it again below
+            copy = paramiko.Message(m.asbytes())
+            self.disconnect = (copy.get_int(), copy.get_text())
+        return super()._parse_disconnect(m)  # type: ignore[misc]
 
     def _parse_kex_init(self, m: paramiko.Message) -> Any:
         with contextlib.suppress(Exception):  # only for the message; paramiko parses it again below

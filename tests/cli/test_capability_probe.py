@@ -14,6 +14,7 @@ import pytest
 from cli_runner import invoke
 from remote_files import remote_files
 from servers import RunningServer, pyftpdlib_server
+from servers_ftpd import proftpd_server
 
 from ftpexport.ledger import open_ledger
 
@@ -165,6 +166,21 @@ def test_a_server_that_refuses_a_third_session_is_shown_and_kept_with_the_two_it
 
     assert destination["capabilities"]["sessions"] == 2  # both runs: the probe closed every session it opened
     assert "sessions_tried" not in destination["capabilities"]
+    assert "sessions at once: 2, one more was refused (connections are capped at that)" in text
+    with open_ledger(state) as ledger:
+        assert ledger.capabilities()[KEY]["capabilities"]["sessions"] == 2
+
+
+def test_an_sftp_server_that_disconnects_a_third_session_is_shown_and_kept_with_the_two_it_accepted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ProFTPD's mod_sftp with MaxClientsPerUser 2 disconnects the third session (reason 12, too
+    many connections) after its login."""
+    state = _ledger(tmp_path)
+    with proftpd_server("sftp", max_clients_per_user=2) as server:
+        text, destination = _probe(server, tmp_path, monkeypatch, "--state", state, max_connections=4)
+
+    assert destination["capabilities"]["sessions"] == 2
     assert "sessions at once: 2, one more was refused (connections are capped at that)" in text
     with open_ledger(state) as ledger:
         assert ledger.capabilities()[KEY]["capabilities"]["sessions"] == 2

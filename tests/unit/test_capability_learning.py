@@ -163,6 +163,40 @@ def test_a_server_that_refuses_a_session_caps_the_destination_at_what_it_accepte
     assert server.login_attempts - attempts_before == server.connections - logins_before  # none refused
 
 
+def test_a_session_refused_while_another_is_open_does_not_open_the_breaker(world: World) -> None:
+    """A refusal while the first session uploads would open a breaker of threshold 1 if it were a
+    failure of the server: it caps the destination instead, and every delivery goes through."""
+    world.rules(max_connections=3)
+    server = world.server
+    server.max_sessions = 1
+    held = server.hang("put", "*")  # the first upload waits until another session was refused
+    refusals: list[TooManySessionsError] = []
+    open_transport = world.transport
+
+    def transport(endpoint: Endpoint) -> Transport:
+        made = open_transport(endpoint)
+        connect = made.connect
+
+        def counted() -> None:
+            try:
+                connect()
+            except TooManySessionsError as exc:
+                refusals.append(exc)
+                held.release()
+                raise
+
+        made.connect = counted  # type: ignore[method-assign]
+        return made
+
+    world.transport = transport  # type: ignore[method-assign]
+    summary = world.export([world.record(n) for n in range(1, 5)], jobs=3, retries=10, breaker_threshold=1,
+                           pause=300.0)  # fmt: skip
+
+    assert results(summary) == ["delivered"] * 4
+    assert refusals and all(exc.sessions_open == 1 for exc in refusals)
+    assert learned(world)["capabilities"]["sessions"] == 1
+
+
 class QueuedReleases(Observer):
     """Releases ``hang`` once ``count`` deliveries were queued."""
 
