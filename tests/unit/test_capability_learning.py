@@ -117,11 +117,13 @@ def test_renames_refused_are_learned_and_atomic_uploads_still_never_write_the_fi
     assert names and all(name.startswith(".") and name.endswith(".part") for name in names)
 
 
-def test_a_server_that_refuses_a_session_caps_the_destination_at_what_it_accepted(world: World) -> None:
+def one_session_held(world: World) -> list[TooManySessionsError]:
+    """A server taking one session, a destination of 3 connections, and the first upload held until
+    another session was refused; returns the refusals as they come."""
     world.rules(max_connections=3)
-    server = world.server
-    server.max_sessions = 1
-    held = server.hang("put", "*")  # the first upload waits until another session was refused
+    world.server.max_sessions = 1
+    held = world.server.hang("put", "*")
+    refusals: list[TooManySessionsError] = []
     open_transport = world.transport
 
     def transport(endpoint: Endpoint) -> Transport:
@@ -131,7 +133,8 @@ def test_a_server_that_refuses_a_session_caps_the_destination_at_what_it_accepte
         def refused_releases() -> None:
             try:
                 connect()
-            except TooManySessionsError:
+            except TooManySessionsError as exc:
+                refusals.append(exc)
                 held.release()
                 raise
 
@@ -139,6 +142,13 @@ def test_a_server_that_refuses_a_session_caps_the_destination_at_what_it_accepte
         return made
 
     world.transport = transport  # type: ignore[method-assign]
+    return refusals
+
+
+def test_a_server_that_refuses_a_session_caps_the_destination_at_what_it_accepted(world: World) -> None:
+    server = world.server
+    open_transport = world.transport
+    one_session_held(world)
     folders = [world.record(n) for n in range(1, 7)]
 
     summary = world.export(folders, jobs=3, retries=10)
@@ -166,29 +176,7 @@ def test_a_server_that_refuses_a_session_caps_the_destination_at_what_it_accepte
 def test_a_session_refused_while_another_is_open_does_not_open_the_breaker(world: World) -> None:
     """A refusal while the first session uploads would open a breaker of threshold 1 if it were a
     failure of the server: it caps the destination instead, and every delivery goes through."""
-    world.rules(max_connections=3)
-    server = world.server
-    server.max_sessions = 1
-    held = server.hang("put", "*")  # the first upload waits until another session was refused
-    refusals: list[TooManySessionsError] = []
-    open_transport = world.transport
-
-    def transport(endpoint: Endpoint) -> Transport:
-        made = open_transport(endpoint)
-        connect = made.connect
-
-        def counted() -> None:
-            try:
-                connect()
-            except TooManySessionsError as exc:
-                refusals.append(exc)
-                held.release()
-                raise
-
-        made.connect = counted  # type: ignore[method-assign]
-        return made
-
-    world.transport = transport  # type: ignore[method-assign]
+    refusals = one_session_held(world)
     summary = world.export([world.record(n) for n in range(1, 5)], jobs=3, retries=10, breaker_threshold=1,
                            pause=300.0)  # fmt: skip
 
