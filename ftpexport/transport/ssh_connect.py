@@ -53,6 +53,7 @@ def sessions_refused(endpoint: Endpoint, transport: paramiko.Transport) -> TooMa
     code, text = getattr(transport, "disconnect", None) or (0, "")
     if code != TOO_MANY_CONNECTIONS:
         return None
+    text = " ".join(text.split())[:200] or "no reason given"  # the server's words: one line, bounded
     transcript.note("error", f"the server disconnected: {text} (reason {code}: too many connections)")
     return TooManySessionsError(
         f"the server refused one more session: {text} (SSH disconnect, reason {code}: too many connections)",

@@ -5,12 +5,14 @@ The same failures against a real sshd: ``tests/integration/test_error_phases.py`
 from __future__ import annotations
 
 import errno
+from types import SimpleNamespace
 
 import pytest
 
-from ftpexport.errors import PermanentError, TransientError
+from ftpexport.errors import PermanentError, TooManySessionsError, TransientError
 from ftpexport.transport.base import Endpoint
 from ftpexport.transport.sftp_errors import map_errors
+from ftpexport.transport.ssh_connect import sessions_refused
 
 ENDPOINT = Endpoint(scheme="sftp", host="127.0.0.1", port=2222, username="dealer")
 
@@ -41,3 +43,18 @@ def test_a_bare_sftp_failure_while_writing_still_reads_as_the_server_unable_to_w
 def test_a_refusal_naming_no_such_file_is_permanent() -> None:
     error = mapped(OSError(errno.ENOENT, "No such file"), writing=False)
     assert isinstance(error, PermanentError) and "no such file" in str(error)
+
+
+def test_a_disconnect_for_too_many_connections_is_too_many_sessions_with_the_servers_words_on_one_line() -> None:
+    long_text = "Maximum connections\r\n\x1b[2J reached " + "x" * 5000
+    error = sessions_refused(ENDPOINT, SimpleNamespace(disconnect=(12, long_text)))  # type: ignore[arg-type]
+
+    assert isinstance(error, TooManySessionsError)
+    assert "the server refused one more session: Maximum connections \x1b[2J reached" in str(error)
+    assert "\n" not in error.detail and len(error.detail) < 300
+    assert "SSH disconnect, reason 12" in str(error) and ENDPOINT.display in str(error)
+
+
+@pytest.mark.parametrize("disconnect", [None, (11, "Bye"), (2, "protocol error")])
+def test_any_other_disconnect_is_left_to_the_error_it_caused(disconnect: tuple[int, str] | None) -> None:
+    assert sessions_refused(ENDPOINT, SimpleNamespace(disconnect=disconnect)) is None  # type: ignore[arg-type]
