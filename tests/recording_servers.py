@@ -131,7 +131,7 @@ class RecordingFtpServer:
                 if block.kind == kind and not block._taken and hit:
                     block._taken = True
                     block.port, block.user = int(handler.remote_port), handler.username
-                    block.path = os.path.relpath(path, handler.fs.root)
+                    block.path = os.path.relpath(path, handler._home)
                     return block
         return None
 
@@ -168,7 +168,9 @@ class RecordingFtpServer:
     # --- the handler
 
     def _record(self, kind: str, handler: Any, path: str = "") -> None:
-        rel = os.path.relpath(path, handler.fs.root) if path and handler.fs is not None else path
+        # the home kept at login: a command the client sent before it went (an RNTO sent with its
+        # RNFR) is done after pyftpdlib closed the session and dropped ``handler.fs``
+        rel = os.path.relpath(path, handler._home) if path else path
         event = ServerEvent(time.monotonic(), kind, handler.username, rel, int(handler.remote_port or 0))
         with self._lock:
             self._events.append(event)
@@ -179,6 +181,7 @@ class RecordingFtpServer:
         recorder = self
 
         def on_login(handler: Any, username: str) -> None:
+            handler._home = handler.fs.root
             if not getattr(handler, "_counted", False):
                 handler._counted = True
                 recorder._record("open", handler)

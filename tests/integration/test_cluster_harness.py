@@ -114,6 +114,23 @@ def test_a_held_rename_is_done_but_never_answered() -> None:
         client.close()
 
 
+def test_a_rename_sent_by_a_client_already_gone_is_counted_at_its_path() -> None:
+    # a worker killed with RNFR and RNTO sent in one write: the server renames after the client left,
+    # and its "250" finds the session closed (pyftpdlib has dropped the session's file system then)
+    with recording_ftp_server(["d1"]) as server:
+        (server.root / "d1" / ".a.part").write_bytes(b"a")
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+            replies = raw.makefile("rb")
+            raw.sendall(f"USER d1\r\nPASS {server.password}\r\n".encode())
+            while not replies.readline().startswith(b"230"):
+                pass
+            raw.sendall(b"RNFR .a.part\r\nRNTO a\r\n")
+            replies.close()
+        eventually(lambda: server.renamed(), "the rename counted")
+        assert server.renamed() == {"d1/a": 1}
+        assert (server.root / "d1" / "a").read_bytes() == b"a"
+
+
 def test_the_owner_of_a_connection_is_found_among_processes() -> None:
     with recording_ftp_server(["d1"]) as server:
         code = (
