@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
+from .errors import printable
 from .ledger import Delivery
 
 if TYPE_CHECKING:
@@ -294,8 +295,8 @@ def _yes_no(value: Any, yes: str = "yes", no: str = "no") -> str:
 def capability_lines(caps: dict[str, Any]) -> list[str]:
     """What was learned of a server (``ServerCapabilities.as_dict``), a line per subject, for people."""
     lines = []
-    if caps.get("banner"):
-        lines.append(f"banner: {caps['banner']}")
+    if caps.get("banner"):  # the server's words: shown as text (an escape sequence as its escape)
+        lines.append(f"banner: {printable(str(caps['banner']), one_line=True)}")
     if caps.get("protocol") == "ftp" or "feat" in caps:
         if caps.get("feat") is None:
             lines.append("features: not known (the server does not answer FEAT)")
@@ -305,7 +306,7 @@ def capability_lines(caps: dict[str, Any]) -> list[str]:
             features = (f"{label} {_yes_no(caps.get(key))}" for label, key in FEAT_FIELDS.items())
             lines.append("features: " + ", ".join(features))
     if caps.get("protocol") == "sftp":
-        extensions = ", ".join(sorted(caps.get("extensions") or {})) or "none"
+        extensions = printable(", ".join(sorted(caps.get("extensions") or {})), one_line=True) or "none"
         lines.append(f"SFTP version {caps.get('sftp_version')}, extensions: {extensions}")
         limits = caps.get("limits")
         if limits:

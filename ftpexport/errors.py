@@ -20,10 +20,33 @@
             └── RemoteExistsError     the final name exists and ``if_exists: fail``
 
 Messages never contain secrets: build them from names and paths, never from credentials.
-This module imports nothing of ours.
+Messages show only text: a character that is not printable (a server's terminal escape, a bidi
+control, a CR) is kept as its escape (``printable``), and a ``TransportError``, which carries a
+server's words, is one line. This module imports nothing of ours.
 """
 
 from __future__ import annotations
+
+
+def printable(text: str, *, one_line: bool = False) -> str:
+    """``text`` as it is safe to show on a terminal and in a log line: each character that is not
+    printable (an escape sequence a server sent, a bell, a bidi control, a CR) kept as its escape
+    (``\\x1b``, ``\\u202e``); newlines kept, or with ``one_line`` the lines joined by a space (a
+    multi-line FTP reply)."""
+    if one_line and "\n" not in text and "\r" not in text and text.isprintable():
+        return text
+    if one_line:
+        text = " ".join(line.strip() for line in text.splitlines() if line.strip())
+    if text.replace("\n", "").isprintable():
+        return text
+    return "".join(_escaped(char) for char in text)
+
+
+def _escaped(char: str) -> str:
+    if char == "\n" or char.isprintable():
+        return char
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 class FtpexportError(Exception):
@@ -33,9 +56,10 @@ class FtpexportError(Exception):
     exit_code = 1
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
+        message = printable(message)
         super().__init__(message)
         self.message = message
-        self.hint = hint
+        self.hint = None if hint is None else printable(hint)
 
     def __str__(self) -> str:
         if self.hint:
@@ -111,6 +135,7 @@ class TransportError(FtpexportError):
     ) -> None:
         self.destination = destination
         self.path = path
+        message = printable(message, one_line=True)  # a server's words: one line of text
         self.detail = message
         super().__init__(message, hint=hint)
 

@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from .errors import SecretError
+from .errors import SecretError, printable
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
@@ -94,10 +94,11 @@ def parse_ref(text: str) -> SecretRef:
 
 
 def remember(value: str) -> None:
-    """Register a secret value so ``redact`` scrubs it."""
+    """Register a secret value so ``redact`` scrubs it, also as an error shows it (``printable``: a
+    control character in it as its escape, its lines joined)."""
     if len(value) >= 4:
         with _known_lock:
-            _known.add(value)
+            _known.update({value, printable(value), printable(value, one_line=True)})
 
 
 def redact(text: str) -> str:

@@ -26,6 +26,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..errors import printable
+
 if TYPE_CHECKING:
     from .base import Endpoint
 
@@ -80,8 +82,7 @@ class Recorder:
     def add(self, kind: Kind, text: str) -> None:
         """Record one entry, timed now; a character that is not printable (a server's escape sequence,
         a bidi control) is kept as its escape (``\\x1b``), so that showing a transcript shows only text."""
-        if not text.isprintable():
-            text = "".join(_escaped(char) for char in text)
+        text = printable(text)
         if len(text) > MAX_TEXT:
             text = text[:MAX_TEXT] + f"... ({len(text) - MAX_TEXT} more characters)"
         entry = {"ms": round((time.monotonic() - self.started) * 1000), "kind": kind, "text": text}
@@ -105,7 +106,7 @@ class Recorder:
             if not value:
                 continue
             self._secrets.add(value)
-            self._secrets.add("".join(_escaped(char) for char in value))  # as ``add`` keeps it
+            self._secrets.add(printable(value))  # as ``add`` keeps it
             self._secrets.update(line.strip() for line in value.splitlines() if len(line.strip()) >= 8)
 
     def entries(self, redact: Callable[[str], str] = str) -> list[dict[str, Any]]:
@@ -121,13 +122,6 @@ class Recorder:
         kept.extend(self._tail)
         secrets = sorted(self._secrets, key=len, reverse=True)
         return [{**entry, "text": redact(_without(entry["text"], secrets))} for entry in kept]
-
-
-def _escaped(char: str) -> str:
-    if char == "\n" or char.isprintable():
-        return char
-    code = ord(char)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def _without(text: str, secrets: list[str]) -> str:
