@@ -22,7 +22,7 @@ import math
 import secrets
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import servers_install
@@ -183,7 +183,11 @@ def _crypt(password: str) -> str:
 
 @contextlib.contextmanager
 def proftpd_server(
-    scheme: str = "ftps", *, idle_timeout: int | None = None, max_clients_per_user: int | None = None
+    scheme: str = "ftps",
+    *,
+    idle_timeout: int | None = None,
+    max_clients_per_user: int | None = None,
+    extra_config: Sequence[str] = (),
 ) -> Iterator[RunningServer]:
     """ProFTPD 1.3.8 with a virtual user (``AuthUserFile``); ``ftps``: mod_tls, ``TLSRequired on``;
     ``sftp``: mod_sftp (password logins, an RSA host key, absolute paths: ``home`` is set).
@@ -191,6 +195,7 @@ def proftpd_server(
     mod_tls requires data connections to resume the control connection's TLS session unless
     ``TLSOptions NoSessionReuseRequired`` is set, which it is not here. ``max_clients_per_user``:
     ``MaxClientsPerUser`` (mod_sftp refuses one more with SSH disconnect reason 12, FTP with a 530).
+    ``extra_config``: more lines of ``proftpd.conf`` (e.g. ``MaxLoginAttempts 1``).
     """
     proftpd = unpacked("proftpd", "usr/sbin/proftpd")
     modules = unpacked("proftpd", "usr/lib/proftpd/mod_tls.so").parent
@@ -275,6 +280,7 @@ def proftpd_server(
                             f"MaxClientsPerUser {max_clients_per_user}" if max_clients_per_user else None,
                             *tls_lines,
                             *sftp_lines,
+                            *extra_config,
                         ]
                     )
                 )

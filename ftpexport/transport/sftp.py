@@ -27,7 +27,7 @@ from .sftp_errors import map_errors
 from .sftp_recording import RecordingSFTPClient
 from .sftp_rename import SFTPRenames
 from .sftp_writes import AckedWriter, read_blocks
-from .ssh_connect import NoPinnedKeyType, authenticate, close_ssh, handshake, sessions_refused
+from .ssh_connect import NoPinnedKeyType, authenticate, close_ssh, disconnect_error, handshake
 from .ssh_host_keys import pinned_keys, verify_host_key
 from .ssh_negotiation import legacy_in_use
 
@@ -116,10 +116,10 @@ class SFTPTransport(SFTPRenames, Transport):
                     raise TransientError("the server did not open an SFTP session")
                 sftp.get_channel().settimeout(endpoint.timeout)
         except BaseException as exc:
-            refused = sessions_refused(endpoint, transport)
+            said = disconnect_error(endpoint, transport, exc)
             close_ssh(transport)
-            if refused is not None:
-                raise refused from exc
+            if said is not None and said is not exc:
+                raise said from exc
             raise
         self._transport, self._sftp = transport, sftp
         log.debug("connected", extra={"destination": endpoint.display, "fingerprint": self._fingerprint,

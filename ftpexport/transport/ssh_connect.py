@@ -8,13 +8,21 @@ do in the attempt's transcript (the banner, host key, algorithms, how it logs in
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 from dataclasses import dataclass
 
 import paramiko
 
-from ..errors import TOO_MANY_HINT, AuthenticationError, TooManySessionsError, TransientError
+from ..errors import (
+    TOO_MANY_HINT,
+    AuthenticationError,
+    TooManySessionsError,
+    TransientError,
+    TransportError,
+    printable,
+)
 from . import transcript, wire
 from .base import Endpoint
 from .sftp_errors import map_errors
@@ -45,21 +53,54 @@ class Handshake:
 
 #: SSH_DISCONNECT_TOO_MANY_CONNECTIONS (RFC 4253, 11.1): the server takes no more sessions now
 TOO_MANY_CONNECTIONS = 12
+#: seconds a refused login waits for the server's disconnect, if it sends one (``disconnect_error``)
+DISCONNECT_WAIT = 0.5
+#: the reason codes of SSH_MSG_DISCONNECT (RFC 4253, 11.1), as the error names them
+DISCONNECT_REASONS = {
+    1: "host not allowed to connect", 2: "protocol error", 3: "key exchange failed", 4: "reserved",
+    5: "MAC error", 6: "compression error", 7: "service not available", 8: "protocol version not supported",
+    9: "host key not verifiable", 10: "connection lost", 11: "by application", 12: "too many connections",
+    13: "authentication cancelled by user", 14: "no more authentication methods available",
+    15: "illegal user name",
+}  # fmt: skip
 
 
-def sessions_refused(endpoint: Endpoint, transport: paramiko.Transport) -> TooManySessionsError | None:
-    """The error to raise when the server disconnected ``transport`` because it takes no more sessions
-    (reason 12, as ProFTPD's ``MaxClientsPerUser`` and most commercial servers send it); None otherwise."""
-    code, text = getattr(transport, "disconnect", None) or (0, "")
-    if code != TOO_MANY_CONNECTIONS:
+def server_disconnect(transport: paramiko.Transport) -> str | None:
+    """What the server said when it disconnected ``transport`` (its words on one line, at most 200
+    characters, with the reason), or None when it closed the connection without a word."""
+    said = getattr(transport, "disconnect", None)
+    if said is None:
         return None
-    text = " ".join(text.split())[:200] or "no reason given"  # the server's words: one line, bounded
-    transcript.note("error", f"the server disconnected: {text} (reason {code}: too many connections)")
-    return TooManySessionsError(
-        f"the server refused one more session: {text} (SSH disconnect, reason {code}: too many connections)",
-        destination=endpoint.display,
-        hint=TOO_MANY_HINT,
-    )
+    code, text = said
+    text = printable(" ".join(text.split()), one_line=True)[:200] or "no reason given"  # the server's words
+    return f"{text} (SSH disconnect, reason {code}: {DISCONNECT_REASONS.get(code, 'unknown')})"
+
+
+def disconnect_error(endpoint: Endpoint, transport: paramiko.Transport, exc: BaseException) -> TransportError | None:
+    """The error to raise instead of ``exc`` when the server disconnected ``transport`` saying why;
+    None when it did not, or ``exc`` is not ours to explain (the caller re-raises ``exc``).
+
+    Reason 12 (too many connections, as ProFTPD's ``MaxClientsPerUser`` and most commercial servers
+    send it) is ``TooManySessionsError``: the pool retries on fewer sessions. Any other reason keeps
+    the error it caused (a refused login, a cut connection) and adds the server's words, which
+    paramiko only logs (a banned address, a locked account, too many login attempts)."""
+    if isinstance(exc, AuthenticationError) and getattr(transport, "disconnect", None) is None:
+        # a server that ends the session sends its disconnect right after the refusal, which
+        # paramiko raised as soon as it read it: give the disconnect a moment to arrive
+        with contextlib.suppress(RuntimeError):
+            transport.join(min(DISCONNECT_WAIT, endpoint.timeout))
+    said = server_disconnect(transport)
+    if said is None:
+        return None
+    transcript.note("error", f"the server disconnected: {said}")
+    if transport.disconnect[0] == TOO_MANY_CONNECTIONS:  # type: ignore[attr-defined]
+        return TooManySessionsError(
+            f"the server refused one more session: {said}", destination=endpoint.display, hint=TOO_MANY_HINT
+        )
+    if not isinstance(exc, TransportError):
+        return None
+    exc.detail = exc.message = f"{exc.detail}; the server disconnected: {said}"
+    return exc
 
 
 def close_ssh(transport: paramiko.Transport) -> None:
@@ -101,12 +142,12 @@ def handshake(endpoint: Endpoint, pinned: set[tuple[str, bytes]]) -> Handshake:
                 raise TransientError(wire.timed_out(endpoint.host, endpoint.port, "ssh", endpoint.timeout))
             key = transport.get_remote_server_key()
     except BaseException as exc:
-        refused = None if transport is None else sessions_refused(endpoint, transport)
+        said = None if transport is None else disconnect_error(endpoint, transport, exc)
         if transport is not None:
             close_ssh(transport)
         sock.close()
-        if refused is not None:
-            raise refused from exc
+        if said is not None and said is not exc:
+            raise said from exc
         raise
     shaken = Handshake(transport, key, fingerprint(key), public_key_line(key), negotiated(transport))
     transcript.note(
