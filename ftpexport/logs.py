@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from .errors import ConfigError
+from .errors import ConfigError, printable
 from .private import create_private, private_folder
 from .secret import redact
 
@@ -63,7 +63,8 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """``time level message key=value ...`` for people."""
+    """``time level message key=value ...`` for people: one line of text (what a library or a server
+    put in it, a newline or an escape sequence, shown as text: ``errors.printable``)."""
 
     def format(self, record: logging.LogRecord) -> str:
         extras = " ".join(f"{k}={_scrub(v)}" for k, v in fields_of(record).items())
@@ -72,7 +73,7 @@ class TextFormatter(logging.Formatter):
             line = f"{line} {extras}"
         if record.exc_info and record.exc_info[1] is not None:
             line = f"{line} error={record.exc_info[1]}"
-        return redact(line)
+        return redact(printable(redact(line), one_line=True))
 
 
 class _Stderr:

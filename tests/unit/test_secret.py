@@ -218,6 +218,15 @@ def test_text_formatter_layout(known_secrets: set[str]) -> None:
     assert rest == "delivered V.zip destination=acme/dms bytes=10"
 
 
+def test_text_formatter_writes_one_line_of_text(known_secrets: set[str]) -> None:
+    # paramiko's own line of a server's disconnect, and an error holding a server's two-line reply
+    record = log_record("Disconnect (code 11): \x1b[2Jbye\r\nforged line", exc=RuntimeError("421-a\n421 b"))
+    line = TextFormatter().format(record)
+
+    assert "\n" not in line and "\r" not in line and "\x1b" not in line
+    assert line.endswith("Disconnect (code 11): \\x1b[2Jbye forged line error=421-a 421 b")
+
+
 @pytest.fixture
 def restore_ftpexport_logger() -> Iterator[None]:
     logger = logging.getLogger("ftpexport")
