@@ -33,12 +33,10 @@ def printable(text: str, *, one_line: bool = False) -> str:
     printable (an escape sequence a server sent, a bell, a bidi control, a CR) kept as its escape
     (``\\x1b``, ``\\u202e``); newlines kept, or with ``one_line`` the lines joined by a space (a
     multi-line FTP reply)."""
-    if one_line and "\n" not in text and "\r" not in text and text.isprintable():
+    if text.isprintable():  # the common case, at once (a transcript's every line comes here)
         return text
     if one_line:
         text = " ".join(line.strip() for line in text.splitlines() if line.strip())
-    if text.replace("\n", "").isprintable():
-        return text
     return "".join(_escaped(char) for char in text)
 
 
