@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .errors import printable
+from .errors import printable, printable_name
 from .ledger import Delivery
 
 if TYPE_CHECKING:
@@ -186,7 +186,7 @@ def refused_text(refused: Sequence[dict[str, Any]], now: datetime) -> str:
         known += [f"{label} {r[key]}" for label, key in (("client", "client_id"), ("record", "record_id"),
                                                          ("rule file", "rule_file")) if r[key]]  # fmt: skip
         times = "once" if r["times"] == 1 else f"{r['times']} times since {_when(r['first_seen'], now)}"
-        lines.append(f"  {r['record_path']}: {r['reason']}")
+        lines.append(f"  {printable_name(r['record_path'])}: {printable(r['reason'], one_line=True)}")
         lines.append(f"    {', '.join(known)}; refused {times}, last {_when(r['last_seen'], now)}")
     return "\n".join(lines)
 

@@ -40,9 +40,19 @@ def printable(text: str, *, one_line: bool = False) -> str:
     return "".join(_escaped(char) for char in text)
 
 
+def printable_name(name: str) -> str:
+    """A name from the input (a record's folder, a file) as text on one line: each character that is
+    not printable, a newline too, kept as its escape (``veh\\x0a1``)."""
+    if name.isprintable():
+        return name
+    return "".join(char if char.isprintable() else _escape(char) for char in name)
+
+
 def _escaped(char: str) -> str:
-    if char == "\n" or char.isprintable():
-        return char
+    return char if char == "\n" or char.isprintable() else _escape(char)
+
+
+def _escape(char: str) -> str:
     code = ord(char)
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
@@ -104,7 +114,8 @@ class RecordError(FtpexportError):
     def __init__(self, path: str, reason: str, *, hint: str | None = None) -> None:
         self.path = path
         self.reason = reason
-        super().__init__(f"{path}: {reason}", hint=hint)
+        # one line: the folder's name as text, the reason's lines joined
+        super().__init__(f"{printable_name(path)}: {printable(reason, one_line=True)}", hint=hint)
 
 
 class NamingError(RecordError):

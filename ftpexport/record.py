@@ -41,6 +41,22 @@ def _check_vin(value: str) -> str:
     return value
 
 
+def _check_shown(value: str) -> str:
+    """An id is shown on terminals, in logs and in the ledger: it must be text (an escape sequence
+    or a newline in it would drive the operator's terminal or forge a line)."""
+    if not value.isprintable():
+        bad = next(char for char in value if not char.isprintable())
+        raise ValueError(
+            f"holds a control or invisible character (U+{ord(bad):04X}): an id is shown on terminals and in "
+            "logs, write it as text"
+        )
+    return value
+
+
+#: an id of the record, its client or its user
+ShownId = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_check_shown)]
+
+
 def _check_aware(value: datetime | None) -> datetime | None:
     if value is not None and value.utcoffset() is None:
         raise ValueError("the date needs a UTC offset, e.g. 2026-11-20T14:03:00+01:00")
@@ -52,7 +68,7 @@ class User(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    id: str = Field(min_length=1)
+    id: Annotated[str, Field(min_length=1), AfterValidator(_check_shown)]
     name: str | None = None
     email: str | None = None
 
@@ -62,8 +78,8 @@ class VehicleData(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    id: str = Field(min_length=1, max_length=200)
-    client_id: str = Field(min_length=1, max_length=200)
+    id: ShownId
+    client_id: ShownId
     vin: Annotated[str, AfterValidator(_check_vin)]
     event: str | None = None
     user: User | None = None

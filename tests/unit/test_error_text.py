@@ -4,8 +4,11 @@ message cannot drive the terminal or forge a log line. The same through the comm
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
+from ftpexport.display import refused_text
 from ftpexport.errors import (
     AuthenticationError,
     FtpexportError,
@@ -13,6 +16,7 @@ from ftpexport.errors import (
     RuleError,
     TransientError,
     printable,
+    printable_name,
 )
 from ftpexport.rules.load import RuleFileError
 from ftpexport.secret import MASK, redact, remember
@@ -48,10 +52,26 @@ def test_a_transport_error_is_one_line_of_text() -> None:
     assert str(login) == "login refused: 530 \\x1b[2Jno (check the user name and password)"
 
 
+def test_a_name_from_the_input_is_one_line_of_text() -> None:
+    assert printable_name("veh-000124") == "veh-000124"
+    assert printable_name("veh\x1b[31m1\nFORGED") == "veh\\x1b[31m1\\x0aFORGED"
+
+
+def test_a_record_error_is_one_line_of_text() -> None:
+    error = RecordError("inbox/veh\x1b[2J\nFORGED", "vehicle.json is not valid:\nline 2")
+    assert str(error) == "inbox/veh\\x1b[2J\\x0aFORGED: vehicle.json is not valid: line 2"
+    assert error.path == "inbox/veh\x1b[2J\nFORGED"  # the folder, as it is
+
+
+def test_status_shows_a_refused_folder_as_one_line_of_text() -> None:
+    refused = [{"record_path": "inbox/veh\x1b[2J\nFORGED", "reason": "not valid\x07", "kind": "record",
+                "client_id": None, "record_id": None, "rule_file": None, "times": 1,
+                "first_seen": "2026-12-03T10:00:00+00:00", "last_seen": "2026-12-03T10:00:00+00:00"}]  # fmt: skip
+    text = refused_text(refused, datetime(2026, 12, 3, 10, 0, 5, tzinfo=UTC))
+    assert text.splitlines()[1] == "  inbox/veh\\x1b[2J\\x0aFORGED: not valid\\x07"
+
+
 def test_other_errors_escape_what_is_not_text_and_keep_their_lines() -> None:
-    assert str(RecordError("inbox/veh-1\x1b[2J", "vehicle.json is missing")) == (
-        "inbox/veh-1\\x1b[2J: vehicle.json is missing"
-    )
     assert str(FtpexportError("a\x00b", hint="do \x1bthis")) == "a\\x00b (do \\x1bthis)"
     # a rule file's problems, one a line, as before
     both = RuleFileError([RuleError("acme.yaml", "url", "bad\x1b"), RuleError("acme.yaml", "timeout", "too big")])

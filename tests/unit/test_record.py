@@ -117,7 +117,6 @@ def test_a_symlink_to_an_image_inside_the_folder_is_accepted(make_record: MakeRe
     assert [(i.path.name, i.size) for i in record.images] == [("real.jpg", 6)]
 
 
-
 def test_images_read_through_a_linked_inbox_have_the_paths_resolve_gives(
     make_record: MakeRecord, tmp_path: Path
 ) -> None:
@@ -417,6 +416,34 @@ def test_a_validation_error_does_not_echo_the_field_value(make_record: MakeRecor
     assert f"{field}:" in caught.value.reason
     assert "ECHOECHO" not in str(caught.value)
     assert len(str(caught.value)) < 400
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "char"),
+    [
+        ({"id": "veh-1\x1b[2J"}, "id", "U+001B"),
+        ({"id": "veh-1\nFORGED line"}, "id", "U+000A"),
+        ({"client_id": "acme\u202e"}, "client_id", "U+202E"),
+        ({"user": {"id": "u-42\x07"}}, "user.id", "U+0007"),
+    ],
+)
+def test_an_id_that_is_not_text_is_refused_naming_the_field_and_the_character(
+    make_record: MakeRecord, fields: dict[str, Any], field: str, char: str
+) -> None:
+    # ids are shown on terminals and in logs: an escape sequence or a newline there drives the
+    # operator's terminal or forges a line
+    folder = make_record(fields=vehicle(**fields))
+
+    with pytest.raises(RecordError) as caught:
+        load_record(folder)
+
+    assert f"{field}: holds a control or invisible character ({char})" in str(caught.value)
+    assert str(caught.value).isprintable()
+
+
+def test_ids_with_spaces_accents_and_punctuation_are_taken(make_record: MakeRecord) -> None:
+    folder = make_record(fields=vehicle(id="véh 1/2 #3", user={"id": "Jeanne Dupont-Müller"}))
+    assert load_record(folder).id == "véh 1/2 #3"
 
 
 def test_a_long_listed_image_name_is_cut_short_in_the_message(make_record: MakeRecord) -> None:
