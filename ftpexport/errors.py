@@ -88,7 +88,7 @@ class RuleError(ConfigError):
         self.file = file
         self.field = field
         self.reason = reason
-        where = f"{file}: {field}" if field else file
+        where = f"{printable_name(file)}: {field}" if field else printable_name(file)
         super().__init__(f"{where}: {reason}", hint=hint)
 
 

@@ -76,6 +76,7 @@ def test_other_errors_escape_what_is_not_text_and_keep_their_lines() -> None:
     # a rule file's problems, one a line, as before
     both = RuleFileError([RuleError("acme.yaml", "url", "bad\x1b"), RuleError("acme.yaml", "timeout", "too big")])
     assert str(both) == "acme.yaml: url: bad\\x1b\nacme.yaml: timeout: too big"
+    assert str(RuleError("rules/ac\nme.yaml", None, "not YAML")) == "rules/ac\\x0ame.yaml: not YAML"
 
 
 def test_a_secret_with_a_control_character_is_still_masked_once_an_error_escaped_it() -> None:
