@@ -144,10 +144,12 @@ def status_text(
     errors = [r for r in routes if r["last_error"]]
     if errors:
         parts += ["", "last errors:"]
-        parts += [f"  {r['destination']}  at {_when(r['last_error_at'], now)}: {r['last_error']}" for r in errors]
+        parts += [f"  {r['destination']}  at {_when(r['last_error_at'], now)}: {shown(r['last_error'])}"
+                  for r in errors]  # fmt: skip
     if failed:
         parts += ["", "failed deliveries (parked: fix the cause, then `ftpexport retry --client C` requeues them):"]
-        parts += [f"  {d.destination}  {d.record_id}  (attempts: {d.attempts}): {d.last_error}" for d in failed]
+        parts += [f"  {d.destination}  {printable_name(d.record_id)}  (attempts: {d.attempts}): {shown(d.last_error)}"
+                  for d in failed]  # fmt: skip
     if refused:
         parts += ["", refused_text(refused, now)]
     return "\n".join(parts)
@@ -174,7 +176,7 @@ def notifications_text(rows: list[dict[str, Any]], now: datetime) -> str:
     errors = [r for r in rows if r["last_error"]]
     if errors:
         parts += ["", "webhook last errors (failed ones are not sent again):"]
-        parts += [f"  {r['client_id']}  at {_when(r['last_error_at'], now)}: {r['last_error']}" for r in errors]
+        parts += [f"  {r['client_id']}  at {_when(r['last_error_at'], now)}: {shown(r['last_error'])}" for r in errors]
     return "\n".join(parts)
 
 
@@ -186,7 +188,7 @@ def refused_text(refused: Sequence[dict[str, Any]], now: datetime) -> str:
         known += [f"{label} {r[key]}" for label, key in (("client", "client_id"), ("record", "record_id"),
                                                          ("rule file", "rule_file")) if r[key]]  # fmt: skip
         times = "once" if r["times"] == 1 else f"{r['times']} times since {_when(r['first_seen'], now)}"
-        lines.append(f"  {printable_name(r['record_path'])}: {printable(r['reason'], one_line=True)}")
+        lines.append(f"  {printable_name(r['record_path'])}: {shown(r['reason'])}")
         lines.append(f"    {', '.join(known)}; refused {times}, last {_when(r['last_seen'], now)}")
     return "\n".join(lines)
 
@@ -288,6 +290,12 @@ def probe_text(reports: list[Any]) -> str:
     return "\n".join(parts)
 
 
+def shown(text: str | None) -> str:
+    """What the ledger kept of an error, as one line of text: rows written before errors were kept as
+    text (``errors.printable``) may hold a server's escape sequences or line breaks."""
+    return printable(text or "", one_line=True)
+
+
 def _yes_no(value: Any, yes: str = "yes", no: str = "no") -> str:
     return "not known" if value is None else yes if value else no
 
@@ -340,12 +348,12 @@ def history_text(rows: list[dict[str, Any]]) -> str:
         [
             r["started_at"][:19].replace("T", " "),
             r["destination"],
-            r["record_id"],
+            printable_name(r["record_id"]),
             r["result"] or "running",
             human_bytes(r["bytes"] or 0),
-            r["correlation_id"],
+            printable_name(r["correlation_id"]),
             "yes" if r.get("transcript") else "-",
-            ", ".join(r["remote_paths"]) or (r["error"] or ""),
+            ", ".join(r["remote_paths"]) or shown(r["error"] or ""),
         ]
         for r in rows
     ]

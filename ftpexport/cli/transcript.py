@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from ..display import shown
 from ..errors import ConfigError, FtpexportError
 from ..ledger import AttemptTranscript, display_state
 from ..secret import redact
@@ -64,7 +65,7 @@ def transcript_text(found: list[AttemptTranscript]) -> str:
 
 def _heading(number: int, total: int, attempt: AttemptTranscript) -> str:
     result = attempt["result"] or "running"
-    error = f": {attempt['error']}" if attempt["error"] else ""
+    error = f": {shown(attempt['error'])}" if attempt["error"] else ""
     return (
         f"attempt {number} of {total} with a transcript  {attempt['destination']}  correlation id "
         f"{attempt['correlation_id']}\nstarted {attempt['started_at']}, finished {attempt['finished_at'] or '-'}, "

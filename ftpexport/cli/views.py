@@ -19,10 +19,11 @@ from ..display import (
     report_csv,
     report_rows,
     report_text,
+    shown,
     status_rows,
     status_text,
 )
-from ..errors import ConfigError
+from ..errors import ConfigError, printable_name
 from ..ledger import display_state
 from ..secret import redact
 from .base import EnvvarCommand
@@ -210,5 +211,5 @@ def retry(
         click.echo(json.dumps({"requeued": [d.as_dict() for d in requeued]}, indent=2))
         return
     for d in requeued:
-        click.echo(f"requeued  {d.destination}  {d.record_id}  (was: {d.last_error})")
+        click.echo(f"requeued  {d.destination}  {printable_name(d.record_id)}  (was: {shown(d.last_error)})")
     click.echo(f"{len(requeued)} failed deliveries requeued" + ("; run or watch will send them" if requeued else ""))

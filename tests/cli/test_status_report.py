@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 from cli_runner import invoke
+from click.testing import CliRunner
 
+from ftpexport.cli import cli
 from ftpexport.ledger import Ledger, open_ledger
 
 
@@ -137,3 +139,20 @@ def test_report_refuses_a_date_it_cannot_read(state: Path) -> None:
     result = invoke("report", "--state", state, "--since", "last tuesday")
     assert result.exit_code == 2
     assert "expected a date (2026-11-20)" in result.output
+
+
+def test_an_error_kept_before_errors_were_text_is_shown_as_one_line_of_text(tmp_path: Path) -> None:
+    # a ledger row of an older ftpexport: a server's two-line reply with escape sequences, kept as it
+    # came, and a record id with one (ids are refused since)
+    path = tmp_path / "ledger.sqlite3"
+    raw = "552-Quota exceeded\r\n552 \x1b[2J\x1b[31mbye"
+    with open_ledger(path) as ledger:
+        _delivery(ledger, "r\x1b[5m1", "acme", "acme/dms", result="failed", created=_ago(hours=1),
+                  finished=_ago(hours=1), error=raw)  # fmt: skip
+
+    shown = "552-Quota exceeded 552 \\x1b[2J\\x1b[31mbye"
+    for args in (("status",), ("history",), ("retry", "--all")):
+        # color=True: as on a terminal, where click leaves escape sequences in what it prints
+        out = CliRunner().invoke(cli, [*args, "--state", str(path)], color=True, catch_exceptions=False).stdout
+        assert "\x1b" not in out and "\r" not in out, (args, out)
+        assert shown in out and "r\\x1b[5m1" in out, (args, out)
