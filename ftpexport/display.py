@@ -248,8 +248,9 @@ def report_text(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "nothing was delivered in this period"
     lines = table(
-        [[r["delivered_at"][:19].replace("T", " "), r["client_id"], r["destination"], r["record_id"], r["vin"] or "",
-          human_bytes(r["bytes"]), ", ".join(r["remote_paths"])] for r in rows],
+        [[r["delivered_at"][:19].replace("T", " "), printable_name(r["client_id"]), r["destination"],
+          printable_name(r["record_id"]), printable_name(r["vin"] or ""),
+          human_bytes(r["bytes"]), printable_name(", ".join(r["remote_paths"]))] for r in rows],
         ["delivered (UTC)", "client", "destination", "record", "VIN", "bytes", "remote paths"],
     )  # fmt: skip
     totals: dict[str, list[Any]] = {}
@@ -259,7 +260,8 @@ def report_text(rows: list[dict[str, Any]]) -> str:
         entry[1].add(r["destination"])
         entry[2] += r["bytes"]
     summary = [
-        f"{client}: {len(records)} vehicle(s) to {len(destinations)} destination(s), {human_bytes(size)}"
+        f"{printable_name(client)}: {len(records)} vehicle(s) to {len(destinations)} destination(s), "
+        f"{human_bytes(size)}"
         for client, (records, destinations, size) in sorted(totals.items())
     ]
     return "\n".join([lines, "", *summary])
@@ -353,7 +355,7 @@ def history_text(rows: list[dict[str, Any]]) -> str:
             human_bytes(r["bytes"] or 0),
             printable_name(r["correlation_id"]),
             "yes" if r.get("transcript") else "-",
-            ", ".join(r["remote_paths"]) or shown(r["error"] or ""),
+            printable_name(", ".join(r["remote_paths"])) or shown(r["error"] or ""),
         ]
         for r in rows
     ]

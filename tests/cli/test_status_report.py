@@ -149,6 +149,8 @@ def test_an_error_kept_before_errors_were_text_is_shown_as_one_line_of_text(tmp_
     with open_ledger(path) as ledger:
         _delivery(ledger, "r\x1b[5m1", "acme", "acme/dms", result="failed", created=_ago(hours=1),
                   finished=_ago(hours=1), error=raw)  # fmt: skip
+        _delivery(ledger, "r\x1b[5m2", "acme", "acme/dms", result="delivered", created=_ago(hours=1),
+                  finished=_ago(minutes=1))  # fmt: skip
 
     shown = "552-Quota exceeded 552 \\x1b[2J\\x1b[31mbye"
     for args in (("status",), ("history",), ("retry", "--all")):
@@ -156,3 +158,9 @@ def test_an_error_kept_before_errors_were_text_is_shown_as_one_line_of_text(tmp_
         out = CliRunner().invoke(cli, [*args, "--state", str(path)], color=True, catch_exceptions=False).stdout
         assert "\x1b" not in out and "\r" not in out, (args, out)
         assert shown in out and "r\\x1b[5m1" in out, (args, out)
+    report = (
+        CliRunner()
+        .invoke(cli, ["report", "--state", str(path), "--since", _ago(days=1)[:10]], color=True, catch_exceptions=False)
+        .stdout
+    )
+    assert "\x1b" not in report and "r\\x1b[5m2" in report, report
