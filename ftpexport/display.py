@@ -293,8 +293,9 @@ def probe_text(reports: list[Any]) -> str:
 
 
 def shown(text: str | None) -> str:
-    """What the ledger kept of an error, as one line of text: rows written before errors were kept as
-    text (``errors.printable``) may hold a server's escape sequences or line breaks."""
+    """A server's words the ledger kept (an error, a banner) as one line of text: a server's escape
+    sequences and line breaks, in what it said and in errors kept before errors were made text
+    (``errors.printable``), shown as their escapes and spaces."""
     return printable(text or "", one_line=True)
 
 
@@ -306,7 +307,7 @@ def capability_lines(caps: dict[str, Any]) -> list[str]:
     """What was learned of a server (``ServerCapabilities.as_dict``), a line per subject, for people."""
     lines = []
     if caps.get("banner"):  # the server's words: shown as text (an escape sequence as its escape)
-        lines.append(f"banner: {printable(str(caps['banner']), one_line=True)}")
+        lines.append(f"banner: {shown(str(caps['banner']))}")
     if caps.get("protocol") == "ftp" or "feat" in caps:
         if caps.get("feat") is None:
             lines.append("features: not known (the server does not answer FEAT)")
@@ -316,7 +317,7 @@ def capability_lines(caps: dict[str, Any]) -> list[str]:
             features = (f"{label} {_yes_no(caps.get(key))}" for label, key in FEAT_FIELDS.items())
             lines.append("features: " + ", ".join(features))
     if caps.get("protocol") == "sftp":
-        extensions = printable(", ".join(sorted(caps.get("extensions") or {})), one_line=True) or "none"
+        extensions = shown(", ".join(sorted(caps.get("extensions") or {}))) or "none"
         lines.append(f"SFTP version {caps.get('sftp_version')}, extensions: {extensions}")
         limits = caps.get("limits")
         if limits:

@@ -65,17 +65,6 @@ DISCONNECT_REASONS = {
 }  # fmt: skip
 
 
-def server_disconnect(transport: paramiko.Transport) -> str | None:
-    """What the server said when it disconnected ``transport`` (its words on one line, at most 200
-    characters, with the reason), or None when it closed the connection without a word."""
-    said = getattr(transport, "disconnect", None)
-    if said is None:
-        return None
-    code, text = said
-    text = printable(" ".join(text.split()), one_line=True)[:200] or "no reason given"  # the server's words
-    return f"{text} (SSH disconnect, reason {code}: {DISCONNECT_REASONS.get(code, 'unknown')})"
-
-
 def disconnect_error(endpoint: Endpoint, transport: paramiko.Transport, exc: BaseException) -> TransportError | None:
     """The error to raise instead of ``exc`` when the server disconnected ``transport`` saying why;
     None when it did not, or ``exc`` is not ours to explain (the caller re-raises ``exc``).
@@ -89,11 +78,14 @@ def disconnect_error(endpoint: Endpoint, transport: paramiko.Transport, exc: Bas
         # paramiko raised as soon as it read it: give the disconnect a moment to arrive
         with contextlib.suppress(RuntimeError):
             transport.join(min(DISCONNECT_WAIT, endpoint.timeout))
-    said = server_disconnect(transport)
-    if said is None:
+    disconnect: tuple[int, str] | None = getattr(transport, "disconnect", None)
+    if disconnect is None:  # closed without a word
         return None
+    code, text = disconnect
+    text = printable(" ".join(text.split()))[:200] or "no reason given"  # the server's words: one line, bounded
+    said = f"{text} (SSH disconnect, reason {code}: {DISCONNECT_REASONS.get(code, 'unknown')})"
     transcript.note("error", f"the server disconnected: {said}")
-    if transport.disconnect[0] == TOO_MANY_CONNECTIONS:  # type: ignore[attr-defined]
+    if code == TOO_MANY_CONNECTIONS:
         return TooManySessionsError(
             f"the server refused one more session: {said}", destination=endpoint.display, hint=TOO_MANY_HINT
         )
