@@ -3,8 +3,9 @@ error, and an escape sequence in a reply or a banner is shown as its escape (``\
 to the operator's terminal, where it could clear the screen, recolour it, retitle the window or
 forge lines.
 
-The commands run with ``color=True``: click keeps escape sequences on a terminal, and strips them
-only when the output is not one, which would hide what an operator sees.
+The commands run as on a terminal (``invoke(..., terminal=True)``, click's ``color``): click keeps
+escape sequences on a terminal, and strips them only when the output is not one, which would hide
+what an operator sees.
 """
 
 from __future__ import annotations
@@ -14,13 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from cli_runner import invoke
+from click.testing import Result
 from ftp_handlers import ServerEvents, counting_handler
 from records import make_record
 from rulefiles import ftp_destination, rule_document, write_rules
 from servers import RunningServer, pyftpdlib_server
-
-from ftpexport.cli import cli
 
 pytestmark = pytest.mark.integration
 
@@ -44,9 +44,7 @@ def server() -> Iterator[RunningServer]:
 
 
 def _invoke(*args: str | Path, password: str) -> Result:
-    runner = CliRunner()
-    return runner.invoke(cli, [str(a) for a in args], env={PASSWORD_ENV: password}, color=True,
-                         catch_exceptions=False)  # fmt: skip
+    return invoke(*args, env={PASSWORD_ENV: password}, terminal=True)
 
 
 def _assert_text_only(result: Result) -> None:

@@ -13,9 +13,7 @@ from pathlib import Path
 
 import pytest
 from cli_runner import invoke
-from click.testing import CliRunner
 
-from ftpexport.cli import cli
 from ftpexport.ledger import Ledger, open_ledger
 
 
@@ -154,13 +152,9 @@ def test_an_error_kept_before_errors_were_text_is_shown_as_one_line_of_text(tmp_
 
     shown = "552-Quota exceeded 552 \\x1b[2J\\x1b[31mbye"
     for args in (("status",), ("history",), ("retry", "--all")):
-        # color=True: as on a terminal, where click leaves escape sequences in what it prints
-        out = CliRunner().invoke(cli, [*args, "--state", str(path)], color=True, catch_exceptions=False).stdout
+        # terminal=True: as on a terminal, where click leaves escape sequences in what it prints
+        out = invoke(*args, "--state", path, terminal=True).stdout
         assert "\x1b" not in out and "\r" not in out, (args, out)
         assert shown in out and "r\\x1b[5m1" in out, (args, out)
-    report = (
-        CliRunner()
-        .invoke(cli, ["report", "--state", str(path), "--since", _ago(days=1)[:10]], color=True, catch_exceptions=False)
-        .stdout
-    )
+    report = invoke("report", "--state", path, "--since", _ago(days=1)[:10], terminal=True).stdout
     assert "\x1b" not in report and "r\\x1b[5m2" in report, report
