@@ -110,7 +110,8 @@ class CapabilityBook:
         self._save(destination, entry)
 
     def sessions_refused(self, destination: str, sessions: int) -> None:
-        """The server refused a session while ``sessions`` of ours were open: no more than that from now on."""
+        """The server refused a session while it may have counted ``sessions`` of ours (open or
+        connecting): no more than that from now on."""
         entry = self._entry(destination)
         with self._lock:
             current = entry.capabilities.sessions

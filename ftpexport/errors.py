@@ -178,8 +178,9 @@ class TooManySessionsError(TransientError):
     """The server refused one more session (421 too many connections, or an SSH disconnect for too
     many connections): fewer connections will do."""
 
-    #: how many sessions of ours the server had open when it refused this one (set by the pool); more
-    #: than 0: a limit of the server's, which caps the destination, not a failure of the server
+    #: how many sessions of ours the server may have counted when it refused this one (open, or
+    #: connecting meanwhile; set by the pool); more than 0: a limit of the server's, which caps the
+    #: destination, not a failure of the server
     sessions_open = 0
 
 

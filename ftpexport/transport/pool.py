@@ -37,8 +37,9 @@ class ConnectionPool:
     of every job.
 
     A server that refuses one more session (``TooManySessionsError``: 421 too many connections) while
-    this pool holds others open tells how many it accepts: ``on_sessions_refused(open)`` is called
-    with the number of this pool's connections open then, and the pool keeps no more idle than that.
+    this pool holds others open or connecting tells how many it accepts: ``on_sessions_refused(n)``
+    is called with the number of this pool's connections it may have counted (open or connecting
+    while the refused one connected), and the pool keeps no more idle than that.
     ``on_release(transport)`` is called with every transport given back, before it is kept or closed
     (what it learned of the server is read there).
     """
@@ -64,8 +65,8 @@ class ConnectionPool:
         self._lock = threading.Lock()
         self._idle: list[tuple[Transport, float]] = []
         self._active: set[Transport] = set()
-        #: connections of ``_active`` still connecting (not yet sessions the server accepted)
-        self._connecting = 0
+        #: connections begun so far, to count those begun while one connects
+        self._begun = 0
         self._closed = False
         #: connections opened and reused so far (for logs and tests)
         self.opened = 0
@@ -90,33 +91,42 @@ class ConnectionPool:
             transport.close()
         transport = self._open(self.endpoint)
         with self._lock:
+            others = len(self._active) + len(self._idle)  # open, in use or still connecting
             self._active.add(transport)
-            self._connecting += 1
+            self._begun += 1
+            begun = self._begun
         try:
             transport.connect()
         except BaseException as exc:
             with self._lock:
                 self._active.discard(transport)
-                self._connecting -= 1
-                open_now = len(self._active) + len(self._idle) - self._connecting
+                counted = self._counted(others + self._begun - begun)
             transport.close()
-            if isinstance(exc, TooManySessionsError) and open_now > 0:
-                exc.sessions_open = open_now
-                self._sessions_refused(open_now)
+            if isinstance(exc, TooManySessionsError) and counted > 0:
+                exc.sessions_open = counted
+                self._sessions_refused(counted)
             raise
         with self._lock:
-            self._connecting -= 1
             self.opened += 1
         return transport
 
-    def _sessions_refused(self, open_now: int) -> None:
-        """The server took ``open_now`` sessions of this pool and refused one more."""
+    def _counted(self, met: int) -> int:
+        """How many sessions of ours the server counted when it refused one (called with the refused
+        one out of ``_active``): those open or still connecting now; of several refused together, the
+        last sees only the sessions the server took. When none is left but ``met`` others connected
+        beside the refused one, all of them were refused: a server that counts at login (ProFTPD's
+        ``MaxClientsPerUser``) refuses every login of a crowd. A limit still, not a failure: 1."""
+        others = len(self._active) + len(self._idle)
+        return others if others or not met else 1
+
+    def _sessions_refused(self, sessions: int) -> None:
+        """The server refused one more session while it may have counted ``sessions`` of this pool's."""
         log.info("the server refused one more session; connections to it are capped",
-                 extra={"destination": self.endpoint.display, "sessions": open_now})  # fmt: skip
+                 extra={"destination": self.endpoint.display, "sessions": sessions})  # fmt: skip
         with self._lock:
-            self.size = min(self.size, open_now)
+            self.size = min(self.size, sessions)
         if self._on_sessions_refused is not None:
-            self._on_sessions_refused(open_now)
+            self._on_sessions_refused(sessions)
 
     @staticmethod
     def _usable(transport: Transport, since: float) -> bool:

@@ -4,8 +4,10 @@ in-memory server)."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import posixpath
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -182,6 +184,42 @@ def test_a_session_refused_while_another_is_open_does_not_open_the_breaker(world
 
     assert results(summary) == ["delivered"] * 4
     assert refusals and all(exc.sessions_open == 1 for exc in refusals)
+    assert learned(world)["capabilities"]["sessions"] == 1
+
+
+def test_logins_refused_together_cap_the_destination_and_do_not_open_the_breaker(world: World) -> None:
+    """A server that counts sessions at login (ProFTPD's MaxClientsPerUser) refuses all of the first
+    three logins, which meet; none of ours was open yet. The refusals are its limit, not a failure
+    of the server: with a breaker of threshold 1, every delivery still goes through."""
+    world.rules(max_connections=3)
+    world.server.max_sessions = 1
+    meet = threading.Barrier(3, timeout=10)
+    logins = itertools.count()
+    refusals: list[TooManySessionsError] = []
+    open_transport = world.transport
+
+    def transport(endpoint: Endpoint) -> Transport:
+        made = open_transport(endpoint)
+        connect = made.connect
+
+        def the_first_three_meet_and_are_refused() -> None:
+            if next(logins) >= 3:
+                return connect()
+            meet.wait()
+            exc = TooManySessionsError("the server refused one more session: 530 Maximum connections for host/user "
+                                       "reached", destination=endpoint.display)  # fmt: skip
+            refusals.append(exc)
+            raise exc
+
+        made.connect = the_first_three_meet_and_are_refused  # type: ignore[method-assign]
+        return made
+
+    world.transport = transport  # type: ignore[method-assign]
+    summary = world.export([world.record(n) for n in range(1, 5)], jobs=3, retries=10, breaker_threshold=1,
+                           pause=300.0)  # fmt: skip
+
+    assert results(summary) == ["delivered"] * 4
+    assert sorted(exc.sessions_open for exc in refusals) == [1, 1, 2]
     assert learned(world)["capabilities"]["sessions"] == 1
 
 

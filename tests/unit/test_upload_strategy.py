@@ -7,6 +7,7 @@ from __future__ import annotations
 import ftplib
 import io
 import logging
+import threading
 
 import pytest
 from pydantic import SecretStr
@@ -168,6 +169,45 @@ def test_a_pool_that_meets_a_refused_session_reports_how_many_were_open_and_keep
     for transport in (first, second):
         pool.release(transport, reuse=True)
     pool.close()
+
+
+def test_logins_that_meet_and_are_all_refused_count_each_other() -> None:
+    """A server that counts sessions at login (ProFTPD's MaxClientsPerUser) refuses every one of
+    several logins that meet: none was open when it refused, yet it refused them for its limit."""
+    server = MemoryServer()
+    meet = threading.Barrier(3, timeout=10)
+
+    def login_refused_together(endpoint: Endpoint) -> Transport:
+        made = server.transport(endpoint)
+
+        def refused() -> None:
+            meet.wait()
+            raise TooManySessionsError("the server refused one more session: 530 Maximum connections for host/user "
+                                       "reached", destination=endpoint.display)  # fmt: skip
+
+        made.connect = refused  # type: ignore[method-assign]
+        return made
+
+    refused: list[int] = []
+    pool = ConnectionPool(ENDPOINT, size=4, transport_factory=login_refused_together,
+                          on_sessions_refused=refused.append)  # fmt: skip
+    caught: list[TooManySessionsError] = []
+
+    def acquire() -> None:
+        with pytest.raises(TooManySessionsError) as exc:
+            pool.acquire()
+        caught.append(exc.value)
+
+    threads = [threading.Thread(target=acquire) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    # the first refusal counted saw the two others still connecting, the second one, the last none
+    # but met two: the crowd was refused, one at a time from now on
+    assert sorted(exc.sessions_open for exc in caught) == [1, 1, 2]
+    assert sorted(refused) == [1, 1, 2] and pool.size == 1
 
 
 def test_a_refused_first_session_teaches_no_limit() -> None:
