@@ -38,8 +38,8 @@ class ConnectionPool:
 
     A server that refuses one more session (``TooManySessionsError``: 421 too many connections) while
     this pool holds others open or connecting tells how many it accepts: ``on_sessions_refused(n)``
-    is called with the number of this pool's connections it may have counted (open or connecting
-    while the refused one connected), and the pool keeps no more idle than that.
+    is called with the number of this pool's connections it may have counted (``_counted``: open or
+    connecting when the refusal came in), and the pool keeps no more idle than that.
     ``on_release(transport)`` is called with every transport given back, before it is kept or closed
     (what it learned of the server is read there).
     """
