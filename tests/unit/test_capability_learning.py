@@ -8,6 +8,7 @@ import itertools
 import logging
 import posixpath
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -126,25 +127,31 @@ def one_session_held(world: World) -> list[TooManySessionsError]:
     world.server.max_sessions = 1
     held = world.server.hang("put", "*")
     refusals: list[TooManySessionsError] = []
+
+    def refused_releases(connect: Callable[[], None], endpoint: Endpoint) -> None:
+        try:
+            connect()
+        except TooManySessionsError as exc:
+            refusals.append(exc)
+            held.release()
+            raise
+
+    on_login(world, refused_releases)
+    return refusals
+
+
+def on_login(world: World, login: Callable[[Callable[[], None], Endpoint], None]) -> None:
+    """Each connection the exporter opens logs in through ``login(connect, endpoint)``, ``connect``
+    being its own."""
     open_transport = world.transport
 
     def transport(endpoint: Endpoint) -> Transport:
         made = open_transport(endpoint)
         connect = made.connect
-
-        def refused_releases() -> None:
-            try:
-                connect()
-            except TooManySessionsError as exc:
-                refusals.append(exc)
-                held.release()
-                raise
-
-        made.connect = refused_releases  # type: ignore[method-assign]
+        made.connect = lambda: login(connect, endpoint)  # type: ignore[method-assign]
         return made
 
     world.transport = transport  # type: ignore[method-assign]
-    return refusals
 
 
 def test_a_server_that_refuses_a_session_caps_the_destination_at_what_it_accepted(world: World) -> None:
@@ -196,25 +203,17 @@ def test_logins_refused_together_cap_the_destination_and_do_not_open_the_breaker
     meet = threading.Barrier(3, timeout=10)
     logins = itertools.count()
     refusals: list[TooManySessionsError] = []
-    open_transport = world.transport
 
-    def transport(endpoint: Endpoint) -> Transport:
-        made = open_transport(endpoint)
-        connect = made.connect
+    def the_first_three_meet_and_are_refused(connect: Callable[[], None], endpoint: Endpoint) -> None:
+        if next(logins) >= 3:
+            return connect()
+        meet.wait()
+        exc = TooManySessionsError("the server refused one more session: 530 Maximum connections for host/user "
+                                   "reached", destination=endpoint.display)  # fmt: skip
+        refusals.append(exc)
+        raise exc
 
-        def the_first_three_meet_and_are_refused() -> None:
-            if next(logins) >= 3:
-                return connect()
-            meet.wait()
-            exc = TooManySessionsError("the server refused one more session: 530 Maximum connections for host/user "
-                                       "reached", destination=endpoint.display)  # fmt: skip
-            refusals.append(exc)
-            raise exc
-
-        made.connect = the_first_three_meet_and_are_refused  # type: ignore[method-assign]
-        return made
-
-    world.transport = transport  # type: ignore[method-assign]
+    on_login(world, the_first_three_meet_and_are_refused)
     summary = world.export([world.record(n) for n in range(1, 5)], jobs=3, retries=10, breaker_threshold=1,
                            pause=300.0)  # fmt: skip
 
