@@ -34,10 +34,11 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-from .common import Inbox, log, make_inbox, work_root
+from .common import REPO, Inbox, log, make_inbox, work_root
 from .export_runs import ftpexport_run, run_timed
 from .product import machine_note
 from .report import table
+from .synthetic import PASSWORD_ENV, ftp_rule
 
 #: the start-ups measured: ftpexport's (None: ``ftpexport run`` on an empty inbox), the interpreter's, and the
 #: bare client's of ``benchmarks.export`` (its imports; paramiko's as a script imports it)
@@ -51,15 +52,6 @@ LOOSE = "read + sha256 (the content hash): loose files"
 ZIP = "read + sha256 + CRC-32: zip"
 #: the block ftpexport reads records in (``record._HASH_CHUNK``)
 BLOCK = 1024 * 1024
-RULES = """client_id: bench
-destinations:
-  - name: dms
-    url: ftp://bench@127.0.0.1:9/run
-    password: not-used
-    allow_plain_ftp: true
-package:
-  format: zip
-"""
 
 
 def _files(inbox: Inbox) -> list[Path]:
@@ -108,10 +100,11 @@ def _startup(work: Path, runs: int) -> dict[str, tuple[float, float]]:
     """Medians of (wall, CPU) seconds of each start-up of ``STARTS``, each run a new process."""
     rules = work / "rules"
     rules.mkdir(parents=True, exist_ok=True)
-    (rules / "bench.yaml").write_text(RULES)
+    # an FTP destination that is never dialled: the inbox is empty
+    (rules / "bench.yaml").write_text(ftp_rule("bench", "bench", 9))
     (work / "empty").mkdir(exist_ok=True)
-    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
-                                                       os.environ.get("PYTHONPATH")]))}  # fmt: skip
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+           PASSWORD_ENV: "not-used"}  # fmt: skip
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in STARTS}
     for n in range(runs):
         scratch = work / f"startup-{n}"
@@ -132,12 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--workdir", type=Path, help="where the inbox is written (default: tmpfs when there is one)")
     args = parser.parse_args(argv)
-    work = work_root(args.workdir) / "floor"
+    root = work_root(args.workdir)
+    work = root / "floor"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     print(machine_note())
     log(f"writing the inbox ({args.records} vehicles) ...")
-    inbox = make_inbox(work_root(args.workdir) / f"inbox-{args.records}", args.records)
+    inbox = make_inbox(root / f"inbox-{args.records}", args.records)
     paths = _files(inbox)
     gb = inbox.bytes / 1e9
     size = f"{inbox.bytes / 1e6:.1f} MB"
